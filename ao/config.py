@@ -1,0 +1,463 @@
+"""Configuration: discovery, loading, interpolation, validation and the effective model (SPEC section 2).
+
+``load()`` runs every check at once and raises one :class:`AoError` carrying all problems, each
+positioned as ``FILE:LINE:COL: message (at dotted.path)``:
+
+1. YAML with positions (:mod:`ao.yamlsrc`);
+2. ``${VAR}`` interpolation;
+3. the JSON Schema (``schemas/config.schema.json``);
+4. semantic checks a schema cannot express (routing targets, prefixes, reaction triggers, templates,
+   rule files).
+"""
+
+from __future__ import annotations
+
+import difflib
+import os
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Mapping
+
+from ao import paths, reactions
+from ao.durations import DurationError, parse_duration
+from ao.errors import AoError, Problem, dotted
+from ao.reactions import Reaction
+from ao.yamlsrc import Source, load_file
+
+CONFIG_NAMES = ("agent-orchestrator.yaml", "agent-orchestrator.yml")
+BUILTIN_NOTIFIERS = ("desktop", "log")  # names usable in routing without a notifiers: entry
+REDACTED = "***"
+
+
+# --------------------------------------------------------------------------------------------- discovery
+
+def candidates(cwd: Path | None = None, env: Mapping[str, str] | None = None) -> list[Path]:
+    """Every place a config is looked for, in order (after ``--config``)."""
+    env = os.environ if env is None else env
+    found: list[Path] = []
+    if env.get("AO_CONFIG_PATH"):
+        found.append(Path(env["AO_CONFIG_PATH"]).expanduser())
+    here = (cwd or Path.cwd()).resolve()
+    for folder in (here, *here.parents):
+        found.extend(folder / name for name in CONFIG_NAMES)
+    xdg = Path(env["XDG_CONFIG_HOME"]) if env.get("XDG_CONFIG_HOME") else Path.home() / ".config"
+    found.append(xdg / "agent-orchestrator" / "config.yaml")
+    found.append(Path.home() / ".agent-orchestrator.yaml")
+    return found
+
+
+def discover(explicit: str | Path | None = None, cwd: Path | None = None,
+             env: Mapping[str, str] | None = None) -> Path:
+    """The config file to use: ``--config``, then the search order of SPEC section 2."""
+    if explicit:
+        path = Path(explicit).expanduser()
+        if not path.is_file():
+            raise AoError(f"{path}: config file not found")
+        return path
+    looked = candidates(cwd, env)
+    for path in looked:
+        if path.is_file():
+            return path
+    env = os.environ if env is None else env
+    places = [str(p) for p in looked if p.name != CONFIG_NAMES[1]]
+    if env.get("AO_CONFIG_PATH"):
+        raise AoError(f"$AO_CONFIG_PATH names {looked[0]}, which does not exist")
+    raise AoError("no ao configuration found. Looked for:\n  " + "\n  ".join(places)
+                  + "\nCreate one with: ao config init")
+
+
+# ------------------------------------------------------------------------------------------ interpolation
+
+_VAR = re.compile(r"\$\$\{|\$\{([^}]*)\}|\$\{")
+_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+
+
+def _interpolate_text(text: str, env: Mapping[str, str]) -> tuple[str, bool, list[str]]:
+    """Expand one string. Returns (text, took a value from the environment, errors)."""
+    used_env = False
+    errors: list[str] = []
+
+    def replace(match: re.Match[str]) -> str:
+        nonlocal used_env
+        token = match.group(0)
+        if token == "$${":
+            return "${"
+        if match.group(1) is None:
+            errors.append("unterminated ${ (write $${ for a literal ${)")
+            return token
+        body = match.group(1)
+        name, sep, default = body.partition(":-")
+        if not _NAME.match(name):
+            errors.append(f"invalid variable name in ${{{body}}}")
+            return token
+        if name in env:
+            used_env = True
+            return env[name]
+        if sep:
+            return default
+        errors.append(f"environment variable {name} is not set (use ${{{name}:-default}} for a fallback)")
+        return token
+
+    return _VAR.sub(replace, text), used_env, errors
+
+
+def interpolate(src: Source, env: Mapping[str, str] | None = None) -> tuple[Any, set[tuple], list[Problem]]:
+    """Expand ``${VAR}`` in every string value. Returns (data, paths taken from the env, problems)."""
+    import yaml
+
+    env = os.environ if env is None else env
+    from_env: set[tuple] = set()
+    problems: list[Problem] = []
+
+    def walk(value: Any, path: tuple) -> Any:
+        if isinstance(value, dict):
+            return {k: walk(v, path + (k,)) for k, v in value.items()}
+        if isinstance(value, list):
+            return [walk(v, path + (i,)) for i, v in enumerate(value)]
+        if not isinstance(value, str) or "$" not in value:
+            return value
+        text, used_env, errors = _interpolate_text(value, env)
+        problems.extend(src.problem(path, e) for e in errors)
+        if used_env:
+            from_env.add(path)
+        if text != value and path in src.plain:
+            # An unquoted `port: ${PORT}` should be a number, as if the value had been typed in.
+            try:
+                typed = yaml.safe_load(text)
+            except yaml.YAMLError:
+                typed = text
+            if isinstance(typed, (int, float, bool)):
+                return typed
+        return text
+
+    return walk(src.data, ()), from_env, problems
+
+
+# ---------------------------------------------------------------------------------------------- schema
+
+def schema_problems(src: Source, data: Any) -> list[Problem]:
+    from ao import schemas
+
+    return schemas.problems_for(src, data, "config.schema.json")
+
+
+# -------------------------------------------------------------------------------------------- prefixes
+
+def derive_prefix(name: str) -> str:
+    """Session prefix from a project folder name (SPEC section 2)."""
+    if len(name) <= 4:
+        return name.lower()
+    capitals = re.findall(r"[A-Z]", name)
+    if len(capitals) > 1:
+        return "".join(capitals).lower()
+    if "-" in name or "_" in name:
+        return "".join(word[0] for word in re.split(r"[-_]+", name) if word).lower()
+    return name[:3].lower()
+
+
+# ----------------------------------------------------------------------------------------------- model
+
+@dataclass
+class Project:
+    id: str
+    path: Path
+    name: str
+    repo: str | None
+    default_branch: str
+    session_prefix: str
+    runtime: str
+    agent: str
+    workspace: str
+    tracker: dict[str, Any]
+    scm: dict[str, Any]
+    symlinks: list[str]
+    post_create: list[str]
+    agent_config: dict[str, Any]
+    agent_rules: str | None
+    agent_rules_file: Path | None
+    orchestrator_rules: str | None
+    reactions: dict[str, Reaction]
+    rule_files: list[Path]
+    raw: dict[str, Any]
+
+
+@dataclass
+class Config:
+    file: Path
+    source: Source
+    data: dict[str, Any]
+    from_env: set[tuple]
+    port: int
+    host: str
+    poll_interval: int
+    ready_threshold: int
+    data_dir: Path
+    defaults: dict[str, Any]
+    notifiers: dict[str, dict[str, Any]]
+    routing: dict[str, list[str]]
+    rule_files: list[Path]
+    auto_cleanup_on_merge: bool
+    merge_cleanup_idle_grace: int
+    projects: dict[str, Project] = field(default_factory=dict)
+
+    def project(self, name: str | None) -> Project:
+        """One project by id; with ``None``, the only project (an error when there are several)."""
+        if name is None:
+            if len(self.projects) == 1:
+                return next(iter(self.projects.values()))
+            raise AoError(f"several projects are configured; choose one with --project: {', '.join(self.projects)}")
+        if name not in self.projects:
+            hint = _did_you_mean(name, self.projects)
+            raise AoError(f"unknown project '{name}'{hint}; configured: {', '.join(self.projects)}")
+        return self.projects[name]
+
+    def secrets(self) -> set[str]:
+        """Every value taken from the environment, for scrubbing logs and output."""
+        out = set()
+        for path in self.from_env:
+            value = _get(self.data, path)
+            if isinstance(value, str) and len(value) >= 4:
+                out.add(value)
+        return out
+
+    def notifier_names(self, priority: str) -> list[str]:
+        """Where a notification of ``priority`` goes: routing, else defaults, else log. Never nowhere."""
+        names = self.routing.get(priority) or self.defaults.get("notifiers") or ["log"]
+        return list(dict.fromkeys(names))
+
+
+def _get(data: Any, path: tuple) -> Any:
+    for part in path:
+        data = data[part]
+    return data
+
+
+def _did_you_mean(word: str, choices: Any) -> str:
+    close = difflib.get_close_matches(word, list(choices), n=1, cutoff=0.6)
+    return f" (did you mean '{close[0]}'?)" if close else ""
+
+
+# ------------------------------------------------------------------------------------------------ load
+
+def load(explicit: str | Path | None = None, env: Mapping[str, str] | None = None,
+         cwd: Path | None = None) -> Config:
+    """Discover, load and fully validate the configuration."""
+    path = discover(explicit, cwd=cwd, env=env)
+    return from_source(load_file(path), path, env=env)
+
+
+def from_source(src: Source, file: Path, env: Mapping[str, str] | None = None) -> Config:
+    """Validate already-parsed YAML (a config file, or an inline mapping in a rule test)."""
+    env = os.environ if env is None else env
+    data, from_env, problems = interpolate(src, env)
+    if data is None:
+        raise AoError(problems=[src.problem((), "the configuration is empty; it needs at least `projects:`")])
+    problems += schema_problems(src, data)
+    if problems:
+        raise AoError(problems=problems)
+    config, problems = _build(src, file, data, from_env, env)
+    if not problems:
+        problems = _check_rules_and_templates(config)
+    if problems:
+        raise AoError(problems=problems)
+    return config
+
+
+def _duration(src: Source, problems: list[Problem], path: tuple, value: Any, default: int) -> int:
+    if value is None:
+        return default
+    try:
+        return parse_duration(value)
+    except DurationError as exc:
+        problems.append(src.problem(path, str(exc)))
+        return default
+
+
+def _build(src: Source, file: Path, data: dict[str, Any], from_env: set[tuple],
+           env: Mapping[str, str]) -> tuple[Config, list[Problem]]:
+    problems: list[Problem] = []
+    base = file.parent.resolve()
+    notifiers = data.get("notifiers") or {}
+    routing = data.get("notificationRouting") or {}
+    defaults = {"runtime": "tmux", "agent": "claude-code", "workspace": "worktree", **(data.get("defaults") or {})}
+
+    # Routing targets must exist (SPEC 7): a key of notifiers, or a plugin that needs no settings.
+    known = set(notifiers) | set(BUILTIN_NOTIFIERS)
+    targets = [(("notificationRouting", p, i), n) for p, names in routing.items() for i, n in enumerate(names)]
+    targets += [(("defaults", "notifiers", i), n) for i, n in enumerate(defaults.get("notifiers") or [])]
+    for path, name in targets:
+        if name not in known:
+            problems.append(src.problem(path, f"unknown notifier '{name}'{_did_you_mean(name, known)}; "
+                                              f"define it under notifiers: or use one of: {', '.join(sorted(known))}"))
+
+    if "readyThreshold" in data and "readyThresholdMs" in data:
+        problems.append(src.problem(("readyThresholdMs",), "set readyThreshold or readyThresholdMs, not both", key=True))
+    ready = _duration(src, problems, ("readyThreshold",), data.get("readyThreshold"), 300)
+    if "readyThresholdMs" in data:
+        ready = data["readyThresholdMs"] // 1000
+    lifecycle = data.get("lifecycle") or {}
+
+    if env.get("AO_HOME"):
+        data_dir = Path(env["AO_HOME"]).expanduser()
+    elif data.get("dataDir"):
+        data_dir = (base / Path(data["dataDir"]).expanduser()).resolve()
+    else:
+        data_dir = paths.default_data_dir()
+
+    global_rules = [(base / Path(p).expanduser()) for p in data.get("rules") or []]
+    config = Config(
+        file=file, source=src, data=data, from_env=from_env,
+        port=data.get("port", 3000), host=data.get("host", "127.0.0.1"),
+        poll_interval=_duration(src, problems, ("pollInterval",), data.get("pollInterval"), 30),
+        ready_threshold=ready, data_dir=data_dir, defaults=defaults,
+        notifiers=notifiers, routing=routing, rule_files=global_rules,
+        auto_cleanup_on_merge=lifecycle.get("autoCleanupOnMerge", True),
+        merge_cleanup_idle_grace=_duration(src, problems, ("lifecycle", "mergeCleanupIdleGrace"),
+                                           lifecycle.get("mergeCleanupIdleGrace"), 300),
+    )
+    if config.poll_interval == 0:
+        problems.append(src.problem(("pollInterval",), "pollInterval must be at least 1s"))
+
+    top_reactions = data.get("reactions") or {}
+    prefixes: dict[str, str] = {}
+    for pid, raw in data["projects"].items():
+        project = _build_project(src, base, pid, raw, defaults, top_reactions, problems)
+        config.projects[pid] = project
+        owner = prefixes.get(project.session_prefix)
+        if owner is not None:
+            where = ("projects", pid, "sessionPrefix") if "sessionPrefix" in raw else ("projects", pid)
+            problems.append(src.problem(
+                where, f"session prefix '{project.session_prefix}' is already used by project '{owner}'; "
+                       f"set a distinct sessionPrefix on one of them (e.g. sessionPrefix: "
+                       f"{_free_prefix(project.session_prefix, prefixes)})", key=True))
+        else:
+            prefixes[project.session_prefix] = pid
+    return config, problems
+
+
+def _free_prefix(prefix: str, taken: Mapping[str, str]) -> str:
+    n = 2
+    while f"{prefix}{n}" in taken:
+        n += 1
+    return f"{prefix}{n}"
+
+
+def _build_project(src: Source, base: Path, pid: str, raw: dict[str, Any], defaults: dict[str, Any],
+                   top_reactions: dict[str, Any], problems: list[Problem]) -> Project:
+    at = ("projects", pid)
+    path = Path(raw["path"]).expanduser()
+    path = path if path.is_absolute() else (base / path)
+    path = Path(os.path.normpath(path))
+    for i, link in enumerate(raw.get("symlinks") or []):
+        if Path(link).is_absolute() or ".." in Path(link).parts:
+            problems.append(src.problem(at + ("symlinks", i), f"symlink '{link}' must be a relative path inside the project"))
+    agent = raw.get("agent", defaults["agent"])
+    agent_config = raw.get("agentConfig") or {}
+    if agent == "command" and not agent_config.get("command"):
+        problems.append(src.problem(at + ("agent",), "agent 'command' needs agentConfig.command (the command line to run)"))
+
+    merged = reactions.merge_layers(reactions.BUILTIN, top_reactions, raw.get("reactions"))
+    built: dict[str, Reaction] = {}
+    for key, fields in merged.items():
+        if "action" not in fields:
+            where = ("projects", pid, "reactions", key) if key in (raw.get("reactions") or {}) else ("reactions", key)
+            problems.append(src.problem(where, f"reaction '{key}' needs an action (send-to-agent, notify or auto-merge)"))
+            continue
+        try:
+            built[key] = reactions.build(key, fields)
+        except DurationError as exc:  # the schema checks the form; this catches what slips through
+            problems.append(src.problem(("reactions", key), str(exc)))
+    rules_file = raw.get("agentRulesFile")
+    return Project(
+        id=pid, path=path, name=raw.get("name", pid), repo=raw.get("repo"),
+        default_branch=raw.get("defaultBranch", "main"),
+        session_prefix=raw.get("sessionPrefix") or derive_prefix(path.name or pid),
+        runtime=raw.get("runtime", defaults["runtime"]), agent=agent,
+        workspace=raw.get("workspace", defaults["workspace"]),
+        tracker=raw.get("tracker") or {"plugin": "github" if raw.get("repo") else "local"},
+        scm=raw.get("scm") or {"plugin": "github" if raw.get("repo") else "local"},
+        symlinks=list(raw.get("symlinks") or []), post_create=list(raw.get("postCreate") or []),
+        agent_config=agent_config, agent_rules=raw.get("agentRules"),
+        agent_rules_file=(path / rules_file) if rules_file else None,
+        orchestrator_rules=raw.get("orchestratorRules"),
+        reactions=built, rule_files=[base / Path(p).expanduser() for p in raw.get("rules") or []], raw=raw,
+    )
+
+
+def _check_rules_and_templates(config: Config) -> list[Problem]:
+    """Rule files parse, every configured reaction has a trigger, every message template renders."""
+    from ao import rulefiles, templates
+
+    problems: list[Problem] = []
+    src = config.source
+    book, rule_problems = rulefiles.load_rulebook(config)
+    problems += rule_problems
+    user_keys = set((config.data.get("reactions") or {}))
+    for pid, project in config.projects.items():
+        triggers = book.triggers_for(pid)
+        project_keys = set((project.raw.get("reactions") or {}))
+        for key in sorted(user_keys | project_keys):
+            if key not in triggers and not rule_problems:
+                where = ("projects", pid, "reactions", key) if key in project_keys else ("reactions", key)
+                known = set(triggers)
+                problems.append(src.problem(where, f"reaction '{key}' has no trigger rule{_did_you_mean(key, known)}; "
+                                                   "add one in a rule file listed under rules:", key=True))
+        for key in sorted(set(triggers) - set(project.reactions)):
+            first = triggers[key][0]
+            problems.append(Problem(first.file, first.line, 1, f"rule for reaction '{key}', which is not configured; "
+                                                               f"add reactions: {key}: with at least an action"))
+        for key, reaction in project.reactions.items():
+            for name in sorted({n for t in triggers.get(key, []) for n in t.references()}):
+                if reaction.value(name) is None:
+                    problems.append(src.problem(("reactions", key), f"the trigger of '{key}' reads ${name}, "
+                                                                    f"which reaction '{key}' does not set"))
+            where = ("projects", pid, "reactions", key, "message") if "message" in (project.raw.get("reactions") or {}).get(key, {}) \
+                else ("reactions", key, "message")
+            if reaction.message is not None:
+                for message, line_offset in templates.check(reaction.message):
+                    line, col = src.where(where)
+                    problems.append(Problem(src.file, line + line_offset, col, message, dotted(where)))
+            if reaction.template is not None and not templates.exists(reaction.template, config.file.parent):
+                problems.append(src.problem(where[:-1] + ("template",), f"template '{reaction.template}' not found"))
+    return sorted(set(problems))
+
+
+# ------------------------------------------------------------------------------------------------ show
+
+def effective(config: Config, project: str | None = None, redact: bool = True) -> dict[str, Any]:
+    """The merged configuration as plain data, with values from the environment redacted."""
+    data = _redacted(config.data, config.from_env) if redact else config.data
+    out: dict[str, Any] = {
+        "file": str(config.file),
+        "port": config.port, "host": config.host,
+        "pollInterval": f"{config.poll_interval}s", "readyThreshold": f"{config.ready_threshold}s",
+        "dataDir": str(config.data_dir), "defaults": config.defaults,
+        "notifiers": data.get("notifiers") or {},
+        "notificationRouting": {p: config.notifier_names(p) for p in reactions.PRIORITIES},
+        "rules": [str(p) for p in config.rule_files],
+        "lifecycle": {"autoCleanupOnMerge": config.auto_cleanup_on_merge,
+                      "mergeCleanupIdleGrace": f"{config.merge_cleanup_idle_grace}s"},
+        "projects": {},
+    }
+    chosen = [config.project(project)] if project else list(config.projects.values())
+    for p in chosen:
+        raw = data["projects"][p.id]
+        out["projects"][p.id] = {
+            **{k: v for k, v in raw.items() if k != "reactions"},
+            "path": str(p.path), "name": p.name, "defaultBranch": p.default_branch,
+            "sessionPrefix": p.session_prefix, "runtime": p.runtime, "agent": p.agent, "workspace": p.workspace,
+            "tracker": raw.get("tracker", p.tracker), "scm": raw.get("scm", p.scm),
+            "reactions": {k: r.to_config() for k, r in sorted(p.reactions.items())},
+        }
+    return out
+
+
+def _redacted(data: Any, from_env: set[tuple], path: tuple = ()) -> Any:
+    if path in from_env:
+        return REDACTED
+    if isinstance(data, dict):
+        return {k: _redacted(v, from_env, path + (k,)) for k, v in data.items()}
+    if isinstance(data, list):
+        return [_redacted(v, from_env, path + (i,)) for i, v in enumerate(data)]
+    return data

@@ -1,0 +1,44 @@
+"""Durations: ``45s``, ``10m``, ``1h``, ``1h30m``, ``2d``, or an integer number of seconds."""
+
+from __future__ import annotations
+
+import re
+
+_UNITS = {"d": 86400, "h": 3600, "m": 60, "s": 1}
+_DURATION = re.compile(r"^(?:(\d+)d)?(?:(\d+)h)?(?:(\d+)m)?(?:(\d+)s)?$")
+HINT = "use e.g. 45s, 10m, 1h, 1h30m, 2d, or a whole number of seconds"
+
+
+class DurationError(ValueError):
+    pass
+
+
+def parse_duration(value: object) -> int:
+    """Return whole seconds, or raise :class:`DurationError` (never silently "never")."""
+    if isinstance(value, bool):
+        raise DurationError(f"invalid duration {value!r}; {HINT}")
+    if isinstance(value, int):
+        if value < 0:
+            raise DurationError(f"invalid duration {value}: must not be negative")
+        return value
+    if isinstance(value, str):
+        text = value.strip()
+        if text.isdigit():
+            return int(text)
+        match = _DURATION.match(text)
+        if match and text:
+            return sum(int(n) * _UNITS[u] for n, u in zip(match.groups(), "dhms") if n)
+    raise DurationError(f"invalid duration {value!r}; {HINT}")
+
+
+def format_duration(seconds: int | float) -> str:
+    """Human form: ``1h30m``, ``45s``, ``0s``."""
+    seconds = int(seconds)
+    if seconds <= 0:
+        return "0s"
+    out = ""
+    for unit, size in _UNITS.items():
+        n, seconds = divmod(seconds, size)
+        if n:
+            out += f"{n}{unit}"
+    return out

@@ -1,0 +1,475 @@
+"""The reaction engine: rule files + merged config compiled into durable_rules, evaluated once per cycle.
+
+This is the only module that touches durable_rules. Per project, one ruleset holds:
+
+- one rule per trigger (``<reaction>#<n>``), with the reaction's thresholds inlined;
+- a routing rule per priority (``route:<priority>``): a notification fact of priority P gets the notifier
+  set of P. Reaction rules assert notification facts, so routing is chained from them;
+- catch-all rules for session and project facts, because durable_rules raises (and, inside a batch,
+  crashes) on a fact no rule matches.
+
+Per cycle every session fact (and one project fact) is asserted under a fresh durable state id, and the
+state is deleted afterwards; no durable_rules timer is used, and nothing here reads a clock: ``now`` is
+passed in. Facts fire every matching rule; a trigger callback runs the ledger step of SPEC 3.1 for its
+(session, reaction) and turns ACT or ESCALATE into an :class:`~ao.actions.Action`.
+
+durable_rules notes (2.0.28): its own regex dialect is a whole-string subset without anchors, so
+``matches`` conditions are evaluated with Python's ``re`` before the assert and reach the rules as
+boolean flags; exceptions raised inside actions are swallowed into the state, so callbacks record them
+and we re-raise; its Host starts dispatch threads, which we do not want, so ``_QuietHost`` skips them.
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+import re
+from dataclasses import dataclass, field
+from typing import Any, Callable, Iterable, Mapping
+
+from ao import facts, ledger
+from ao.actions import Action, Executor, Outcome
+from ao.config import Config, Project
+from ao.durations import format_duration
+from ao.errors import AoError
+from ao.ledger import ACT, ESCALATE, PROJECT_KEY, Entry, LedgerStore, MemoryLedgerStore
+from ao.reactions import PRIORITIES, Reaction
+from ao.rulefiles import All, AnyOf, Cond, Node, Not, Ref, Rulebook, Trigger
+
+_NEGATE = {"eq": "ne", "ne": "eq", "gt": "lte", "gte": "lt", "lt": "gte", "lte": "gt", "matches": "nomatch",
+           "nomatch": "matches"}
+_ruleset_ids = itertools.count(1)
+
+
+class EngineError(AoError):
+    """durable_rules refused or failed; wraps its exceptions so no caller needs to import it."""
+
+
+# ------------------------------------------------------------------------------------------- compiling
+
+@dataclass
+class CompiledTrigger:
+    name: str  # the durable rule name
+    trigger: Trigger
+    reaction: Reaction
+    when: Node  # with $references resolved
+    condition: dict[str, Any]  # the durable_rules condition
+
+
+@dataclass
+class CompiledProject:
+    project: Project
+    reactions: dict[str, Reaction]
+    triggers: list[CompiledTrigger]
+    routing: dict[str, tuple[str, ...]]
+    regexes: dict[str, tuple[str, str]] = field(default_factory=dict)  # flag -> (field, pattern)
+
+    @property
+    def stuck_threshold(self) -> int:
+        stuck = self.reactions.get("agent-stuck")
+        return stuck.threshold if stuck and stuck.threshold is not None else 600
+
+    def definition(self) -> dict[str, Any]:
+        """The durable_rules ruleset, as JSON-able data (``ao rules show --json``)."""
+        rules: dict[str, Any] = {}
+        for ct in self.triggers:
+            rules[ct.name] = {"all": [{"m": ct.condition}]}
+        for priority, names in self.routing.items():
+            rules[f"route:{priority}"] = {"all": [{"m": {"$and": [{"kind": "notification"}, {"priority": priority}]}}],
+                                          "notifiers": list(names)}
+        rules["observe:session"] = {"all": [{"m": {"kind": "session"}}]}
+        rules["observe:project"] = {"all": [{"m": {"kind": "project"}}]}
+        return rules
+
+
+def compile_project(config: Config, project: Project, book: Rulebook) -> CompiledProject:
+    """One project's triggers and routing, with every ``$name`` replaced by the reaction's value."""
+    compiled = CompiledProject(project=project, reactions=dict(project.reactions), triggers=[],
+                               routing={p: tuple(config.notifier_names(p)) for p in PRIORITIES})
+    for key, triggers in sorted(book.triggers_for(project.id).items()):
+        reaction = project.reactions.get(key)
+        if reaction is None:
+            continue  # a rule for a reaction this config does not configure (validation reports it)
+        for n, trigger in enumerate(triggers):
+            when = _resolve(trigger.when, reaction)
+            scope_kind = "session" if trigger.scope == "session" else "project"
+            body = _to_durable(when, compiled.regexes)
+            condition = {"$and": [{"kind": scope_kind}, *(body["$and"] if "$and" in body else [body])]}
+            compiled.triggers.append(CompiledTrigger(f"{key}#{n}", trigger, reaction, when, condition))
+    return compiled
+
+
+def compile_config(config: Config, book: Rulebook | None = None) -> dict[str, CompiledProject]:
+    if book is None:
+        from ao.rulefiles import load_rulebook
+
+        book, problems = load_rulebook(config)
+        if problems:
+            raise AoError(problems=problems)
+    return {pid: compile_project(config, p, book) for pid, p in config.projects.items()}
+
+
+def _resolve(node: Node, reaction: Reaction) -> Node:
+    if isinstance(node, Cond):
+        if isinstance(node.value, Ref):
+            return Cond(node.field, node.op, reaction.value(node.value.name))
+        return node
+    if isinstance(node, Not):
+        return Not(_resolve(node.item, reaction))
+    return type(node)(tuple(_resolve(i, reaction) for i in node.items))
+
+
+def _negate(node: Node) -> Node:
+    """durable_rules has no negation, so push `not` down to the conditions (De Morgan)."""
+    if isinstance(node, Cond):
+        if node.op == "in":
+            return All(tuple(Cond(node.field, "ne", v) for v in node.value))
+        return Cond(node.field, _NEGATE[node.op], node.value)
+    if isinstance(node, Not):
+        return node.item
+    if isinstance(node, All):
+        return AnyOf(tuple(_negate(i) for i in node.items))
+    return All(tuple(_negate(i) for i in node.items))
+
+
+def _to_durable(node: Node, regexes: dict[str, tuple[str, str]]) -> dict[str, Any]:
+    if isinstance(node, Not):
+        return _to_durable(_negate(node.item), regexes)
+    if isinstance(node, (All, AnyOf)):
+        parts = [_to_durable(i, regexes) for i in node.items]
+        if not parts:
+            return _ALWAYS
+        if len(parts) == 1:
+            return parts[0]
+        return {"$and" if isinstance(node, All) else "$or": parts}
+    name, op, value = node.field, node.op, node.value
+    if op in ("matches", "nomatch"):
+        flag = next((f for f, spec in regexes.items() if spec == (name, value)), None)
+        if flag is None:
+            flag = f"__re{len(regexes)}"
+            regexes[flag] = (name, value)
+        return {flag: op == "matches"}
+    if op == "eq":
+        return {name: value}
+    if op == "in":
+        alternatives = [{name: v} for v in value]
+        return alternatives[0] if len(alternatives) == 1 else {"$or": alternatives}
+    return {{"ne": "$neq", "gt": "$gt", "gte": "$gte", "lt": "$lt", "lte": "$lte"}[op]: {name: value}}
+
+
+_ALWAYS = {"$or": [{"kind": "session"}, {"kind": "project"}]}
+
+
+def evaluate_node(node: Node, fact: Mapping[str, Any]) -> bool:
+    """The same semantics as the compiled rules, in Python (for ``ao rules explain``)."""
+    if isinstance(node, Not):
+        return not evaluate_node(node.item, fact)
+    if isinstance(node, All):
+        return all(evaluate_node(i, fact) for i in node.items)
+    if isinstance(node, AnyOf):
+        return any(evaluate_node(i, fact) for i in node.items)
+    actual, value = fact.get(node.field), node.value
+    if node.op == "matches":
+        return re.search(value, str(actual)) is not None
+    if node.op == "in":
+        return actual in value
+    if node.op in ("gt", "gte", "lt", "lte") and not isinstance(actual, (int, float)):
+        return False
+    return {"eq": lambda: actual == value, "ne": lambda: actual != value, "gt": lambda: actual > value,
+            "gte": lambda: actual >= value, "lt": lambda: actual < value, "lte": lambda: actual <= value}[node.op]()
+
+
+# ------------------------------------------------------------------------------------------ evaluating
+
+def _quiet_host() -> Any:
+    from durable import engine as durable
+
+    class QuietHost(durable.Host):
+        def _run(self) -> None:  # no background dispatch threads: we drive every assert ourselves
+            pass
+
+    return QuietHost()
+
+
+@dataclass
+class _Cycle:
+    now: int
+    facts: dict[str, dict[str, Any]]
+    details: Mapping[str, Mapping[str, Any]]
+    handled: set[tuple[str, str]] = field(default_factory=set)
+    actions: list[Action] = field(default_factory=list)
+    errors: list[BaseException] = field(default_factory=list)
+
+
+class Engine:
+    """Evaluates one project's compiled rules against each cycle's facts, keeping the ledgers."""
+
+    def __init__(self, compiled: CompiledProject, store: LedgerStore | None = None,
+                 render: Callable[..., tuple[str, str]] | None = None) -> None:
+        from durable import engine as durable
+
+        self.compiled = compiled
+        self.project = compiled.project.id
+        self.store = store or MemoryLedgerStore()
+        self.ledgers: dict[str, dict[str, Entry]] = self.store.load(self.project)
+        self._dirty: set[str] = set()
+        self._render = render or render_action
+        self._cycle: _Cycle | None = None
+        self._sid = itertools.count(1)
+        self._nid = itertools.count(1)
+        self._rx = {flag: (name, re.compile(pattern)) for flag, (name, pattern) in compiled.regexes.items()}
+        self._name = f"ao:{self.project}:{next(_ruleset_ids)}"
+        definition: dict[str, Any] = {}
+        for ct in compiled.triggers:
+            definition[ct.name] = {"all": [{"m": ct.condition}], "run": self._trigger_callback(ct)}
+        for priority in PRIORITIES:
+            definition[f"route:{priority}"] = {
+                "all": [{"m": {"$and": [{"kind": "notification"}, {"priority": priority}]}}],
+                "run": self._route_callback(compiled.routing[priority])}
+        definition["observe:session"] = {"all": [{"m": {"kind": "session"}}], "run": _ignore}
+        definition["observe:project"] = {"all": [{"m": {"kind": "project"}}], "run": _ignore}
+        self._host = _quiet_host()
+        try:
+            self._host.set_rulesets({self._name: definition})
+        except Exception as exc:  # durable_rules raises bare Exceptions for bad definitions
+            raise EngineError(f"durable_rules rejected the compiled rules of project {self.project}: {exc}") from None
+        self._durable = durable
+
+    def close(self) -> None:
+        ruleset = self._host._ruleset_directory.pop(self._name, None)
+        if ruleset is not None:
+            import durable_rules_engine
+
+            durable_rules_engine.delete_ruleset(ruleset._handle)
+
+    def __enter__(self) -> "Engine":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # -- the cycle ---------------------------------------------------------------------------------
+
+    def evaluate(self, session_facts: Iterable[Mapping[str, Any]], now: int,
+                 details: Mapping[str, Mapping[str, Any]] | None = None) -> list[Action]:
+        """Decide what to do for this observation. Non-ACT ledger changes are kept in memory; an ACT
+        is recorded only once :meth:`settle` hears it was delivered."""
+        sid = str(next(self._sid))
+        by_session = {str(f["session"]): dict(f) for f in session_facts}
+        cycle = _Cycle(now=now, facts=by_session, details=details or {})
+        payload = []
+        for fact in by_session.values():
+            item = {**fact, "kind": "session", "sid": sid}
+            for flag, (name, rx) in self._rx.items():
+                item[flag] = rx.search(str(fact.get(name, ""))) is not None
+            payload.append(item)
+        project_fact = facts.project_fact(self.project, list(by_session.values()))
+        payload.append({**project_fact, "kind": "project", "sid": sid})
+        by_session[PROJECT_KEY] = project_fact
+        self._cycle = cycle
+        try:
+            self._host.assert_facts(self._name, payload)
+        except (self._durable.MessageNotHandledException, self._durable.MessageObservedException) as exc:
+            raise EngineError(f"rule engine: {exc.message}") from None
+        finally:
+            self._cycle = None
+            self._host.delete_state(self._name, sid)
+        if cycle.errors:
+            raise cycle.errors[0]
+        self._clear_unmatched(cycle)
+        return cycle.actions
+
+    def settle(self, action: Action, outcome: Outcome, now: int) -> list[Action]:
+        """Record an action's delivery. Returns an escalation when delivery has failed too often."""
+        if action.action not in ("send-to-agent", "notify", "auto-merge"):
+            return []
+        session = action.session or PROJECT_KEY
+        entry = self.ledgers.get(session, {}).get(action.reaction, Entry())
+        entry, escalate = ledger.delivered(entry, action.occurrence, outcome.ok, outcome.error)
+        self._put(session, action.reaction, entry)
+        if not escalate:
+            return []
+        reaction = self.compiled.reactions[action.reaction]
+        fact = action.fact
+        return [self._make(reaction, fact, session, ESCALATE, f"could not deliver: {outcome.error}", entry, now,
+                           action.occurrence)]
+
+    def save(self) -> None:
+        for session in sorted(self._dirty):
+            self.store.save(self.project, session, self.ledgers.get(session, {}))
+        self._dirty.clear()
+
+    # -- callbacks ---------------------------------------------------------------------------------
+
+    def _trigger_callback(self, ct: CompiledTrigger) -> Callable[[Any], None]:
+        scope = ct.trigger.scope
+
+        def callback(c: Any) -> None:
+            cycle = self._cycle
+            if cycle is None:
+                return
+            try:
+                session = str(c.m["session"]) if scope == "session" else PROJECT_KEY
+                key = (session, ct.reaction.key)
+                if key in cycle.handled:
+                    return  # another trigger of the same reaction already matched this fact
+                cycle.handled.add(key)
+                fact = cycle.facts[session]
+                occurrence = str(fact.get(ct.trigger.occurrence, ""))
+                entry = self.ledgers.get(session, {}).get(ct.reaction.key, Entry())
+                result = ledger.step(entry, True, occurrence, cycle.now, ct.reaction)
+                self._put(session, ct.reaction.key, result.entry)
+                if result.decision in (ACT, ESCALATE):
+                    action = self._make(ct.reaction, fact, session, result.decision, result.reason, result.entry,
+                                        cycle.now, occurrence, details=cycle.details.get(session, {}),
+                                        route=False, all_facts=cycle.facts)
+                    cycle.actions.append(action)
+                    if action.priority is not None and action.action != "send-to-agent":
+                        c.assert_fact({"kind": "notification", "priority": action.priority,
+                                       "index": len(cycle.actions) - 1, "nid": next(self._nid)})
+            except BaseException as exc:  # durable_rules would swallow it
+                cycle.errors.append(exc)
+
+        return callback
+
+    def _route_callback(self, notifiers: tuple[str, ...]) -> Callable[[Any], None]:
+        def callback(c: Any) -> None:
+            if self._cycle is not None:
+                self._cycle.actions[c.m["index"]].notifiers = notifiers
+            elif self._pending_route is not None:
+                self._pending_route.notifiers = notifiers
+
+        return callback
+
+    _pending_route: Action | None = None
+
+    def _route(self, action: Action) -> None:
+        """Route a notification decided outside a cycle (an escalation after failed deliveries)."""
+        self._pending_route = action
+        try:
+            self._host.assert_fact(self._name, {"kind": "notification", "priority": action.priority,
+                                                "sid": f"route-{next(self._nid)}", "nid": 0})
+        finally:
+            self._pending_route = None
+
+    def _clear_unmatched(self, cycle: _Cycle) -> None:
+        for session, entries in list(self.ledgers.items()):
+            for key, entry in list(entries.items()):
+                if (session, key) in cycle.handled or entry == Entry():
+                    continue
+                if session != PROJECT_KEY and session not in cycle.facts:
+                    continue  # not observed this cycle: no evidence either way
+                reaction = self.compiled.reactions.get(key)
+                if reaction is None:
+                    continue
+                result = ledger.step(entry, False, "", cycle.now, reaction)
+                self._put(session, key, result.entry)
+
+    def _put(self, session: str, key: str, entry: Entry) -> None:
+        entries = self.ledgers.setdefault(session, {})
+        if entries.get(key) != entry:
+            if entry == Entry():
+                entries.pop(key, None)
+            else:
+                entries[key] = entry
+            self._dirty.add(session)
+
+    def _make(self, reaction: Reaction, fact: Mapping[str, Any], session: str, decision: str, reason: str,
+              entry: Entry, now: int, occurrence: str, details: Mapping[str, Any] | None = None,
+              route: bool = True, all_facts: Mapping[str, Mapping[str, Any]] | None = None) -> Action:
+        if decision == ESCALATE:
+            kind, priority = "escalate", reaction.priority or "urgent"
+        elif not reaction.auto:
+            kind, priority = "notify", reaction.priority or "action"
+        elif reaction.action == "notify":
+            kind, priority = "notify", reaction.priority or "info"
+        elif reaction.action == "auto-merge":
+            kind, priority = "auto-merge", reaction.priority or "info"
+        else:
+            kind, priority = "send-to-agent", reaction.priority
+        variables = _variables(self.project, session, fact, reaction, entry, now, reason, details or {},
+                               kind, all_facts or {})
+        title, text = self._render(reaction, kind, variables)
+        action = Action(project=self.project, session=None if session == PROJECT_KEY else session,
+                        reaction=reaction.key, action=kind, priority=priority, notifiers=(), title=title,
+                        text=text, occurrence=occurrence, reason=reason or _reason(kind, reaction),
+                        attempt=entry.attempts + (1 if decision == ACT else 0), fact=dict(fact))
+        if route and kind != "send-to-agent":
+            self._route(action)
+        return action
+
+
+def _ignore(c: Any) -> None:
+    pass
+
+
+def _reason(kind: str, reaction: Reaction) -> str:
+    if kind == "notify" and not reaction.auto:
+        return f"auto is off; would have done {reaction.action}"
+    return "triggered"
+
+
+def _variables(project: str, session: str, fact: Mapping[str, Any], reaction: Reaction, entry: Entry, now: int,
+               reason: str, details: Mapping[str, Any], kind: str,
+               all_facts: Mapping[str, Mapping[str, Any]]) -> dict[str, Any]:
+    since = now - entry.first_at if entry.first_at is not None else 0
+    variables: dict[str, Any] = {
+        "session_id": "" if session == PROJECT_KEY else session, "project_id": project,
+        "pr_url": fact.get("pr_url", ""), "pr_number": fact.get("pr_number", 0), "branch": fact.get("branch", ""),
+        "base_branch": fact.get("base_branch", ""), "issue": fact.get("issue", ""),
+        "duration": format_duration(since if reaction.key not in ("agent-stuck", "agent-idle")
+                                    else fact.get("idle_seconds", since)),
+        "attempts": entry.attempts, "retries": reaction.retries if reaction.retries is not None else "",
+        "reason": reason, "reaction": reaction.key, "priority": reaction.priority or "",
+        "action": reaction.action, "auto_off": not reaction.auto,
+    }
+    if session == PROJECT_KEY:
+        sessions = [f for s, f in sorted(all_facts.items()) if s != PROJECT_KEY and f.get("role", "worker") == "worker"]
+        variables["summary"] = [{"session_id": f["session"], "issue": f.get("issue", ""), "pr_url": f.get("pr_url", ""),
+                                 "status": f.get("status", ""), "duration": format_duration(f.get("age_seconds", 0))}
+                                for f in sessions] if reaction.include_summary else []
+        variables["session_count"] = len(sessions)
+    variables.update(details)
+    return variables
+
+
+def render_action(reaction: Reaction, kind: str, variables: Mapping[str, Any]) -> tuple[str, str]:
+    """(title, text) of an action from the reaction's message, its template, or the built-in template."""
+    from ao import paths, templates
+
+    folder = paths.data_folder("templates")
+    if kind == "escalate":
+        text = templates.render_named("escalate", variables)
+    elif reaction.message is not None:
+        text = templates.render(reaction.message, variables)
+    elif reaction.template is not None:
+        text = templates.render_named(reaction.template, variables)
+    else:
+        audience = "agent" if kind == "send-to-agent" else "notify"
+        name = f"{audience}/{reaction.key}.md.j2"
+        if not (folder / name).is_file():
+            name = f"{audience}/_default.md.j2"
+        text = templates.render_named(name, variables)
+    if kind == "send-to-agent":
+        return "", text
+    return templates.split_title(text)
+
+
+# ------------------------------------------------------------------------------------------ convenience
+
+def run_cycle(engine: Engine, session_facts: Iterable[Mapping[str, Any]], now: int, executor: Executor,
+              details: Mapping[str, Mapping[str, Any]] | None = None) -> list[tuple[Action, Outcome]]:
+    """Evaluate, execute every action, settle the results, persist the ledgers."""
+    done: list[tuple[Action, Outcome]] = []
+    queue = engine.evaluate(session_facts, now, details)
+    while queue:
+        action = queue.pop(0)
+        outcome = executor.execute(action)
+        done.append((action, outcome))
+        queue.extend(engine.settle(action, outcome, now))
+    engine.save()
+    return done
+
+
+def dump_definition(compiled: CompiledProject) -> str:
+    return json.dumps(compiled.definition(), indent=2, sort_keys=True, default=str)

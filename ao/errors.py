@@ -1,0 +1,56 @@
+"""Errors a user can cause, reported as ``FILE:LINE:COL: message (at dotted.path)``.
+
+Anything raised as an :class:`AoError` is the user's to fix: the CLI prints it and exits 1 (or 2 for a
+:class:`UsageError`) without a traceback. Every other exception is a bug in ao.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True, order=True)
+class Problem:
+    """One thing wrong with an input file. ``line`` and ``col`` are 1-based; 0 means unknown."""
+
+    file: str
+    line: int
+    col: int
+    message: str
+    path: str = ""
+
+    def __str__(self) -> str:
+        where = self.file
+        if self.line:
+            where += f":{self.line}:{self.col}"
+        text = f"{where}: {self.message}"
+        if self.path:
+            text += f" (at {self.path})"
+        return text
+
+
+class AoError(Exception):
+    """A failure caused by input or environment; carries one or more problems or a plain message."""
+
+    exit_code = 1
+
+    def __init__(self, message: str = "", problems: list[Problem] | None = None) -> None:
+        self.problems = sorted(problems or [])
+        super().__init__(message or "\n".join(str(p) for p in self.problems))
+
+
+class UsageError(AoError):
+    """The command line itself was wrong (exit code 2)."""
+
+    exit_code = 2
+
+
+def dotted(path: tuple) -> str:
+    """Render a data path as ``projects.app.reactions[0]``."""
+    out = ""
+    for part in path:
+        if isinstance(part, int):
+            out += f"[{part}]"
+        else:
+            out += ("." if out else "") + str(part)
+    return out

@@ -1,0 +1,152 @@
+"""The session fact (SPEC 4.1) and lifecycle status derivation (SPEC 5), as plain functions.
+
+A fact is a flat mapping; its field names are a public contract (rule files and rule tests use them) and
+are documented in ``schemas/facts.schema.json``. The observer fills one fact per session per cycle, from
+one clock; nothing here reads a clock.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Mapping
+
+# Field -> (type, default in rule tests). `None` defaults are derived (see complete()).
+FIELDS: dict[str, tuple[type | tuple[type, ...], Any]] = {
+    "session": (str, None),
+    "project": (str, None),
+    "role": (str, "worker"),
+    "status": (str, None),
+    "activity": (str, "active"),
+    "idle_seconds": (int, 0),
+    "last_activity_at": (int, None),
+    "runtime_alive": (bool, True),
+    "age_seconds": (int, 0),
+    "branch": (str, ""),
+    "issue": (str, ""),
+    "pr_state": (str, "none"),
+    "pr_number": (int, 0),
+    "pr_url": (str, ""),
+    "head_sha": (str, ""),
+    "base_branch": (str, ""),
+    "ci": (str, "none"),
+    "review": (str, "none"),
+    "human_comments": (int, 0),
+    "bot_comments": (int, 0),
+    "comments_fingerprint": (str, ""),
+    "bot_fingerprint": (str, ""),
+    "conflicts": (bool, False),
+    "behind": (bool, False),
+    "draft": (bool, False),
+    "mergeable": (bool, None),
+}
+
+# The project fact, one per project per cycle, for project-scoped triggers (all-complete).
+PROJECT_FIELDS: dict[str, tuple[type | tuple[type, ...], Any]] = {
+    "project": (str, None),
+    "session_count": (int, 0),
+    "terminal_count": (int, 0),
+    "all_terminal": (bool, False),
+    "session_set": (str, ""),
+}
+
+ENUMS: dict[str, tuple[str, ...]] = {
+    "role": ("worker", "orchestrator"),
+    "activity": ("active", "ready", "idle", "waiting_input", "blocked", "exited", "unknown"),
+    "pr_state": ("none", "open", "merged", "closed"),
+    "ci": ("none", "pending", "passing", "failing"),
+    "review": ("none", "pending", "approved", "changes_requested"),
+}
+
+STATUSES = ("spawning", "working", "pr_open", "ci_failed", "review_pending", "changes_requested", "approved",
+            "mergeable", "merged", "pr_closed", "needs_input", "stuck", "exited", "killed", "done", "cleanup",
+            "errored")
+TERMINAL = frozenset({"merged", "exited", "killed", "done", "cleanup", "errored"})
+ENDED_ON_PURPOSE = frozenset({"killed", "done", "cleanup"})
+
+SPAWN_GRACE_SECONDS = 60  # a session this young that has said nothing yet is still spawning
+
+
+def is_mergeable(fact: Mapping[str, Any]) -> bool:
+    """The seed's merge-readiness list: open, CI passing or none, approved or no review, clean, current."""
+    return (fact.get("pr_state") == "open"
+            and fact.get("ci", "none") in ("passing", "none")
+            and fact.get("review", "none") in ("approved", "none")
+            and not fact.get("conflicts") and not fact.get("behind") and not fact.get("draft"))
+
+
+def derive_status(fact: Mapping[str, Any], stuck_threshold: int = 600, previous: str | None = None) -> str:
+    """Lifecycle status from one fact; first match wins (SPEC 5).
+
+    ``previous`` is the stored status: a session ended on purpose keeps it.
+    """
+    if previous in ENDED_ON_PURPOSE:
+        return previous
+    if fact.get("pr_state") == "merged":
+        return "merged"
+    if not fact.get("runtime_alive", True) or fact.get("activity") == "exited":
+        return "exited"
+    if fact.get("activity") == "waiting_input":
+        return "needs_input"
+    if fact.get("pr_state") == "closed":
+        return "pr_closed"
+    if fact.get("pr_state") == "open":
+        if fact.get("ci") == "failing":
+            return "ci_failed"
+        if fact.get("review") == "changes_requested":
+            return "changes_requested"
+        if fact.get("mergeable", is_mergeable(fact)):
+            return "mergeable"
+        if fact.get("review") == "approved":
+            return "approved"
+        if fact.get("review") == "pending" or fact.get("ci") == "passing":
+            return "review_pending"
+        return "pr_open"
+    if fact.get("activity") in ("idle", "blocked") and fact.get("idle_seconds", 0) >= stuck_threshold:
+        return "stuck"
+    if fact.get("age_seconds", 0) < SPAWN_GRACE_SECONDS and fact.get("activity") in ("unknown", None):
+        return "spawning"
+    return "working"
+
+
+def complete(partial: Mapping[str, Any], now: int, stuck_threshold: int = 600) -> dict[str, Any]:
+    """A full fact from a partial one: defaults of SPEC 4.1, then the derived fields."""
+    fact: dict[str, Any] = {name: default for name, (_, default) in FIELDS.items() if default is not None}
+    fact.update(partial)
+    fact.setdefault("last_activity_at", now - int(fact.get("idle_seconds", 0)))
+    if "mergeable" not in partial:
+        fact["mergeable"] = is_mergeable(fact)
+    if "status" not in partial:
+        fact["status"] = derive_status(fact, stuck_threshold)
+    return fact
+
+
+def type_problems(fact: Mapping[str, Any]) -> list[str]:
+    """Unknown fields and wrongly typed values, as messages (used by rule tests and the observer)."""
+    import difflib
+
+    out = []
+    for name, value in fact.items():
+        if name not in FIELDS:
+            close = difflib.get_close_matches(name, list(FIELDS), n=1)
+            out.append(f"unknown fact field '{name}'" + (f" (did you mean '{close[0]}'?)" if close else ""))
+            continue
+        kind = FIELDS[name][0]
+        if isinstance(value, bool) and kind is not bool or not isinstance(value, kind):
+            out.append(f"fact field '{name}' must be {kind.__name__}, got {value!r}")
+        elif name in ENUMS and value not in ENUMS[name]:
+            out.append(f"fact field '{name}' must be one of {', '.join(ENUMS[name])}, got {value!r}")
+        elif name == "status" and value not in STATUSES:
+            out.append(f"fact field 'status' must be a lifecycle status, got {value!r}")
+    return out
+
+
+def project_fact(project: str, session_facts: list[Mapping[str, Any]]) -> dict[str, Any]:
+    """The project fact: how many sessions there are and whether every one has finished."""
+    workers = [f for f in session_facts if f.get("role", "worker") == "worker"]
+    terminal = [f for f in workers if f.get("status") in TERMINAL]
+    return {
+        "project": project,
+        "session_count": len(workers),
+        "terminal_count": len(terminal),
+        "all_terminal": bool(workers) and len(terminal) == len(workers),
+        "session_set": ",".join(sorted(str(f["session"]) for f in workers)),
+    }

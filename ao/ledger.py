@@ -1,0 +1,148 @@
+"""Occurrences, retries and escalation (SPEC 3.1, exact), and where ledgers are kept.
+
+For every (session, reaction) one :class:`Entry`. :func:`step` is the whole decision procedure, pure:
+given the entry, whether the trigger holds, the occurrence and the time, it says what to do and returns
+the new entry. Delivery results come back through :func:`delivered`, because an action that could not be
+delivered must neither count as an attempt nor mark its occurrence handled.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import asdict, dataclass, fields, replace
+from pathlib import Path
+from typing import Protocol
+
+from ao.errors import AoError
+from ao.reactions import Reaction
+
+NOTHING, ACT, ESCALATE = "nothing", "act", "escalate"
+MAX_DELIVERY_FAILURES = 3
+PROJECT_KEY = "*"  # the ledger "session" of project-scoped reactions (all-complete)
+
+
+@dataclass(frozen=True)
+class Entry:
+    attempts: int = 0
+    occurrence: str | None = None
+    first_at: int | None = None
+    escalated: bool = False
+    clear_streak: int = 0
+    delivery_failures: int = 0
+    last_error: str = ""
+
+    @classmethod
+    def from_dict(cls, data: dict) -> "Entry":
+        names = {f.name for f in fields(cls)}
+        return cls(**{k: v for k, v in data.items() if k in names})
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+@dataclass(frozen=True)
+class Step:
+    decision: str  # NOTHING, ACT or ESCALATE
+    entry: Entry  # the entry after this observation (for ACT: before delivery is known)
+    reason: str = ""
+
+
+def step(entry: Entry, holds: bool, occurrence: str, now: int, reaction: Reaction) -> Step:
+    """One observation of one (session, reaction). The pseudo-code of SPEC 3.1, line for line."""
+    if not holds:
+        streak = entry.clear_streak + 1
+        if streak >= 2:
+            return Step(NOTHING, Entry())  # stable clear: the budget resets
+        return Step(NOTHING, replace(entry, clear_streak=streak))
+    entry = replace(entry, clear_streak=0, first_at=entry.first_at if entry.first_at is not None else now)
+    if entry.escalated:
+        return Step(NOTHING, entry)
+    if reaction.escalate_seconds is not None and now - entry.first_at >= reaction.escalate_seconds:
+        return Step(ESCALATE, replace(entry, escalated=True), "time passed")
+    if occurrence != entry.occurrence:
+        limit = reaction.limit
+        if limit is not None and entry.attempts >= limit:
+            return Step(ESCALATE, replace(entry, escalated=True), "retries used up")
+        return Step(ACT, entry)
+    return Step(NOTHING, entry)
+
+
+def delivered(entry: Entry, occurrence: str, ok: bool, error: str = "") -> tuple[Entry, bool]:
+    """Record the outcome of an ACT. Returns (new entry, whether to escalate now)."""
+    if ok:
+        return replace(entry, attempts=entry.attempts + 1, occurrence=occurrence, delivery_failures=0,
+                       last_error=""), False
+    failures = entry.delivery_failures + 1
+    if failures >= MAX_DELIVERY_FAILURES:
+        return replace(entry, delivery_failures=failures, last_error=error, escalated=True), True
+    return replace(entry, delivery_failures=failures, last_error=error), False
+
+
+# --------------------------------------------------------------------------------------------- storage
+
+Ledgers = dict[str, dict[str, Entry]]  # session -> reaction -> entry
+
+
+class LedgerStore(Protocol):
+    """Where ledgers live between cycles. The session store takes this over later."""
+
+    def load(self, project: str) -> Ledgers: ...
+
+    def save(self, project: str, session: str, entries: dict[str, Entry]) -> None: ...
+
+
+class MemoryLedgerStore:
+    def __init__(self) -> None:
+        self.data: dict[str, Ledgers] = {}
+
+    def load(self, project: str) -> Ledgers:
+        return {s: dict(e) for s, e in self.data.get(project, {}).items()}
+
+    def save(self, project: str, session: str, entries: dict[str, Entry]) -> None:
+        self.data.setdefault(project, {})[session] = dict(entries)
+
+
+def atomic_write(path: Path, text: str) -> None:
+    """Write a file so that a crash leaves either the old or the new content: temp, fsync, rename."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    try:
+        with open(tmp, "w", encoding="utf-8") as fh:
+            fh.write(text)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    except OSError as exc:
+        tmp.unlink(missing_ok=True)
+        raise AoError(f"{path}: cannot write: {exc.strerror or exc}") from None
+
+
+class JsonLedgerStore:
+    """One JSON file per session under ``<data dir>/ledgers/<project>/``, written atomically."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = root
+
+    def _file(self, project: str, session: str) -> Path:
+        name = "_project" if session == PROJECT_KEY else session
+        return self.root / "ledgers" / project / f"{name}.json"
+
+    def load(self, project: str) -> Ledgers:
+        folder = self.root / "ledgers" / project
+        out: Ledgers = {}
+        for path in sorted(folder.glob("*.json")) if folder.is_dir() else []:
+            try:
+                data = json.loads(path.read_text(encoding="utf-8"))
+                session = data["session"]
+                out[session] = {k: Entry.from_dict(v) for k, v in data["reactions"].items()}
+            except (OSError, ValueError, KeyError, TypeError) as exc:
+                # Never silently start a fresh budget over a corrupt file: set it aside and say so.
+                quarantine = path.with_suffix(".corrupt")
+                path.replace(quarantine)
+                raise AoError(f"{path}: corrupt ledger ({exc}); moved to {quarantine.name}") from None
+        return out
+
+    def save(self, project: str, session: str, entries: dict[str, Entry]) -> None:
+        body = {"session": session, "reactions": {k: e.to_dict() for k, e in sorted(entries.items())}}
+        atomic_write(self._file(project, session), json.dumps(body, indent=1, sort_keys=True) + "\n")

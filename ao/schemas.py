@@ -1,0 +1,85 @@
+"""Validation against ao's JSON Schemas, with every error placed at a file position."""
+
+from __future__ import annotations
+
+import difflib
+import functools
+import json
+from typing import Any
+
+from ao import paths
+from ao.errors import Problem
+from ao.yamlsrc import Source
+
+
+@functools.lru_cache(maxsize=None)
+def load(name: str) -> dict[str, Any]:
+    return json.loads((paths.data_folder("schemas") / name).read_text(encoding="utf-8"))
+
+
+@functools.lru_cache(maxsize=None)
+def _validator(name: str) -> Any:
+    import jsonschema
+
+    schema = load(name)
+    cls = jsonschema.validators.validator_for(schema)
+    return cls(schema)
+
+
+def problems_for(src: Source, data: Any, name: str, root: tuple = ()) -> list[Problem]:
+    """Every schema error in ``data`` (which sits at ``root`` inside ``src``), clearest message first."""
+    problems: set[Problem] = set()
+    for error in _validator(name).iter_errors(data):
+        for leaf in _leaves(error):
+            problems.update(_describe(src, leaf, root))
+    return sorted(problems)
+
+
+def _leaves(error: Any) -> list[Any]:
+    """For an if/then/allOf wrapper, the errors inside it; they point at the real mistake."""
+    if error.validator in ("allOf", "then", "anyOf", "oneOf") and error.context:
+        if error.validator in ("anyOf", "oneOf"):
+            # Show the alternative that got furthest, rather than "is not valid under any of".
+            best = max(error.context, key=lambda e: (len(e.absolute_path), -len(e.schema_path)))
+            return _leaves(best) if len(best.absolute_path) > len(error.absolute_path) else [error]
+        return [leaf for e in error.context for leaf in _leaves(e)]
+    return [error]
+
+
+def _describe(src: Source, error: Any, root: tuple) -> list[Problem]:
+    path = root + tuple(error.absolute_path)
+    schema = error.schema if isinstance(error.schema, dict) else {}
+    if error.validator == "additionalProperties" and isinstance(error.instance, dict):
+        allowed = list((schema.get("properties") or {}).keys())
+        extra = [k for k in error.instance if k not in allowed]
+        out = []
+        for key in extra:
+            close = difflib.get_close_matches(key, allowed, n=1, cutoff=0.6)
+            hint = f" (did you mean '{close[0]}'?)" if close else ""
+            out.append(src.problem(path + (key,), f"unknown key '{key}'{hint}", key=True))
+        return out
+    if error.validator == "required":
+        return [src.problem(path, error.message.replace("is a required property", "is required"), key=bool(path))]
+    if error.validator == "propertyNames":
+        return [src.problem(path, f"invalid name {error.instance!r}: must match {schema.get('pattern', '')}")]
+    if error.validator == "enum":
+        choices = ", ".join(str(c) for c in error.validator_value)
+        close = difflib.get_close_matches(str(error.instance), [str(c) for c in error.validator_value], n=1)
+        hint = f" (did you mean '{close[0]}'?)" if close else ""
+        return [src.problem(path, f"{error.instance!r} is not one of: {choices}{hint}")]
+    if "x-error" in schema and error.validator in ("pattern", "minimum", "type"):
+        return [src.problem(path, f"{schema['x-error']} (got {error.instance!r})")]
+    if error.validator == "type":
+        wanted = error.validator_value
+        wanted = " or ".join(wanted) if isinstance(wanted, list) else wanted
+        return [src.problem(path, f"expected {wanted}, got {_kind(error.instance)} {error.instance!r}")]
+    if error.validator == "minimum":
+        return [src.problem(path, f"must be at least {error.validator_value} (got {error.instance!r})")]
+    if error.validator == "minProperties" and error.validator_value == 1:
+        return [src.problem(path, "must not be empty")]
+    return [src.problem(path, error.message)]
+
+
+def _kind(value: Any) -> str:
+    return {dict: "a mapping", list: "a list", str: "a string", bool: "a boolean", int: "an integer",
+            float: "a number", type(None): "nothing"}.get(type(value), type(value).__name__)

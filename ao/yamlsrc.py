@@ -1,0 +1,171 @@
+"""Safe YAML loading that remembers where every value came from.
+
+PyYAML's composer gives us a node tree with marks; we build plain Python data from it ourselves so that
+each value's ``(line, col)`` is kept in a side table keyed by its path. Building it ourselves also lets us
+refuse what a config file has no business containing: duplicate keys, alias bombs, non-string keys,
+custom tags, and files too large to be a config.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from ao.errors import AoError, Problem
+
+MAX_BYTES = 1024 * 1024  # a config or rule file over 1 MiB is a mistake, not a config
+MAX_NODES = 100_000  # constructed values, counting every alias expansion
+
+Path_ = tuple  # a data path: ("projects", "app", "reactions", "ci-failed", "retries")
+
+
+@dataclass
+class Source:
+    """Loaded YAML data plus the position of every value (and of every mapping key) in the file."""
+
+    file: str
+    data: Any
+    values: dict[Path_, tuple[int, int]] = field(default_factory=dict)
+    keys: dict[Path_, tuple[int, int]] = field(default_factory=dict)
+    plain: set[Path_] = field(default_factory=set)  # scalars written without quotes
+
+    def where(self, path: Path_, key: bool = False) -> tuple[int, int]:
+        """Position of the value at ``path`` (or of its key), falling back to the nearest ancestor."""
+        table = self.keys if key else self.values
+        p = tuple(path)
+        while p:
+            if p in table:
+                return table[p]
+            if p in self.values:
+                return self.values[p]
+            p = p[:-1]
+        return self.values.get((), (1, 1))
+
+    def problem(self, path: Path_, message: str, key: bool = False) -> Problem:
+        from ao.errors import dotted
+
+        line, col = self.where(path, key)
+        return Problem(self.file, line, col, message, dotted(path))
+
+
+def _position_of_byte(raw: bytes, index: int) -> tuple[int, int]:
+    before = raw[:index]
+    line = before.count(b"\n") + 1
+    col = index - (before.rfind(b"\n") + 1) + 1
+    return line, col
+
+
+def read_text(path: Path, label: str | None = None) -> str:
+    """Read a UTF-8 text file with the size limit, reporting failures as problems."""
+    label = label or str(path)
+    try:
+        size = path.stat().st_size
+        if size > MAX_BYTES:
+            raise AoError(problems=[Problem(label, 1, 1, f"file is {size / 1048576:.1f} MiB; refusing to load "
+                                                         f"more than {MAX_BYTES // 1048576} MiB")])
+        raw = path.read_bytes()
+    except OSError as exc:
+        raise AoError(f"{label}: cannot read: {exc.strerror or exc}") from None
+    try:
+        return raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        line, col = _position_of_byte(raw, exc.start)
+        raise AoError(problems=[Problem(label, line, col, f"not valid UTF-8 (byte 0x{raw[exc.start]:02x})")]) from None
+
+
+def load_file(path: Path, label: str | None = None) -> Source:
+    label = label or str(path)
+    return loads(read_text(path, label), label)
+
+
+def loads(text: str, file: str = "<string>") -> Source:
+    """Parse one YAML document. Raises :class:`AoError` with positioned problems."""
+    import yaml
+
+    if len(text.encode("utf-8", "surrogatepass")) > MAX_BYTES:
+        raise AoError(problems=[Problem(file, 1, 1, f"document is larger than {MAX_BYTES // 1048576} MiB; refusing to load it")])
+    try:
+        node = yaml.compose(text, Loader=yaml.SafeLoader)
+    except yaml.MarkedYAMLError as exc:
+        mark = exc.problem_mark or exc.context_mark
+        line, col = (mark.line + 1, mark.column + 1) if mark else (1, 1)
+        message = exc.problem or exc.context or "invalid YAML"
+        if "'\\t'" in message or "\t" in message:
+            message = "tab characters are not allowed for indentation; use spaces"
+        raise AoError(problems=[Problem(file, line, col, f"invalid YAML: {message}")]) from None
+    except yaml.YAMLError as exc:
+        raise AoError(problems=[Problem(file, 1, 1, f"invalid YAML: {exc}")]) from None
+    src = Source(file=file, data=None)
+    if node is None:
+        src.values[()] = (1, 1)
+        return src
+    builder = _Builder(src)
+    src.data = builder.build(node, ())
+    if builder.problems:
+        raise AoError(problems=builder.problems)
+    return src
+
+
+class _Builder:
+    def __init__(self, src: Source) -> None:
+        self.src = src
+        self.count = 0
+        self.problems: list[Problem] = []
+        import yaml
+
+        self.constructor = yaml.constructor.SafeConstructor()
+
+    def _pos(self, node: Any) -> tuple[int, int]:
+        return node.start_mark.line + 1, node.start_mark.column + 1
+
+    def _fail(self, node: Any, message: str, path: Path_) -> None:
+        from ao.errors import dotted
+
+        line, col = self._pos(node)
+        self.problems.append(Problem(self.src.file, line, col, message, dotted(path)))
+
+    def build(self, node: Any, path: Path_) -> Any:
+        import yaml
+
+        self.count += 1
+        if self.count > MAX_NODES:
+            line, col = self._pos(node)
+            raise AoError(problems=[Problem(self.src.file, line, col,
+                                            f"document expands to more than {MAX_NODES} values "
+                                            "(an alias bomb?); refusing to load it")])
+        self.src.values.setdefault(path, self._pos(node))
+        if isinstance(node, yaml.MappingNode):
+            out: dict[str, Any] = {}
+            for key_node, value_node in node.value:
+                if key_node.tag == "tag:yaml.org,2002:merge":
+                    self._fail(key_node, "merge keys (<<) are not supported", path)
+                    continue
+                if not isinstance(key_node, yaml.ScalarNode):
+                    self._fail(key_node, "mapping keys must be plain strings", path)
+                    continue
+                key = key_node.value
+                child = path + (key,)
+                if key in out:
+                    self._fail(key_node, f"duplicate key '{key}'", child)
+                    continue
+                self.src.keys[child] = self._pos(key_node)
+                out[key] = self.build(value_node, child)
+            return out
+        if isinstance(node, yaml.SequenceNode):
+            return [self.build(item, path + (i,)) for i, item in enumerate(node.value)]
+        return self._scalar(node, path)
+
+    def _scalar(self, node: Any, path: Path_) -> Any:
+        import yaml
+
+        if not node.tag.startswith("tag:yaml.org,2002:"):
+            self._fail(node, f"custom tag {node.tag} is not allowed", path)
+            return None
+        if node.style is None:
+            self.src.plain.add(path)
+        try:
+            return self.constructor.construct_object(node, deep=True)
+        except yaml.YAMLError as exc:
+            self._fail(node, f"invalid value: {getattr(exc, 'problem', exc)}", path)
+            return None
