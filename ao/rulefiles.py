@@ -40,8 +40,15 @@ class Cond:
     value: Any  # a scalar, a Ref, a tuple (for `in`), or a regex string (for `matches`)
 
     def __str__(self) -> str:
-        value = list(self.value) if isinstance(self.value, tuple) else self.value
-        return f"{self.field} {self.op} {value}"
+        symbol = {"eq": "==", "ne": "!=", "gt": ">", "gte": ">=", "lt": "<", "lte": "<=", "in": "in",
+                  "matches": "=~", "nomatch": "!~"}.get(self.op, self.op)
+        if isinstance(self.value, tuple):
+            value = "[" + ", ".join(str(v) for v in self.value) + "]"
+        elif isinstance(self.value, bool):
+            value = str(self.value).lower()
+        else:
+            value = str(self.value)
+        return f"{self.field} {symbol} {value}"
 
 
 @dataclass(frozen=True)

@@ -64,7 +64,6 @@ REASON_CAP = 1000    # delivery errors can carry terminal output
 FIELD_CAP = 300      # names, authors, paths, urls: one line each
 
 _INTS = {"pr_number", "attempts", "retries", "session_count"}
-_LISTS = {"failed_checks", "review_comments", "bot_comments", "summary"}
 _SHAPES: dict[str, tuple[str, ...]] = {
     "failed_checks": ("name", "url", "log_tail"),
     "review_comments": ("author", "path", "line", "body", "url"),
@@ -81,8 +80,8 @@ _LONG: dict[str, tuple[int, bool]] = {
 _ESCAPES = re.compile(
     r"\x1b\[[0-?]*[ -/]*[@-~]"                      # CSI: colours, cursor moves
     r"|\x9b[0-?]*[ -/]*[@-~]"                       # 8-bit CSI
-    r"|\x1b\][^\x07\x1b]*(?:\x07|\x1b\\)?"          # OSC: titles, hyperlinks
-    r"|\x1b[PX^_][^\x1b]*(?:\x1b\\)?"               # DCS, SOS, PM, APC strings
+    r"|\x1b\][^\x07\x1b\n]*(?:\x07|\x1b\\)?"        # OSC: titles, hyperlinks (an unterminated one
+    r"|\x1b[PX^_][^\x1b\n]*(?:\x1b\\)?"             # or DCS/SOS/PM/APC string eats one line, no more)
     r"|\x1b[ -/]*[0-~]?"                            # any other ESC sequence (or a lone ESC)
 )
 # C0/C1 controls except \t and \n, plus bidi overrides that make text read differently than it runs
@@ -129,21 +128,21 @@ def _clean_value(key: str, value: Any) -> Any:
     return value
 
 
-class _Quoted(list):
+class _Quoted(list[dict[str, Any]]):
     """A list of dicts that is still iterable in templates but prints as markdown with fenced text."""
 
-    _text = "body"
+    _text, _empty = "body", "(no text)"
 
     def _heading(self, item: dict) -> str:
         raise NotImplementedError
 
     def __str__(self) -> str:
-        return "\n\n".join(f"{self._heading(i)}\n{fence(i[self._text]) if i[self._text] else '(no text)'}"
+        return "\n\n".join(f"{self._heading(i)}\n{fence(i[self._text]) if i[self._text] else self._empty}"
                            for i in self)
 
 
 class _Checks(_Quoted):
-    _text = "log_tail"
+    _text, _empty = "log_tail", "(no log)"
 
     def _heading(self, item: dict) -> str:
         return f"{item['name'] or 'check'} failed" + (f" ({item['url']}):" if item["url"] else ":")
@@ -154,6 +153,10 @@ class _Comments(_Quoted):
         where = f"{item['path']}:{item['line']}" if item["path"] and item["line"] else item["path"]
         return (item["author"] or "someone") + (f" on {where}" if where else "") + \
             (f" ({item['url']}):" if item["url"] else ":")
+
+
+_LIST_TYPES: dict[str, type[list]] = {
+    "failed_checks": _Checks, "review_comments": _Comments, "bot_comments": _Comments, "summary": list}
 
 
 class _Context(dict):
@@ -179,15 +182,13 @@ def build_context(raw: Mapping[str, Any]) -> dict:
     """Template variables from raw values: untrusted text cleaned and fenced, every known name defined."""
     if isinstance(raw, _Context):
         return _Context(raw)
-    values = {ALIASES.get(k, k): v for k, v in raw.items() if k in ALIASES and ALIASES[k] not in raw}
+    values = {ALIASES[k]: v for k, v in raw.items() if k in ALIASES and ALIASES[k] not in raw}
     values.update({k: v for k, v in raw.items() if k not in ALIASES})
     ctx = _Context(values)  # unknown extras pass through: the engine may add its own
     for name in VARIABLES:
         value = values.get(name)
-        if name in _LISTS:
-            rows = _rows(name, value if isinstance(value, (list, tuple)) else [])
-            ctx[name] = _Checks(rows) if name == "failed_checks" else _Comments(rows) if name != "summary" \
-                else rows
+        if name in _LIST_TYPES:
+            ctx[name] = _LIST_TYPES[name](_rows(name, value if isinstance(value, (list, tuple)) else []))
         elif name == "auto_off":
             ctx[name] = bool(value)
         elif value is None:

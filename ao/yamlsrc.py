@@ -42,6 +42,18 @@ class Source:
             p = p[:-1]
         return self.values.get((), (1, 1))
 
+    def sub(self, path: Path_) -> "Source":
+        """The part of this document under ``path``, as a document of its own (same file, same lines)."""
+        n = len(path)
+
+        def cut(table: dict) -> dict:
+            return {p[n:]: pos for p, pos in table.items() if p[:n] == tuple(path)}
+
+        data = self.data
+        for part in path:
+            data = data[part]
+        return Source(self.file, data, cut(self.values), cut(self.keys), {p[n:] for p in self.plain if p[:n] == tuple(path)})
+
     def problem(self, path: Path_, message: str, key: bool = False) -> Problem:
         from ao.errors import dotted
 

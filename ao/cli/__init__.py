@@ -1,0 +1,60 @@
+"""The ``ao`` command line. Thin: each command group lives in its own module and calls the library.
+
+Errors a user can cause (:class:`ao.errors.AoError`) are printed without a traceback; exit codes are 0 ok,
+1 failure, 2 usage.
+"""
+
+
+import sys
+from typing import Any, Optional
+
+from ao import __version__
+
+
+def _build_app() -> Any:
+    import typer
+
+    from ao.cli import config_cmd, rules_cmd
+    from ao.cli.common import ConfigOption
+
+    app = typer.Typer(
+        name="ao",
+        help="Run many AI coding agents in parallel and carry each one from issue to merged PR.",
+        no_args_is_help=True,
+        add_completion=True,
+        pretty_exceptions_enable=False,
+        context_settings={"help_option_names": ["-h", "--help"]},
+    )
+
+    @app.callback()
+    def root(
+        ctx: typer.Context,
+        config: ConfigOption = None,
+        version: bool = typer.Option(False, "--version", help="Print the version and exit.", is_eager=True),
+    ) -> None:
+        if version:
+            print(f"ao {__version__}")
+            raise typer.Exit()
+        ctx.obj = {"config": config}
+
+    app.add_typer(config_cmd.app, name="config")
+    app.add_typer(rules_cmd.app, name="rules")
+    return app
+
+
+def main(argv: Optional[list[str]] = None) -> None:
+    args = sys.argv[1:] if argv is None else argv
+    if args == ["--version"]:  # the common case, answered before importing anything heavy
+        print(f"ao {__version__}")
+        return
+    from ao.errors import AoError
+
+    app = _build_app()
+    try:
+        app(args=args, prog_name="ao", standalone_mode=True)
+    except AoError as exc:
+        print(str(exc), file=sys.stderr)
+        sys.exit(exc.exit_code)
+    except KeyboardInterrupt:
+        sys.exit(130)
+

@@ -1,0 +1,190 @@
+"""``ao rules show|explain|test``."""
+
+from __future__ import annotations
+
+import json as jsonlib
+from pathlib import Path
+from typing import Annotated, Any, Optional
+
+import typer
+
+from ao.cli.common import ConfigOption, JsonOption, ProjectOption, load_config, print_json
+from ao.errors import AoError
+
+app = typer.Typer(help="Inspect, explain and test the compiled reaction rules.", no_args_is_help=True)
+
+
+def _trigger_text(when: Any) -> str:
+    from ao.rulefiles import All, AnyOf, Cond, Not
+
+    if isinstance(when, Cond):
+        return str(when)
+    if isinstance(when, Not):
+        return f"not ({_trigger_text(when.item)})"
+    joiner = " and " if isinstance(when, All) else " or "
+    inner = joiner.join(_trigger_text(i) for i in when.items)
+    return inner if isinstance(when, All) or len(when.items) == 1 else f"({inner})"
+
+
+@app.command()
+def show(ctx: typer.Context, project: ProjectOption = None, json: JsonOption = False,
+         config: ConfigOption = None) -> None:
+    """Print what the configuration compiles to: each reaction's trigger, settings and routing."""
+    from ao import engine
+    from ao.durations import format_duration
+
+    cfg = load_config(ctx, config)
+    compiled = engine.compile_config(cfg)
+    chosen = [cfg.project(project).id] if project else list(compiled)
+    if json:
+        print_json({pid: {
+            "reactions": {k: r.to_config() for k, r in sorted(compiled[pid].reactions.items())},
+            "triggers": [{"rule": ct.name, "reaction": ct.reaction.key, "when": _trigger_text(ct.when),
+                          "occurrence": ct.trigger.occurrence, "scope": ct.trigger.scope, "source": ct.trigger.origin}
+                         for ct in compiled[pid].triggers],
+            "routing": {p: list(n) for p, n in compiled[pid].routing.items()},
+            "durable_rules": compiled[pid].definition(),
+        } for pid in chosen})
+        return
+    from rich.console import Console
+    from rich.table import Table
+
+    console = Console()
+    for pid in chosen:
+        cp = compiled[pid]
+        table = Table(title=f"project {pid}", title_justify="left", show_lines=False)
+        for column in ("reaction", "trigger", "occurrence", "action", "priority", "escalation"):
+            table.add_column(column, overflow="fold")
+        for ct in cp.triggers:
+            r = ct.reaction
+            action = r.action if r.auto else f"notify (auto off; {r.action})"
+            budget = []
+            if r.limit is not None:
+                budget.append(f"after {r.limit} attempt{'s' if r.limit != 1 else ''}")
+            if r.escalate_seconds is not None:
+                budget.append(f"after {format_duration(r.escalate_seconds)}")
+            table.add_row(ct.reaction.key, _trigger_text(ct.when), ct.trigger.occurrence, action, r.priority or "-",
+                          " or ".join(budget) or "never")
+        console.print(table)
+        routing = Table(title="routing", title_justify="left")
+        routing.add_column("priority")
+        routing.add_column("notifiers")
+        for priority, names in cp.routing.items():
+            routing.add_row(priority, ", ".join(names))
+        console.print(routing)
+
+
+def _load_fact(ctx: typer.Context, cfg: Any, session: str, fact_file: Optional[Path]) -> dict[str, Any]:
+    from ao import yamlsrc
+
+    if fact_file is not None:
+        data = yamlsrc.load_file(fact_file).data
+        if not isinstance(data, dict):
+            raise AoError(f"{fact_file}: a fact file holds one mapping of fact fields")
+        return data
+    for pid in cfg.projects:
+        path = cfg.data_dir / "projects" / pid / "sessions" / f"{session}.json"
+        if path.is_file():
+            stored = jsonlib.loads(path.read_text(encoding="utf-8"))
+            if "fact" not in stored:
+                raise AoError(f"session {session} has no observation stored yet; run `ao poll` or pass --fact FILE")
+            return stored["fact"]
+    raise AoError(f"unknown session '{session}' (no {cfg.data_dir}/projects/*/sessions/{session}.json); "
+                  "pass --fact FILE to explain a fact from a file")
+
+
+@app.command()
+def explain(
+    ctx: typer.Context,
+    session: Annotated[str, typer.Argument(help="Session id, e.g. app-3.")],
+    fact_file: Annotated[Optional[Path], typer.Option("--fact", help="Read the fact from this YAML/JSON file "
+                                                      "instead of the session's last stored one.")] = None,
+    now: Annotated[Optional[int], typer.Option(help="Evaluate at this epoch second (default: now).")] = None,
+    json: JsonOption = False,
+    config: ConfigOption = None,
+) -> None:
+    """For a session's latest fact, show every reaction: matched or not, which condition failed, and its ledger."""
+    import time
+
+    from ao import engine, facts
+    from ao.ledger import JsonLedgerStore
+
+    cfg = load_config(ctx, config)
+    partial = _load_fact(ctx, cfg, session, fact_file)
+    partial.setdefault("session", session)
+    problems = facts.type_problems(partial)
+    if problems:
+        raise AoError("\n".join(f"{fact_file or session}: {p}" for p in problems))
+    project = cfg.project(partial.get("project") or (None if len(cfg.projects) == 1 else ""))
+    partial.setdefault("project", project.id)
+    compiled = engine.compile_config(cfg)[project.id]
+    fact = facts.complete(partial, int(now if now is not None else time.time()), compiled.stuck_threshold)
+    ledgers = JsonLedgerStore(cfg.data_dir).load(project.id).get(session, {}) if cfg.data_dir.is_dir() else {}
+    report = []
+    for ct in compiled.triggers:
+        if ct.trigger.scope != "session":
+            continue
+        failed = _first_failure(ct.when, fact)
+        entry = ledgers.get(ct.reaction.key)
+        report.append({"reaction": ct.reaction.key, "rule": ct.name, "matched": failed is None,
+                       "failed": failed, "occurrence": f"{ct.trigger.occurrence}={fact.get(ct.trigger.occurrence)!r}",
+                       "ledger": entry.to_dict() if entry else None})
+    if json:
+        print_json({"session": session, "fact": fact, "reactions": report})
+        return
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table(title=f"{session}  status={fact['status']}  activity={fact['activity']}  pr={fact['pr_state']}",
+                  title_justify="left")
+    for column in ("reaction", "matched", "why not", "occurrence", "ledger"):
+        table.add_column(column, overflow="fold")
+    for row in report:
+        ledger = row["ledger"]
+        ledger_text = (f"attempts {ledger['attempts']}, occurrence {ledger['occurrence']}"
+                       + (", escalated" if ledger["escalated"] else "")) if ledger else "-"
+        table.add_row(row["rule"], "yes" if row["matched"] else "no", row["failed"] or "", row["occurrence"], ledger_text)
+    Console().print(table)
+
+
+def _first_failure(node: Any, fact: dict[str, Any]) -> Optional[str]:
+    """The first condition (in file order) that does not hold, as text; None when the trigger matches."""
+    from ao.engine import evaluate_node
+    from ao.rulefiles import All, Cond
+
+    if evaluate_node(node, fact):
+        return None
+    if isinstance(node, All):
+        for item in node.items:
+            reason = _first_failure(item, fact)
+            if reason:
+                return reason
+    if isinstance(node, Cond):
+        return f"{node} (is {fact.get(node.field)!r})"
+    return _trigger_text(node)
+
+
+@app.command("test")
+def test_cmd(
+    files: Annotated[list[Path], typer.Argument(help="Rule test files (SPEC 4.4 format).", exists=False)],
+    json: JsonOption = False,
+) -> None:
+    """Run rule tests: timelines of facts with the actions expected at each step. Exit 1 if any fails."""
+    from ao import ruletest
+
+    results = []
+    for path in files:
+        if not path.is_file():
+            raise AoError(f"{path}: rule test file not found")
+        results.extend(ruletest.run_file(path))
+    passed = sum(r.ok for r in results)
+    failed = len(results) - passed
+    if json:
+        print_json([{"file": r.file, "name": r.name, "ok": r.ok,
+                     "failures": [s.__dict__ for s in r.steps if not s.ok]} for r in results])
+    else:
+        for r in results:
+            print(ruletest.format_result(r))
+        print(f"{passed} passed, {failed} failed")
+    if failed:
+        raise typer.Exit(1)
