@@ -137,8 +137,8 @@ def _to_durable(node: Node, regexes: dict[str, tuple[str, str]]) -> dict[str, An
         return _to_durable(_negate(node.item), regexes)
     if isinstance(node, (All, AnyOf)):
         parts = [_to_durable(i, regexes) for i in node.items]
-        if not parts:
-            return _ALWAYS
+        if not parts:  # an empty `all` always holds; an empty `any` (e.g. from `not: {}`) never does
+            return _ALWAYS if isinstance(node, All) else _NEVER
         if len(parts) == 1:
             return parts[0]
         return {"$and" if isinstance(node, All) else "$or": parts}
@@ -158,6 +158,7 @@ def _to_durable(node: Node, regexes: dict[str, tuple[str, str]]) -> dict[str, An
 
 
 _ALWAYS = {"$or": [{"kind": "session"}, {"kind": "project"}]}
+_NEVER = {"kind": "never"}
 
 
 def evaluate_node(node: Node, fact: Mapping[str, Any]) -> bool:

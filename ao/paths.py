@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import functools
 import os
 from pathlib import Path
 
 _PKG = Path(__file__).resolve().parent
 
 
+@functools.cache
 def data_folder(name: str) -> Path:
     """The built-in ``rules``, ``schemas`` or ``templates`` folder.
 

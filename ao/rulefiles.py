@@ -176,6 +176,9 @@ def _parse_when(src: Source, when: dict[str, Any], at: tuple, known: dict[str, A
 def _condition(src: Source, name: str, op: str, operand: Any, at: tuple, known: dict[str, Any],
                problems: list[Problem]) -> Cond | None:
     kind = known[name][0]
+    if op in ORDERED and kind is not int:
+        problems.append(src.problem(at, f"{op} needs a number field; '{name}' is {kind.__name__}"))
+        return None
     if isinstance(operand, str) and operand.startswith("$") and op not in ("matches", "in"):
         ref = operand[1:]
         from ao.reactions import REFERENCE_NAMES
@@ -195,9 +198,6 @@ def _condition(src: Source, name: str, op: str, operand: Any, at: tuple, known: 
             problems.append(src.problem(at, f"invalid regex {operand!r}: {exc}"))
             return None
         return Cond(name, op, operand)
-    if op in ORDERED and kind is not int:
-        problems.append(src.problem(at, f"{op} needs a number field; '{name}' is {kind.__name__}"))
-        return None
     values = operand if op == "in" else [operand]
     for value in values:
         message = _value_problem(name, kind, value)

@@ -270,12 +270,18 @@ def check(source: str) -> list[tuple[str, int]]:
     return problems
 
 
+@functools.lru_cache(maxsize=512)
+def _compiled(source: str) -> Any:
+    """Compiling is far dearer than rendering, and a cycle renders the same few templates many times."""
+    return _env().from_string(convert_single_braces(source))
+
+
 def render(source: str, variables: Mapping[str, Any]) -> str:
     """Render a template with cleaned variables; any failure is an AoError, never a Jinja traceback."""
     import jinja2
 
     try:
-        return _env().from_string(convert_single_braces(source)).render(build_context(variables)).rstrip()
+        return _compiled(source).render(build_context(variables)).rstrip()
     except jinja2.TemplateSyntaxError as e:
         raise AoError(f"template syntax error at line {e.lineno}: {e.message}") from e
     except jinja2.TemplateError as e:  # undefined names, sandbox refusals, missing includes
