@@ -223,8 +223,8 @@ class Config:
 
     def notifier_names(self, priority: str) -> list[str]:
         """Where a notification of ``priority`` goes: routing, else defaults, else log. Never nowhere."""
-        names = self.routing.get(priority) or self.defaults.get("notifiers") or ["log"]
-        return list(dict.fromkeys(names))
+        names = self.routing[priority] if priority in self.routing else self.defaults.get("notifiers")
+        return list(dict.fromkeys(names or ["log"]))  # `info: []` means the log only, never nowhere
 
 
 def _get(data: Any, path: tuple) -> Any:
@@ -253,14 +253,15 @@ def from_source(src: Source, file: Path, env: Mapping[str, str] | None = None) -
     data, from_env, problems = interpolate(src, env)
     if data is None:
         raise AoError(problems=[src.problem((), "the configuration is empty; it needs at least `projects:`")])
-    problems += schema_problems(src, data)
+    unset = {p.path for p in problems}  # a value still holding ${VAR} would only add a confusing schema error
+    problems += [p for p in schema_problems(src, data) if p.path not in unset]
     if problems:
         raise AoError(problems=problems)
     config, problems = _build(src, file, data, from_env, env)
     if not problems:
         problems = _check_rules_and_templates(config)
     if problems:
-        raise AoError(problems=problems)
+        raise AoError(problems=sorted(set(problems)))  # a top-level mistake is found once per project
     return config
 
 
@@ -362,7 +363,10 @@ def _build_project(src: Source, base: Path, pid: str, raw: dict[str, Any], defau
     for key, fields in merged.items():
         if "action" not in fields:
             where = ("projects", pid, "reactions", key) if key in (raw.get("reactions") or {}) else ("reactions", key)
-            problems.append(src.problem(where, f"reaction '{key}' needs an action (send-to-agent, notify or auto-merge)"))
+            hint = _did_you_mean(key, reactions.BUILTIN)
+            message = (f"unknown reaction '{key}'{hint}; a new reaction needs an action and a trigger rule" if hint else
+                       f"reaction '{key}' needs an action (send-to-agent, notify or auto-merge)")
+            problems.append(src.problem(where, message, key=True))
             continue
         try:
             built[key] = reactions.build(key, fields)
@@ -416,8 +420,8 @@ def _check_rules_and_templates(config: Config) -> list[Problem]:
                 else ("reactions", key, "message")
             if reaction.message is not None:
                 for message, line_offset in templates.check(reaction.message):
-                    line, col = src.where(where)
-                    problems.append(Problem(src.file, line + line_offset, col, message, dotted(where)))
+                    line, col = src.line_in(where, line_offset)
+                    problems.append(Problem(src.file, line, col, message, dotted(where)))
             if reaction.template is not None and not templates.exists(reaction.template, config.file.parent):
                 problems.append(src.problem(where[:-1] + ("template",), f"template '{reaction.template}' not found"))
     return sorted(set(problems))
@@ -450,7 +454,19 @@ def effective(config: Config, project: str | None = None, redact: bool = True) -
             "tracker": raw.get("tracker", p.tracker), "scm": raw.get("scm", p.scm),
             "reactions": {k: r.to_config() for k, r in sorted(p.reactions.items())},
         }
-    return out
+    return _scrubbed(out, config.secrets()) if redact else out
+
+
+def _scrubbed(data: Any, secrets: set[str]) -> Any:
+    """``data`` with every value taken from the environment replaced, also inside longer strings."""
+    if isinstance(data, dict):
+        return {k: _scrubbed(v, secrets) for k, v in data.items()}
+    if isinstance(data, list):
+        return [_scrubbed(v, secrets) for v in data]
+    if isinstance(data, str):
+        for secret in sorted(secrets, key=len, reverse=True):
+            data = data.replace(secret, REDACTED)
+    return data
 
 
 def _redacted(data: Any, from_env: set[tuple], path: tuple = ()) -> Any:

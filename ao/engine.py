@@ -63,6 +63,7 @@ class CompiledProject:
     triggers: list[CompiledTrigger]
     routing: dict[str, tuple[str, ...]]
     regexes: dict[str, tuple[str, str]] = field(default_factory=dict)  # flag -> (field, pattern)
+    expressions: dict[str, Node] = field(default_factory=dict)  # flag -> a trigger too large for durable_rules
 
     @property
     def stuck_threshold(self) -> int:
@@ -95,6 +96,10 @@ def compile_project(config: Config, project: Project, book: Rulebook) -> Compile
             scope_kind = "session" if trigger.scope == "session" else "project"
             body = _to_durable(when, compiled.regexes)
             condition = {"$and": [{"kind": scope_kind}, *(body["$and"] if "$and" in body else [body])]}
+            if _groups(condition) > MAX_DURABLE_GROUPS:
+                flag = f"__when{len(compiled.expressions)}"
+                compiled.expressions[flag] = when
+                condition = {"$and": [{"kind": scope_kind}, {flag: True}]}
             compiled.triggers.append(CompiledTrigger(f"{key}#{n}", trigger, reaction, when, condition))
     return compiled
 
@@ -141,7 +146,8 @@ def _to_durable(node: Node, regexes: dict[str, tuple[str, str]]) -> dict[str, An
             return _ALWAYS if isinstance(node, All) else _NEVER
         if len(parts) == 1:
             return parts[0]
-        return {"$and" if isinstance(node, All) else "$or": parts}
+        key = "$and" if isinstance(node, All) else "$or"
+        return {key: [q for p in parts for q in (p[key] if list(p) == [key] else [p])]}  # flat: fewer groups
     name, op, value = node.field, node.op, node.value
     if op in ("matches", "nomatch"):
         flag = next((f for f, spec in regexes.items() if spec == (name, value)), None)
@@ -158,6 +164,18 @@ def _to_durable(node: Node, regexes: dict[str, tuple[str, str]]) -> dict[str, An
 
 
 _ALWAYS = {"$or": [{"kind": "session"}, {"kind": "project"}]}
+# durable_rules 2.0.28 keeps a condition's and/or groups in at most 32 expressions, two per group, and refuses
+# the whole ruleset beyond ("error code: 113"); a larger trigger is evaluated in Python and reaches its rule
+# as a flag, like a regex.
+MAX_DURABLE_GROUPS = 15
+
+
+def _groups(condition: Any) -> int:
+    if isinstance(condition, dict):
+        return sum((k in ("$and", "$or")) + _groups(v) for k, v in condition.items())
+    if isinstance(condition, list):
+        return sum(_groups(c) for c in condition)
+    return 0
 _NEVER = {"kind": "never"}
 
 
@@ -260,12 +278,9 @@ class Engine:
         cycle = _Cycle(now=now, facts=by_session, details=details or {})
         payload = []
         for fact in by_session.values():
-            item = {**fact, "kind": "session", "sid": sid}
-            for flag, (name, rx) in self._rx.items():
-                item[flag] = rx.search(str(fact.get(name, ""))) is not None
-            payload.append(item)
+            payload.append({**fact, **self._flags(fact), "kind": "session", "sid": sid})
         project_fact = facts.project_fact(self.project, list(by_session.values()))
-        payload.append({**project_fact, "kind": "project", "sid": sid})
+        payload.append({**project_fact, **self._flags(project_fact), "kind": "project", "sid": sid})
         by_session[PROJECT_KEY] = project_fact
         self._cycle = cycle
         try:
@@ -279,6 +294,12 @@ class Engine:
             raise cycle.errors[0]
         self._clear_unmatched(cycle)
         return cycle.actions
+
+    def _flags(self, fact: Mapping[str, Any]) -> dict[str, bool]:
+        """The conditions evaluated in Python (regexes, oversized triggers), as boolean fields of the fact."""
+        flags = {flag: rx.search(str(fact.get(name, ""))) is not None for flag, (name, rx) in self._rx.items()}
+        flags.update({flag: evaluate_node(node, fact) for flag, node in self.compiled.expressions.items()})
+        return flags
 
     def settle(self, action: Action, outcome: Outcome, now: int) -> list[Action]:
         """Record an action's delivery. Returns an escalation when delivery has failed too often."""
@@ -347,11 +368,13 @@ class Engine:
     def _route(self, action: Action) -> None:
         """Route a notification decided outside a cycle (an escalation after failed deliveries)."""
         self._pending_route = action
+        sid = f"route-{next(self._nid)}"
         try:
-            self._host.assert_fact(self._name, {"kind": "notification", "priority": action.priority,
-                                                "sid": f"route-{next(self._nid)}", "nid": 0})
+            self._host.assert_fact(self._name, {"kind": "notification", "priority": action.priority, "sid": sid,
+                                                "nid": 0})
         finally:
             self._pending_route = None
+            self._host.delete_state(self._name, sid)
 
     def _clear_unmatched(self, cycle: _Cycle) -> None:
         for session, entries in list(self.ledgers.items()):

@@ -81,11 +81,21 @@ REFERENCE_NAMES = ("auto", "action", "priority", "retries", "escalateAfter", "th
 
 
 def merge_layers(*layers: dict[str, dict[str, Any]] | None) -> dict[str, dict[str, Any]]:
-    """Merge reaction tables field by field; later layers win."""
+    """Merge reaction tables field by field; later layers win. The first layer is the built-in table.
+
+    A built-in count ``escalateAfter`` only mirrors the built-in ``retries`` (ci-failed has both at 2), so
+    a user who sets ``retries`` alone gets that many attempts instead of a silent cap at the old count.
+    """
     merged: dict[str, dict[str, Any]] = {}
     for layer in layers:
         for key, fields in (layer or {}).items():
             merged.setdefault(key, {}).update(fields or {})
+    builtin, user = layers[0] or {}, [layer or {} for layer in layers[1:]]
+    for key, fields in merged.items():
+        inherited = builtin.get(key, {}).get("escalateAfter")
+        set_by_user = lambda name: any(name in (layer.get(key) or {}) for layer in user)  # noqa: E731
+        if isinstance(inherited, int) and set_by_user("retries") and not set_by_user("escalateAfter"):
+            fields.pop("escalateAfter", None)
     return merged
 
 

@@ -98,8 +98,11 @@ def _check_test(src: Source, test: Any, at: tuple) -> list[Problem]:
         return [src.problem(at, "a test needs `name:` and `steps:` (a list)")]
     label = f"test '{test['name']}'"
     problems = [src.problem(at + (k,), f"{label}: unknown key '{k}'", key=True) for k in test if k not in TEST_KEYS]
-    if "start" in test and not isinstance(test["start"], (dt.datetime, dt.date, str)):
-        problems.append(src.problem(at + ("start",), f"{label}: start must be a timestamp like 2026-01-01T09:00:00Z"))
+    if "start" in test:
+        try:
+            _start(test)
+        except (TypeError, ValueError, AttributeError):
+            problems.append(src.problem(at + ("start",), f"{label}: start must be a timestamp like 2026-01-01T09:00:00Z"))
     last = -1
     for n, step in enumerate(test["steps"], start=1):
         here = at + ("steps", n - 1)
@@ -130,7 +133,7 @@ def _check_test(src: Source, test: Any, at: tuple) -> list[Problem]:
         expect = step.get("expect")
         if expect is not None and not isinstance(expect, list):
             problems.append(src.problem(here + ("expect",), f"{where}: expect must be a list ([] = nothing fires)"))
-        for e, entry in enumerate(expect or []):
+        for e, entry in enumerate(expect if isinstance(expect, list) else []):
             epath = here + ("expect", e)
             if not isinstance(entry, dict):
                 problems.append(src.problem(epath, f"{where}: each expected action is a mapping"))
@@ -162,7 +165,9 @@ def _run_test(src: Source, cfg: config_mod.Config, compiled: dict[str, engine_mo
     try:
         project = cfg.project(test.get("project"))
     except AoError as exc:
-        raise AoError(problems=[src.problem(at + ("project",), f"{label}: {exc}")]) from None
+        message = str(exc) if "project" in test else f"several projects are configured; set project: to one of " \
+                                                     f"{', '.join(cfg.projects)}"
+        raise AoError(problems=[src.problem(at + ("project",), f"{label}: {message}")]) from None
     result = TestResult(src.file, test["name"])
     start = _start(test)
     state: dict[str, dict[str, Any]] = {}

@@ -60,8 +60,9 @@ def _describe(src: Source, error: Any, root: tuple) -> list[Problem]:
         return out
     if error.validator == "required":
         return [src.problem(path, error.message.replace("is a required property", "is required"), key=bool(path))]
-    if error.validator == "propertyNames":
-        return [src.problem(path, f"invalid name {error.instance!r}: must match {schema.get('pattern', '')}")]
+    if "propertyNames" in error.relative_schema_path:  # jsonschema reports the failing name at its parent
+        return [src.problem(path + (str(error.instance),), f"invalid name {error.instance!r}: must match "
+                                                          f"{schema.get('pattern', '')}", key=True)]
     if error.validator == "enum":
         choices = ", ".join(str(c) for c in error.validator_value)
         close = difflib.get_close_matches(str(error.instance), [str(c) for c in error.validator_value], n=1)
@@ -72,7 +73,8 @@ def _describe(src: Source, error: Any, root: tuple) -> list[Problem]:
     if error.validator == "type":
         wanted = error.validator_value
         wanted = " or ".join(wanted) if isinstance(wanted, list) else wanted
-        return [src.problem(path, f"expected {wanted}, got {_kind(error.instance)} {error.instance!r}")]
+        got = _kind(error.instance) + ("" if error.instance is None else f" {error.instance!r}")
+        return [src.problem(path, f"expected {wanted}, got {got}")]
     if error.validator == "minimum":
         return [src.problem(path, f"must be at least {error.validator_value} (got {error.instance!r})")]
     if error.validator == "minProperties" and error.validator_value == 1:

@@ -29,6 +29,7 @@ class Source:
     values: dict[Path_, tuple[int, int]] = field(default_factory=dict)
     keys: dict[Path_, tuple[int, int]] = field(default_factory=dict)
     plain: set[Path_] = field(default_factory=set)  # scalars written without quotes
+    blocks: dict[Path_, tuple[int, int]] = field(default_factory=dict)  # | and > scalars: first content line
 
     def where(self, path: Path_, key: bool = False) -> tuple[int, int]:
         """Position of the value at ``path`` (or of its key), falling back to the nearest ancestor."""
@@ -42,6 +43,17 @@ class Source:
             p = p[:-1]
         return self.values.get((), (1, 1))
 
+    def line_in(self, path: Path_, offset: int) -> tuple[int, int]:
+        """Position of line ``offset`` (0-based) of the string at ``path``.
+
+        Exact for a ``|`` block, whose text starts on the line after the indicator; a ``>`` block folds
+        lines, so there it may be an earlier line of the block. Any other scalar: the value's own position.
+        """
+        if tuple(path) in self.blocks:
+            line, col = self.blocks[tuple(path)]
+            return line + offset, col
+        return self.where(path)
+
     def sub(self, path: Path_) -> "Source":
         """The part of this document under ``path``, as a document of its own (same file, same lines)."""
         n = len(path)
@@ -52,7 +64,8 @@ class Source:
         data = self.data
         for part in path:
             data = data[part]
-        return Source(self.file, data, cut(self.values), cut(self.keys), {p[n:] for p in self.plain if p[:n] == tuple(path)})
+        return Source(self.file, data, cut(self.values), cut(self.keys), {p[n:] for p in self.plain if p[:n] == tuple(path)},
+                      cut(self.blocks))
 
     def problem(self, path: Path_, message: str, key: bool = False) -> Problem:
         from ao.errors import dotted
@@ -112,7 +125,7 @@ def loads(text: str, file: str = "<string>") -> Source:
     if node is None:
         src.values[()] = (1, 1)
         return src
-    builder = _Builder(src)
+    builder = _Builder(src, text.splitlines())
     src.data = builder.build(node, ())
     if builder.problems:
         raise AoError(problems=builder.problems)
@@ -120,8 +133,9 @@ def loads(text: str, file: str = "<string>") -> Source:
 
 
 class _Builder:
-    def __init__(self, src: Source) -> None:
+    def __init__(self, src: Source, lines: list[str]) -> None:
         self.src = src
+        self.lines = lines
         self.count = 0
         self.problems: list[Problem] = []
         import yaml
@@ -176,6 +190,11 @@ class _Builder:
             return None
         if node.style is None:
             self.src.plain.add(path)
+        elif node.style in ("|", ">"):
+            first = node.start_mark.line + 1  # 0-based: the text starts on the line after the indicator
+            body = [ln for ln in self.lines[first:node.end_mark.line + 1] if ln.strip()]
+            indent = len(body[0]) - len(body[0].lstrip(" ")) if body else node.start_mark.column
+            self.src.blocks[path] = (first + 1, indent + 1)
         try:
             return self.constructor.construct_object(node, deep=True)
         except yaml.YAMLError as exc:

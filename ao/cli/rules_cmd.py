@@ -47,6 +47,7 @@ def show(ctx: typer.Context, project: ProjectOption = None, json: JsonOption = F
         } for pid in chosen})
         return
     from rich.console import Console
+    from rich.markup import escape
     from rich.table import Table
 
     console = Console()
@@ -63,14 +64,14 @@ def show(ctx: typer.Context, project: ProjectOption = None, json: JsonOption = F
                 budget.append(f"after {r.limit} attempt{'s' if r.limit != 1 else ''}")
             if r.escalate_seconds is not None:
                 budget.append(f"after {format_duration(r.escalate_seconds)}")
-            table.add_row(ct.reaction.key, _trigger_text(ct.when), ct.trigger.occurrence, action, r.priority or "-",
-                          " or ".join(budget) or "never")
+            table.add_row(ct.reaction.key, escape(_trigger_text(ct.when)), ct.trigger.occurrence, action,
+                          r.priority or "-", " or ".join(budget) or "never")
         console.print(table)
         routing = Table(title="routing", title_justify="left")
         routing.add_column("priority")
         routing.add_column("notifiers")
         for priority, names in cp.routing.items():
-            routing.add_row(priority, ", ".join(names))
+            routing.add_row(priority, escape(", ".join(names)))
         console.print(routing)
 
 
@@ -133,6 +134,7 @@ def explain(
         print_json({"session": session, "fact": fact, "reactions": report})
         return
     from rich.console import Console
+    from rich.markup import escape
     from rich.table import Table
 
     table = Table(title=f"{session}  status={fact['status']}  activity={fact['activity']}  pr={fact['pr_state']}",
@@ -143,7 +145,8 @@ def explain(
         ledger = row["ledger"]
         ledger_text = (f"attempts {ledger['attempts']}, occurrence {ledger['occurrence']}"
                        + (", escalated" if ledger["escalated"] else "")) if ledger else "-"
-        table.add_row(row["rule"], "yes" if row["matched"] else "no", row["failed"] or "", row["occurrence"], ledger_text)
+        table.add_row(row["rule"], "yes" if row["matched"] else "no", escape(row["failed"] or ""),
+                      escape(row["occurrence"]), ledger_text)
     Console().print(table)
 
 
