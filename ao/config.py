@@ -255,8 +255,9 @@ def from_source(src: Source, file: Path, env: Mapping[str, str] | None = None) -
         raise AoError(problems=[src.problem((), "the configuration is empty; it needs at least `projects:`")])
     unset = {p.path for p in problems}  # a value still holding ${VAR} would only add a confusing schema error
     problems += [p for p in schema_problems(src, data) if p.path not in unset]
+    problems += _message_problems(src, data)  # independent of the rest, so reported even beside schema errors
     if problems:
-        raise AoError(problems=problems)
+        raise AoError(problems=sorted(set(problems)))
     config, problems = _build(src, file, data, from_env, env)
     if not problems:
         problems = _check_rules_and_templates(config)
@@ -416,15 +417,32 @@ def _check_rules_and_templates(config: Config) -> list[Problem]:
                 if reaction.value(name) is None:
                     problems.append(src.problem(("reactions", key), f"the trigger of '{key}' reads ${name}, "
                                                                     f"which reaction '{key}' does not set"))
-            where = ("projects", pid, "reactions", key, "message") if "message" in (project.raw.get("reactions") or {}).get(key, {}) \
-                else ("reactions", key, "message")
-            if reaction.message is not None:
-                for message, line_offset in templates.check(reaction.message):
-                    line, col = src.line_in(where, line_offset)
-                    problems.append(Problem(src.file, line, col, message, dotted(where)))
+            where = ("projects", pid, "reactions", key) if "template" in (project.raw.get("reactions") or {}).get(key, {}) \
+                else ("reactions", key)
             if reaction.template is not None and not templates.exists(reaction.template, config.file.parent):
-                problems.append(src.problem(where[:-1] + ("template",), f"template '{reaction.template}' not found"))
+                problems.append(src.problem(where + ("template",), f"template '{reaction.template}' not found"))
     return sorted(set(problems))
+
+
+def _message_problems(src: Source, data: Any) -> list[Problem]:
+    """Every reaction ``message`` (top-level and per project) must parse and use only known variables."""
+    from ao import templates
+
+    tables = [(("reactions",), data.get("reactions"))] if isinstance(data, dict) else []
+    projects = data.get("projects") if isinstance(data, dict) else None
+    for pid, project in (projects.items() if isinstance(projects, dict) else []):
+        if isinstance(project, dict):
+            tables.append((("projects", pid, "reactions"), project.get("reactions")))
+    problems = []
+    for at, table in tables:
+        for key, fields in (table.items() if isinstance(table, dict) else []):
+            message = fields.get("message") if isinstance(fields, dict) else None
+            if isinstance(message, str):
+                where = at + (key, "message")
+                for text, line_offset in templates.check(message):
+                    line, col = src.line_in(where, line_offset)
+                    problems.append(Problem(src.file, line, col, text, dotted(where)))
+    return problems
 
 
 # ------------------------------------------------------------------------------------------------ show

@@ -274,6 +274,16 @@ def test_several_problems_are_reported_at_once():
     assert len(_problems(case)) >= 3
 
 
+def test_template_problems_are_reported_beside_schema_problems():
+    text = P("reactions:\n  ci-failed:\n    retries: -1\n    message: |\n      hello\n      {{ pr_ulr }}\n")
+    got = _problems(Case("mixed", text, []))
+    assert [(p.path, p.message.split(" (")[0]) for p in got] == [
+        ("reactions.ci-failed.retries", "must be at least 0"),
+        ("reactions.ci-failed.message", "unknown template variable 'pr_ulr'"),
+    ]
+    assert got[1].line == got[0].line + 3
+
+
 def test_printed_form():
     [case] = [c for c in CASES if c.id == "unknown-reaction-field"]
     [problem] = _problems(case)
