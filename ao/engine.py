@@ -164,6 +164,7 @@ def _to_durable(node: Node, regexes: dict[str, tuple[str, str]]) -> dict[str, An
 
 
 _ALWAYS = {"$or": [{"kind": "session"}, {"kind": "project"}]}
+_NEVER = {"kind": "never"}
 # durable_rules 2.0.28 keeps a condition's and/or groups in at most 32 expressions, two per group, and refuses
 # the whole ruleset beyond ("error code: 113"); a larger trigger is evaluated in Python and reaches its rule
 # as a flag, like a regex.
@@ -176,7 +177,6 @@ def _groups(condition: Any) -> int:
     if isinstance(condition, list):
         return sum(_groups(c) for c in condition)
     return 0
-_NEVER = {"kind": "never"}
 
 
 def evaluate_node(node: Node, fact: Mapping[str, Any]) -> bool:
