@@ -212,6 +212,17 @@ class Config:
             raise AoError(f"unknown project '{name}'{hint}; configured: {', '.join(self.projects)}")
         return self.projects[name]
 
+    def project_for_session(self, session: str) -> Project:
+        """The project whose session prefix names this session id (``<prefix>-<n>``)."""
+        prefix = session.rsplit("-", 1)[0]
+        for project in self.projects.values():
+            if project.session_prefix == prefix:
+                return project
+        if len(self.projects) == 1:
+            return next(iter(self.projects.values()))
+        known = ", ".join(f"{p.session_prefix}-N ({p.id})" for p in self.projects.values())
+        raise AoError(f"session '{session}' belongs to no configured project; session ids look like: {known}")
+
     def secrets(self) -> set[str]:
         """Every value taken from the environment, for scrubbing logs and output."""
         out = set()

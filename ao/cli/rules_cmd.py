@@ -116,7 +116,7 @@ def explain(
     problems = facts.type_problems(partial)
     if problems:
         raise AoError("\n".join(f"{fact_file or session}: {p}" for p in problems))
-    project = cfg.project(partial.get("project") or (None if len(cfg.projects) == 1 else ""))
+    project = cfg.project(partial["project"]) if partial.get("project") else cfg.project_for_session(session)
     partial.setdefault("project", project.id)
     compiled = engine.compile_config(cfg)[project.id]
     fact = facts.complete(partial, int(now if now is not None else time.time()), compiled.stuck_threshold)
