@@ -23,6 +23,7 @@ class Action:
     occurrence: str
     reason: str
     attempt: int = 0
+    budget: int = 0  # when this ledger budget began (first_at): a new budget is a new decision
     fact: dict[str, Any] = field(default_factory=dict, repr=False)
 
     def to_dict(self) -> dict[str, Any]:

@@ -303,6 +303,9 @@ def _build(src: Source, file: Path, data: dict[str, Any], from_env: set[tuple],
         if name not in known:
             problems.append(src.problem(path, f"unknown notifier '{name}'{_did_you_mean(name, known)}; "
                                               f"define it under notifiers: or use one of: {', '.join(sorted(known))}"))
+    from ao import notify  # each plugin's keys must make a working Apprise URL (or webhook)
+
+    problems += notify.config_problems(src, notifiers)
 
     if "readyThreshold" in data and "readyThresholdMs" in data:
         problems.append(src.problem(("readyThresholdMs",), "set readyThreshold or readyThresholdMs, not both", key=True))

@@ -417,7 +417,8 @@ class Engine:
         action = Action(project=self.project, session=None if session == PROJECT_KEY else session,
                         reaction=reaction.key, action=kind, priority=priority, notifiers=(), title=title,
                         text=text, occurrence=occurrence, reason=reason or _reason(kind, reaction),
-                        attempt=entry.attempts + (1 if decision == ACT else 0), fact=dict(fact))
+                        attempt=entry.attempts + (1 if decision == ACT else 0),
+                        budget=entry.first_at if entry.first_at is not None else now, fact=dict(fact))
         if route and kind != "send-to-agent":
             self._route(action)
         return action

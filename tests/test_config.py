@@ -416,7 +416,7 @@ def test_notifier_routing_falls_back_and_never_goes_nowhere():
         notifiers:
           slack:
             plugin: slack
-            webhook: https://hooks.slack.com/services/x
+            webhook: https://hooks.slack.com/services/T1/B1/X1
         notificationRouting:
           urgent: [desktop, slack, desktop]
           info: []

@@ -189,7 +189,7 @@ CASES = [
         notifiers:
           slack:
             plugin: slack
-            webhook: https://hooks.slack.com/services/x
+            webhook: https://hooks.slack.com/services/T1/B1/X1
         notificationRouting:
           urgent: [desktop, slak]
         """), [(9, 21, "notificationRouting.urgent[1]", "unknown notifier 'slak' (did you mean 'slack'?)")]),

@@ -14,7 +14,7 @@ from ao import __version__
 def _build_app() -> Any:
     import typer
 
-    from ao.cli import config_cmd, rules_cmd
+    from ao.cli import config_cmd, notify_cmd, rules_cmd
     from ao.cli.common import ConfigOption
 
     app = typer.Typer(
@@ -39,6 +39,7 @@ def _build_app() -> Any:
 
     app.add_typer(config_cmd.app, name="config")
     app.add_typer(rules_cmd.app, name="rules")
+    app.add_typer(notify_cmd.app, name="notify")
     return app
 
 
