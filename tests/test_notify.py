@@ -11,7 +11,6 @@ import textwrap
 from pathlib import Path
 
 import pytest
-from receiver import Receiver
 
 from ao import config as config_mod
 from ao import events, notify
@@ -215,21 +214,6 @@ def test_test_notification_is_rendered_from_its_template():
 
 
 # ------------------------------------------------------------------------------------------------ sending
-
-@pytest.fixture
-def receiver():
-    made: list[Receiver] = []
-
-    def make(routes=None) -> Receiver:
-        r = Receiver(routes).start()
-        made.append(r)
-        return r
-
-    yield make
-    for r in made:
-        r.release.set()
-        r.stop()
-
 
 def sample(**changes) -> Notification:
     return notify.from_action(action(**changes), NOW)

@@ -29,21 +29,6 @@ from ao.outbox import DEADLINE_GRACE, FAILED, PENDING, SENT, NotifyExecutor, Out
 NOW = 1_767_258_000.0  # 2026-01-01T09:00:00Z
 
 
-@pytest.fixture
-def receiver():
-    made: list[Receiver] = []
-
-    def make(routes=None) -> Receiver:
-        r = Receiver(routes).start()
-        made.append(r)
-        return r
-
-    yield make
-    for r in made:
-        r.release.set()
-        r.stop()
-
-
 def hook(name: str, r: Receiver, timeout: float = 3.0, path: str = "/hook") -> Notifier:
     return Notifier(name, "webhook", {"plugin": "webhook", "url": r.url(path)}, timeout=timeout)
 

@@ -15,7 +15,7 @@ app = typer.Typer(help="Inspect, explain and test the compiled reaction rules.",
 
 
 def _trigger_text(when: Any) -> str:
-    from ao.rulefiles import All, AnyOf, Cond, Not
+    from ao.rulefiles import All, Cond, Not
 
     if isinstance(when, Cond):
         return str(when)
