@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+import threading
 from dataclasses import asdict, dataclass, fields, replace
 from pathlib import Path
 from typing import Protocol
@@ -85,7 +86,7 @@ Ledgers = dict[str, dict[str, Entry]]  # session -> reaction -> entry
 
 
 class LedgerStore(Protocol):
-    """Where ledgers live between cycles. The session store takes this over later."""
+    """Where ledgers live between cycles: :class:`ao.store.SessionLedgerStore` in the running system."""
 
     def load(self, project: str) -> Ledgers: ...
 
@@ -105,9 +106,9 @@ class MemoryLedgerStore:
 
 def atomic_write(path: Path, text: str) -> None:
     """Write a file so that a crash leaves either the old or the new content: temp, fsync, rename."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.{threading.get_ident()}.tmp")
     try:
+        path.parent.mkdir(parents=True, exist_ok=True)
         with open(tmp, "w", encoding="utf-8") as fh:
             fh.write(text)
             fh.flush()

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json as jsonlib
 from pathlib import Path
 from typing import Annotated, Any, Optional
 
@@ -75,7 +74,8 @@ def show(ctx: typer.Context, project: ProjectOption = None, json: JsonOption = F
         console.print(routing)
 
 
-def _load_fact(ctx: typer.Context, cfg: Any, session: str, fact_file: Optional[Path]) -> dict[str, Any]:
+def _load_fact(cfg: Any, session: str, stored: Any, fact_file: Optional[Path]) -> dict[str, Any]:
+    """The fact to explain: from ``--fact FILE``, else the last one stored with the session."""
     from ao import yamlsrc
 
     if fact_file is not None:
@@ -83,15 +83,11 @@ def _load_fact(ctx: typer.Context, cfg: Any, session: str, fact_file: Optional[P
         if not isinstance(data, dict):
             raise AoError(f"{fact_file}: a fact file holds one mapping of fact fields")
         return data
-    for pid in cfg.projects:
-        path = cfg.data_dir / "projects" / pid / "sessions" / f"{session}.json"
-        if path.is_file():
-            stored = jsonlib.loads(path.read_text(encoding="utf-8"))
-            if "fact" not in stored:
-                raise AoError(f"session {session} has no observation stored yet; run `ao poll` or pass --fact FILE")
-            return stored["fact"]
-    raise AoError(f"unknown session '{session}' (no {cfg.data_dir}/projects/*/sessions/{session}.json); "
-                  "pass --fact FILE to explain a fact from a file")
+    if stored is None:
+        raise AoError(f"unknown session '{session}' in {cfg.data_dir}; pass --fact FILE to explain a fact from a file")
+    if not stored.fact:
+        raise AoError(f"session {session} has no observation stored yet; run `ao poll` or pass --fact FILE")
+    return dict(stored.fact)
 
 
 @app.command()
@@ -107,12 +103,23 @@ def explain(
     """For a session's latest fact, show every reaction: matched or not, which condition failed, and its ledger."""
     import time
 
+    import sys
+
     from ao import engine, facts
-    from ao.ledger import JsonLedgerStore
+    from ao.store import SessionStore, valid_name
 
     cfg = load_config(ctx, config)
-    partial = _load_fact(ctx, cfg, session, fact_file)
+    store = SessionStore(cfg.data_dir, log=False)
+    stored = store.get(session, include_archived=True) if valid_name(session) or fact_file is None else None
+    if stored is None and fact_file is None:
+        try:
+            store.find(session)
+        except AoError as exc:
+            raise AoError(f"{exc}; pass --fact FILE to explain a fact from a file") from None
+    partial = _load_fact(cfg, session, stored, fact_file)
     partial.setdefault("session", session)
+    if stored is not None:
+        partial.setdefault("project", stored.project)
     problems = facts.type_problems(partial)
     if problems:
         raise AoError("\n".join(f"{fact_file or session}: {p}" for p in problems))
@@ -120,7 +127,9 @@ def explain(
     partial.setdefault("project", project.id)
     compiled = engine.compile_config(cfg)[project.id]
     fact = facts.complete(partial, int(now if now is not None else time.time()), compiled.stuck_threshold)
-    ledgers = JsonLedgerStore(cfg.data_dir).load(project.id).get(session, {}) if cfg.data_dir.is_dir() else {}
+    ledgers = stored.ledger_entries() if stored is not None else {}
+    for problem in store.problems:
+        print(f"ao: warning: {problem}", file=sys.stderr)
     report = []
     for ct in compiled.triggers:
         if ct.trigger.scope != "session":
