@@ -12,7 +12,6 @@ positioned as ``FILE:LINE:COL: message (at dotted.path)``:
 
 from __future__ import annotations
 
-import difflib
 import os
 import re
 from dataclasses import dataclass, field
@@ -21,7 +20,7 @@ from typing import Any, Mapping
 
 from ao import paths, reactions
 from ao.durations import DurationError, parse_duration
-from ao.errors import AoError, Problem, dotted
+from ao.errors import AoError, Problem, did_you_mean, dotted
 from ao.reactions import Reaction
 from ao.yamlsrc import Source, load_file
 
@@ -208,7 +207,7 @@ class Config:
                 return next(iter(self.projects.values()))
             raise AoError(f"several projects are configured; choose one with --project: {', '.join(self.projects)}")
         if name not in self.projects:
-            hint = _did_you_mean(name, self.projects)
+            hint = did_you_mean(name, self.projects)
             raise AoError(f"unknown project '{name}'{hint}; configured: {', '.join(self.projects)}")
         return self.projects[name]
 
@@ -242,11 +241,6 @@ def _get(data: Any, path: tuple) -> Any:
     for part in path:
         data = data[part]
     return data
-
-
-def _did_you_mean(word: str, choices: Any) -> str:
-    close = difflib.get_close_matches(word, list(choices), n=1, cutoff=0.6)
-    return f" (did you mean '{close[0]}'?)" if close else ""
 
 
 # ------------------------------------------------------------------------------------------------ load
@@ -301,7 +295,7 @@ def _build(src: Source, file: Path, data: dict[str, Any], from_env: set[tuple],
     targets += [(("defaults", "notifiers", i), n) for i, n in enumerate(defaults.get("notifiers") or [])]
     for path, name in targets:
         if name not in known:
-            problems.append(src.problem(path, f"unknown notifier '{name}'{_did_you_mean(name, known)}; "
+            problems.append(src.problem(path, f"unknown notifier '{name}'{did_you_mean(name, known)}; "
                                               f"define it under notifiers: or use one of: {', '.join(sorted(known))}"))
     from ao import notify  # each plugin's keys must make a working Apprise URL (or webhook)
 
@@ -378,7 +372,7 @@ def _build_project(src: Source, base: Path, pid: str, raw: dict[str, Any], defau
     for key, fields in merged.items():
         if "action" not in fields:
             where = ("projects", pid, "reactions", key) if key in (raw.get("reactions") or {}) else ("reactions", key)
-            hint = _did_you_mean(key, reactions.BUILTIN)
+            hint = did_you_mean(key, reactions.BUILTIN)
             message = (f"unknown reaction '{key}'{hint}; a new reaction needs an action and a trigger rule" if hint else
                        f"reaction '{key}' needs an action (send-to-agent, notify or auto-merge)")
             problems.append(src.problem(where, message, key=True))
@@ -420,7 +414,7 @@ def _check_rules_and_templates(config: Config) -> list[Problem]:
             if key not in triggers and not rule_problems:
                 where = ("projects", pid, "reactions", key) if key in project_keys else ("reactions", key)
                 known = set(triggers)
-                problems.append(src.problem(where, f"reaction '{key}' has no trigger rule{_did_you_mean(key, known)}; "
+                problems.append(src.problem(where, f"reaction '{key}' has no trigger rule{did_you_mean(key, known)}; "
                                                    "add one in a rule file listed under rules:", key=True))
         for key in sorted(set(triggers) - set(project.reactions)):
             first = triggers[key][0]

@@ -45,6 +45,14 @@ class UsageError(AoError):
     exit_code = 2
 
 
+def did_you_mean(word: object, choices: object) -> str:
+    """`` (did you mean 'x'?)`` for the closest of ``choices``, or nothing."""
+    import difflib
+
+    close = difflib.get_close_matches(str(word), [str(c) for c in choices], n=1)  # type: ignore[attr-defined]
+    return f" (did you mean '{close[0]}'?)" if close else ""
+
+
 def dotted(path: tuple) -> str:
     """Render a data path as ``projects.app.reactions[0]``."""
     out = ""

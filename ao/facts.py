@@ -9,6 +9,8 @@ from __future__ import annotations
 
 from typing import Any, Mapping
 
+from ao.errors import did_you_mean
+
 # Field -> (type, default in rule tests). `None` defaults are derived (see complete()).
 FIELDS: dict[str, tuple[type | tuple[type, ...], Any]] = {
     "session": (str, None),
@@ -121,13 +123,10 @@ def complete(partial: Mapping[str, Any], now: int, stuck_threshold: int = 600) -
 
 def type_problems(fact: Mapping[str, Any]) -> list[str]:
     """Unknown fields and wrongly typed values, as messages (used by rule tests and the observer)."""
-    import difflib
-
     out = []
     for name, value in fact.items():
         if name not in FIELDS:
-            close = difflib.get_close_matches(name, list(FIELDS), n=1)
-            out.append(f"unknown fact field '{name}'" + (f" (did you mean '{close[0]}'?)" if close else ""))
+            out.append(f"unknown fact field '{name}'{did_you_mean(name, FIELDS)}")
             continue
         kind = FIELDS[name][0]
         if isinstance(value, bool) and kind is not bool or not isinstance(value, kind):

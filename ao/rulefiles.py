@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Iterator, Union
 
 from ao import facts, paths
-from ao.errors import AoError, Problem
+from ao.errors import AoError, Problem, did_you_mean
 from ao.yamlsrc import Source, load_file
 
 if TYPE_CHECKING:
@@ -141,11 +141,7 @@ def parse_file(src: Source) -> tuple[list[Trigger], list[Problem]]:
 
 
 def _unknown_field(name: str, known: dict[str, Any], scope: str) -> str:
-    import difflib
-
-    close = difflib.get_close_matches(name, list(known), n=1)
-    hint = f" (did you mean '{close[0]}'?)" if close else ""
-    return f"unknown {scope} fact field '{name}'{hint}"
+    return f"unknown {scope} fact field '{name}'{did_you_mean(name, known)}"
 
 
 def _parse_when(src: Source, when: dict[str, Any], at: tuple, known: dict[str, Any],
@@ -212,11 +208,7 @@ def _value_problem(name: str, kind: Any, value: Any) -> str | None:
         return f"'{name}' is {kind.__name__}; {value!r} can never match"
     allowed = facts.ENUMS.get(name) or (facts.STATUSES if name == "status" else None)
     if allowed and value not in allowed:
-        import difflib
-
-        close = difflib.get_close_matches(str(value), allowed, n=1)
-        hint = f" (did you mean '{close[0]}'?)" if close else ""
-        return f"{value!r} is not a value of '{name}'{hint}; one of: {', '.join(allowed)}"
+        return f"{value!r} is not a value of '{name}'{did_you_mean(value, allowed)}; one of: {', '.join(allowed)}"
     return None
 
 

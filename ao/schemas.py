@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-import difflib
 import functools
 import json
 from typing import Any
 
 from ao import paths
-from ao.errors import Problem
+from ao.errors import Problem, did_you_mean
 from ao.yamlsrc import Source
 
 
@@ -54,9 +53,7 @@ def _describe(src: Source, error: Any, root: tuple) -> list[Problem]:
         extra = [k for k in error.instance if k not in allowed]
         out = []
         for key in extra:
-            close = difflib.get_close_matches(key, allowed, n=1, cutoff=0.6)
-            hint = f" (did you mean '{close[0]}'?)" if close else ""
-            out.append(src.problem(path + (key,), f"unknown key '{key}'{hint}", key=True))
+            out.append(src.problem(path + (key,), f"unknown key '{key}'{did_you_mean(key, allowed)}", key=True))
         return out
     if error.validator == "required":
         return [src.problem(path, error.message.replace("is a required property", "is required"), key=bool(path))]
@@ -65,8 +62,7 @@ def _describe(src: Source, error: Any, root: tuple) -> list[Problem]:
                                                           f"{schema.get('pattern', '')}", key=True)]
     if error.validator == "enum":
         choices = ", ".join(str(c) for c in error.validator_value)
-        close = difflib.get_close_matches(str(error.instance), [str(c) for c in error.validator_value], n=1)
-        hint = f" (did you mean '{close[0]}'?)" if close else ""
+        hint = did_you_mean(error.instance, error.validator_value)
         return [src.problem(path, f"{error.instance!r} is not one of: {choices}{hint}")]
     if "x-error" in schema and error.validator in ("pattern", "minimum", "type"):
         return [src.problem(path, f"{schema['x-error']} (got {error.instance!r})")]

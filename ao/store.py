@@ -36,7 +36,7 @@ from pathlib import Path
 from typing import Any, Callable, Iterator
 
 from ao import facts
-from ao.errors import AoError
+from ao.errors import AoError, did_you_mean
 from ao.ledger import PROJECT_KEY, Entry, Ledgers, atomic_write
 
 try:
@@ -406,10 +406,7 @@ class SessionStore:
         where = f" in project '{project}'" if project else ""
         if not ids:
             raise AoError(f"unknown session '{sid}'{where}; there are no sessions (ao spawn starts one)")
-        import difflib
-
-        close = difflib.get_close_matches(sid, ids, n=1)
-        hint = f" (did you mean '{close[0]}'?)" if close else ""
+        hint = did_you_mean(sid, ids)
         shown = ", ".join(ids[:_LIST_LIMIT]) + (f", and {len(ids) - _LIST_LIMIT} more" if len(ids) > _LIST_LIMIT else "")
         raise AoError(f"unknown session '{sid}'{where}{hint}; sessions: {shown}")
 

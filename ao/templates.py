@@ -8,7 +8,6 @@ code fence that it cannot close, so it can neither run template code nor pass it
 
 from __future__ import annotations
 
-import difflib
 import functools
 import re
 from collections.abc import Mapping
@@ -16,7 +15,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from ao.durations import format_duration
-from ao.errors import AoError
+from ao.errors import AoError, did_you_mean
 from ao.paths import data_folder
 
 if TYPE_CHECKING:  # jinja2 is imported lazily: the CLI must start fast
@@ -264,8 +263,7 @@ def check(source: str) -> list[tuple[str, int]]:
     known = set(VARIABLES) | set(ALIASES) | set(env.globals)
     problems = []
     for name in sorted(meta.find_undeclared_variables(ast) - known):
-        close = difflib.get_close_matches(name, sorted(set(VARIABLES) | set(ALIASES)), n=1)
-        hint = f" (did you mean '{close[0]}'?)" if close else ""
+        hint = did_you_mean(name, sorted(set(VARIABLES) | set(ALIASES)))
         problems.append((f"unknown template variable '{name}'{hint}", _first_line(source, name)))
     return problems
 

@@ -8,7 +8,7 @@ from typing import Annotated, Optional
 import typer
 
 from ao.cli.common import ConfigOption, JsonOption, load_config, print_json
-from ao.errors import AoError, UsageError
+from ao.errors import AoError, UsageError, did_you_mean
 
 app = typer.Typer(help="Check that notifications reach you.", no_args_is_help=True)
 
@@ -28,8 +28,6 @@ def test(
 
     With NAME, to that notifier; with --priority, to the notifiers routed for it; with neither, to every configured or routed notifier.
     """
-    import difflib
-
     from ao import notify
     from ao.outbox import Outbox
     from ao.reactions import PRIORITIES
@@ -40,9 +38,7 @@ def test(
     if name is not None:
         if notify.settings_for(cfg, name) is None:
             known = [*cfg.notifiers, *(b for b in notify.BUILTIN if b not in cfg.notifiers)]
-            close = difflib.get_close_matches(name, known, n=1, cutoff=0.6)
-            hint = f" (did you mean '{close[0]}'?)" if close else ""
-            raise AoError(f"unknown notifier '{name}'{hint}; configured: {', '.join(known)}")
+            raise AoError(f"unknown notifier '{name}'{did_you_mean(name, known)}; configured: {', '.join(known)}")
         targets = [name]
     elif priority is not None:
         targets = cfg.notifier_names(priority)
