@@ -22,7 +22,6 @@ and we re-raise; its Host starts dispatch threads, which we do not want, so ``_Q
 from __future__ import annotations
 
 import itertools
-import json
 import re
 from dataclasses import dataclass, field
 from typing import Any, Callable, Iterable, Mapping
@@ -234,6 +233,7 @@ class Engine:
         self._dirty: set[str] = set()
         self._render = render or render_action
         self._cycle: _Cycle | None = None
+        self._pending_route: Action | None = None  # an escalation routed outside a cycle (see _route)
         self._sid = itertools.count(1)
         self._nid = itertools.count(1)
         self._rx = {flag: (name, re.compile(pattern)) for flag, (name, pattern) in compiled.regexes.items()}
@@ -362,8 +362,6 @@ class Engine:
                 self._pending_route.notifiers = notifiers
 
         return callback
-
-    _pending_route: Action | None = None
 
     def _route(self, action: Action) -> None:
         """Route a notification decided outside a cycle (an escalation after failed deliveries)."""
@@ -494,7 +492,3 @@ def run_cycle(engine: Engine, session_facts: Iterable[Mapping[str, Any]], now: i
         queue.extend(engine.settle(action, outcome, now))
     engine.save()
     return done
-
-
-def dump_definition(compiled: CompiledProject) -> str:
-    return json.dumps(compiled.definition(), indent=2, sort_keys=True, default=str)

@@ -9,7 +9,6 @@ from typing import Annotated, Any, Optional
 
 import typer
 
-from ao.errors import AoError
 
 ConfigOption = Annotated[
     Optional[Path],
@@ -31,7 +30,3 @@ def load_config(ctx: typer.Context, explicit: Optional[Path]) -> Any:
 def print_json(data: Any) -> None:
     json.dump(data, sys.stdout, indent=2, sort_keys=False, default=str)
     sys.stdout.write("\n")
-
-
-def fail(message: str) -> None:
-    raise AoError(message)
