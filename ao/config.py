@@ -20,13 +20,13 @@ from typing import Any, Mapping
 
 from ao import paths, reactions
 from ao.durations import DurationError, parse_duration
+from ao.events import REDACTED, scrub
 from ao.errors import AoError, Problem, did_you_mean, dotted
 from ao.reactions import Reaction
 from ao.yamlsrc import Source, load_file
 
 CONFIG_NAMES = ("agent-orchestrator.yaml", "agent-orchestrator.yml")
 BUILTIN_NOTIFIERS = ("desktop", "log")  # names usable in routing without a notifiers: entry
-REDACTED = "***"
 
 
 # --------------------------------------------------------------------------------------------- discovery
@@ -480,19 +480,8 @@ def effective(config: Config, project: str | None = None, redact: bool = True) -
             "tracker": raw.get("tracker", p.tracker), "scm": raw.get("scm", p.scm),
             "reactions": {k: r.to_config() for k, r in sorted(p.reactions.items())},
         }
-    return _scrubbed(out, config.secrets()) if redact else out
-
-
-def _scrubbed(data: Any, secrets: set[str]) -> Any:
-    """``data`` with every value taken from the environment replaced, also inside longer strings."""
-    if isinstance(data, dict):
-        return {k: _scrubbed(v, secrets) for k, v in data.items()}
-    if isinstance(data, list):
-        return [_scrubbed(v, secrets) for v in data]
-    if isinstance(data, str):
-        for secret in sorted(secrets, key=len, reverse=True):
-            data = data.replace(secret, REDACTED)
-    return data
+    # Values from the environment, also where they were spliced into longer strings.
+    return scrub(out, config.secrets()) if redact else out
 
 
 def _redacted(data: Any, from_env: set[tuple], path: tuple = ()) -> Any:
