@@ -20,3 +20,16 @@ def receiver():
     for r in made:
         r.release.set()
         r.stop()
+
+
+@pytest.fixture
+def aoenv(tmp_path, monkeypatch):
+    """A real project (git with a bare origin), config and data dir; tmux on a private socket, killed after."""
+    from sessionkit import make_env
+
+    env = make_env(tmp_path)
+    for key, value in env.env.items():
+        monkeypatch.setenv(key, value)
+    yield env
+    env.tmux("kill-server")
+    env.remove_socket()

@@ -13,7 +13,9 @@ from ao.errors import AoError
 from ao.paths import data_folder
 
 BUILTIN = data_folder("templates")
-BUILTIN_FILES = sorted(str(p.relative_to(BUILTIN)) for p in BUILTIN.rglob("*.j2"))
+# spawn/ templates take the spawn prompt's own variables (ao.prompts.VARIABLES): tests/test_prompts.py checks them
+BUILTIN_FILES = sorted(str(p.relative_to(BUILTIN)) for p in BUILTIN.rglob("*.j2")
+                       if p.relative_to(BUILTIN).parts[0] != "spawn")
 REACTIONS = ["ci-failed", "changes-requested", "bugbot-comments", "merge-conflicts", "approved-and-green",
              "pr-closed", "agent-idle", "agent-stuck", "agent-needs-input", "agent-exited", "all-complete"]
 AGENT_REACTIONS = ["ci-failed", "changes-requested", "bugbot-comments", "merge-conflicts", "agent-idle"]

@@ -14,7 +14,7 @@ from ao import __version__
 def _build_app() -> Any:
     import typer
 
-    from ao.cli import config_cmd, notify_cmd, rules_cmd
+    from ao.cli import config_cmd, notify_cmd, rules_cmd, session_cmd, spawn_cmd, status_cmd
     from ao.cli.common import ConfigOption
 
     app = typer.Typer(
@@ -40,6 +40,10 @@ def _build_app() -> Any:
     app.add_typer(config_cmd.app, name="config")
     app.add_typer(rules_cmd.app, name="rules")
     app.add_typer(notify_cmd.app, name="notify")
+    app.add_typer(session_cmd.app, name="session")
+    spawn_cmd.register(app)
+    status_cmd.register(app)
+    session_cmd.register(app)
     return app
 
 

@@ -1,0 +1,90 @@
+"""``ao status``: what every session is doing now."""
+
+from __future__ import annotations
+
+import time
+from typing import Annotated, Any, Optional
+
+import typer
+
+from ao.cli.common import ConfigOption, JsonOption, load_config, print_json
+
+COLUMNS = ["session", "status", "activity", "branch", "pr", "ci", "review", "age"]
+
+
+def _age(seconds: float) -> str:
+    seconds = int(seconds)
+    for unit, size in (("d", 86400), ("h", 3600), ("m", 60)):
+        if seconds >= size:
+            return f"{seconds // size}{unit}"
+    return f"{seconds}s"
+
+
+def rows_for(manager: Any, project: Optional[str], now: float) -> list[dict[str, Any]]:
+    from ao import observe
+
+    seen = observe.observe(manager, manager.store.list(project), now)
+    rows = []
+    for item in seen:
+        s, f = item.session, item.fact
+        rows.append({"session": s.id, "project": s.project, "status": f["status"], "activity": f["activity"],
+                     "last_activity_at": f["last_activity_at"], "alive": f["runtime_alive"], "branch": s.branch,
+                     "issue": s.issue, "pr": f["pr_number"] or None, "pr_url": f["pr_url"], "ci": f["ci"],
+                     "review": f["review"], "age_seconds": f["age_seconds"], "age": _age(f["age_seconds"])})
+    return rows
+
+
+def print_rows(rows: list[dict[str, Any]], columns: list[str], title: str) -> None:
+    from rich.console import Console
+    from rich.markup import escape
+
+    Console().print(_table(rows, columns, title, escape))
+
+
+def _table(rows: list[dict[str, Any]], columns: list[str], title: str, escape: Any) -> Any:
+    from rich.table import Table
+
+    table = Table(title=title, title_justify="left")
+    for column in columns:
+        table.add_column(column, overflow="fold")
+    for row in rows:
+        table.add_row(*(escape(str(row[c])) if row[c] not in (None, "", "none") else "-" for c in columns))
+    if not rows:
+        table.caption = "no sessions (start one with: ao spawn PROJECT ISSUE)"
+    return table
+
+
+def register(app: typer.Typer) -> None:
+    @app.command()
+    def status(
+        ctx: typer.Context,
+        project: Annotated[Optional[str], typer.Argument(metavar="[PROJECT]", help="Only this project.",
+                                                         show_default=False)] = None,
+        watch: Annotated[bool, typer.Option("--watch", "-w", help="Refresh every 2 seconds until Ctrl-C.")] = False,
+        json: JsonOption = False,
+        config: ConfigOption = None,
+    ) -> None:
+        """A table of sessions: status, activity, branch, PR, CI, review and age."""
+        from ao.sessions import Sessions
+
+        cfg = load_config(ctx, config)
+        if project is not None:
+            cfg.project(project)
+        manager = Sessions(cfg)
+        if json:
+            print_json(rows_for(manager, project, time.time()))
+            return
+        if not watch:
+            print_rows(rows_for(manager, project, time.time()), COLUMNS, "sessions")
+            return
+        from rich.live import Live
+        from rich.markup import escape
+
+        with Live(auto_refresh=False) as live:
+            try:
+                while True:
+                    live.update(_table(rows_for(manager, project, time.time()), COLUMNS, "sessions", escape),
+                                refresh=True)
+                    time.sleep(2)  # a display refresh period, not synchronisation
+            except KeyboardInterrupt:
+                pass

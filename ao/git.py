@@ -1,0 +1,227 @@
+"""A small git runner for the workspace plugins and the local SCM.
+
+Every call runs ``git -C <cwd> <args>`` with a stable environment: ``LC_ALL=C`` so messages and porcelain
+output parse the same everywhere, ``GIT_TERMINAL_PROMPT=0`` plus no stdin and no controlling terminal so
+git (or the ssh it starts) fails instead of waiting for a password nobody will type. Repository-location
+variables inherited from a caller (``GIT_DIR`` and friends, set when ao runs inside a git hook) are dropped so
+``-C`` always means what it says. Nothing here needs a git identity: we never commit.
+
+We use :mod:`subprocess` rather than the ``sh`` library: the calls are plain argv lists (no shell, no
+quoting), and subprocess gives exact control over the environment, stdin, the session and the timeout,
+with stderr kept whole for :class:`GitError`; ``sh``'s convenience (attribute commands, its own
+exception messages that embed truncated output) buys nothing for a dozen fixed git commands.
+"""
+
+from __future__ import annotations
+
+import os
+import shlex
+import subprocess
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+
+from ao.errors import AoError
+
+DEFAULT_TIMEOUT = 120.0  # seconds; generous for a fetch on a slow link, short enough to notice a hang
+NETWORK_TIMEOUT = 600.0  # a clone of a large repository
+
+# Variables that point git at another repository, index or object store. Inherited from a hook they would
+# silently redirect every ``git -C`` we run, so they are removed unless a caller passes them explicitly.
+_LOCATION_VARS = (
+    "GIT_DIR",
+    "GIT_WORK_TREE",
+    "GIT_INDEX_FILE",
+    "GIT_OBJECT_DIRECTORY",
+    "GIT_ALTERNATE_OBJECT_DIRECTORIES",
+    "GIT_COMMON_DIR",
+    "GIT_NAMESPACE",
+    "GIT_PREFIX",
+    "GIT_CEILING_DIRECTORIES",
+)
+_MESSAGE_LIMIT = 400  # characters of git's stderr kept in a GitError message
+
+
+class GitError(AoError):
+    """A git command failed. The message is one line: the command and git's own error, trimmed."""
+
+    def __init__(
+        self, message: str, *, args: Sequence[str] = (), returncode: int | None = None, stderr: str = ""
+    ) -> None:
+        super().__init__(message)
+        self.git_args = list(args)
+        self.returncode = returncode
+        self.stderr = stderr
+
+    @property
+    def detail(self) -> str:
+        """git's own complaint, one line, without the command (for messages that name the step themselves)."""
+        return _one_line(self.stderr) or str(self)
+
+
+class BranchExists(AoError):
+    """The branch a new workspace wants already exists locally or on origin; the caller picks another name."""
+
+    def __init__(self, branch: str, where: str) -> None:
+        super().__init__(f"branch '{branch}' already exists {where}; choose another branch name")
+        self.branch = branch
+        self.where = where
+
+
+def clean_env(extra: Mapping[str, str] | None = None) -> dict[str, str]:
+    """The environment for git and for commands run in a workspace: ours, minus repo-location overrides."""
+    env = {k: v for k, v in os.environ.items() if k not in _LOCATION_VARS}
+    if extra:
+        env.update(extra)
+    return env
+
+
+def _git_env(extra: Mapping[str, str] | None) -> dict[str, str]:
+    env = clean_env(extra)
+    env["GIT_TERMINAL_PROMPT"] = "0"
+    env["LC_ALL"] = "C"
+    env.pop("LANGUAGE", None)  # gettext ignores it under LC_ALL=C anyway; drop it so nobody wonders
+    return env
+
+
+def _one_line(stderr: str) -> str:
+    """git's stderr as one line: hints dropped, lines joined, trimmed."""
+    lines = [ln.strip() for ln in stderr.splitlines()]
+    lines = [ln for ln in lines if ln and not ln.startswith("hint:")]
+    text = "; ".join(lines)
+    if len(text) > _MESSAGE_LIMIT:
+        text = text[: _MESSAGE_LIMIT - 3] + "..."
+    return text
+
+
+def command_line(args: Sequence[str], cwd: Path | str) -> str:
+    """The command as a user could paste it into a shell."""
+    return shlex.join(["git", "-C", str(cwd), *args])
+
+
+def run(
+    args: Sequence[str],
+    cwd: Path | str,
+    *,
+    env: Mapping[str, str] | None = None,
+    timeout: float = DEFAULT_TIMEOUT,
+    input: str | None = None,
+) -> str:
+    """Run ``git -C cwd args`` and return its stdout without the trailing newline; raise :class:`GitError`."""
+    cmd = command_line(args, cwd)
+    if not Path(cwd).is_dir():
+        raise GitError(f"{cmd} failed: no such directory {cwd}", args=args)
+    try:
+        proc = subprocess.run(
+            ["git", "-C", str(cwd), *args],
+            check=False,
+            input=input,
+            stdin=None if input is not None else subprocess.DEVNULL,
+            capture_output=True,
+            text=True,
+            errors="replace",
+            env=_git_env(env),
+            timeout=timeout,
+            # No controlling terminal: ssh cannot open /dev/tty to ask for a passphrase, so it fails fast.
+            start_new_session=True,
+        )
+    except FileNotFoundError:
+        raise GitError("git is not installed or not on PATH", args=args) from None
+    except subprocess.TimeoutExpired:
+        raise GitError(f"{cmd} timed out after {timeout:g}s", args=args) from None
+    if proc.returncode != 0:
+        detail = _one_line(proc.stderr) or _one_line(proc.stdout) or "no error output"
+        raise GitError(
+            f"{cmd} failed (exit {proc.returncode}): {detail}",
+            args=args,
+            returncode=proc.returncode,
+            stderr=proc.stderr,
+        )
+    return proc.stdout.rstrip("\n")
+
+
+def succeeds(args: Sequence[str], cwd: Path | str, *, timeout: float = DEFAULT_TIMEOUT) -> bool:
+    """True when the git command exits 0 (for yes/no questions such as ``rev-parse --verify``)."""
+    try:
+        run(args, cwd, timeout=timeout)
+    except GitError:
+        return False
+    return True
+
+
+def toplevel(path: Path | str) -> Path | None:
+    """The top folder of the work tree containing ``path``, or None."""
+    if not Path(path).is_dir():
+        return None
+    try:
+        out = run(["rev-parse", "--show-toplevel"], path)
+    except GitError:
+        return None
+    return Path(out) if out else None
+
+
+def is_repo(path: Path | str) -> bool:
+    """True when ``path`` is the top of a git checkout (a folder merely inside one, e.g. a home directory kept
+    in git, does not count: its worktrees would be of the wrong repository)."""
+    top = toplevel(path)
+    return top is not None and top.resolve() == Path(path).resolve()
+
+
+def ref_exists(repo: Path | str, ref: str) -> bool:
+    return succeeds(["rev-parse", "--verify", "--quiet", f"{ref}^{{commit}}"], repo)
+
+
+def branch_exists(repo: Path | str, branch: str) -> bool:
+    """A local branch ``branch`` exists."""
+    return ref_exists(repo, f"refs/heads/{branch}")
+
+
+def remote_branch_exists(repo: Path | str, branch: str, remote: str = "origin") -> bool:
+    """The remote-tracking ref ``<remote>/<branch>`` exists (as of the last fetch)."""
+    return ref_exists(repo, f"refs/remotes/{remote}/{branch}")
+
+
+def remotes(repo: Path | str) -> list[str]:
+    return run(["remote"], repo).split()
+
+
+def has_remote(repo: Path | str, name: str = "origin") -> bool:
+    return name in remotes(repo)
+
+
+def remote_url(repo: Path | str, name: str = "origin") -> str | None:
+    """The fetch URL of remote ``name``, or None when there is no such remote."""
+    if not has_remote(repo, name):
+        return None
+    return run(["remote", "get-url", name], repo) or None
+
+
+def valid_branch_name(repo: Path | str, name: str) -> bool:
+    """``name`` is acceptable as a new branch name (``git check-ref-format --branch``)."""
+    if not name or name.startswith("-"):
+        return False
+    return succeeds(["check-ref-format", "--branch", name], repo)
+
+
+def fetch(
+    repo: Path | str, *refspecs: str, remote: str = "origin", prune: bool = False, timeout: float = DEFAULT_TIMEOUT
+) -> None:
+    """``git fetch --quiet --no-tags [--prune] <remote> <refspecs>``."""
+    args = ["fetch", "--quiet", "--no-tags"]
+    if prune:
+        args.append("--prune")
+    run([*args, remote, *refspecs], repo, timeout=timeout)
+
+
+def worktree_paths(repo: Path | str) -> list[Path]:
+    """Every worktree registered in ``repo`` (the main checkout first), as git recorded them."""
+    out = run(["worktree", "list", "--porcelain"], repo)
+    return [Path(line[len("worktree ") :]) for line in out.splitlines() if line.startswith("worktree ")]
+
+
+def is_registered_worktree(repo: Path | str, path: Path | str) -> bool:
+    want = _real(path)
+    return any(_real(p) == want for p in worktree_paths(repo))
+
+
+def _real(path: Path | str) -> str:
+    return os.path.realpath(os.path.abspath(path))

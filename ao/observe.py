@@ -1,0 +1,111 @@
+"""Observing sessions: runtime liveness, agent activity, and the session fact and status (SPEC 4.1, 5).
+
+One call observes many sessions: each runtime is probed once for all of its sessions (one tmux call, not
+one per session), and the terminal is captured only when asked (the poller asks; ``ao status`` does not,
+so it stays fast). Time comes in as ``now``: nothing here reads a clock.
+
+The SCM half of the fact (PR, CI, review) is whatever was last stored in ``Session.fact``; the SCM
+observer fills it in.
+"""
+
+from __future__ import annotations
+
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from ao import facts
+from ao.store import Session
+
+if TYPE_CHECKING:
+    from ao.plugins.agent import Activity
+    from ao.plugins.runtime import Probe
+    from ao.sessions import Sessions
+
+CAPTURE_LINES = 60
+CAPTURE_WORKERS = 8
+SCM_FIELDS = ("pr_state", "pr_number", "pr_url", "head_sha", "base_branch", "ci", "review", "human_comments",
+              "bot_comments", "comments_fingerprint", "bot_fingerprint", "conflicts", "behind", "draft")
+
+
+@dataclass
+class Seen:
+    session: Session
+    probe: "Probe | None"          # None for a session that has ended (not probed)
+    activity: "Activity"
+    fact: dict[str, Any]
+
+    @property
+    def status(self) -> str:
+        return self.fact["status"]
+
+
+def observe(manager: "Sessions", sessions: list[Session], now: float, capture: bool = False) -> list[Seen]:
+    """Observe ``sessions``: one probe per runtime, optional pane captures in parallel, then facts."""
+    from ao.plugins.agent import Activity
+
+    live = [s for s in sessions if not s.terminal and s.runtime_handle]
+    live_ids = {s.id for s in live}
+    probes: dict[str, Any] = {}
+    by_runtime: dict[str, list[Session]] = {}
+    for s in live:
+        by_runtime.setdefault(s.runtime or "tmux", []).append(s)
+    for name, group in by_runtime.items():
+        probes.update(manager.runtime(name).probe([s.runtime_handle for s in group]))
+
+    panes: dict[str, str] = {}
+    if capture:
+        wanted = [s for s in live if probes.get(s.runtime_handle) and probes[s.runtime_handle].alive]
+
+        def grab(s: Session) -> tuple[str, str]:
+            return s.id, manager.runtime(s.runtime or "tmux").capture(s.runtime_handle, CAPTURE_LINES)
+
+        with ThreadPoolExecutor(max_workers=CAPTURE_WORKERS) as pool:
+            panes = dict(pool.map(grab, wanted))
+
+    out = []
+    for s in sessions:
+        project = manager.config.projects.get(s.project)
+        probe = probes.get(s.runtime_handle) if s.id in live_ids else None
+        if probe is None or project is None:
+            activity = Activity(state="exited" if s.terminal else "unknown",
+                                at=s.meta.get("activity", {}).get("at"))
+        else:
+            activity = _activity(manager, s, project.agent, probe, panes.get(s.id), now)
+        out.append(Seen(s, probe, activity, build_fact(s, activity, probe, now, _stuck_threshold(project))))
+    return out
+
+
+def _activity(manager: "Sessions", s: Session, default_agent: str, probe: "Probe", pane: str | None,
+              now: float) -> "Activity":
+    from ao.plugins.agent import Observation
+
+    obs = Observation(now=now, alive=probe.alive, workspace=Path(s.workspace or "."), started_at=s.created_at,
+                      ready_threshold=manager.config.ready_threshold, pane=pane,
+                      last_output_at=probe.last_output_at, memo=dict(s.meta.get("activity", {})))
+    return manager.agent(s.agent or default_agent).activity(obs)
+
+
+def _stuck_threshold(project: Any) -> int:
+    reaction = project.reactions.get("agent-stuck") if project is not None else None
+    return reaction.threshold if reaction is not None and reaction.threshold else 600
+
+
+def build_fact(s: Session, activity: "Activity", probe: "Probe | None", now: float, stuck_threshold: int) -> dict:
+    """The SPEC 4.1 fact of one session: runtime and activity from this observation, SCM from the store."""
+    last = int(activity.at if activity.at is not None else s.created_at)
+    partial: dict[str, Any] = {
+        "session": s.id, "project": s.project, "role": s.role, "activity": activity.state,
+        "idle_seconds": max(0, int(now) - last), "last_activity_at": last,
+        "runtime_alive": bool(probe.alive) if probe is not None else not s.terminal,
+        "age_seconds": max(0, int(now - s.created_at)), "branch": s.branch, "issue": s.issue,
+    }
+    partial.update({k: s.fact[k] for k in SCM_FIELDS if k in s.fact})
+    if s.pr_url and "pr_url" not in partial:
+        partial.update(pr_url=s.pr_url, pr_number=s.pr_number)
+    fact = facts.complete(partial, int(now), stuck_threshold)
+    fact["status"] = facts.derive_status(fact, stuck_threshold, previous=s.status)
+    if s.terminal and s.status != fact["status"] and fact["status"] not in facts.TERMINAL:
+        fact["status"] = s.status  # an ended session stays ended until restored
+    return fact

@@ -1,0 +1,246 @@
+"""The tmux runtime (SPEC 5): one detached tmux session per agent, driven through the ``tmux`` command.
+
+Every call is a plain ``subprocess.run`` of the tmux client (no shell, no library): one call costs a few ms,
+and ``probe`` asks about every session with a single ``list-panes -a``, so ``ao status`` stays fast with
+hundreds of sessions. Sessions are always targeted as ``=NAME`` (exact match: tmux would otherwise take a
+unique prefix, so ``app-1`` could hit ``app-12``).
+
+Sending follows SPEC 5 and favours exactly-once over at-least-once: text is cleaned, the input line cleared,
+the text typed (short) or pasted as one bracketed paste (long or multi-line), Enter pressed after a short
+settle, and delivery confirmed by the pane changing after Enter. When that change does not come, ``send``
+raises :class:`SendError` and never types the text again.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import secrets
+import shlex
+import shutil
+import subprocess
+import time
+from dataclasses import dataclass
+
+from ao.errors import AoError
+from ao.plugins.runtime import LaunchSpec, Probe, SendError
+from ao.templates import clean
+
+MISSING = "tmux is not installed (or not on PATH): install tmux, or set runtime: process"
+# tmux turns '.' and ':' in session names into '_' (they separate window and pane in targets), so '.' is
+# accepted and mapped the same way here: the returned handle is the name tmux really uses.
+_NAME = re.compile(r"[A-Za-z0-9_.-]+")
+_NO_SERVER = ("no server running", "error connecting to", "server exited unexpectedly")
+_GONE = ("can't find session", "no such session", "can't find window", "can't find pane") + _NO_SERVER
+
+SEND_CAP = 100_000      # characters; longer text is cut with a visible marker (templates.clean)
+SHORT = 200             # up to this many characters of single-line text are typed rather than pasted
+TAIL = 24               # how much of the text's end must show in the pane to call the paste settled
+HISTORY = 10_000        # scrollback lines per agent pane (tmux's default of 2000 is short for agent logs)
+WIDTH, HEIGHT = 200, 50
+CALL_TIMEOUT = 10.0     # a wedged tmux server must not hang ao forever
+
+
+@dataclass
+class TmuxRuntime:
+    """Runtime options: ``socket`` (tmux ``-L``; default ``$AO_TMUX_SOCKET``, else tmux's own default server),
+    ``tmux_bin`` (the tmux executable), ``settle`` (max seconds to let a paste land before Enter) and
+    ``poll`` (seconds between pane captures while settling and confirming)."""
+
+    socket: str | None = None
+    tmux_bin: str = "tmux"
+    settle: float = 0.3
+    poll: float = 0.02
+    name: str = "tmux"
+
+    def __post_init__(self) -> None:
+        if self.socket is None:
+            self.socket = os.environ.get("AO_TMUX_SOCKET") or None
+
+    # --- plumbing -------------------------------------------------------------------------------------
+
+    def _argv(self, *args: str) -> list[str]:
+        return [self.tmux_bin, *(["-L", self.socket] if self.socket else []), *args]
+
+    def _run(self, *args: str, input: str | None = None) -> subprocess.CompletedProcess[str]:
+        """One tmux client call; tmux missing or hanging becomes an AoError, a failed command does not."""
+        try:
+            return subprocess.run(
+                self._argv(*args), check=False, input=input,
+                stdin=None if input is not None else subprocess.DEVNULL, capture_output=True, text=True, encoding="utf-8", errors="replace", timeout=CALL_TIMEOUT)
+        except FileNotFoundError as e:
+            raise AoError(MISSING) from e
+        except subprocess.TimeoutExpired as e:
+            raise AoError(f"tmux did not answer within {CALL_TIMEOUT:g} s (tmux {args[0]})") from e
+
+    @staticmethod
+    def _gone(result: subprocess.CompletedProcess[str]) -> bool:
+        return result.returncode != 0 and any(m in result.stderr for m in _GONE)
+
+    @staticmethod
+    def _pane(handle: str) -> str:
+        return f"={handle}:"  # exact session name, its current window and pane
+
+    def _visible(self, handle: str) -> str | None:
+        """The visible pane as text (wrapped lines joined), or None when the session is gone."""
+        r = self._run("capture-pane", "-p", "-J", "-t", self._pane(handle))
+        return r.stdout if r.returncode == 0 else None
+
+    # --- Runtime --------------------------------------------------------------------------------------
+
+    def check(self) -> None:
+        if shutil.which(self.tmux_bin) is None:
+            raise AoError(MISSING)
+        r = self._run("-V")
+        m = re.search(r"(\d+)\.(\d+)", r.stdout)
+        if m and (int(m.group(1)), int(m.group(2))) < (3, 0):
+            raise AoError(f"{r.stdout.strip()} is too old: ao needs tmux 3.0 or newer (or set runtime: process)")
+
+    def start(self, spec: LaunchSpec) -> str:
+        if not _NAME.fullmatch(spec.name):
+            raise AoError(f"invalid tmux session name '{spec.name}': use only letters, digits, '_', '-' and '.'")
+        name = spec.name.replace(".", "_")
+        if not spec.cwd.is_dir():
+            raise AoError(f"cannot start session {name}: folder {spec.cwd} does not exist")
+        if not os.access(spec.script, os.X_OK):
+            raise AoError(f"cannot start session {name}: {spec.script} is not an executable file")
+        env = [a for k, v in spec.env.items() for a in ("-e", f"{k}={v}")]
+        pane = self._pane(name)
+        # history-limit only applies to panes created after it is set, so the session starts on a throwaway
+        # placeholder window; the agent's window is made after the options, and remain-on-exit is set in the
+        # same tmux call (before the server can see the agent exit), so a dead agent's last words stay visible.
+        r = self._run(
+            "new-session", "-d", "-s", name, "-x", str(WIDTH), "-y", str(HEIGHT), "-c", str(spec.cwd),
+            "exec cat", ";",
+            "set-option", "-t", pane, "history-limit", str(HISTORY), ";",
+            "new-window", "-t", pane, "-c", str(spec.cwd), *env, "exec " + shlex.quote(str(spec.script)), ";",
+            "set-option", "-w", "-t", pane, "remain-on-exit", "on", ";",
+            "kill-window", "-a", "-t", pane)
+        if r.returncode != 0:
+            err = r.stderr.strip()
+            if "duplicate session" in err:
+                raise AoError(f"a tmux session named {name} already exists (attach to it, or kill it first)")
+            self._run("kill-session", "-t", f"={name}")  # undo a half-made session
+            raise AoError(f"tmux could not start session {name}: {err or 'exit status ' + str(r.returncode)}")
+        return name
+
+    def probe(self, handles: list[str]) -> dict[str, Probe]:
+        if not handles:
+            return {}
+        r = self._run("list-panes", "-a", "-F", "#{session_name}\t#{pane_dead}\t#{pane_pid}\t#{window_activity}")
+        if r.returncode != 0 and not any(m in r.stderr for m in _NO_SERVER):
+            # an unexplained failure must not read as "every agent died": that would end live sessions
+            raise AoError(f"tmux list-panes failed: {r.stderr.strip() or 'exit status ' + str(r.returncode)}")
+        seen: dict[str, Probe] = {}
+        for line in r.stdout.splitlines() if r.returncode == 0 else []:
+            parts = line.split("\t")
+            if len(parts) != 4:
+                continue
+            session, dead, pid, activity = parts
+            alive = dead != "1"
+            at = float(activity) if activity.isdigit() else None
+            old = seen.get(session)
+            if old is None:
+                seen[session] = Probe(alive, at, int(pid) if pid.isdigit() and alive else None)
+            else:  # a user may have opened more windows: alive while any pane is
+                if alive and not old.alive:
+                    old.alive, old.pid = True, int(pid) if pid.isdigit() else None
+                if at is not None and (old.last_output_at is None or at > old.last_output_at):
+                    old.last_output_at = at
+        return {h: seen.get(h) or Probe(alive=False) for h in handles}
+
+    def send(self, handle: str, text: str, *, confirm_timeout: float = 5.0) -> None:
+        pane = self._pane(handle)
+        # list-panes, not display-message: display-message prints nothing yet succeeds for a missing target
+        r = self._run("list-panes", "-t", pane, "-F", "#{pane_active}#{pane_dead}")
+        if r.returncode != 0:
+            raise SendError(f"cannot send to session {handle}: it is gone (no such tmux session)")
+        if "11" in r.stdout.split():
+            raise SendError(f"cannot send to session {handle}: its agent has exited")
+
+        # Tabs stay (a bracketed paste carries them literally; typed, they would trigger completion).
+        text = clean(text, SEND_CAP).rstrip("\n")
+        # tmux reads an argument ending in ';' as a command separator, so such text goes through a buffer.
+        typed = len(text) <= SHORT and not any(c in text for c in "\n\t") and not text.endswith(";")
+        if typed:
+            r = self._run("send-keys", "-t", pane, "C-u", *([";", "send-keys", "-t", pane, "-l", "--", text]
+                                                             if text else []))
+        else:
+            # A named buffer (never the shared top one; never on the command line), pasted with -p so an app
+            # that enabled bracketed paste gets the whole block as one paste, and deleted by -d. Line feeds
+            # become CR, as when a person pastes into a terminal; inside a bracketed paste that is not Enter.
+            buffer = f"ao-{handle}-{secrets.token_hex(4)}"
+            r = self._run("load-buffer", "-b", buffer, "-", ";",
+                          "send-keys", "-t", pane, "C-u", ";",
+                          "paste-buffer", "-p", "-d", "-b", buffer, "-t", pane, input=text)
+            if r.returncode != 0:
+                self._run("delete-buffer", "-b", buffer)
+        if r.returncode != 0:
+            raise SendError(f"could not send to session {handle}: {r.stderr.strip() or 'tmux failed'}")
+
+        # Settle: let the text land before Enter (some TUIs take a moment to take in a paste). Done early
+        # when the pane ends with the text's tail (the app echoed all of it), else after `settle` seconds.
+        tail = text.split("\n")[-1].rstrip().split("\t")[-1][-TAIL:]  # a pane shows tabs as spaces
+        deadline = time.monotonic() + self.settle
+        before = self._visible(handle)
+        while before is not None and not (tail and before.rstrip().endswith(tail)) \
+                and time.monotonic() < deadline:
+            time.sleep(self.poll)
+            before = self._visible(handle)
+        if before is None:
+            raise SendError(f"session {handle} went away while text was being sent to it")
+
+        r = self._run("send-keys", "-t", pane, "Enter")
+        if r.returncode != 0:
+            raise SendError(f"could not press Enter in session {handle}: {r.stderr.strip() or 'tmux failed'}")
+
+        # Confirm: after Enter the agent redraws (clears its input, prints a reply, or its pane dies).
+        deadline = time.monotonic() + confirm_timeout
+        while True:
+            now = self._visible(handle)
+            if now is None:
+                raise SendError(f"session {handle} went away before delivery was confirmed")
+            if now != before:
+                return
+            if time.monotonic() >= deadline:
+                raise SendError(
+                    f"delivery to session {handle} not confirmed: the pane did not change within "
+                    f"{confirm_timeout:g} s after Enter (the agent may be busy; not resent, to avoid duplicates)")
+            time.sleep(self.poll)
+
+    def capture(self, handle: str, lines: int = 200) -> str:
+        r = self._run("capture-pane", "-p", "-J", "-S", f"-{max(int(lines), 1)}", "-t", self._pane(handle))
+        if r.returncode != 0:
+            return ""
+        rows = [row.rstrip() for row in r.stdout.split("\n")]
+        while rows and not rows[-1]:
+            rows.pop()
+        return "\n".join(rows[-lines:])
+
+    def kill(self, handle: str) -> None:
+        try:
+            r = self._run("kill-session", "-t", f"={handle}")
+        except AoError:
+            if shutil.which(self.tmux_bin) is None:
+                return  # no tmux, so no session to kill
+            raise
+        if r.returncode != 0 and not self._gone(r):
+            raise AoError(f"tmux could not kill session {handle}: {r.stderr.strip()}")
+
+    def attach_argv(self, handle: str) -> list[str]:
+        inside = os.environ.get("TMUX", "")
+        if inside:
+            server = os.path.basename(inside.split(",")[0])
+            if self.socket is None or server == self.socket:
+                return self._argv("switch-client", "-t", f"={handle}")
+            # inside another tmux server: nest explicitly (tmux refuses a nested attach while $TMUX is set)
+            return ["env", "-u", "TMUX", *self._argv("attach-session", "-t", f"={handle}")]
+        return self._argv("attach-session", "-t", f"={handle}")
+
+
+def plugin(**options: object) -> TmuxRuntime:
+    allowed = {"socket", "tmux_bin", "settle", "poll"}
+    unknown = sorted(set(options) - allowed)
+    if unknown:
+        raise AoError(f"unknown tmux runtime option(s): {', '.join(unknown)}; known: {', '.join(sorted(allowed))}")
+    return TmuxRuntime(**options)  # type: ignore[arg-type]

@@ -1,0 +1,46 @@
+"""Trackers: where issues come from (SPEC 8). ``local`` here; ``github`` and ``linear`` with the SCM work."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Protocol
+
+from ao import plugins
+from ao.errors import AoError
+
+MODULES = {"local": "local", "github": "github", "linear": "linear"}
+
+
+class IssueNotFound(AoError):
+    """The tracker has no such issue; the message names some that exist."""
+
+
+@dataclass
+class Issue:
+    id: str
+    title: str
+    body: str = ""             # untrusted text: only ever a template variable
+    url: str = ""
+    state: str = "open"        # open | closed
+    labels: list[str] = field(default_factory=list)
+
+
+class Tracker(Protocol):
+    name: str
+
+    def looks_like_id(self, text: str) -> bool:
+        """Whether a lone spawn argument should be read as an issue id rather than a free-form task."""
+
+    def get(self, issue_id: str) -> Issue:
+        """Raises IssueNotFound."""
+
+    def list(self, state: str = "open") -> list[Issue]: ...
+
+    def comment(self, issue_id: str, text: str) -> None: ...
+
+    def close(self, issue_id: str) -> None: ...
+
+
+def get(name: str, *, project_path: Path, settings: dict[str, Any]) -> Tracker:
+    return plugins.load("tracker", name, MODULES, project_path=project_path, settings=settings)

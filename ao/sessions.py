@@ -1,0 +1,472 @@
+"""Session lifecycle operations: spawn, send, kill, restore, cleanup (SPEC 5).
+
+This is where the plugins meet the store. Each operation is a short sequence of steps; spawn keeps an undo
+stack so that a failure at any step (or Ctrl-C) removes what the earlier steps made: nothing is left
+half-created. Observing sessions (activity, status) lives in :mod:`ao.observe`.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import os
+import re
+import shlex
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Iterator
+
+from ao import events
+from ao.config import Config, Project
+from ao.errors import AoError, did_you_mean
+from ao.store import Session, SessionStore
+
+RUN_DIR = "run"                 # projects/<p>/run/<id>/: launch script, prompt, runtime files
+WORKSPACES = "workspaces"       # <dataDir>/workspaces/<p>/<id>: the worktrees and clones
+BRANCH_ATTEMPTS = 20            # feat/issue-7, feat/issue-7-2, ... for repeated work on one issue
+PROMPT_READY_TIMEOUT = 15.0     # how long a "send" agent may take to show its first output
+_SLUG = re.compile(r"[^a-z0-9]+")
+
+
+# ------------------------------------------------------------------------------------------- naming
+
+def handle_name(data_dir: Path, session_id: str) -> str:
+    """The runtime name of a session: unique per data dir, so two ao homes never share a tmux session."""
+    digest = hashlib.sha1(str(Path(data_dir).expanduser().resolve()).encode()).hexdigest()[:6]
+    return f"ao-{digest}-{session_id}"
+
+
+def slug(text: str, limit: int = 40) -> str:
+    """A branch-safe slug of a task: lower case words joined by '-', cut at a word boundary."""
+    words = [w for w in _SLUG.split(text.lower()) if w]
+    out = ""
+    for word in words:
+        candidate = f"{out}-{word}" if out else word
+        if len(candidate) > limit:
+            break
+        out = candidate
+    return out or (words[0][:limit] if words else "")
+
+
+def default_branch_name(session_id: str, issue: str = "", task: str = "") -> str:
+    """``feat/issue-<n>`` for an issue, ``feat/<slug of the task>`` for a task, else ``feat/<session id>``."""
+    if issue:
+        return f"feat/issue-{re.sub(r'[^A-Za-z0-9._-]+', '-', issue.lstrip('#')).strip('-.')}"
+    return f"feat/{slug(task) or session_id}"
+
+
+_BAD_REF = re.compile(r"(^[-/.])|([/.]$)|\.\.|//|@\{|[\x00-\x20~^:?*\[\\\x7f]|\.lock(/|$)|/\.")
+
+
+def check_branch_name(name: str) -> str:
+    """git's rules for a branch name (check-ref-format), checked before anything is created."""
+    if not name or _BAD_REF.search(name) or name == "@":
+        raise AoError(f"'{name}' is not a valid git branch name")
+    return name
+
+
+# ------------------------------------------------------------------------------------------ records
+
+@dataclass
+class SpawnRequest:
+    project: str
+    target: str | None = None      # an issue id, or a free-form task
+    prompt: str | None = None      # extra instructions for the agent
+    agent: str | None = None       # overrides the project's agent plugin
+    branch: str | None = None      # an explicit branch name (must not exist yet)
+    role: str = "worker"
+
+
+@dataclass
+class CleanupItem:
+    session: Session
+    action: str                    # "clean" | "keep"
+    reason: str
+
+
+@dataclass
+class _Undo:
+    """Steps to take back, newest first, if a later step fails."""
+
+    steps: list[tuple[str, Callable[[], None]]] = field(default_factory=list)
+
+    def push(self, what: str, fn: Callable[[], None]) -> None:
+        self.steps.append((what, fn))
+
+    def run(self) -> list[str]:
+        """Undo everything; return what could not be undone (each as a message), never raise."""
+        failed = []
+        for what, fn in reversed(self.steps):
+            try:
+                fn()
+            except Exception as exc:  # keep undoing the rest; the caller reports what is left
+                failed.append(f"could not {what}: {exc}")
+        self.steps.clear()
+        return failed
+
+
+# ---------------------------------------------------------------------------------------- the manager
+
+class Sessions:
+    """Lifecycle operations over one config's sessions. Plugins are created once per name and reused."""
+
+    def __init__(self, config: Config, store: SessionStore | None = None,
+                 clock: Callable[[], float] = time.time,
+                 progress: Callable[[str], None] | None = None) -> None:
+        self.config = config
+        self.store = store or SessionStore(config.data_dir, clock=clock)
+        self.clock = clock
+        self.progress = progress or (lambda message: None)
+        self._plugins: dict[tuple[str, str], Any] = {}
+
+    # -- plugins --------------------------------------------------------------------------------
+
+    def _plugin(self, slot: str, name: str) -> Any:
+        key = (slot, name)
+        if key not in self._plugins:
+            from ao.plugins import agent, runtime, workspace
+
+            self._plugins[key] = {"runtime": runtime, "workspace": workspace, "agent": agent}[slot].get(name)
+        return self._plugins[key]
+
+    def runtime(self, name: str) -> Any:
+        return self._plugin("runtime", name)
+
+    def agent(self, name: str) -> Any:
+        return self._plugin("agent", name)
+
+    def workspace(self, name: str) -> Any:
+        return self._plugin("workspace", name)
+
+    def tracker(self, project: Project) -> Any:
+        from ao.plugins import tracker
+
+        settings = dict(project.tracker)
+        return tracker.get(settings.pop("plugin", "local"), project_path=project.path, settings=settings)
+
+    # -- paths ----------------------------------------------------------------------------------
+
+    def run_dir(self, project: str, session_id: str) -> Path:
+        return self.store.project_dir(project) / RUN_DIR / session_id
+
+    def workspace_path(self, project: str, session_id: str) -> Path:
+        return self.config.data_dir / WORKSPACES / project / session_id
+
+    # -- lookups --------------------------------------------------------------------------------
+
+    def find(self, session_id: str) -> tuple[Session, Project]:
+        """A live session and its project; unknown ids get an error listing the sessions there are."""
+        session = self.store.find(session_id)
+        project = self.config.projects.get(session.project)
+        if project is None:
+            raise AoError(f"session '{session_id}' belongs to project '{session.project}', which is no longer "
+                          f"in {self.config.file}")
+        return session, project
+
+    # -- spawn ----------------------------------------------------------------------------------
+
+    def spawn(self, request: SpawnRequest) -> Session:
+        """Create a session end to end. On any failure every earlier step is undone and AoError raised."""
+        project = self.config.project(request.project)
+        agent_name = request.agent or project.agent
+        from ao.plugins.agent import MODULES as AGENTS
+
+        if agent_name not in AGENTS:
+            raise AoError(f"unknown agent '{agent_name}'{did_you_mean(agent_name, AGENTS)}; "
+                          f"available: {', '.join(AGENTS)}")
+        if request.branch:
+            check_branch_name(request.branch)
+        runtime = self.runtime(project.runtime)
+        runtime.check()  # tmux missing: say so before anything is created
+        agent = self.agent(agent_name)
+        workspace = self.workspace(project.workspace)
+        issue, task = self._resolve_target(project, request.target)
+        from ao import git
+
+        if not git.is_repo(project.path):
+            raise AoError(f"{project.path}: not a git repository (project '{project.id}' path must point at a "
+                          "git checkout)")
+
+        undo = _Undo()
+        try:
+            return self._spawn(request, project, agent_name, agent, runtime, workspace, issue, task, undo)
+        except BaseException as exc:
+            leftovers = undo.run()
+            if leftovers:
+                detail = "\n  ".join(leftovers)
+                if isinstance(exc, AoError):
+                    raise AoError(f"{exc}\nrolling back left something behind:\n  {detail}") from None
+                events.log(self.config.data_dir, f"spawn rollback incomplete: {detail}", console=None)
+            raise
+
+    def _resolve_target(self, project: Project, target: str | None) -> tuple[Any, str]:
+        """(issue or None, task text). A lone argument is an issue id when the tracker says it looks like one."""
+        if not target or not target.strip():
+            return None, ""
+        tracker = self.tracker(project)
+        if tracker.looks_like_id(target.strip()):
+            issue = tracker.get(target.strip())
+            return issue, issue.title
+        return None, target.strip()
+
+    def _spawn(self, request: SpawnRequest, project: Project, agent_name: str, agent: Any, runtime: Any,
+               workspace: Any, issue: Any, task: str, undo: _Undo) -> Session:
+        from ao.plugins.agent import LaunchContext
+        from ao.plugins.runtime import LaunchSpec
+
+        data_dir = self.config.data_dir
+        session = self.store.create(
+            project.id, project.session_prefix, role=request.role, status="spawning",
+            issue=issue.id if issue else "", task=task, agent=agent_name, runtime=project.runtime)
+        sid = session.id
+        undo.push(f"remove the session record {sid}", lambda: self.store.delete(sid, project.id))
+        self.progress(f"{sid}: session allocated")
+
+        ws_path = self.workspace_path(project.id, sid)
+        env = self._session_env(project, sid)
+        branch = self._create_workspace(project, workspace, request, sid, issue, task, ws_path, env, undo)
+        self.progress(f"{sid}: workspace ready at {ws_path} on {branch}")
+
+        from ao import prompts
+
+        prompt = prompts.build_prompt(
+            project=project.id, session_id=sid, branch=branch, issue=issue, task="" if issue else task,
+            extra=request.prompt or "", scm_plugin=project.scm.get("plugin", "local"),
+            default_branch=project.default_branch, agent_rules=project.agent_rules,
+            agent_rules_file=project.agent_rules_file)
+        run_dir = self.run_dir(project.id, sid)
+        prompt_file, script = self._write_launch(run_dir, ws_path, agent, LaunchContext(
+            session_id=sid, workspace=ws_path, prompt_file=run_dir / "prompt.md",
+            settings=project.agent_config), prompt)
+        undo.push(f"remove {run_dir}", lambda: _rmtree(run_dir))
+
+        handle = runtime.start(LaunchSpec(name=handle_name(data_dir, sid), cwd=ws_path, script=script, env=env,
+                                          run_dir=run_dir))
+        undo.push(f"stop the {project.runtime} session {handle}", lambda: runtime.kill(handle))
+        self.progress(f"{sid}: {agent_name} started in {project.runtime} ({handle})")
+
+        if agent.prompt_delivery(project.agent_config) == "send":
+            self._wait_for_output(runtime, handle)
+            runtime.send(handle, prompt)
+            self.progress(f"{sid}: prompt sent ({len(prompt)} characters)")
+
+        now = self.clock()
+        session = self.store.update(
+            sid, project.id, status="working", branch=branch, workspace=str(ws_path), prompt=prompt,
+            runtime_handle=handle, meta={**session.meta, "activity": {"at": now}, "prompt_file": str(prompt_file)})
+        undo.steps.clear()  # the session exists now: from here on a failure is the session's, not the spawn's
+        self._event("session.spawned", session, branch=branch, issue=session.issue, agent=agent_name)
+        self._event("session.working", session)
+        return session
+
+    def _create_workspace(self, project: Project, workspace: Any, request: SpawnRequest, sid: str, issue: Any,
+                          task: str, path: Path, env: dict[str, str], undo: _Undo) -> str:
+        """The workspace on a new branch; returns the branch. Auto-named branches step past existing ones."""
+        from ao.plugins.workspace import WorkspaceSpec
+        from ao.git import BranchExists
+
+        base = request.branch or default_branch_name(sid, issue.id if issue else "", task)
+        names = [base] if request.branch else [base] + [f"{base}-{n}" for n in range(2, BRANCH_ATTEMPTS + 1)]
+        for branch in names:
+            spec = WorkspaceSpec(repo=project.path, path=path, branch=branch, default_branch=project.default_branch,
+                                 symlinks=project.symlinks, post_create=project.post_create, env=env)
+            try:
+                # concurrent fetches of one repository fight over its ref locks
+                with _file_lock(self.store.project_dir(project.id) / ".git.lock"):
+                    workspace.create(spec)
+            except BranchExists as exc:
+                if request.branch:
+                    raise AoError(f"{exc}; choose another name with --branch, or leave it out") from None
+                continue
+            undo.push(f"remove the workspace {path}", lambda b=branch: workspace.remove(project.path, path, b))
+            return branch
+        raise AoError(f"branches {names[0]} to {names[-1]} all exist already; name one with --branch")
+
+    def _session_env(self, project: Project, sid: str) -> dict[str, str]:
+        """What the agent (and postCreate) can read: who it is, and how its own `ao` calls find this setup."""
+        return {"AO_SESSION": sid, "AO_PROJECT": project.id, "AO_HOME": str(self.config.data_dir),
+                "AO_CONFIG_PATH": str(Path(self.config.file).resolve()),
+                "AO_PROMPT_FILE": str(self.run_dir(project.id, sid) / "prompt.md")}
+
+    def _write_launch(self, run_dir: Path, ws_path: Path, agent: Any, ctx: Any, prompt: str) -> tuple[Path, Path]:
+        """The prompt file and an executable launch script that starts the agent in the workspace."""
+        from ao.ledger import atomic_write
+
+        run_dir.mkdir(parents=True, exist_ok=True)
+        atomic_write(ctx.prompt_file, prompt)
+        script = run_dir / ("restore.sh" if ctx.resume else "launch.sh")
+        atomic_write(script, "#!/usr/bin/env bash\n"
+                             f"# written by ao for session {ctx.session_id}\n"
+                             f"cd {shlex.quote(str(ws_path))} || exit 1\n"
+                             f"exec {agent.launch_command(ctx)}\n")
+        script.chmod(0o700)
+        return ctx.prompt_file, script
+
+    def _wait_for_output(self, runtime: Any, handle: str) -> None:
+        """Wait until the agent has drawn something: text typed before it reads its input could be lost."""
+        deadline = time.monotonic() + PROMPT_READY_TIMEOUT
+        while time.monotonic() < deadline:
+            if runtime.capture(handle, 50).strip():
+                return
+            if not runtime.probe([handle])[handle].alive:
+                raise AoError(f"the agent exited before it could be given its prompt:\n{runtime.capture(handle)}")
+            time.sleep(0.05)
+        raise AoError(f"the agent showed nothing for {PROMPT_READY_TIMEOUT:.0f} s, so its prompt was not sent")
+
+    def _event(self, kind: str, session: Session, **fields: Any) -> None:
+        events.append(self.config.data_dir, kind, ts=self.clock(), session=session.id, project=session.project,
+                      secrets=self.config.secrets(), **fields)
+
+    # -- talking to a session -------------------------------------------------------------------
+
+    def send(self, session_id: str, text: str) -> Session:
+        """Type ``text`` into a live session's agent, confirmed; AoError (exit 1) when it cannot be delivered."""
+        session, project = self.find(session_id)
+        if session.terminal:
+            raise AoError(f"session '{session_id}' has ended ({session.status}); "
+                          f"`ao session restore {session_id}` starts its agent again")
+        if not text.strip():
+            raise AoError("the message is empty")
+        runtime = self.runtime(session.runtime or project.runtime)
+        with _file_lock(self.run_dir(project.id, session_id) / ".send.lock"):  # two senders would interleave
+            runtime.send(session.runtime_handle, text)
+        events.log(self.config.data_dir, f"{session_id}: sent a message ({len(text)} characters)", console=None,
+                   secrets=self.config.secrets())
+        return session
+
+    def attach_argv(self, session_id: str) -> list[str]:
+        session, project = self.find(session_id)
+        runtime = self.runtime(session.runtime or project.runtime)
+        if not runtime.probe([session.runtime_handle])[session.runtime_handle].alive:
+            raise AoError(f"session '{session_id}' is not running; `ao session restore {session_id}` starts it again")
+        return runtime.attach_argv(session.runtime_handle)
+
+    # -- ending and restoring -------------------------------------------------------------------
+
+    def kill(self, session_id: str) -> Session:
+        """End a session on purpose: stop its runtime; the workspace stays until cleanup."""
+        session, project = self.find(session_id)
+        if session.runtime_handle:
+            self.runtime(session.runtime or project.runtime).kill(session.runtime_handle)
+        session = self.store.update(session_id, session.project, status="killed")
+        self._event("session.killed", session)
+        return session
+
+    def restore(self, session_id: str) -> Session:
+        """Start the agent of a session whose runtime has gone, in the same workspace, resuming if it can."""
+        from ao.plugins.agent import LaunchContext
+        from ao.plugins.runtime import LaunchSpec
+
+        session, project = self.find(session_id)
+        runtime = self.runtime(session.runtime or project.runtime)
+        runtime.check()
+        if session.runtime_handle and runtime.probe([session.runtime_handle])[session.runtime_handle].alive:
+            raise AoError(f"session '{session_id}' is still running; attach with `ao attach {session_id}`")
+        if session.status in ("merged", "done", "cleanup"):
+            raise AoError(f"session '{session_id}' is {session.status}; there is nothing to restore")
+        ws_path = Path(session.workspace)
+        if not session.workspace or not ws_path.is_dir():
+            raise AoError(f"session '{session_id}' has no workspace left ({session.workspace or 'none'}); "
+                          "it cannot be restored")
+        agent = self.agent(session.agent or project.agent)
+        run_dir = self.run_dir(project.id, session_id)
+        ctx = LaunchContext(session_id=session_id, workspace=ws_path, prompt_file=run_dir / "prompt.md",
+                            settings=project.agent_config, resume=True)
+        _, script = self._write_launch(run_dir, ws_path, agent, ctx, session.prompt)
+        if session.runtime_handle:
+            runtime.kill(session.runtime_handle)  # a dead pane kept for its last output: make room
+        handle = runtime.start(LaunchSpec(name=handle_name(self.config.data_dir, session_id), cwd=ws_path,
+                                          script=script, env=self._session_env(project, session_id),
+                                          run_dir=run_dir))
+        now = self.clock()
+        session = self.store.update(session_id, project.id, status="working", runtime_handle=handle,
+                                    meta={**session.meta, "activity": {"at": now}, "restored_at": now})
+        self._event("session.working", session, restored=True)
+        return session
+
+    # -- cleanup --------------------------------------------------------------------------------
+
+    def cleanup_plan(self, project: str | None = None, force: bool = False) -> list[CleanupItem]:
+        """Which sessions cleanup would remove, and which it keeps and why (work not pushed is kept)."""
+        from ao import observe
+
+        if project is not None:
+            self.config.project(project)
+        seen = observe.observe(self, self.store.list(project), self.clock())
+        project_links = {p.id: p.symlinks for p in self.config.projects.values()}
+        plan = []
+        for item in seen:
+            status = item.status
+            if status in ("merged", "done", "cleanup"):
+                plan.append(CleanupItem(item.session, "clean", status))
+            elif status in ("killed", "exited", "errored", "pr_closed"):
+                links = project_links.get(item.session.project, [])
+                unsaved = "" if force else _unsaved_work(item.session.workspace, links)
+                plan.append(CleanupItem(item.session, "keep" if unsaved else "clean",
+                                        f"{status}, but {unsaved}; --force removes it anyway" if unsaved else status))
+        return plan
+
+    def cleanup(self, items: list[CleanupItem]) -> list[CleanupItem]:
+        """Clean the ``clean`` items: stop the runtime, remove the workspace, archive the record."""
+        done = []
+        for item in items:
+            if item.action != "clean":
+                continue
+            session = item.session
+            project = self.config.projects.get(session.project)
+            if session.runtime_handle:
+                self.runtime(session.runtime or (project.runtime if project else "tmux")).kill(session.runtime_handle)
+            if session.workspace and project is not None:
+                self.workspace(project.workspace).remove(project.path, Path(session.workspace), session.branch or None)
+            _rmtree(self.run_dir(session.project, session.id))
+            archived = self.store.archive(session.id, session.project, status="cleanup",
+                                          meta={**session.meta, "ended_as": item.reason})
+            self._event("session.cleaned", archived, was=item.reason)
+            done.append(CleanupItem(archived, "clean", item.reason))
+        return done
+
+
+# ------------------------------------------------------------------------------------------ helpers
+
+@contextlib.contextmanager
+def _file_lock(path: Path) -> Iterator[None]:
+    """An exclusive flock on ``path`` (created if needed), across processes."""
+    import fcntl
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(fd)
+
+
+def _rmtree(path: Path) -> None:
+    import shutil
+
+    shutil.rmtree(path, ignore_errors=True)
+
+
+def _unsaved_work(workspace: str, symlinks: list[str]) -> str:
+    """What would be lost by removing this workspace ("" when nothing): uncommitted files, unpushed commits.
+
+    The project's own ``symlinks`` are ao's doing, not the agent's work, so they do not count."""
+    if not workspace or not Path(workspace).is_dir():
+        return ""
+    from ao import git
+
+    try:
+        links = {link.strip("/") for link in symlinks}
+        dirty = [line for line in git.run(["status", "--porcelain"], cwd=Path(workspace)).splitlines()
+                 if line and line[3:].strip('"/') not in links]
+        unpushed = git.run(["rev-list", "--count", "HEAD", "--not", "--remotes"], cwd=Path(workspace)).strip()
+    except AoError as exc:
+        return f"its workspace could not be checked ({exc})"
+    parts = []
+    if dirty:
+        parts.append(f"{len(dirty)} uncommitted file{'s' if len(dirty) != 1 else ''}")
+    if unpushed not in ("", "0"):
+        parts.append(f"{unpushed} unpushed commit{'s' if unpushed != '1' else ''}")
+    return " and ".join(parts)

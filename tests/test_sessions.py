@@ -1,0 +1,262 @@
+"""Sessions end to end with real parts: git (bare origin), tmux (private socket), the scripted agent."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+from concurrent.futures import ThreadPoolExecutor
+
+import pytest
+from sessionkit import git, wait_for
+
+from ao.errors import AoError
+from ao.sessions import SpawnRequest, default_branch_name, slug
+
+
+def spawn(env, target=None, **kw):
+    return env.manager().spawn(SpawnRequest(project="app", target=target, **kw))
+
+
+def alive(env, session) -> bool:
+    return env.tmux("has-session", "-t", f"={session.runtime_handle}").returncode == 0
+
+
+# ------------------------------------------------------------------------------------------- spawn
+
+def test_spawn_an_issue_creates_worktree_branch_terminal_and_delivers_the_prompt_once(aoenv):
+    s = spawn(aoenv, "12")
+    assert s.id == "app-1" and s.status == "working" and s.issue == "12" and s.branch == "feat/issue-12"
+    assert git("rev-parse", "--abbrev-ref", "HEAD", cwd=aoenv.project.parent / s.workspace).strip() == "feat/issue-12"
+    assert alive(aoenv, s)
+    got = wait_for(lambda: aoenv.received(s.id), what="the prompt")
+    assert len(got) == 1
+    assert "Add a health endpoint" in got[0]["text"] and "feat/issue-12" in got[0]["text"]
+    kinds = [e["type"] for e in _events(aoenv) if e.get("session") == s.id]
+    assert kinds == ["session.spawned", "session.working"]
+    stored = aoenv.manager().store.get(s.id)
+    assert stored.runtime_handle == s.runtime_handle and stored.workspace == s.workspace
+
+
+def test_a_task_gets_a_slug_branch_and_a_second_spawn_of_one_issue_a_fresh_branch(aoenv):
+    task = spawn(aoenv, "Explore performance optimisation opportunities")
+    assert task.issue == "" and task.branch == "feat/explore-performance-optimisation"
+    again = [spawn(aoenv, "12"), spawn(aoenv, "12")]
+    assert [s.branch for s in again] == ["feat/issue-12", "feat/issue-12-2"]
+
+
+def test_branch_names():
+    assert default_branch_name("app-3", issue="#41") == "feat/issue-41"
+    assert default_branch_name("app-3", issue="ENG-7") == "feat/issue-ENG-7"
+    assert default_branch_name("app-3", task="!!!") == "feat/app-3"
+    assert slug("Fix: the `login` page's CSS (again)") == "fix-the-login-page-s-css-again"
+
+
+def test_unknown_issue_lists_the_existing_ones_and_creates_nothing(aoenv):
+    with pytest.raises(AoError, match="12"):
+        spawn(aoenv, "13")
+    assert aoenv.manager().store.list() == [] and not (aoenv.data / "workspaces").exists()
+
+
+# ------------------------------------------------------------------------------------- send
+
+def test_send_multiline_and_5kb_messages_arrive_intact_exactly_once(aoenv):
+    s = spawn(aoenv)
+    wait_for(lambda: aoenv.received(s.id), what="the prompt")
+    multi = "Please fix the tests.\n\n  - step one\n  - step two\nThanks"
+    big = ("0123456789abcdef" * 320)[:5000]
+    big_multi = "\n".join(f"line {i}: " + "x" * 90 for i in range(50))
+    manager = aoenv.manager()
+    for text in (multi, big, big_multi, "short one"):
+        manager.send(s.id, text)
+    got = wait_for(lambda: len(aoenv.received(s.id)) >= 5 and aoenv.received(s.id), what="4 messages")
+    assert [m["text"] for m in got[1:]] == [multi, big, big_multi, "short one"]
+
+
+def test_control_characters_and_escape_sequences_are_stripped(aoenv):
+    s = spawn(aoenv)
+    wait_for(lambda: aoenv.received(s.id), what="the prompt")
+    aoenv.manager().send(s.id, "red \x1b[31mALERT\x1b[0m\x1b]0;pwned\x07 bell\x07 nul\x00 end")
+    got = wait_for(lambda: len(aoenv.received(s.id)) >= 2 and aoenv.received(s.id), what="the message")
+    assert got[1]["text"] == "red ALERT bell nul end"
+
+
+def test_send_through_the_cli_from_a_file_and_unreadable_files(aoenv, tmp_path):
+    s = spawn(aoenv)
+    wait_for(lambda: aoenv.received(s.id), what="the prompt")
+    message = tmp_path / "msg.txt"
+    message.write_text("from a file\nsecond line")
+    run = aoenv.ao("send", s.id, "-f", str(message))
+    assert run.returncode == 0, run.stderr
+    wait_for(lambda: len(aoenv.received(s.id)) >= 2, what="the message")
+    assert aoenv.received(s.id)[1]["text"] == "from a file\nsecond line"
+    run = aoenv.ao("send", s.id, "-f", str(tmp_path / "missing.txt"))
+    assert run.returncode == 1 and "cannot read the message" in run.stderr and "Traceback" not in run.stderr
+    run = aoenv.ao("send", "app-99", "hello")
+    assert run.returncode == 1 and "unknown session 'app-99'" in run.stderr and "app-1" in run.stderr
+    run = aoenv.ao("send", s.id)
+    assert run.returncode == 2
+
+
+# ------------------------------------------------------------------------------- liveness, restore
+
+def test_a_killed_tmux_session_is_detected_by_status(aoenv):
+    s = spawn(aoenv)
+    aoenv.tmux("kill-session", "-t", f"={s.runtime_handle}")
+    run = aoenv.ao("status", "--json")
+    assert run.returncode == 0, run.stderr
+    row = json.loads(run.stdout)[0]
+    assert row["session"] == s.id and row["alive"] is False and row["status"] == "exited"
+
+
+def test_restore_after_the_agent_exits(aoenv):
+    s = spawn(aoenv)
+    wait_for(lambda: aoenv.received(s.id), what="the prompt")
+    manager = aoenv.manager()
+    manager.send(s.id, "!exit 0")
+    wait_for(lambda: not manager.runtime("tmux").probe([s.runtime_handle])[s.runtime_handle].alive,
+             what="the agent to exit")
+    run = aoenv.ao("session", "restore", s.id)
+    assert run.returncode == 0, run.stderr
+    wait_for(lambda: manager.runtime("tmux").probe([s.runtime_handle])[s.runtime_handle].alive, what="restart")
+    restored = manager.store.get(s.id)
+    assert restored.status == "working" and "restored_at" in restored.meta
+    manager.send(s.id, "after restore")
+    wait_for(lambda: any(m["text"] == "after restore" for m in aoenv.received(s.id)), what="the message")
+    run = aoenv.ao("session", "restore", s.id)
+    assert run.returncode == 1 and "still running" in run.stderr
+
+
+# --------------------------------------------------------------------------------- rollbacks
+
+def test_a_failing_post_create_rolls_the_whole_spawn_back(aoenv):
+    aoenv.write_config(postCreate=["echo preparing", "echo broken >&2; exit 3"])
+    with pytest.raises(AoError, match="exit 3") as caught:
+        spawn(aoenv, "12")
+    assert "broken" in str(caught.value)
+    manager = aoenv.manager()
+    assert manager.store.list() == []
+    assert not (aoenv.data / "workspaces" / "app" / "app-1").exists()
+    assert "feat/issue-12" not in git("branch", "--list", cwd=aoenv.project)
+    assert "workspaces" not in git("worktree", "list", cwd=aoenv.project)
+    assert aoenv.tmux("list-sessions").stdout == ""
+    aoenv.write_config()
+    assert spawn(aoenv, "12").id == "app-2"  # ids are never reused
+
+
+def test_concurrent_spawns_get_distinct_ids(aoenv):
+    with ThreadPoolExecutor(4) as pool:
+        runs = list(pool.map(lambda i: aoenv.ao("spawn", "app", f"task number {i}", "--json"), range(4)))
+    assert all(r.returncode == 0 for r in runs), [r.stderr for r in runs]
+    ids = sorted(json.loads(r.stdout)["session"] for r in runs)
+    assert ids == ["app-1", "app-2", "app-3", "app-4"]
+    assert len({s.runtime_handle for s in aoenv.manager().store.list()}) == 4
+
+
+# ------------------------------------------------------------------------------------- cleanup
+
+def test_cleanup_archives_ended_sessions_and_keeps_live_ones_and_unpushed_work(aoenv):
+    live, ended, dirty = spawn(aoenv, "a live one"), spawn(aoenv, "an ended one"), spawn(aoenv, "unsaved work")
+    manager = aoenv.manager()
+    manager.kill(ended.id)
+    manager.kill(dirty.id)
+    (aoenv.project.parent / dirty.workspace / "notes.txt").write_text("not committed")
+
+    dry = aoenv.ao("cleanup", "--json")
+    assert dry.returncode == 0, dry.stderr
+    assert {r["session"]: r["action"] for r in json.loads(dry.stdout)} == {ended.id: "clean", dirty.id: "keep"}
+    assert manager.store.get(ended.id) is not None  # listing only
+
+    run = aoenv.ao("cleanup", "--confirm")
+    assert run.returncode == 0, run.stderr
+    assert manager.store.get(ended.id) is None and manager.store.is_archived(ended.id)
+    archived = manager.store.get(ended.id, include_archived=True)
+    assert archived.status == "cleanup" and archived.meta["ended_as"] == "killed"
+    assert not os.path.exists(ended.workspace) and not alive(aoenv, ended)
+    assert manager.store.get(dirty.id).status == "killed" and os.path.exists(dirty.workspace)
+    assert manager.store.get(live.id).status == "working" and alive(aoenv, live)
+    assert any(e["type"] == "session.cleaned" and e["session"] == ended.id for e in _events(aoenv))
+
+    run = aoenv.ao("cleanup", "--confirm", "--force")
+    assert run.returncode == 0 and not os.path.exists(dirty.workspace)
+
+
+# ------------------------------------------------------------------------------------- bad input
+
+def test_unknown_project_lists_the_configured_ones(aoenv):
+    run = aoenv.ao("spawn", "ap", "12")
+    assert run.returncode == 1 and "unknown project 'ap'" in run.stderr and "app" in run.stderr
+
+
+def test_a_project_path_that_is_not_a_git_repository(aoenv, tmp_path):
+    plain = tmp_path / "plain"
+    plain.mkdir()
+    aoenv.write_config(path=str(plain))
+    run = aoenv.ao("spawn", "app", "some task")
+    assert run.returncode == 1 and "not a git repository" in run.stderr and "Traceback" not in run.stderr
+    assert aoenv.manager().store.list() == []
+
+
+def test_an_explicit_branch_that_already_exists(aoenv):
+    git("branch", "taken", cwd=aoenv.project)
+    run = aoenv.ao("spawn", "app", "some task", "--branch", "taken")
+    assert run.returncode == 1 and "taken" in run.stderr and "Traceback" not in run.stderr
+    assert aoenv.manager().store.list() == [] and aoenv.tmux("list-sessions").stdout == ""
+    run = aoenv.ao("spawn", "app", "some task", "--branch", "bad..name")
+    assert run.returncode == 1 and "not a valid git branch name" in run.stderr
+
+
+def test_tmux_missing(aoenv, tmp_path):
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    for tool in ("git", "bash", "sh", "python3"):
+        found = subprocess.run(["which", tool], capture_output=True, text=True).stdout.strip()
+        if found:
+            (bin_dir / tool).symlink_to(found)
+    run = aoenv.ao("spawn", "app", "some task", env={**aoenv.env, "PATH": str(bin_dir)})
+    assert run.returncode == 1 and "tmux is not installed" in run.stderr
+    assert aoenv.manager().store.list() == [] and not (aoenv.data / "workspaces").exists()
+
+
+@pytest.mark.skipif(os.geteuid() == 0, reason="root ignores file permissions")
+def test_a_store_that_cannot_be_written_leaves_nothing_behind(aoenv):
+    sessions = aoenv.data / "projects" / "app" / "sessions"
+    sessions.mkdir(parents=True)
+    sessions.chmod(0o500)
+    try:
+        run = aoenv.ao("spawn", "app", "12")
+        assert run.returncode == 1 and "Permission denied" in run.stderr and "Traceback" not in run.stderr
+        assert not (aoenv.data / "workspaces" / "app").exists() or not any((aoenv.data / "workspaces" / "app").iterdir())
+        assert aoenv.tmux("list-sessions").stdout == ""
+    finally:
+        sessions.chmod(0o700)
+
+
+def _events(env):
+    from ao import events
+
+    return events.read(env.data)
+
+
+def test_a_full_disk_while_recording_the_started_session_rolls_everything_back(aoenv, monkeypatch):
+    """The store write that would mark the session working fails (ENOSPC) after the agent has started."""
+    import errno
+
+    real_replace, writes = os.replace, []
+
+    def replace(src, dst, *a, **kw):
+        if str(dst).endswith(os.path.join("sessions", "app-1.json")):
+            writes.append(dst)
+            if len(writes) == 2:
+                raise OSError(errno.ENOSPC, "No space left on device")
+        return real_replace(src, dst, *a, **kw)
+
+    monkeypatch.setattr(os, "replace", replace)
+    with pytest.raises(AoError, match="No space left on device"):
+        spawn(aoenv, "12")
+    assert len(writes) == 2
+    assert aoenv.manager().store.list() == []
+    assert aoenv.tmux("list-sessions").stdout == ""
+    assert not (aoenv.data / "workspaces" / "app" / "app-1").exists()
+    assert "feat/issue-12" not in git("branch", "--list", cwd=aoenv.project)
+    assert not list((aoenv.data / "projects" / "app" / "sessions").glob(".*.tmp"))
