@@ -260,3 +260,18 @@ def test_a_full_disk_while_recording_the_started_session_rolls_everything_back(a
     assert not (aoenv.data / "workspaces" / "app" / "app-1").exists()
     assert "feat/issue-12" not in git("branch", "--list", cwd=aoenv.project)
     assert not list((aoenv.data / "projects" / "app" / "sessions").glob(".*.tmp"))
+
+
+def test_the_process_runtime_spawns_sends_and_kills_without_tmux(aoenv):
+    aoenv.write_config(runtime="process")
+    s = spawn(aoenv, "12")
+    manager = aoenv.manager()
+    assert s.runtime == "process" and manager.runtime("process").probe([s.runtime_handle])[s.runtime_handle].alive
+    wait_for(lambda: aoenv.received(s.id), what="the prompt")
+    manager.send(s.id, "one line")
+    wait_for(lambda: any(m["text"] == "one line" for m in aoenv.received(s.id)), what="the message")
+    run = aoenv.ao("status", "--json")
+    assert json.loads(run.stdout)[0]["alive"] is True
+    manager.kill(s.id)
+    wait_for(lambda: not manager.runtime("process").probe([s.runtime_handle])[s.runtime_handle].alive, what="kill")
+    assert aoenv.tmux("list-sessions").stdout == ""
