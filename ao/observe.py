@@ -41,8 +41,12 @@ class Seen:
         return self.fact["status"]
 
 
-def observe(manager: "Sessions", sessions: list[Session], now: float, capture: bool = False) -> list[Seen]:
-    """Observe ``sessions``: one probe per runtime, optional pane captures in parallel, then facts."""
+def observe(manager: "Sessions", sessions: list[Session], now: float, capture: bool = False,
+            scm: dict[str, dict[str, Any]] | None = None) -> list[Seen]:
+    """Observe ``sessions``: one probe per runtime, optional pane captures in parallel, then facts.
+
+    ``scm`` maps session ids to fresh SCM fact fields (this cycle's PR views); others keep the stored ones.
+    """
     from ao.plugins.agent import Activity
 
     live = [s for s in sessions if not s.terminal and s.runtime_handle]
@@ -73,7 +77,8 @@ def observe(manager: "Sessions", sessions: list[Session], now: float, capture: b
                                 at=s.meta.get("activity", {}).get("at"))
         else:
             activity = _activity(manager, s, project.agent, probe, panes.get(s.id), now)
-        out.append(Seen(s, probe, activity, build_fact(s, activity, probe, now, _stuck_threshold(project))))
+        fresh = (scm or {}).get(s.id)
+        out.append(Seen(s, probe, activity, build_fact(s, activity, probe, now, _stuck_threshold(project), fresh)))
     return out
 
 
@@ -92,8 +97,10 @@ def _stuck_threshold(project: Any) -> int:
     return reaction.threshold if reaction is not None and reaction.threshold else 600
 
 
-def build_fact(s: Session, activity: "Activity", probe: "Probe | None", now: float, stuck_threshold: int) -> dict:
-    """The SPEC 4.1 fact of one session: runtime and activity from this observation, SCM from the store."""
+def build_fact(s: Session, activity: "Activity", probe: "Probe | None", now: float, stuck_threshold: int,
+               scm: dict[str, Any] | None = None) -> dict:
+    """The SPEC 4.1 fact of one session: runtime and activity from this observation, SCM fields from
+    ``scm`` (observed this cycle) or else from the store."""
     last = int(activity.at if activity.at is not None else s.created_at)
     partial: dict[str, Any] = {
         "session": s.id, "project": s.project, "role": s.role, "activity": activity.state,
@@ -101,7 +108,8 @@ def build_fact(s: Session, activity: "Activity", probe: "Probe | None", now: flo
         "runtime_alive": bool(probe.alive) if probe is not None else not s.terminal,
         "age_seconds": max(0, int(now - s.created_at)), "branch": s.branch, "issue": s.issue,
     }
-    partial.update({k: s.fact[k] for k in SCM_FIELDS if k in s.fact})
+    source = scm if scm is not None else s.fact
+    partial.update({k: source[k] for k in SCM_FIELDS if k in source})
     if s.pr_url and "pr_url" not in partial:
         partial.update(pr_url=s.pr_url, pr_number=s.pr_number)
     fact = facts.complete(partial, int(now), stuck_threshold)

@@ -92,3 +92,15 @@ def build_prompt(*, project: str, session_id: str, branch: str, issue: Issue | N
                        extra=extra, scm_plugin=scm_plugin, default_branch=default_branch,
                        agent_rules=agent_rules, agent_rules_file=agent_rules_file)
     return templates.render_named(template, values, template_base) + "\n"
+
+
+ORCHESTRATOR_TEMPLATE = "spawn/orchestrator.md.j2"
+
+
+def build_orchestrator_prompt(*, session_id: str, project: str, projects: list[str], scm_plugin: str,
+                              orchestrator_rules: str | None, template_base: Path | None = None) -> str:
+    """The prompt of the orchestrator agent ``ao start`` launches: the ``ao`` commands it manages sessions with."""
+    values = {"session_id": session_id, "project_id": project, "projects": ", ".join(projects),
+              "scm": scm_plugin, "rules": _own(orchestrator_rules or ""), "branch": "", "base_branch": "",
+              "issue": ""}
+    return templates.render_named(ORCHESTRATOR_TEMPLATE, values, template_base) + "\n"

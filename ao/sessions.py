@@ -260,6 +260,50 @@ class Sessions:
         self._event("session.working", session)
         return session
 
+    def spawn_orchestrator(self, project_id: str | None = None) -> Session:
+        """The orchestrator agent (``ao start``): one per data dir, in the project's own checkout (it manages
+        sessions through the ``ao`` CLI and writes no code). A live one is reused."""
+        from ao import prompts
+        from ao.plugins.agent import LaunchContext
+        from ao.plugins.runtime import LaunchSpec
+
+        project = self.config.projects[project_id] if project_id else next(iter(self.config.projects.values()))
+        for s in self.store.list():
+            if s.role == "orchestrator" and not s.terminal and s.runtime_handle:
+                if self.runtime(s.runtime or project.runtime).probe([s.runtime_handle])[s.runtime_handle].alive:
+                    return s
+        runtime, agent = self.runtime(project.runtime), self.agent(project.agent)
+        runtime.check()
+        undo = _Undo()
+        try:
+            session = self.store.create(project.id, project.session_prefix, role="orchestrator", status="spawning",
+                                        task="orchestrator", agent=project.agent, runtime=project.runtime,
+                                        workspace=str(project.path))
+            sid = session.id
+            undo.push(f"remove the session record {sid}", lambda: self.store.delete(sid, project.id))
+            prompt = prompts.build_orchestrator_prompt(
+                session_id=sid, project=project.id, projects=list(self.config.projects),
+                scm_plugin=project.scm.get("plugin", "local"), orchestrator_rules=project.orchestrator_rules)
+            run_dir = self.run_dir(project.id, sid)
+            _, script = self._write_launch(run_dir, project.path, agent, LaunchContext(
+                session_id=sid, workspace=project.path, prompt_file=run_dir / "prompt.md",
+                settings=project.agent_config), prompt)
+            undo.push(f"remove {run_dir}", lambda: _rmtree(run_dir))
+            handle = runtime.start(LaunchSpec(name=handle_name(self.config.data_dir, sid), cwd=project.path,
+                                              script=script, env=self._session_env(project, sid), run_dir=run_dir))
+            undo.push(f"stop the {project.runtime} session {handle}", lambda: runtime.kill(handle))
+            if agent.prompt_delivery(project.agent_config) == "send":
+                self._wait_for_output(runtime, handle)
+                runtime.send(handle, prompt)
+            session = self.store.update(sid, project.id, status="working", prompt=prompt, runtime_handle=handle,
+                                        meta={"activity": {"at": self.clock()}})
+            undo.steps.clear()
+        except BaseException:
+            undo.run()
+            raise
+        self._event("session.spawned", session, role="orchestrator", agent=project.agent)
+        return session
+
     def _create_workspace(self, project: Project, workspace: Any, request: SpawnRequest, sid: str, issue: Any,
                           task: str, path: Path, env: dict[str, str], undo: _Undo) -> str:
         """The workspace on a new branch; returns the branch. Auto-named branches step past existing ones."""

@@ -14,7 +14,7 @@ from ao import __version__
 def _build_app() -> Any:
     import typer
 
-    from ao.cli import config_cmd, notify_cmd, rules_cmd, session_cmd, spawn_cmd, status_cmd
+    from ao.cli import config_cmd, notify_cmd, poll_cmd, rules_cmd, session_cmd, spawn_cmd, status_cmd
     from ao.cli.common import ConfigOption
 
     app = typer.Typer(
@@ -44,6 +44,7 @@ def _build_app() -> Any:
     spawn_cmd.register(app)
     status_cmd.register(app)
     session_cmd.register(app)
+    poll_cmd.register(app)
     return app
 
 

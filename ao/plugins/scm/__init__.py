@@ -133,6 +133,10 @@ class SCM(Protocol):
     def observe(self, branches: list[str]) -> dict[str, PRView]:
         """Every branch's PR, in as few requests as possible. Branches with no PR map to ``PRView(branch)``."""
 
+    def invalidate(self, branches: list[str] | None = None) -> None:
+        """A webhook said these branches (None: all) changed: the next observe re-reads them even where the
+        cheap guard says nothing changed."""
+
     def merge(self, view: PRView, method: str | None = None) -> str:
         """Merge the PR with ``view.head_sha`` pinned (a newer push is never merged unseen); returns the merge
         commit sha. Raises MergeError."""

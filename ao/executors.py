@@ -1,0 +1,119 @@
+"""The real executors: what carries out the engine's actions (send-to-agent, notify, escalate, auto-merge).
+
+``send-to-agent`` goes through a journal so that a crash never duplicates an agent message: the action's
+deterministic id is written ``pending`` before the text is typed in and ``sent`` once delivery is confirmed.
+After a restart the engine decides the same action again (its ledger was not saved); a ``sent`` entry
+answers "delivered" without typing anything, a ``pending`` one is sent. Only a crash inside the send itself
+(tens of milliseconds) could repeat a message.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable
+
+from ao.actions import Action, Outcome
+from ao.errors import AoError
+from ao.ledger import atomic_write
+
+JOURNAL = "journal"
+JOURNAL_KEEP = 7 * 86400
+
+
+def action_id(action: Action) -> str:
+    """Deterministic: the same decision taken again after a crash has the same id."""
+    key = "\x1f".join([action.project, action.session or "", action.reaction, action.occurrence, action.action,
+                       str(action.budget), str(action.attempt)])
+    return hashlib.sha256(key.encode()).hexdigest()[:32]
+
+
+@dataclass
+class Journal:
+    root: Path
+
+    def _path(self, aid: str) -> Path:
+        return self.root / JOURNAL / f"{aid}.json"
+
+    def state(self, aid: str) -> str | None:
+        try:
+            return json.loads(self._path(aid).read_text(encoding="utf-8")).get("state")
+        except (OSError, ValueError, AttributeError):
+            return None
+
+    def mark(self, aid: str, state: str, now: float, **extra: Any) -> None:
+        atomic_write(self._path(aid), json.dumps({"state": state, "at": now, **extra}) + "\n")
+
+    def prune(self, now: float, keep: float = JOURNAL_KEEP) -> None:
+        folder = self.root / JOURNAL
+        for entry in os.scandir(folder) if folder.is_dir() else []:
+            try:
+                if now - entry.stat().st_mtime > keep:
+                    os.unlink(entry.path)
+            except OSError:
+                continue
+
+
+@dataclass
+class AgentExecutor:
+    """Types the message into the session's agent (``ao.sessions.Sessions.send``), journalled."""
+
+    manager: Any
+    journal: Journal
+    clock: Callable[[], float] = field(default=lambda: time.time())
+
+    def execute(self, action: Action) -> Outcome:
+        if not action.session:
+            return Outcome(False, "a project-wide action has no agent to send to")
+        aid = action_id(action)
+        if self.journal.state(aid) == "sent":
+            return Outcome(True)  # delivered before a crash; the ledger just did not hear of it
+        self.journal.mark(aid, "pending", self.clock(), session=action.session, reaction=action.reaction)
+        try:
+            self.manager.send(action.session, action.text)
+        except AoError as exc:
+            self.journal.mark(aid, "failed", self.clock(), session=action.session, error=str(exc))
+            return Outcome(False, str(exc))
+        self.journal.mark(aid, "sent", self.clock(), session=action.session, reaction=action.reaction)
+        return Outcome(True)
+
+
+@dataclass
+class MergeExecutor:
+    """Merges the session's PR through its project's SCM, with the head SHA observed this cycle pinned."""
+
+    scm_for: Callable[[str], Any]            # project id -> SCM plugin
+    view_for: Callable[[str], Any]           # session id -> the PRView observed this cycle (or None)
+    method_for: Callable[[str], str | None]  # project id -> configured merge method
+
+    def execute(self, action: Action) -> Outcome:
+        view = self.view_for(action.session or "")
+        if view is None or view.state != "open":
+            return Outcome(False, "no open PR was observed for this session")
+        try:
+            self.scm_for(action.project).merge(view, self.method_for(action.project))
+        except AoError as exc:
+            return Outcome(False, str(exc))
+        return Outcome(True)
+
+
+@dataclass
+class Executors:
+    """Dispatches each action to its executor by kind."""
+
+    agent: Any
+    notify: Any
+    merge: Any
+
+    def execute(self, action: Action) -> Outcome:
+        if action.action == "send-to-agent":
+            return self.agent.execute(action)
+        if action.action in ("notify", "escalate"):
+            return self.notify.execute(action)
+        if action.action == "auto-merge":
+            return self.merge.execute(action)
+        return Outcome(False, f"unknown action {action.action}")

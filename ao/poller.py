@@ -1,0 +1,354 @@
+"""The lifecycle loop (SPEC 3.1, 5): observe every session, derive facts and statuses, emit events, run the
+engine, execute its actions, persist — once per ``pollInterval``, or at once when a webhook arrives.
+
+One cycle, in the order data flows::
+
+    SCM (one batch per project) ─┐
+    runtime probe + panes ───────┴─> facts ─> engine ─> actions ─> executors ─> store, events, outbox
+
+Only one poller runs per data dir (:func:`poller_lock`). ``ao poll`` runs one cycle; ``ao start`` runs
+:func:`run_forever`.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import threading
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Iterator
+
+from ao import events, lifecycle, observe
+from ao.actions import Outcome, RecordingExecutor
+from ao.config import Config
+from ao.errors import AoError
+from ao.sessions import CleanupItem, Sessions
+from ao.store import Session, SessionLedgerStore
+
+LOCK_FILE = "poller.lock"
+PID_FILE = "poller.pid"
+_VOLATILE = ("idle_seconds", "age_seconds", "last_activity_at")  # change every cycle: not worth a write
+
+
+@dataclass
+class CycleReport:
+    at: float
+    dry_run: bool = False
+    seconds: float = 0.0
+    sessions: int = 0
+    events: list[dict[str, Any]] = field(default_factory=list)
+    actions: list[dict[str, Any]] = field(default_factory=list)
+    cleaned: list[str] = field(default_factory=list)
+    errors: list[str] = field(default_factory=list)
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+class Poller:
+    """Holds what lives across cycles: engines (with their ledgers), SCM clients (ETags), the outbox."""
+
+    def __init__(self, config: Config, *, clock: Callable[[], float] = time.time, dry_run: bool = False,
+                 console: Any = events.STDERR) -> None:
+        self.config = config
+        self.clock = clock
+        self.dry_run = dry_run
+        self.console = console
+        self.manager = Sessions(config, clock=clock)
+        self.store = self.manager.store
+        self._compiled: dict[str, Any] | None = None
+        self._engines: dict[str, Any] = {}
+        self._scms: dict[str, Any] = {}
+        self._views: dict[str, Any] = {}  # session id -> PRView observed this cycle
+        self._outbox: Any = None
+        self._executors: Any = None
+        self._refresh: dict[str, set[str]] = {}  # project -> branches a webhook said changed
+        self._refresh_lock = threading.Lock()
+
+    def refresh(self, project: str, branches: list[str]) -> None:
+        """A webhook said these branches changed (none named: the whole project): the next cycle re-reads
+        them even where the SCM's cheap guard says nothing changed. Called from the webhook thread."""
+        with self._refresh_lock:
+            self._refresh.setdefault(project, set()).update(branches or {"*"})
+
+    # -- parts, made on first use ---------------------------------------------------------------
+
+    def engine(self, project: str) -> Any:
+        if project not in self._engines:
+            from ao import engine
+
+            if self._compiled is None:
+                self._compiled = engine.compile_config(self.config)
+            self._engines[project] = engine.Engine(self._compiled[project], store=SessionLedgerStore(self.store))
+        return self._engines[project]
+
+    def scm(self, project: str) -> Any:
+        if project not in self._scms:
+            from ao.plugins import scm
+
+            p = self.config.projects[project]
+            settings = {k: v for k, v in p.scm.items() if k != "plugin"}
+            ctx = scm.ScmContext(project=project, project_path=p.path, repo=p.repo, default_branch=p.default_branch,
+                                 settings=settings, state_dir=self.store.project_dir(project) / "scm",
+                                 clock=self.clock)
+            self._scms[project] = scm.get(p.scm.get("plugin", "local"), ctx)
+        return self._scms[project]
+
+    @property
+    def outbox(self) -> Any:
+        if self._outbox is None:
+            from ao.outbox import Outbox
+
+            self._outbox = Outbox.from_config(self.config, console=self.console)
+        return self._outbox
+
+    def executors(self) -> Any:
+        if self._executors is None:
+            from ao.executors import AgentExecutor, Executors, Journal, MergeExecutor
+            from ao.outbox import NotifyExecutor
+
+            self._executors = Executors(
+                agent=AgentExecutor(self.manager, Journal(self.config.data_dir), self.clock),
+                notify=NotifyExecutor(self.outbox, self.clock),
+                merge=MergeExecutor(scm_for=self.scm, view_for=self._views.get,
+                                    method_for=lambda p: self.config.projects[p].scm.get("mergeMethod")))
+        return self._executors
+
+    def close(self) -> None:
+        for e in self._engines.values():
+            e.close()
+        for s in self._scms.values():
+            with contextlib.suppress(Exception):
+                getattr(s, "close", lambda: None)()
+        if self._outbox is not None:
+            self._outbox.close()
+
+    # -- one cycle ------------------------------------------------------------------------------
+
+    def cycle(self) -> CycleReport:
+        now = self.clock()
+        started = time.monotonic()
+        report = CycleReport(at=now, dry_run=self.dry_run)
+        sessions = [s for s in self.store.list() if s.project in self.config.projects]
+        report.sessions = len(sessions)
+        scm_fields, details = self._observe_scm(sessions, report)
+        seen = observe.observe(self.manager, sessions, now, capture=True, scm=scm_fields)
+        seen = [self._settle_observation(item, now) for item in seen]
+
+        by_project: dict[str, list[observe.Seen]] = {}
+        for item in seen:
+            by_project.setdefault(item.session.project, []).append(item)
+            for kind in lifecycle.transitions(item.session.fact or {"status": item.session.status}, item.fact):
+                report.events.append(self._event(kind, item.session, now, status=item.fact["status"]))
+        for project, items in by_project.items():
+            self._react(project, items, details, now, report)
+        if not self.dry_run:
+            for item in seen:
+                self._persist(item, now)
+            self._auto_cleanup(seen, now, report)
+            with contextlib.suppress(AoError):
+                self.outbox.deliver_due(self.clock())
+        report.seconds = round(time.monotonic() - started, 4)
+        return report
+
+    def _observe_scm(self, sessions: list[Session], report: CycleReport) -> tuple[dict, dict]:
+        """One SCM observation per project for the live sessions with a branch."""
+        fields: dict[str, dict] = {}
+        details: dict[str, dict] = {}
+        self._views = {}
+        groups: dict[str, list[Session]] = {}
+        for s in sessions:
+            if not s.terminal and s.branch and s.role == "worker":
+                groups.setdefault(s.project, []).append(s)
+        with self._refresh_lock:
+            refresh, self._refresh = self._refresh, {}
+        for project, group in groups.items():
+            try:
+                scm = self.scm(project)
+                if project in refresh and hasattr(scm, "invalidate"):
+                    scm.invalidate(sorted(b for b in refresh[project] if b != "*") or None)
+                views = scm.observe(sorted({s.branch for s in group}))
+            except AoError as exc:  # the SCM is down: keep last cycle's view, say so, carry on
+                report.errors.append(f"{project}: {exc}")
+                continue
+            for s in group:
+                view = views.get(s.branch)
+                if view is not None:
+                    self._views[s.id] = view
+                    fields[s.id] = view.fact_fields()
+                    details[s.id] = view.details()
+        return fields, details
+
+    def _settle_observation(self, item: observe.Seen, now: float) -> observe.Seen:
+        """SPEC 5's two rules the raw observation does not know: a runtime is gone only after two failed
+        probes in a row, and a free-form task whose agent ended without a PR is done, not exited."""
+        from ao.plugins.agent import Activity
+        from ao.plugins.runtime import Probe
+
+        s = item.session
+        if item.probe is not None and not item.probe.alive and not s.meta.get("probe_misses"):
+            memo = s.meta.get("activity", {})
+            previous = s.fact.get("activity", "active") if s.fact else "active"
+            activity = Activity(state=previous if previous != "exited" else "active", at=memo.get("at"), memo=memo)
+            project = self.config.projects[s.project]
+            fact = observe.build_fact(s, activity, Probe(alive=True), now, _stuck(project),
+                                      {k: item.fact[k] for k in observe.SCM_FIELDS})
+            return observe.Seen(s, item.probe, activity, fact)
+        if item.fact["status"] == "exited" and not s.issue and item.fact["pr_state"] == "none" and s.role == "worker":
+            item.fact["status"] = "done"
+        return item
+
+    def _react(self, project: str, items: list[observe.Seen], details: dict, now: float, report: CycleReport) -> None:
+        engine = self.engine(project)
+        executor = RecordingExecutor() if self.dry_run else self.executors()
+        queue = engine.evaluate([i.fact for i in items], int(now), {k: v for k, v in details.items()})
+        while queue:
+            action = queue.pop(0)
+            outcome = executor.execute(action) if not self.dry_run else Outcome(True)
+            row = {"project": action.project, "session": action.session, "reaction": action.reaction,
+                   "action": action.action, "priority": action.priority, "title": action.title,
+                   "attempt": action.attempt, "ok": outcome.ok, "error": outcome.error,
+                   "notifiers": list(action.notifiers), "would": self.dry_run}
+            report.actions.append(row)
+            if not self.dry_run:
+                for kind in lifecycle.action_events(action.reaction, action.action, outcome.ok):
+                    report.events.append(self._event(kind, None, now, session=action.session, project=project,
+                                                     reaction=action.reaction, action=action.action,
+                                                     ok=outcome.ok, error=outcome.error))
+                queue.extend(engine.settle(action, outcome, int(now)))
+        if not self.dry_run:
+            engine.save()
+
+    def _persist(self, item: observe.Seen, now: float) -> None:
+        s, fact = item.session, item.fact
+        misses = 0 if item.probe is None or item.probe.alive else int(s.meta.get("probe_misses", 0)) + 1
+        memo = {**item.activity.memo, "at": item.activity.at}
+        if (s.status == fact["status"] and _stable(s.fact) == _stable(fact) and s.meta.get("activity") == memo
+                and int(s.meta.get("probe_misses", 0)) == misses):
+            return
+
+        def update(session: Session) -> None:
+            if not session.ended_on_purpose:  # killed or cleaned meanwhile by another command: keep that
+                session.status = fact["status"]
+            session.fact = fact
+            session.pr_number, session.pr_url = fact["pr_number"], fact["pr_url"]
+            session.meta = {**session.meta, "activity": memo, "probe_misses": misses}
+
+        with contextlib.suppress(AoError):  # archived meanwhile: nothing left to record
+            self.store.modify(s.id, update, s.project)
+
+    def _auto_cleanup(self, seen: list[observe.Seen], now: float, report: CycleReport) -> None:
+        """Merged sessions are cleaned up once their agent is quiet, or after the grace while it is busy."""
+        if not self.config.auto_cleanup_on_merge:
+            return
+        for item in seen:
+            if item.fact["status"] != "merged" or item.session.status == "cleanup":
+                continue
+            merged_at = item.session.ended_at or now
+            busy = item.activity.state == "active"
+            if busy and now - merged_at < self.config.merge_cleanup_idle_grace:
+                continue
+            try:
+                fresh = self.store.get(item.session.id, item.session.project)
+                if fresh is not None:
+                    self.manager.cleanup([CleanupItem(fresh, "clean", "merged")])
+                    report.cleaned.append(fresh.id)
+            except AoError as exc:
+                report.errors.append(f"{item.session.id}: cleanup failed: {exc}")
+
+    def _event(self, kind: str, session: Session | None, now: float, **fields: Any) -> dict[str, Any]:
+        if session is not None:
+            fields = {"session": session.id, "project": session.project, **fields}
+        if self.dry_run:
+            return {"ts": events.iso(now), "type": kind, **fields}
+        return events.append(self.config.data_dir, kind, ts=now, secrets=self.config.secrets(), **fields)
+
+
+def _stuck(project: Any) -> int:
+    reaction = project.reactions.get("agent-stuck")
+    return reaction.threshold if reaction is not None and reaction.threshold else 600
+
+
+def _stable(fact: dict[str, Any]) -> dict[str, Any]:
+    return {k: v for k, v in fact.items() if k not in _VOLATILE}
+
+
+# ----------------------------------------------------------------------------------------- running
+
+@contextlib.contextmanager
+def poller_lock(data_dir: Path) -> Iterator[None]:
+    """Only one poller per data dir. Raises AoError naming the running one's pid."""
+    import fcntl
+
+    data_dir.mkdir(parents=True, exist_ok=True)
+    fd = os.open(data_dir / LOCK_FILE, os.O_RDWR | os.O_CREAT, 0o600)
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            pid = running_pid(data_dir)
+            raise AoError(f"another ao poller is running for {data_dir}" + (f" (pid {pid})" if pid else "")
+                          + "; stop it with `ao stop`") from None
+        (data_dir / PID_FILE).write_text(f"{os.getpid()}\n")
+        try:
+            yield
+        finally:
+            with contextlib.suppress(OSError):
+                (data_dir / PID_FILE).unlink()
+    finally:
+        os.close(fd)
+
+
+def running_pid(data_dir: Path) -> int | None:
+    try:
+        return int((data_dir / PID_FILE).read_text().strip())
+    except (OSError, ValueError):
+        return None
+
+
+class Loop:
+    """``ao start``'s loop: a cycle every interval, at once on :meth:`wake`; stops cleanly on SIGINT/SIGTERM.
+
+    A tick that comes while a cycle is still running is skipped, not queued (cycles never overlap)."""
+
+    def __init__(self, poller: Poller, interval: float, on_cycle: Callable[[CycleReport], None] | None = None) -> None:
+        self.poller = poller
+        self.interval = interval
+        self.on_cycle = on_cycle or (lambda report: None)
+        self.stopping = threading.Event()
+        self._wake = threading.Event()
+        self.skipped = 0
+
+    def wake(self) -> None:
+        self._wake.set()
+
+    def stop(self, *_: Any) -> None:
+        self.stopping.set()
+        self._wake.set()
+
+    def install_signals(self) -> None:
+        signal.signal(signal.SIGTERM, self.stop)
+        signal.signal(signal.SIGINT, self.stop)
+
+    def run(self) -> None:
+        next_at = time.monotonic()
+        while not self.stopping.is_set():
+            self._wake.clear()
+            try:
+                report = self.poller.cycle()
+            except AoError as exc:
+                events.log(self.poller.config.data_dir, f"poll cycle failed: {exc}", console=self.poller.console)
+            else:
+                self.on_cycle(report)
+            next_at += self.interval
+            now = time.monotonic()
+            if now > next_at:  # the cycle overran: skip the ticks it covered rather than run back to back
+                missed = int((now - next_at) // self.interval) + 1
+                self.skipped += missed
+                next_at += missed * self.interval
+            self._wake.wait(max(0.0, next_at - time.monotonic()))
+            if self._wake.is_set() and not self.stopping.is_set():
+                next_at = time.monotonic()  # a webhook: observe now, then carry on from here

@@ -1,0 +1,167 @@
+"""The webhook receiver served by ``ao start`` (SPEC 10: "webhooks were accepted unsigned" — not here).
+
+Each project whose ``scm.webhook`` is configured gets a path (default ``/webhooks/<project>``). A delivery
+must carry GitHub's ``X-Hub-Signature-256`` (HMAC-SHA256 of the raw body with the secret read from the
+environment variable named by ``secretEnv``); anything else is refused before the body is parsed. Bodies
+over ``maxBodyBytes`` are refused unread, delivery ids (``X-GitHub-Delivery``) are deduplicated, and a good
+delivery wakes the poller with the branches it concerns, so the affected sessions are observed at once.
+
+Binds to the config's ``host`` (127.0.0.1 by default).
+"""
+
+from __future__ import annotations
+
+import collections
+import hashlib
+import hmac
+import json
+import os
+import threading
+from dataclasses import dataclass
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any, Callable
+
+from ao.errors import AoError
+
+DEFAULT_MAX_BODY = 1024 * 1024
+SEEN_DELIVERIES = 10_000
+
+
+@dataclass
+class Hook:
+    project: str
+    path: str
+    secret: bytes
+    max_body: int
+
+
+def hooks_from_config(config: Any, env: dict[str, str] | None = None) -> list[Hook]:
+    """The configured webhooks; AoError when a secret's environment variable is missing (no unsigned hooks)."""
+    env = os.environ if env is None else env
+    out = []
+    for project in config.projects.values():
+        settings = project.scm.get("webhook")
+        if settings is None:
+            continue
+        var = settings.get("secretEnv")
+        if not var:
+            raise AoError(f"project '{project.id}': scm.webhook needs secretEnv, the environment variable holding "
+                          "the webhook secret (unsigned webhooks are never accepted)")
+        if not env.get(var):
+            raise AoError(f"project '{project.id}': the webhook secret variable {var} is not set")
+        out.append(Hook(project.id, settings.get("path") or f"/webhooks/{project.id}", env[var].encode(),
+                        int(settings.get("maxBodyBytes") or DEFAULT_MAX_BODY)))
+    paths = [h.path for h in out]
+    if len(set(paths)) != len(paths):
+        raise AoError("two projects use the same scm.webhook.path; give each its own")
+    return out
+
+
+def signature_ok(secret: bytes, body: bytes, header: str | None) -> bool:
+    if not header or not header.startswith("sha256="):
+        return False
+    expected = "sha256=" + hmac.new(secret, body, hashlib.sha256).hexdigest()
+    return hmac.compare_digest(expected, header.strip())
+
+
+def branches_of(event: str, payload: Any) -> list[str]:
+    """The head branches a GitHub event is about (empty when it names none: the whole project is observed)."""
+    if not isinstance(payload, dict):
+        return []
+    found = []
+    pr = payload.get("pull_request")
+    if isinstance(pr, dict) and isinstance(pr.get("head"), dict):
+        found.append(pr["head"].get("ref"))
+    for key in ("check_suite", "workflow_run"):
+        item = payload.get(key)
+        if isinstance(item, dict):
+            found.append(item.get("head_branch"))
+    run = payload.get("check_run")
+    if isinstance(run, dict) and isinstance(run.get("check_suite"), dict):
+        found.append(run["check_suite"].get("head_branch"))
+    if event == "push" and isinstance(payload.get("ref"), str) and payload["ref"].startswith("refs/heads/"):
+        found.append(payload["ref"][len("refs/heads/"):])
+    return sorted({b for b in found if isinstance(b, str) and b})
+
+
+class WebhookServer:
+    """A small threaded HTTP server; ``on_delivery(project, event, branches)`` is called for each good one."""
+
+    def __init__(self, hooks: list[Hook], on_delivery: Callable[[str, str, list[str]], None],
+                 host: str = "127.0.0.1", port: int = 3000) -> None:
+        self.hooks = {h.path: h for h in hooks}
+        self.on_delivery = on_delivery
+        self._seen: collections.OrderedDict[str, None] = collections.OrderedDict()
+        self._lock = threading.Lock()
+        server = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def log_message(self, *args: Any) -> None:  # no per-request stderr noise
+                pass
+
+            def do_POST(self) -> None:  # noqa: N802 (http.server's naming)
+                code, text = server.handle(self.path, self.headers, self.rfile)
+                body = (text + "\n").encode()
+                self.send_response(code)
+                self.send_header("Content-Type", "text/plain; charset=utf-8")
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+            def do_GET(self) -> None:  # noqa: N802
+                self.send_response(405)
+                self.send_header("Content-Length", "0")
+                self.end_headers()
+
+        try:
+            self.httpd = ThreadingHTTPServer((host, port), Handler)
+        except OSError as exc:
+            raise AoError(f"cannot serve webhooks on {host}:{port}: {exc.strerror or exc}") from None
+        self.httpd.daemon_threads = True
+        self._thread: threading.Thread | None = None
+
+    @property
+    def address(self) -> tuple[str, int]:
+        host, port = self.httpd.server_address[:2]
+        return str(host), int(port)
+
+    def start(self) -> "WebhookServer":
+        self._thread = threading.Thread(target=self.httpd.serve_forever, name="ao-webhooks", daemon=True)
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        self.httpd.shutdown()
+        self.httpd.server_close()
+
+    def handle(self, path: str, headers: Any, stream: Any) -> tuple[int, str]:
+        """(status, text) for one POST. The body is read only after the size check, parsed only when signed."""
+        hook = self.hooks.get(path.split("?", 1)[0])
+        if hook is None:
+            return 404, "no webhook here"
+        try:
+            length = int(headers.get("Content-Length", ""))
+        except ValueError:
+            return 411, "Content-Length required"
+        if length < 0 or length > hook.max_body:
+            return 413, f"body over {hook.max_body} bytes"
+        body = stream.read(length)
+        if not signature_ok(hook.secret, body, headers.get("X-Hub-Signature-256")):
+            return 401, "bad or missing X-Hub-Signature-256"
+        delivery = headers.get("X-GitHub-Delivery") or ""
+        with self._lock:
+            if delivery and delivery in self._seen:
+                return 200, "duplicate delivery ignored"
+            if delivery:
+                self._seen[delivery] = None
+                while len(self._seen) > SEEN_DELIVERIES:
+                    self._seen.popitem(last=False)
+        event = headers.get("X-GitHub-Event") or ""
+        try:
+            payload = json.loads(body) if body else {}
+        except ValueError:
+            return 400, "body is not JSON"
+        if event == "ping":
+            return 200, "pong"
+        self.on_delivery(hook.project, event, branches_of(event, payload))
+        return 202, "accepted"

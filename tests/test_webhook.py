@@ -1,0 +1,97 @@
+"""The webhook receiver over real HTTP on 127.0.0.1: signatures required, size limit, dedupe, branches."""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import json
+import threading
+
+import httpx
+import pytest
+
+from ao.errors import AoError
+from ao.webhook import Hook, WebhookServer, branches_of, hooks_from_config
+
+SECRET = b"s3cret-for-tests"
+
+
+@pytest.fixture
+def server():
+    calls: list[tuple[str, str, list[str]]] = []
+    got = threading.Event()
+
+    def delivered(project, event, branches):
+        calls.append((project, event, branches))
+        got.set()
+
+    srv = WebhookServer([Hook("app", "/webhooks/app", SECRET, 4096)], delivered, port=0).start()
+    host, port = srv.address
+    yield f"http://{host}:{port}", calls
+    srv.stop()
+
+
+def sign(body: bytes, secret: bytes = SECRET) -> str:
+    return "sha256=" + hmac.new(secret, body, hashlib.sha256).hexdigest()
+
+
+def post(base, body: bytes, *, event="pull_request", delivery="d-1", signature=None, path="/webhooks/app"):
+    headers = {"X-GitHub-Event": event, "X-GitHub-Delivery": delivery, "Content-Type": "application/json"}
+    if signature is not False:
+        headers["X-Hub-Signature-256"] = signature or sign(body)
+    return httpx.post(base + path, content=body, headers=headers, timeout=5)
+
+
+PR_EVENT = json.dumps({"action": "synchronize", "pull_request": {"head": {"ref": "feat/issue-12"}}}).encode()
+
+
+def test_a_signed_delivery_wakes_the_poller_with_its_branch(server):
+    base, calls = server
+    r = post(base, PR_EVENT)
+    assert r.status_code == 202
+    assert calls == [("app", "pull_request", ["feat/issue-12"])]
+
+
+def test_unsigned_and_wrongly_signed_deliveries_are_refused(server):
+    base, calls = server
+    assert post(base, PR_EVENT, signature=False).status_code == 401
+    assert post(base, PR_EVENT, signature=sign(PR_EVENT, b"wrong")).status_code == 401
+    assert post(base, PR_EVENT, signature="sha1=abc").status_code == 401
+    assert calls == []
+
+
+def test_duplicate_deliveries_are_ignored(server):
+    base, calls = server
+    assert post(base, PR_EVENT, delivery="same").status_code == 202
+    r = post(base, PR_EVENT, delivery="same")
+    assert r.status_code == 200 and "duplicate" in r.text
+    assert len(calls) == 1
+
+
+def test_oversized_bodies_unknown_paths_and_pings(server):
+    base, calls = server
+    big = b"{" + b" " * 5000 + b"}"
+    assert post(base, big).status_code == 413
+    assert post(base, PR_EVENT, path="/elsewhere").status_code == 404
+    assert post(base, b"{}", event="ping", delivery="p").text.strip() == "pong"
+    assert httpx.get(base + "/webhooks/app").status_code == 405
+    assert calls == []
+
+
+def test_branches_of_github_events():
+    assert branches_of("check_suite", {"check_suite": {"head_branch": "a"}}) == ["a"]
+    assert branches_of("check_run", {"check_run": {"check_suite": {"head_branch": "b"}}}) == ["b"]
+    assert branches_of("push", {"ref": "refs/heads/c"}) == ["c"]
+    assert branches_of("issues", {"issue": {}}) == []
+
+
+def test_hooks_need_a_secret_from_the_environment(aoenv):
+    aoenv.write_config(scm={"plugin": "local", "webhook": {"secretEnv": "AO_TEST_HOOK_SECRET"}})
+    config = aoenv.load()
+    with pytest.raises(AoError, match="AO_TEST_HOOK_SECRET is not set"):
+        hooks_from_config(config, env={})
+    hooks = hooks_from_config(config, env={"AO_TEST_HOOK_SECRET": "x" * 20})
+    assert hooks[0].path == "/webhooks/app" and hooks[0].secret == b"x" * 20
+    aoenv.write_config(scm={"plugin": "local", "webhook": {}})
+    with pytest.raises(AoError, match="needs secretEnv"):
+        hooks_from_config(aoenv.load(), env={})
