@@ -5,7 +5,7 @@ socket, and removes everything afterwards.
 
 - status: N sessions (default 100) are stored, each with a real tmux session running a quiet agent; the
   figure is the wall time of the whole `ao status --json` process (python start-up included).
-- spawn: wall time of `ao spawn` with the scripted agent (tests/fake_agent.py, prompt typed in through
+- spawn: wall time of `ao spawn` with the scripted agent (ao/scripted_agent.py, prompt typed in through
   tmux), from the command's start until it returns with the agent running and its prompt delivered.
 
 Usage: python bench/sessions.py [--sessions 100] [--runs 7] [--spawns 5]

@@ -1,5 +1,5 @@
 """A real ao setup for session tests: a git project with a bare origin, a config using the scripted agent
-(tests/fake_agent.py) in real tmux on a private socket, and a data dir, all under tmp_path."""
+(ao/scripted_agent.py) in real tmux on a private socket, and a data dir, all under tmp_path."""
 
 from __future__ import annotations
 
@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 ROOT = Path(__file__).resolve().parent.parent
-FAKE_AGENT = ROOT / "tests" / "fake_agent.py"
+FAKE_AGENT = ROOT / "ao" / "scripted_agent.py"
 GIT_IDENTITY = {"GIT_AUTHOR_NAME": "Test", "GIT_AUTHOR_EMAIL": "test@example.com",
                 "GIT_COMMITTER_NAME": "Test", "GIT_COMMITTER_EMAIL": "test@example.com"}
 

@@ -1,5 +1,5 @@
 """Runtimes (SPEC 5): the tmux runtime against a real tmux server (a private ``-L`` socket per test, killed
-afterwards) and the process runtime against real processes, both driving tests/fake_agent.py.
+afterwards) and the process runtime against real processes, both driving ao/scripted_agent.py.
 
 Nothing here sleeps to synchronise: every wait polls a condition with a deadline (``wait_for``). Delivery is
 checked in the fake agent's --log: a message must arrive intact and exactly once, which is proven by sending
@@ -27,7 +27,7 @@ from ao.plugins import runtime
 from ao.plugins.runtime import LaunchSpec, SendError
 from ao.plugins.runtime import tmux as tmux_mod
 
-FAKE = Path(__file__).with_name("fake_agent.py")
+FAKE = Path(__file__).resolve().parent.parent / "ao" / "scripted_agent.py"
 T = TypeVar("T")
 
 needs_tmux = pytest.mark.skipif(shutil.which("tmux") is None, reason="tmux is not installed")

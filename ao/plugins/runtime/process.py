@@ -68,7 +68,7 @@ def _alive(h: _Handle) -> bool:
 @dataclass
 class ProcessRuntime:
     """Options: ``bracketed_paste`` wraps multi-line text in paste markers (for agents that read them on
-    stdin, like tests/fake_agent.py; otherwise each line reaches a line-reading agent as its own message);
+    stdin, like ao/scripted_agent.py; otherwise each line reaches a line-reading agent as its own message);
     ``term_timeout`` is how long ``kill`` waits after SIGTERM before SIGKILL."""
 
     bracketed_paste: bool = False

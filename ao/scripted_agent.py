@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """A scripted stand-in for a TUI coding agent, used by ao's tests and demo. Standalone: no ao imports.
 
-Usage: fake_agent.py --log FILE [--name NAME]
+Usage: python -m ao.scripted_agent --log FILE [--name NAME] [--script FILE]
 
 On a terminal it behaves like a TUI agent: raw mode (so a message may be far longer than the 4095 bytes a
 canonical-mode line can hold), bracketed paste enabled (a multi-line paste is one message), typed input
@@ -17,12 +17,18 @@ Every non-empty message is appended to the --log file as one JSON line {"n", "te
   !exit [code]  print "bye" and exit with that code (default 0)
   !sh CMD       run CMD with the shell in the current folder and print its output and exit status
   !sleep S      print "working", stay busy (not reading input) for S seconds, then print "done"
+
+With ``--script FILE`` (a JSON list of ``{"when": REGEX, "run": SHELL}``), each message is also matched
+against the rules in order and the first match's command runs in the current folder, with the message on
+stdin (``ao demo`` scripts its agents this way: commit and push on the prompt, fix on a CI failure, ...).
+A rule with ``"once": true`` fires for one message only.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import re
 import os
 import signal
 import subprocess
@@ -42,8 +48,9 @@ def write(text: str | bytes) -> None:
 
 
 class Agent:
-    def __init__(self, log: str, name: str, tty: bool) -> None:
+    def __init__(self, log: str, name: str, tty: bool, script: list[dict] | None = None) -> None:
         self.log, self.name, self.echo = log, name, tty
+        self.script = list(script or [])
         try:  # a restarted agent goes on counting, so "exactly once" stays checkable across restarts
             with open(log, encoding="utf-8") as f:
                 self.n = sum(1 for line in f if line.strip())
@@ -134,7 +141,21 @@ class Agent:
             write("proceeding\n" if text.strip().lower().startswith("y") else "not proceeding\n")
         elif self.directive(text):
             return
+        else:
+            self.scripted(text)
         write(PROMPT)
+
+    def scripted(self, text: str) -> None:
+        """Run the first script rule whose regex matches the message."""
+        for rule in self.script:
+            if re.search(rule["when"], text):
+                if rule.get("once"):
+                    self.script.remove(rule)
+                write(f"running: {rule.get('name', rule['run'])}\n")
+                r = subprocess.run(rule["run"], check=False, shell=True, input=text.encode(), capture_output=True)
+                write(r.stdout + r.stderr)
+                write(f"[exit {r.returncode}]\n")
+                return
 
     def directive(self, text: str) -> bool:
         """Act on a leading directive; True when the agent now waits for something other than a prompt."""
@@ -176,7 +197,12 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--log", required=True, help="append one JSON line per received message here")
     parser.add_argument("--name", default="agent")
+    parser.add_argument("--script", help="JSON rules: [{\"when\": REGEX, \"run\": SHELL}, ...]")
     args = parser.parse_args(argv)
+    script = None
+    if args.script:
+        with open(args.script, encoding="utf-8") as f:
+            script = json.load(f)
 
     def stop(signum: int, _frame: object) -> None:
         raise SystemExit(128 + signum)  # unwinds through `finally`, so the terminal is restored
@@ -186,7 +212,7 @@ def main(argv: list[str] | None = None) -> int:
 
     tty = os.isatty(0)
     saved = raw_mode(0) if tty else None
-    agent = Agent(args.log, args.name, tty)
+    agent = Agent(args.log, args.name, tty, script)
     try:
         if tty:
             write("\x1b[?2004h")  # ask the terminal for bracketed paste
