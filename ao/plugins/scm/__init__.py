@@ -145,5 +145,20 @@ class SCM(Protocol):
         """Post ``text`` on the PR (notify actions, when configured)."""
 
 
+def context_for(config: Any, project: Any, clock: Callable[[], float] | None = None) -> ScmContext:
+    """The ScmContext of ``project`` (an :class:`ao.config.Project`): its private state under the data dir."""
+    import time
+
+    settings = {k: v for k, v in (project.scm or {}).items() if k != "plugin"}
+    return ScmContext(project=project.id, project_path=Path(project.path), repo=project.repo,
+                      default_branch=project.default_branch, settings=settings,
+                      state_dir=Path(config.data_dir) / "projects" / project.id / "scm", clock=clock or time.time)
+
+
+def for_project(config: Any, project: Any, clock: Callable[[], float] | None = None) -> SCM:
+    """The project's SCM plugin, ready to use."""
+    return get((project.scm or {}).get("plugin", "local"), context_for(config, project, clock))
+
+
 def get(name: str, ctx: ScmContext) -> SCM:
     return plugins.load("scm", name, MODULES, ctx=ctx)

@@ -1,0 +1,189 @@
+"""The Linear tracker (SPEC 8): issues over Linear's GraphQL API with httpx.
+
+Settings: ``team`` (a team key such as ``ENG``) or ``teamId`` to scope ``list()``, ``apiKeyEnv`` (the variable
+holding the key, default ``LINEAR_API_KEY``), ``baseUrl`` (default ``https://api.linear.app/graphql``, or
+``$LINEAR_API_URL``; tests point it at a fake). The key is read when the first request is made, so a project
+that only spawns free-form tasks never needs one; it is never logged or put in an error message.
+
+Issue ids are Linear identifiers, ``ENG-123``. ``close()`` moves the issue to its team's first "completed"
+workflow state (``Done`` in a default workspace); completed and canceled issues read as closed.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from ao.errors import AoError
+from ao.plugins.tracker import Issue, IssueNotFound
+
+DEFAULT_URL = "https://api.linear.app/graphql"
+DEFAULT_KEY_ENV = "LINEAR_API_KEY"
+TIMEOUT = 20.0           # seconds per request: Linear answers in well under a second when it is up
+LIST_LIMIT = 50
+CLOSED_TYPES = ("completed", "canceled")
+STATES = ("open", "closed", "all")
+_ID = re.compile(r"[A-Za-z][A-Za-z0-9]*-\d+")
+_ERROR_TEXT = 300        # characters of a response body kept in an error message
+
+_ISSUE_FIELDS = "id identifier title description url state { type name } labels { nodes { name } }"
+
+GET_ISSUE = f"query AoIssue($id: String!) {{ issue(id: $id) {{ {_ISSUE_FIELDS} }} }}"
+LIST_ISSUES = (f"query AoIssues($filter: IssueFilter, $first: Int) {{ issues(filter: $filter, first: $first) "
+               f"{{ nodes {{ {_ISSUE_FIELDS} }} }} }}")
+ISSUE_FOR_CLOSE = ("query AoIssueForClose($id: String!) { issue(id: $id) { id identifier state { type } "
+                   "team { states(filter: { type: { eq: \"completed\" } }) { nodes { id name position } } } } }")
+CREATE_COMMENT = ("mutation AoComment($issueId: String!, $body: String!) { commentCreate(input: "
+                  "{ issueId: $issueId, body: $body }) { success } }")
+UPDATE_STATE = ("mutation AoClose($id: String!, $stateId: String!) { issueUpdate(id: $id, input: "
+                "{ stateId: $stateId }) { success } }")
+
+
+@dataclass
+class LinearTracker:
+    url: str
+    key_env: str
+    team: str = ""
+    team_id: str = ""
+    name: str = "linear"
+    _client: Any = field(default=None, repr=False)
+
+    # -- transport ---------------------------------------------------------------------------------
+
+    def _key(self) -> str:
+        key = os.environ.get(self.key_env, "").strip()
+        if not key:
+            raise AoError(f"the Linear tracker needs an API key in ${self.key_env}: create a personal API key in "
+                          "Linear (Settings > Security & access) and export it")
+        return key
+
+    def _http(self) -> Any:
+        if self._client is None:
+            import httpx
+
+            self._client = httpx.Client(timeout=httpx.Timeout(TIMEOUT), follow_redirects=False)
+        return self._client
+
+    def _call(self, query: str, variables: dict[str, Any], what: str) -> dict[str, Any]:
+        """POST one GraphQL operation; its ``data``, or AoError that says what failed (never the key)."""
+        import httpx
+
+        key = self._key()
+        # Personal API keys go in the header as they are; an OAuth token is written "Bearer <token>".
+        headers = {"Authorization": key, "Content-Type": "application/json", "User-Agent": "ao"}
+        try:
+            response = self._http().post(self.url, json={"query": query, "variables": variables}, headers=headers)
+        except httpx.TimeoutException:
+            raise AoError(f"Linear did not answer within {TIMEOUT:g}s ({what})") from None
+        except httpx.HTTPError as exc:
+            raise AoError(f"cannot reach Linear at {self.url} ({what}): {type(exc).__name__}: {exc}") from None
+        try:
+            body = response.json()
+        except ValueError:
+            body = None
+        errors = body.get("errors") if isinstance(body, dict) else None
+        codes = {str((e.get("extensions") or {}).get("code", "")).upper() for e in errors or [] if isinstance(e, dict)}
+        if response.status_code in (401, 403) or "AUTHENTICATION_ERROR" in codes:
+            raise AoError(f"Linear refused the API key in ${self.key_env} (HTTP {response.status_code}, {what}); "
+                          "check that it is a valid personal API key with access to this workspace")
+        if response.status_code == 429 or "RATELIMITED" in codes:
+            raise AoError(f"Linear's rate limit is used up ({what}); try again in a while")
+        if errors:
+            messages = "; ".join(str(e.get("message", e)) if isinstance(e, dict) else str(e) for e in errors)
+            raise _GraphQLError(f"Linear answered {what} with an error: {messages[:_ERROR_TEXT]}", messages)
+        if response.status_code != 200 or not isinstance(body, dict) or not isinstance(body.get("data"), dict):
+            text = response.text[:_ERROR_TEXT].replace(key, "***")
+            raise AoError(f"Linear answered {what} with HTTP {response.status_code}: {text or 'no body'}")
+        return body["data"]
+
+    # -- records -----------------------------------------------------------------------------------
+
+    @staticmethod
+    def _issue(node: dict[str, Any]) -> Issue:
+        state = (node.get("state") or {}).get("type", "")
+        labels = [n.get("name", "") for n in ((node.get("labels") or {}).get("nodes") or []) if n.get("name")]
+        return Issue(id=node.get("identifier") or node.get("id", ""), title=node.get("title") or "",
+                     body=node.get("description") or "", url=node.get("url") or "",
+                     state="closed" if state in CLOSED_TYPES else "open", labels=labels)
+
+    def _check(self, issue_id: str) -> str:
+        text = str(issue_id).strip().removeprefix("#")
+        if not _ID.fullmatch(text):
+            raise AoError(f"'{issue_id}' is not a Linear issue id: use the team key and number, e.g. ENG-123")
+        return text.upper()
+
+    def _lookup(self, query: str, issue_id: str, what: str) -> dict[str, Any]:
+        issue_id = self._check(issue_id)
+        try:
+            data = self._call(query, {"id": issue_id}, what)
+        except _GraphQLError as exc:
+            if "not found" in exc.messages.lower():
+                raise self._not_found(issue_id) from None
+            raise
+        node = data.get("issue")
+        if not isinstance(node, dict):
+            raise self._not_found(issue_id)
+        return node
+
+    def _not_found(self, issue_id: str) -> IssueNotFound:
+        where = f" in team {self.team}" if self.team else ""
+        return IssueNotFound(f"no Linear issue {issue_id}{where} (or the API key in ${self.key_env} cannot see it)")
+
+    # -- the interface -----------------------------------------------------------------------------
+
+    def looks_like_id(self, text: str) -> bool:
+        return _ID.fullmatch(str(text).strip().removeprefix("#")) is not None
+
+    def get(self, issue_id: str) -> Issue:
+        return self._issue(self._lookup(GET_ISSUE, issue_id, f"the lookup of {self._check(issue_id)}"))
+
+    def list(self, state: str = "open") -> list[Issue]:
+        if state not in STATES:
+            raise AoError(f"unknown issue state '{state}'; use one of {', '.join(STATES)}")
+        flt: dict[str, Any] = {}
+        if self.team_id:
+            flt["team"] = {"id": {"eq": self.team_id}}
+        elif self.team:
+            flt["team"] = {"key": {"eq": self.team}}
+        if state != "all":
+            flt["state"] = {"type": {"nin" if state == "open" else "in": list(CLOSED_TYPES)}}
+        data = self._call(LIST_ISSUES, {"filter": flt, "first": LIST_LIMIT}, "the issue list")
+        nodes = (data.get("issues") or {}).get("nodes") or []
+        return [self._issue(n) for n in nodes if isinstance(n, dict)]
+
+    def comment(self, issue_id: str, text: str) -> None:
+        node = self._lookup(GET_ISSUE, issue_id, f"the lookup of {self._check(issue_id)}")
+        data = self._call(CREATE_COMMENT, {"issueId": node["id"], "body": text}, f"a comment on {node['identifier']}")
+        if not (data.get("commentCreate") or {}).get("success"):
+            raise AoError(f"Linear did not add the comment to {node['identifier']}")
+
+    def close(self, issue_id: str) -> None:
+        node = self._lookup(ISSUE_FOR_CLOSE, issue_id, f"the lookup of {self._check(issue_id)}")
+        if (node.get("state") or {}).get("type") in CLOSED_TYPES:
+            return  # closing twice is fine
+        states = sorted(((node.get("team") or {}).get("states") or {}).get("nodes") or [],
+                        key=lambda s: s.get("position") or 0)
+        if not states:
+            raise AoError(f"cannot close {node['identifier']}: its team has no 'completed' workflow state")
+        data = self._call(UPDATE_STATE, {"id": node["id"], "stateId": states[0]["id"]},
+                          f"closing {node['identifier']}")
+        if not (data.get("issueUpdate") or {}).get("success"):
+            raise AoError(f"Linear did not move {node['identifier']} to '{states[0].get('name', 'Done')}'")
+
+
+class _GraphQLError(AoError):
+    def __init__(self, message: str, messages: str) -> None:
+        super().__init__(message)
+        self.messages = messages
+
+
+def plugin(*, project_path: Path, settings: dict[str, Any] | None = None) -> LinearTracker:
+    settings = settings or {}
+    url = str(settings.get("baseUrl") or os.environ.get("LINEAR_API_URL") or DEFAULT_URL)
+    if not url.startswith(("https://", "http://")):
+        raise AoError(f"tracker.baseUrl '{url}' must be an http(s) URL")
+    return LinearTracker(url=url, key_env=str(settings.get("apiKeyEnv") or DEFAULT_KEY_ENV),
+                         team=str(settings.get("team") or ""), team_id=str(settings.get("teamId") or ""))

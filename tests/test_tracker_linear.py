@@ -1,0 +1,123 @@
+"""The Linear tracker against a strict fake of Linear's GraphQL API (tests/fake_linear.py)."""
+
+from __future__ import annotations
+
+import pytest
+from fake_linear import FakeLinear
+
+from ao.errors import AoError
+from ao.plugins import tracker
+from ao.plugins.tracker import IssueNotFound
+
+
+@pytest.fixture
+def linear(monkeypatch):
+    fake = FakeLinear().start()
+    fake.add_issue("ENG-1", "Add a health endpoint", "GET /health returns 200.", labels=("backend", "api"))
+    fake.add_issue("ENG-2", "Old bug", state="completed")
+    fake.add_issue("ENG-3", "Dropped idea", state="canceled")
+    fake.add_issue("OPS-7", "Rotate certificates")
+    monkeypatch.setenv("LINEAR_API_KEY", fake.key)
+    monkeypatch.setenv("LINEAR_API_URL", fake.url)
+    yield fake
+    fake.stop()
+
+
+def make(tmp_path, **settings):
+    return tracker.get("linear", project_path=tmp_path, settings={"team": "ENG", **settings})
+
+
+def test_looks_like_id():
+    t = tracker.get("linear", project_path=".", settings={})
+    assert t.looks_like_id("ENG-123") and t.looks_like_id("eng-7") and t.looks_like_id(" A1-2 ")
+    assert not t.looks_like_id("123") and not t.looks_like_id("fix the login page") and not t.looks_like_id("ENG-")
+
+
+def test_get_maps_the_issue(linear, tmp_path):
+    issue = make(tmp_path).get("ENG-1")
+    assert (issue.id, issue.title, issue.body, issue.state) == (
+        "ENG-1", "Add a health endpoint", "GET /health returns 200.", "open")
+    assert issue.url == "https://linear.app/acme/issue/ENG-1" and issue.labels == ["backend", "api"]
+    assert make(tmp_path).get("eng-2").state == "closed" and make(tmp_path).get("ENG-3").state == "closed"
+    assert linear.requests[0] == {"operation": "AoIssue", "variables": {"id": "ENG-1"}}
+    assert linear.rejected == []
+
+
+def test_not_found(linear, tmp_path):
+    with pytest.raises(IssueNotFound, match="no Linear issue ENG-99"):
+        make(tmp_path).get("ENG-99")
+    with pytest.raises(AoError, match="not a Linear issue id"):
+        make(tmp_path).get("99")
+
+
+def test_list_by_state_and_team(linear, tmp_path):
+    t = make(tmp_path)
+    assert [i.id for i in t.list()] == ["ENG-1"]
+    assert sorted(i.id for i in t.list("closed")) == ["ENG-2", "ENG-3"]
+    assert sorted(i.id for i in t.list("all")) == ["ENG-1", "ENG-2", "ENG-3"]
+    by_id = tracker.get("linear", project_path=tmp_path, settings={"teamId": "team-ops"})
+    assert [i.id for i in by_id.list()] == ["OPS-7"]
+    assert linear.requests[0]["variables"]["first"] == 50
+    with pytest.raises(AoError, match="unknown issue state"):
+        t.list("done")
+
+
+def test_comment_and_close(linear, tmp_path):
+    t = make(tmp_path)
+    t.comment("ENG-1", "PR merged: local:app#1")
+    assert linear.comments == [{"issue": "ENG-1", "body": "PR merged: local:app#1"}]
+    t.close("ENG-1")
+    assert linear.issues["ENG-1"]["state"]["name"] == "Done"  # the first completed state, not "Shipped"
+    assert t.get("ENG-1").state == "closed"
+    count = len(linear.requests)
+    t.close("ENG-1")  # already closed: one lookup, no update
+    assert [r["operation"] for r in linear.requests[count:]] == ["AoIssueForClose"]
+    with pytest.raises(IssueNotFound):
+        t.comment("ENG-404", "x")
+    assert linear.rejected == []
+
+
+def test_missing_key_names_the_variable(linear, tmp_path, monkeypatch):
+    monkeypatch.delenv("LINEAR_API_KEY")
+    with pytest.raises(AoError, match=r"\$LINEAR_API_KEY"):
+        make(tmp_path).get("ENG-1")
+    monkeypatch.setenv("MY_LINEAR", linear.key)
+    assert make(tmp_path, apiKeyEnv="MY_LINEAR").get("ENG-1").id == "ENG-1"
+    with pytest.raises(AoError, match=r"\$OTHER_KEY"):
+        make(tmp_path, apiKeyEnv="OTHER_KEY").list()
+    assert linear.requests and all(r["operation"] == "AoIssue" for r in linear.requests)
+
+
+def test_wrong_key_is_refused_without_showing_it(linear, tmp_path, monkeypatch):
+    monkeypatch.setenv("LINEAR_API_KEY", "lin_api_wrong_secret")
+    with pytest.raises(AoError) as err:
+        make(tmp_path).get("ENG-1")
+    assert "refused the API key in $LINEAR_API_KEY" in str(err.value)
+    assert "lin_api_wrong_secret" not in str(err.value) and linear.rejected == [(401, "bad key")]
+
+
+def test_server_error_is_a_clear_aoerror(linear, tmp_path):
+    linear.mode = "fail"
+    with pytest.raises(AoError) as err:
+        make(tmp_path).get("ENG-1")
+    message = str(err.value)
+    assert "HTTP 500" in message and "ENG-1" in message and linear.key not in message
+    assert type(err.value) is AoError  # not IssueNotFound: the issue may well exist
+
+
+def test_unreachable_server(linear, tmp_path, monkeypatch):
+    linear.stop()
+    with pytest.raises(AoError, match="cannot reach Linear"):
+        make(tmp_path).get("ENG-1")
+
+
+def test_the_fake_is_strict(linear):
+    import httpx
+
+    def post(body, key=linear.key):
+        return httpx.post(linear.url, json=body, headers={"Authorization": key})
+
+    assert post({"query": "query Other { viewer { id } }"}).status_code == 400
+    assert post({"query": "query AoIssue($id: String!) { issue(id: $id) { id } }", "variables": {}}).status_code == 400
+    assert post({"query": "query AoIssue($id: String!) { issue(id: $id) { id } }", "variables": {"id": "ENG-1"}},
+                key="Bearer nope").status_code == 401
