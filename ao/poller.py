@@ -89,12 +89,7 @@ class Poller:
         if project not in self._scms:
             from ao.plugins import scm
 
-            p = self.config.projects[project]
-            settings = {k: v for k, v in p.scm.items() if k != "plugin"}
-            ctx = scm.ScmContext(project=project, project_path=p.path, repo=p.repo, default_branch=p.default_branch,
-                                 settings=settings, state_dir=self.store.project_dir(project) / "scm",
-                                 clock=self.clock)
-            self._scms[project] = scm.get(p.scm.get("plugin", "local"), ctx)
+            self._scms[project] = scm.for_project(self.config, self.config.projects[project], self.clock)
         return self._scms[project]
 
     @property
@@ -113,16 +108,13 @@ class Poller:
             self._executors = Executors(
                 agent=AgentExecutor(self.manager, Journal(self.config.data_dir), self.clock),
                 notify=NotifyExecutor(self.outbox, self.clock),
-                merge=MergeExecutor(scm_for=self.scm, view_for=self._views.get,
+                merge=MergeExecutor(scm_for=self.scm, view_for=lambda sid: self._views.get(sid),
                                     method_for=lambda p: self.config.projects[p].scm.get("mergeMethod")))
         return self._executors
 
     def close(self) -> None:
         for e in self._engines.values():
             e.close()
-        for s in self._scms.values():
-            with contextlib.suppress(Exception):
-                getattr(s, "close", lambda: None)()
         if self._outbox is not None:
             self._outbox.close()
 
@@ -259,9 +251,9 @@ class Poller:
             except AoError as exc:
                 report.errors.append(f"{item.session.id}: cleanup failed: {exc}")
 
-    def _event(self, kind: str, session: Session | None, now: float, **fields: Any) -> dict[str, Any]:
-        if session is not None:
-            fields = {"session": session.id, "project": session.project, **fields}
+    def _event(self, kind: str, subject: Session | None, now: float, **fields: Any) -> dict[str, Any]:
+        if subject is not None:
+            fields = {"session": subject.id, "project": subject.project, **fields}
         if self.dry_run:
             return {"ts": events.iso(now), "type": kind, **fields}
         return events.append(self.config.data_dir, kind, ts=now, secrets=self.config.secrets(), **fields)

@@ -14,7 +14,8 @@ from ao import __version__
 def _build_app() -> Any:
     import typer
 
-    from ao.cli import config_cmd, notify_cmd, poll_cmd, rules_cmd, session_cmd, spawn_cmd, status_cmd
+    from ao.cli import (config_cmd, demo_cmd, notify_cmd, poll_cmd, review_cmd, rules_cmd, session_cmd, spawn_cmd,
+                        status_cmd)
     from ao.cli.common import ConfigOption
 
     app = typer.Typer(
@@ -44,7 +45,9 @@ def _build_app() -> Any:
     spawn_cmd.register(app)
     status_cmd.register(app)
     session_cmd.register(app)
+    review_cmd.register(app)
     poll_cmd.register(app)
+    demo_cmd.register(app)
     return app
 
 
