@@ -143,7 +143,12 @@ class Sessions:
         from ao.plugins import tracker
 
         settings = dict(project.tracker)
-        return tracker.get(settings.pop("plugin", "local"), project_path=project.path, settings=settings)
+        name = settings.pop("plugin", "local")
+        if name == "github":  # the tracker's repo and API host default to the project's
+            settings.setdefault("repo", project.repo)
+            if project.scm.get("baseUrl"):
+                settings.setdefault("baseUrl", project.scm["baseUrl"])
+        return tracker.get(name, project_path=project.path, settings=settings)
 
     # -- paths ----------------------------------------------------------------------------------
 

@@ -1,0 +1,123 @@
+"""The GitHub issues tracker (SPEC 8): issue ``12`` (or ``#12``) of the project's repository.
+
+It uses the SCM's client (:class:`ao.plugins.scm.github.GitHubClient`: same token lookup, timeouts, retries
+and rate-limit handling), made on first use so that building the tracker costs nothing. Pull requests share
+GitHub's issue numbers and endpoints; they are not issues here.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+from urllib.parse import quote, urlsplit
+
+from ao.errors import AoError, did_you_mean
+from ao.plugins.tracker import Issue, IssueNotFound
+
+STATES = ("open", "closed", "all")
+MAX_PAGES = 10  # 1000 issues: enough to pick from, and a bounded cost
+_ID = re.compile(r"#?(\d+)")
+
+if TYPE_CHECKING:
+    from ao.plugins.scm.github import GitHubClient
+
+
+@dataclass
+class GitHubTracker:
+    repo: str
+    base_url: str | None = None
+    labels: list[str] = field(default_factory=list)
+    client: Any = None        # a GitHubClient; made on first use
+    name: str = "github"
+
+    def __post_init__(self) -> None:
+        if not re.fullmatch(r"[^/\s]+/[^/\s]+", self.repo or ""):
+            raise AoError(f"the github tracker needs `repo: owner/name` (got {self.repo!r})")
+        from ao.plugins.scm.github import api_urls
+
+        self.base_url = api_urls(self.base_url)[0]  # a bad URL fails now, not at the first request
+        owner, name = self.repo.split("/")
+        self._path = f"/repos/{quote(owner, safe='')}/{quote(name, safe='')}"
+
+    def _client(self) -> GitHubClient:
+        if self.client is None:
+            from ao.plugins.scm.github import GitHubClient
+
+            self.client = GitHubClient(base_url=self.base_url)
+        return self.client
+
+    def _number(self, issue_id: str) -> int:
+        m = _ID.fullmatch(str(issue_id).strip())
+        if not m:
+            raise AoError(f"'{issue_id}' is not a GitHub issue number: use e.g. 12 or #12")
+        return int(m.group(1))
+
+    def _issue(self, data: Any) -> Issue:
+        try:
+            return Issue(id=str(int(data["number"])), title=str(data.get("title") or ""),
+                         body=str(data.get("body") or ""), url=str(data.get("html_url") or ""),
+                         state="closed" if data.get("state") == "closed" else "open",
+                         labels=[str(lb["name"]) if isinstance(lb, dict) else str(lb) for lb in data.get("labels") or []])
+        except (KeyError, TypeError, ValueError):
+            raise AoError(f"GitHub answered with an issue of an unexpected shape ({self.repo})") from None
+
+    def _not_found(self, n: int) -> IssueNotFound:
+        return IssueNotFound(f"no issue #{n} in {self.repo} (or the token cannot see it)")
+
+    def _call(self, method: str, n: int, suffix: str = "", ok: tuple[int, ...] = (200,), **kwargs: Any) -> Any:
+        response = self._client().request(method, f"{self._path}/issues/{n}{suffix}", **kwargs)
+        if response.status_code in (404, 410):  # 410: deleted, or issues are turned off for the repository
+            raise self._not_found(n)
+        if response.status_code not in ok:
+            detail = self._client().message(response)
+            raise AoError(f"GitHub answered {method} issue #{n} of {self.repo} with HTTP {response.status_code}"
+                          + (f": {detail}" if detail else ""))
+        return self._client().json_of(response, f"{method} issue #{n}")
+
+    # ---------------------------------------------------------------------------------------- the interface
+
+    def looks_like_id(self, text: str) -> bool:
+        return _ID.fullmatch(str(text).strip()) is not None
+
+    def get(self, issue_id: str) -> Issue:
+        n = self._number(issue_id)
+        data = self._call("GET", n)
+        if isinstance(data, dict) and data.get("pull_request"):
+            raise IssueNotFound(f"#{n} in {self.repo} is a pull request, not an issue")
+        return self._issue(data)
+
+    def list(self, state: str = "open") -> list[Issue]:
+        if state not in STATES:
+            raise AoError(f"unknown issue state '{state}'{did_you_mean(state, STATES)}; use one of {', '.join(STATES)}")
+        client = self._client()
+        params: dict[str, Any] | None = {"state": state, "per_page": 100}
+        if self.labels:
+            params["labels"] = ",".join(self.labels)
+        url, issues, origin = f"{self._path}/issues", [], urlsplit(client.base_url).netloc
+        for _ in range(MAX_PAGES):
+            response = client.request("GET", url, params=params)
+            items = client.json_of(response, "GET issues") if response.status_code == 200 else None
+            if response.status_code != 200 or not isinstance(items, list):
+                detail = client.message(response) if response.status_code != 200 else "not a list"
+                raise AoError(f"cannot list the issues of {self.repo}: HTTP {response.status_code}: {detail}")
+            issues += [self._issue(i) for i in items if isinstance(i, dict) and not i.get("pull_request")]
+            nxt = response.links.get("next", {}).get("url")
+            if not nxt or urlsplit(nxt).netloc != origin:  # follow GitHub's pages, never another host
+                break
+            url, params = nxt, None
+        return issues
+
+    def comment(self, issue_id: str, text: str) -> None:
+        self._call("POST", self._number(issue_id), "/comments", ok=(201,), json={"body": str(text)[:65_000]})
+
+    def close(self, issue_id: str) -> None:
+        # closing twice is harmless: the PATCH may be retried like a read
+        self._call("PATCH", self._number(issue_id), json={"state": "closed", "state_reason": "completed"}, retry=True)
+
+
+def plugin(*, project_path: Path, settings: dict[str, Any] | None = None, client: Any = None) -> GitHubTracker:
+    settings = settings or {}
+    return GitHubTracker(repo=str(settings.get("repo") or ""), base_url=settings.get("baseUrl"),
+                         labels=[str(x) for x in settings.get("labels") or []], client=client)

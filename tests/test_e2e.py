@@ -1,0 +1,233 @@
+"""The lifecycle loop end to end: real git, real tmux, the local SCM, the scripted agent, the real engine,
+executors and outbox, notifications over real HTTP on 127.0.0.1."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import time
+
+import pytest
+from sessionkit import ROOT, git, wait_for
+
+from ao.poller import Poller
+from ao.sessions import SpawnRequest
+
+
+def test_ao_demo_runs_the_whole_workflow_and_leaves_nothing_behind(tmp_path):
+    started = time.monotonic()
+    run = subprocess.run([sys.executable, "-m", "ao", "demo", "--json"], capture_output=True, text=True,
+                         cwd=tmp_path, timeout=180)
+    assert run.returncode == 0, run.stderr
+    assert time.monotonic() - started < 120
+    result = json.loads(run.stdout)
+    assert sorted(s["status"] for s in result["sessions"]) == ["merged", "merged", "merged"]
+    seen = [(e["session"], e["what"]) for e in result["timeline"]]
+    by_issue = {s["issue"]: s["session"] for s in result["sessions"]}
+    one, two = by_issue["1"], by_issue["2"]
+    assert seen.index((one, "ci.failing")) < seen.index((one, "ci.fix_sent")) < seen.index((one, "ci.passing"))
+    assert seen.count((two, "review.comments_sent")) == 1
+    assert sum(1 for _, what in seen if what == "merge.completed") == 3
+    assert sum(1 for _, what in seen if what == "summary.all_complete") == 1
+    leftovers = subprocess.run(["pgrep", "-f", "ao-demo-"], capture_output=True, text=True).stdout.split()
+    assert leftovers == []
+    assert not list(tmp_path.iterdir())
+
+
+@pytest.fixture
+def hooked(aoenv, receiver):
+    """aoenv whose notifications all go to a webhook on a local receiver."""
+    rx = receiver()
+    aoenv.notify_url = rx.url()
+    aoenv.receiver = rx
+    return aoenv
+
+
+def _config(env, **project):
+    env.write_config(**project)
+    import yaml
+
+    data = yaml.safe_load(env.config.read_text())
+    data["notifiers"] = {"hook": {"plugin": "webhook", "url": env.notify_url}}
+    data["defaults"] = {"notifiers": ["hook"]}
+    env.config.write_text(yaml.safe_dump(data))
+    return env.load()
+
+
+def _notified(rx, kind):
+    return [r.json for r in rx.requests if r.json.get("type") == kind]
+
+
+def test_a_killed_tmux_server_is_reported_as_agent_exited(hooked):
+    cfg = _config(hooked)
+    poller = Poller(cfg, console=None)
+    s = poller.manager.spawn(SpawnRequest(project="app", target="12"))
+    assert poller.cycle().errors == []
+    hooked.tmux("kill-server")
+    first = poller.cycle()  # one failed probe is not enough (SPEC 5)
+    assert poller.store.get(s.id).status == "working" and not first.actions
+    second = poller.cycle()
+    assert poller.store.get(s.id).status == "exited"
+    # the only session has ended, so the project is complete too
+    assert [a["reaction"] for a in second.actions] == ["agent-exited", "all-complete"]
+    assert any(e["type"] == "session.exited" for e in second.events)
+    got = wait_for(lambda: _notified(hooked.receiver, "agent-exited"), what="the notification")
+    assert got[0]["session"] == s.id and got[0]["priority"] == "urgent"
+    poller.cycle()
+    assert len(_notified(hooked.receiver, "agent-exited")) == 1  # once, not every cycle
+    poller.close()
+
+
+def _push_failing_work(env, session):
+    """The agent's part, done from outside: commit a failing CI script on the session's branch and push."""
+    ws = session.workspace
+    (env.root / "ws").write_text(ws)
+    import pathlib
+
+    path = pathlib.Path(ws)
+    (path / "ci.sh").write_text("echo 'test_x failed: expected 2, got 3'; exit 1\n")
+    git("add", "-A", cwd=path)
+    git("commit", "-q", "-m", "work", cwd=path)
+    git("push", "-q", "-u", "origin", "HEAD", cwd=path)
+
+
+def _wait_ci(poller, sid, state):
+    def seen():
+        poller.cycle()
+        return poller.store.get(sid).fact.get("ci") == state
+    wait_for(seen, timeout=20, what=f"ci {state}")
+
+
+def test_a_poller_killed_between_decision_and_delivery_sends_exactly_once_after_restart(hooked, monkeypatch):
+    cfg = _config(hooked, scm={"plugin": "local", "ci": "sh ci.sh"})
+    poller = Poller(cfg, console=None)
+    s = poller.manager.spawn(SpawnRequest(project="app", target="12"))
+    wait_for(lambda: hooked.received(s.id), what="the prompt")
+    _push_failing_work(hooked, s)
+
+    from ao import sessions
+
+    real_send = sessions.Sessions.send
+
+    def killed(self, sid, text):  # the process dies as it is about to type the message in
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(sessions.Sessions, "send", killed)
+    with pytest.raises(KeyboardInterrupt):
+        _wait_ci(poller, s.id, "failing")
+    monkeypatch.setattr(sessions.Sessions, "send", real_send)
+    assert len(hooked.received(s.id)) == 1  # only the prompt
+
+    restarted = Poller(hooked.load(), console=None)
+    report = restarted.cycle()
+    assert [(a["reaction"], a["ok"]) for a in report.actions] == [("ci-failed", True)]
+    for _ in range(3):
+        assert restarted.cycle().actions == []
+    messages = wait_for(lambda: len(hooked.received(s.id)) >= 2 and hooked.received(s.id), what="the fix request")
+    assert len(messages) == 2 and "CI is failing" in messages[1]["text"] and "test_x failed" in messages[1]["text"]
+    restarted.close()
+
+
+def test_a_poller_killed_after_delivery_before_saving_does_not_send_again(hooked, monkeypatch):
+    cfg = _config(hooked, scm={"plugin": "local", "ci": "sh ci.sh"})
+    poller = Poller(cfg, console=None)
+    s = poller.manager.spawn(SpawnRequest(project="app", target="12"))
+    wait_for(lambda: hooked.received(s.id), what="the prompt")
+    _push_failing_work(hooked, s)
+
+    from ao import engine
+
+    real_save = engine.Engine.save
+
+    def killed(self):
+        if any("CI is failing" in m["text"] for m in hooked.received(s.id)):
+            raise KeyboardInterrupt  # dies after the message went out, before the ledger is written
+        real_save(self)
+
+    monkeypatch.setattr(engine.Engine, "save", killed)
+    with pytest.raises(KeyboardInterrupt):
+        _wait_ci(poller, s.id, "failing")
+    monkeypatch.undo()
+    wait_for(lambda: len(hooked.received(s.id)) >= 2, what="the fix request")
+
+    restarted = Poller(hooked.load(), console=None)
+    for _ in range(3):
+        restarted.cycle()
+    assert len(hooked.received(s.id)) == 2
+    ledger = restarted.store.get(s.id).ledgers["ci-failed"]
+    assert ledger["attempts"] == 1
+    restarted.close()
+
+
+def test_a_notifier_that_is_down_gets_the_notification_once_it_is_back(hooked):
+    cfg = _config(hooked)
+    now = [time.time()]
+    poller = Poller(cfg, console=None, clock=lambda: now[0])
+    s = poller.manager.spawn(SpawnRequest(project="app", target="12"))
+    poller.cycle()
+    hooked.receiver.mode = "fail"
+    hooked.tmux("kill-server")
+    poller.cycle()
+    poller.cycle()  # agent-exited decided, queued, the first attempt fails
+    assert poller.store.get(s.id).status == "exited" and _notified(hooked.receiver, "agent-exited") == []
+    hooked.receiver.mode = "ok"
+    now[0] += 6  # past the first retry delay (5 s)
+    poller.cycle()
+    got = wait_for(lambda: _notified(hooked.receiver, "agent-exited"), what="the retried notification")
+    now[0] += 600
+    poller.cycle()
+    assert len(got) == 1 and len(_notified(hooked.receiver, "agent-exited")) == 1
+    poller.close()
+
+
+def test_poll_dry_run_prints_what_would_fire_and_writes_nothing(hooked):
+    _config(hooked)
+    s = hooked.manager().spawn(SpawnRequest(project="app", target="12"))
+    hooked.tmux("kill-server")
+    hooked.manager().store.update(s.id, "app", meta={**s.meta, "probe_misses": 1})
+    before = (hooked.data / "events.jsonl").read_text()
+    run = hooked.ao("poll", "--dry-run", "--json")
+    assert run.returncode == 0, run.stderr
+    report = json.loads(run.stdout)
+    assert [(a["reaction"], a["would"]) for a in report["actions"]] == [("agent-exited", True), ("all-complete", True)]
+    assert (hooked.data / "events.jsonl").read_text() == before
+    assert hooked.manager().store.get(s.id).status == "working"
+    assert hooked.receiver.requests == []
+    run = hooked.ao("poll")
+    assert run.returncode == 0 and "agent-exited" in run.stdout
+    assert hooked.manager().store.get(s.id).status == "exited"
+
+
+def test_start_runs_until_stop_and_one_poller_per_data_dir(hooked):
+    _config(hooked)
+    proc = subprocess.Popen([sys.executable, "-m", "ao", "start", "--no-orchestrator", "--interval", "1"],
+                            cwd=hooked.root, env=hooked.env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        wait_for(lambda: (hooked.data / "poller.pid").exists(), timeout=15, what="ao start")
+        second = hooked.ao("poll")
+        assert second.returncode == 1 and "another ao poller is running" in second.stderr
+        wait_for(lambda: "cycle:" in (hooked.data / "logs" / "orchestrator.log").read_text(), timeout=15,
+                 what="a cycle")
+        stop = hooked.ao("stop")
+        assert stop.returncode == 0, stop.stderr
+        assert proc.wait(timeout=15) == 0
+        assert not (hooked.data / "poller.pid").exists()
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+        proc.communicate()
+    assert hooked.ao("stop").returncode == 1
+
+
+def test_events_lists_and_filters(hooked):
+    _config(hooked)
+    s = hooked.manager().spawn(SpawnRequest(project="app", target="12"))
+    run = hooked.ao("events", "--json", "--session", s.id)
+    assert run.returncode == 0, run.stderr
+    assert [e["type"] for e in json.loads(run.stdout)] == ["session.spawned", "session.working"]
+    run = hooked.ao("events", "--session", "nope")
+    assert run.returncode == 0 and run.stdout == ""
+
+
+assert ROOT.is_dir()

@@ -1,0 +1,106 @@
+"""The GitHub issues tracker against the strict fake GitHub on 127.0.0.1."""
+
+from __future__ import annotations
+
+import pytest
+from fake_github import TOKEN, FakeGitHub
+
+from ao.errors import AoError
+from ao.plugins import tracker
+from ao.plugins.scm.github import GitHubClient, GitHubError
+from ao.plugins.tracker import IssueNotFound
+from ao.plugins.tracker import github as github_tracker
+
+
+@pytest.fixture
+def fake(monkeypatch):
+    monkeypatch.setenv("GITHUB_TOKEN", TOKEN)
+    f = FakeGitHub().start()
+    yield f
+    f.stop()
+
+
+def make(fake: FakeGitHub, tmp_path, **settings):
+    return tracker.get("github", project_path=tmp_path,
+                       settings={"plugin": "github", "repo": "acme/app", "baseUrl": fake.url, **settings})
+
+
+def test_get_an_issue(fake, tmp_path):
+    issue = fake.add_issue("Add a login page", body="Details\n", labels=["feature"])
+    t = make(fake, tmp_path)
+    got = t.get(str(issue.number))
+    assert (got.id, got.title, got.body, got.state, got.labels) == (
+        str(issue.number), "Add a login page", "Details\n", "open", ["feature"])
+    assert got.url == f"https://github.com/acme/app/issues/{issue.number}"
+    assert t.get(f"#{issue.number}") == got
+    assert [r.path for r in fake.log] == [f"/repos/acme/app/issues/{issue.number}"] * 2
+
+
+def test_missing_issue_and_pull_requests_are_not_found(fake, tmp_path):
+    pr = fake.add_pr("feat-a")
+    t = make(fake, tmp_path)
+    with pytest.raises(IssueNotFound, match="no issue #99 in acme/app"):
+        t.get("99")
+    with pytest.raises(IssueNotFound, match="is a pull request, not an issue"):
+        t.get(str(pr.number))
+    with pytest.raises(AoError, match="not a GitHub issue number"):
+        t.get("login-page")
+
+
+def test_looks_like_id(fake, tmp_path):
+    t = make(fake, tmp_path)
+    assert t.looks_like_id("12") and t.looks_like_id("#12") and t.looks_like_id(" 7 ")
+    assert not t.looks_like_id("fix the login page") and not t.looks_like_id("ABC-12") and not t.looks_like_id("")
+    assert fake.log == []  # building the tracker and checking ids cost nothing
+
+
+def test_list_by_state_skips_pull_requests_and_follows_pages(fake, tmp_path):
+    opened = [fake.add_issue(f"issue {i}") for i in range(120)]
+    fake.add_pr("feat-a")
+    closed = fake.add_issue("old", state="closed")
+    t = make(fake, tmp_path)
+    listed = t.list()
+    assert sorted(int(i.id) for i in listed) == [i.number for i in opened]
+    assert len(fake.log) == 2 and all(r.status == 200 for r in fake.log)  # two pages of 100
+    assert [i.id for i in t.list("closed")] == [str(closed.number)]
+    assert len(t.list("all")) == 121
+    with pytest.raises(AoError, match="unknown issue state 'opne'"):
+        t.list("opne")
+
+
+def test_list_filters_by_configured_labels(fake, tmp_path):
+    fake.add_issue("bug one", labels=["bug", "agent"])
+    fake.add_issue("bug two", labels=["bug"])
+    t = make(fake, tmp_path, labels=["agent", "bug"])
+    assert [i.title for i in t.list()] == ["bug one"]
+    assert "labels=agent%2Cbug" in fake.log[0].path
+
+
+def test_comment_and_close(fake, tmp_path):
+    issue = fake.add_issue("Add a login page")
+    t = make(fake, tmp_path)
+    t.comment(f"#{issue.number}", "Working on it in app-3")
+    assert issue.comments == ["Working on it in app-3"]
+    t.close(str(issue.number))
+    assert (issue.state, issue.state_reason) == ("closed", "completed")
+    assert t.get(str(issue.number)).state == "closed"
+    t.close(str(issue.number))  # twice is fine
+    with pytest.raises(IssueNotFound):
+        t.comment("404", "x")
+    with pytest.raises(IssueNotFound):
+        t.close("404")
+
+
+def test_settings_and_errors(fake, tmp_path, monkeypatch):
+    with pytest.raises(AoError, match="needs `repo: owner/name`"):
+        tracker.get("github", project_path=tmp_path, settings={"plugin": "github"})
+    issue = fake.add_issue("x")
+    monkeypatch.setenv("GITHUB_TOKEN", "ghp_notTheRightOne")
+    with pytest.raises(GitHubError, match="rejected the token") as err:
+        make(fake, tmp_path).get(str(issue.number))
+    assert "ghp_notTheRightOne" not in str(err.value)
+    sleeps: list[float] = []
+    client = GitHubClient(TOKEN, fake.url, sleep=sleeps.append)
+    t = github_tracker.plugin(project_path=tmp_path, settings={"repo": "acme/app", "baseUrl": fake.url}, client=client)
+    fake.fail(1, status=500)
+    assert t.get(str(issue.number)).title == "x" and sleeps == [1.0]  # retried after a backoff
