@@ -103,17 +103,22 @@ class MergeExecutor:
 
 @dataclass
 class Executors:
-    """Dispatches each action to its executor by kind."""
+    """Dispatches each action to its executor by kind. ``comment`` (optional) also posts a notification on
+    the session's PR (``scm.commentOnNotify``); a comment that fails is logged, the notification still counts."""
 
     agent: Any
     notify: Any
     merge: Any
+    comment: Callable[[Action], None] | None = None
 
     def execute(self, action: Action) -> Outcome:
         if action.action == "send-to-agent":
             return self.agent.execute(action)
         if action.action in ("notify", "escalate"):
-            return self.notify.execute(action)
+            outcome = self.notify.execute(action)
+            if outcome.ok and self.comment is not None:
+                self.comment(action)
+            return outcome
         if action.action == "auto-merge":
             return self.merge.execute(action)
         return Outcome(False, f"unknown action {action.action}")

@@ -109,8 +109,26 @@ class Poller:
                 agent=AgentExecutor(self.manager, Journal(self.config.data_dir), self.clock),
                 notify=NotifyExecutor(self.outbox, self.clock),
                 merge=MergeExecutor(scm_for=self.scm, view_for=lambda sid: self._views.get(sid),
-                                    method_for=lambda p: self.config.projects[p].scm.get("mergeMethod")))
+                                    method_for=lambda p: self.config.projects[p].scm.get("mergeMethod")),
+                comment=self._comment_on_pr)
         return self._executors
+
+    def _comment_on_pr(self, action: Any) -> None:
+        """``scm.commentOnNotify``: the notification also goes on the session's PR, when it has one."""
+        project = self.config.projects.get(action.project)
+        view = self._views.get(action.session or "")
+        if project is None or not project.scm.get("commentOnNotify") or view is None or view.state != "open":
+            return
+        try:
+            self.scm(action.project).comment(view, f"**{action.title}**\n\n{action.text}".strip())
+        except AoError as exc:
+            events.log(self.config.data_dir, f"{action.session}: could not comment on the PR: {exc}",
+                       console=self.console, secrets=self.config.secrets())
+
+    def backoff(self) -> float:
+        """Extra seconds to wait before the next cycle: the most any SCM asks for to keep within its rate
+        limit (GitHub: 0 while the budget is ample)."""
+        return max((float(getattr(s, "backoff", lambda: 0.0)()) for s in self._scms.values()), default=0.0)
 
     def close(self) -> None:
         for e in self._engines.values():
@@ -335,7 +353,11 @@ class Loop:
                 events.log(self.poller.config.data_dir, f"poll cycle failed: {exc}", console=self.poller.console)
             else:
                 self.on_cycle(report)
-            next_at += self.interval
+            extra = self.poller.backoff()
+            if extra:
+                events.log(self.poller.config.data_dir, f"rate limit: waiting {extra:.0f} s more before the next "
+                           "cycle", console=self.poller.console)
+            next_at += self.interval + extra
             now = time.monotonic()
             if now > next_at:  # the cycle overran: skip the ticks it covered rather than run back to back
                 missed = int((now - next_at) // self.interval) + 1

@@ -122,6 +122,20 @@ def test_pending_ci_is_read_again_although_the_guard_says_nothing_changed(gh):
     assert methods(gh.fake) == ["GET /repos/acme/app/pulls 304"]
 
 
+def test_a_webhook_invalidation_rereads_a_settled_pr_the_guard_calls_unchanged(gh):
+    pr = gh.fake.add_pr("feat-a", checks=[Run("build")])
+    gh.fake.add_pr("feat-b", checks=[Run("build")])
+    s = gh.scm()
+    gh.cycle(s, ["feat-a", "feat-b"])
+    gh.cycle(s, ["feat-a", "feat-b"])
+    assert methods(gh.fake) == ["GET /repos/acme/app/pulls 304"]
+    pr.checks[0].conclusion = "FAILURE"  # a check_run webhook: the PR list does not change
+    s.invalidate(["feat-a"])
+    assert gh.cycle(s, ["feat-a", "feat-b"])["feat-a"].ci == "failing"
+    assert methods(gh.fake)[:2] == ["GET /repos/acme/app/pulls 304", "POST /graphql 200"]  # then its log
+    assert gh.fake.graphql_requests()[0].prs == 1
+
+
 def test_unknown_mergeability_is_read_again(gh):
     pr = gh.fake.add_pr("feat-a", mergeable="UNKNOWN", merge_state="UNKNOWN")
     s = gh.scm()

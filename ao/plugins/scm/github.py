@@ -640,6 +640,14 @@ class GitHubSCM:
     def _repo_path(self) -> str:
         return f"/repos/{quote(self.owner, safe='')}/{quote(self.repo_name, safe='')}"
 
+    def invalidate(self, branches: list[str] | None = None) -> None:
+        """A webhook said these branches (None: all) changed: re-read them next cycle whatever the guard
+        says (a finished check run does not change the pull request list the guard watches)."""
+        views = self._state.get("views") or {}
+        for branch in views if branches is None else branches:
+            if branch in views:
+                views[branch]["settled"] = False
+
     def backoff(self, now: float | None = None) -> float:
         """Extra seconds the poller should wait before the next cycle, on top of ``poll_interval`` (0 while the
         budget is ample; see :meth:`RateLimits.backoff`)."""
