@@ -231,3 +231,54 @@ def test_events_lists_and_filters(hooked):
 
 
 assert ROOT.is_dir()
+
+
+def test_a_signed_webhook_wakes_ao_start_at_once(hooked):
+    """`ao start` with a 1 h poll interval: only the webhook can make it observe the new review this soon."""
+    import hashlib
+    import hmac
+
+    import httpx
+    import yaml
+
+    _config(hooked, scm={"plugin": "local", "ci": "true", "webhook": {"secretEnv": "AO_TEST_HOOK"}})
+    data = yaml.safe_load(hooked.config.read_text())
+    import socket
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    data.update(port=port, pollInterval="1h")
+    hooked.config.write_text(yaml.safe_dump(data))
+    s = hooked.manager().spawn(SpawnRequest(project="app", target="12"))
+    wait_for(lambda: hooked.received(s.id), what="the prompt")
+    git("commit", "-q", "--allow-empty", "-m", "work", cwd=__import__("pathlib").Path(s.workspace))
+    git("push", "-q", "-u", "origin", "HEAD", cwd=__import__("pathlib").Path(s.workspace))
+    env = {**hooked.env, "AO_TEST_HOOK": "hook-secret-for-tests"}
+    proc = subprocess.Popen([sys.executable, "-m", "ao", "start", "--no-orchestrator"], cwd=hooked.root, env=env,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        log = hooked.data / "logs" / "orchestrator.log"
+        wait_for(lambda: log.exists() and "webhooks: listening" in log.read_text() and "cycle:" in log.read_text(),
+                 timeout=20, what="ao start's first cycle")
+        from ao.plugins.scm import for_project
+
+        scm = for_project(hooked.load(), hooked.load().projects["app"])
+        wait_for(lambda: scm.view(s.branch).ci == "passing", timeout=20, what="CI")
+        scm.review(s.branch, "request_changes", "Please rename x.", author="reviewer")
+        body = json.dumps({"action": "submitted", "pull_request": {"head": {"ref": s.branch}}}).encode()
+        signature = "sha256=" + hmac.new(b"hook-secret-for-tests", body, hashlib.sha256).hexdigest()
+        sent = time.monotonic()
+        r = httpx.post(f"http://127.0.0.1:{port}/webhooks/app", content=body, timeout=5,
+                       headers={"X-Hub-Signature-256": signature, "X-GitHub-Event": "pull_request_review",
+                                "X-GitHub-Delivery": "d-1", "Content-Type": "application/json"})
+        assert r.status_code == 202
+        got = wait_for(lambda: [m for m in hooked.received(s.id) if "Please rename x." in m["text"]], timeout=10,
+                       what="the review to reach the agent")
+        assert len(got) == 1 and time.monotonic() - sent < 5
+        unsigned = httpx.post(f"http://127.0.0.1:{port}/webhooks/app", content=body, timeout=5)
+        assert unsigned.status_code == 401
+    finally:
+        proc.terminate()
+        proc.communicate(timeout=20)
+    assert proc.returncode == 0
