@@ -7,19 +7,18 @@ half-created. Observing sessions (activity, status) lives in :mod:`ao.observe`.
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
-import os
 import re
 import shlex
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Iterator
+from typing import Any, Callable
 
 from ao import events
 from ao.config import Config, Project
 from ao.errors import AoError, did_you_mean
+from ao.locks import file_lock
 from ao.store import Session, SessionStore
 
 RUN_DIR = "run"                 # projects/<p>/run/<id>/: launch script, prompt, runtime files
@@ -322,7 +321,7 @@ class Sessions:
                                  symlinks=project.symlinks, post_create=project.post_create, env=env)
             try:
                 # concurrent fetches of one repository fight over its ref locks
-                with _file_lock(self.store.project_dir(project.id) / ".git.lock"):
+                with file_lock(self.store.project_dir(project.id) / ".git.lock"):
                     workspace.create(spec)
             except BranchExists as exc:
                 if request.branch:
@@ -378,7 +377,7 @@ class Sessions:
         if not text.strip():
             raise AoError("the message is empty")
         runtime = self.runtime(session.runtime or project.runtime)
-        with _file_lock(self.run_dir(project.id, session_id) / ".send.lock"):  # two senders would interleave
+        with file_lock(self.run_dir(project.id, session_id) / ".send.lock"):  # two senders would interleave
             runtime.send(session.runtime_handle, text)
         events.log(self.config.data_dir, f"{session_id}: sent a message ({len(text)} characters)", console=None,
                    secrets=self.config.secrets())
@@ -477,20 +476,6 @@ class Sessions:
 
 
 # ------------------------------------------------------------------------------------------ helpers
-
-@contextlib.contextmanager
-def _file_lock(path: Path) -> Iterator[None]:
-    """An exclusive flock on ``path`` (created if needed), across processes."""
-    import fcntl
-
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
-    try:
-        fcntl.flock(fd, fcntl.LOCK_EX)
-        yield
-    finally:
-        os.close(fd)
-
 
 def _rmtree(path: Path) -> None:
     import shutil

@@ -16,11 +16,11 @@ import subprocess
 import sys
 import time
 import uuid
-from collections.abc import Callable
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
 import pytest
+from sessionkit import wait_for
 
 from ao.errors import AoError
 from ao.plugins import runtime
@@ -28,21 +28,8 @@ from ao.plugins.runtime import LaunchSpec, SendError
 from ao.plugins.runtime import tmux as tmux_mod
 
 FAKE = Path(__file__).resolve().parent.parent / "ao" / "scripted_agent.py"
-T = TypeVar("T")
 
 needs_tmux = pytest.mark.skipif(shutil.which("tmux") is None, reason="tmux is not installed")
-
-
-def wait_for(predicate: Callable[[], T], timeout: float = 5.0, what: str = "condition") -> T:
-    """Poll ``predicate`` until it returns something truthy; fail after ``timeout`` seconds."""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = predicate()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout} s waiting for {what}")
-        time.sleep(0.02)
 
 
 def read_log(log: Path) -> list[dict[str, Any]]:

@@ -21,18 +21,8 @@ from ao.plugins.scm import local as local_scm
 
 
 @pytest.fixture(autouse=True)
-def no_git_identity(monkeypatch, tmp_path):
-    """ao's merges must work on a machine with no git identity: hide every config and make git refuse to
-    guess one (the gitrepo helpers pass their own identity)."""
-    empty = tmp_path / "empty-gitconfig"
-    empty.write_text("")
-    monkeypatch.setenv("GIT_CONFIG_GLOBAL", str(empty))
-    monkeypatch.setenv("GIT_CONFIG_NOSYSTEM", "1")
-    monkeypatch.setenv("GIT_CONFIG_COUNT", "1")
-    monkeypatch.setenv("GIT_CONFIG_KEY_0", "user.useConfigOnly")
-    monkeypatch.setenv("GIT_CONFIG_VALUE_0", "true")
-    for name in ("GIT_AUTHOR_NAME", "GIT_AUTHOR_EMAIL", "GIT_COMMITTER_NAME", "GIT_COMMITTER_EMAIL", "EMAIL"):
-        monkeypatch.delenv(name, raising=False)
+def _no_git_identity(no_git_identity):
+    """Every test here runs without a git identity (see conftest.no_git_identity)."""
 
 
 class Repo:

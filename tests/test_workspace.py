@@ -18,19 +18,8 @@ from ao.plugins.workspace import WorkspaceSpec
 
 
 @pytest.fixture(autouse=True)
-def no_git_identity(monkeypatch, tmp_path):
-    """ao's own git calls must work on a machine with no git identity and no config at all: hide the user's
-    config, drop identity variables and make git refuse to guess one. (The helpers in gitrepo pass their own
-    identity, so only ao runs without one.)"""
-    empty = tmp_path / "empty-gitconfig"
-    empty.write_text("")
-    monkeypatch.setenv("GIT_CONFIG_GLOBAL", str(empty))
-    monkeypatch.setenv("GIT_CONFIG_NOSYSTEM", "1")
-    monkeypatch.setenv("GIT_CONFIG_COUNT", "1")
-    monkeypatch.setenv("GIT_CONFIG_KEY_0", "user.useConfigOnly")
-    monkeypatch.setenv("GIT_CONFIG_VALUE_0", "true")
-    for var in ("GIT_AUTHOR_NAME", "GIT_AUTHOR_EMAIL", "GIT_COMMITTER_NAME", "GIT_COMMITTER_EMAIL", "EMAIL"):
-        monkeypatch.delenv(var, raising=False)
+def _no_git_identity(no_git_identity):
+    """Every test here runs without a git identity (see conftest.no_git_identity)."""
 
 
 @pytest.fixture

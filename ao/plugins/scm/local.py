@@ -30,7 +30,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
@@ -39,6 +39,7 @@ from typing import Any
 from ao import git
 from ao.errors import AoError
 from ao.git import GitError
+from ao.locks import file_lock
 from ao.plugins.scm import Check, Comment, MergeError, PRView, ScmContext
 
 STATE_FILE = "prs.json"
@@ -61,18 +62,6 @@ _QUIET_CONFIG = ["-c", "core.hooksPath=/dev/null", "-c", "commit.gpgSign=false",
 
 
 # ------------------------------------------------------------------------------------------ helpers
-
-@contextlib.contextmanager
-def _flock(path: Path) -> Iterator[None]:
-    """An exclusive flock on ``path`` across processes and threads (one open file description per holder)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
-    try:
-        fcntl.flock(fd, fcntl.LOCK_EX)
-        yield
-    finally:
-        os.close(fd)
-
 
 def _short(sha: str) -> str:
     return sha[:10]
@@ -220,7 +209,7 @@ class LocalScm:
     @contextlib.contextmanager
     def _state(self) -> Iterator[dict[str, Any]]:
         """Read-modify-write of the state file under its lock; written only when something changed."""
-        with _flock(self.state_dir / ".lock"):
+        with file_lock(self.state_dir / ".lock"):
             data = self._load()
             before = json.dumps(data, sort_keys=True)
             yield data
@@ -233,7 +222,7 @@ class LocalScm:
         """Fetch every branch of origin (pruning deleted ones); returns the error, "" when it worked."""
         # An explicit refspec, so a single-branch clone (remote.origin.fetch = one branch) still sees every
         # session branch. Our own lock keeps two observers from fighting over the same ref locks.
-        with _flock(self.state_dir / ".fetch.lock"):
+        with file_lock(self.state_dir / ".fetch.lock"):
             try:
                 git.fetch(self.repo, "+refs/heads/*:refs/remotes/origin/*", prune=True)
             except GitError as exc:
@@ -505,7 +494,7 @@ class LocalScm:
             data["prs"][branch]["merged"] = {"by": "ao", "head_sha": head, "sha": merged, "method": method,
                                              "at": int(self.ctx.clock())}
         # So origin/<default> in the user's checkout already shows the merge (best effort: observe fetches).
-        with contextlib.suppress(GitError), _flock(self.state_dir / ".fetch.lock"):
+        with contextlib.suppress(GitError), file_lock(self.state_dir / ".fetch.lock"):
             git.fetch(self.repo, f"+refs/heads/{self.default}:refs/remotes/origin/{self.default}")
         return merged
 
