@@ -21,6 +21,7 @@ from ao.errors import AoError, did_you_mean
 from ao.locks import file_lock
 from ao.store import Session, SessionStore
 
+AGENT_PROGRAMS = {"claude-code": "claude", "codex": "codex", "aider": "aider", "opencode": "opencode"}
 RUN_DIR = "run"                 # projects/<p>/run/<id>/: launch script, prompt, runtime files
 WORKSPACES = "workspaces"       # <dataDir>/workspaces/<p>/<id>: the worktrees and clones
 BRANCH_ATTEMPTS = 20            # feat/issue-7, feat/issue-7-2, ... for repeated work on one issue
@@ -183,6 +184,7 @@ class Sessions:
             check_branch_name(request.branch)
         runtime = self.runtime(project.runtime)
         runtime.check()  # tmux missing: say so before anything is created
+        check_agent_installed(agent_name)
         agent = self.agent(agent_name)
         workspace = self.workspace(project.workspace)
         issue, task = self._resolve_target(project, request.target)
@@ -278,6 +280,7 @@ class Sessions:
                     return s
         runtime, agent = self.runtime(project.runtime), self.agent(project.agent)
         runtime.check()
+        check_agent_installed(project.agent)
         undo = _Undo()
         try:
             session = self.store.create(project.id, project.session_prefix, role="orchestrator", status="spawning",
@@ -476,6 +479,16 @@ class Sessions:
 
 
 # ------------------------------------------------------------------------------------------ helpers
+
+def check_agent_installed(agent: str) -> None:
+    """An agent CLI that is not on PATH would start and die at once in its terminal: say so up front."""
+    import shutil
+
+    program = AGENT_PROGRAMS.get(agent)
+    if program and shutil.which(program) is None:
+        raise AoError(f"the {agent} agent needs `{program}` on PATH, and it is not installed here; install it, "
+                      "or choose another agent (agent: in the config, or --agent)")
+
 
 def _rmtree(path: Path) -> None:
     import shutil

@@ -275,3 +275,19 @@ def test_the_process_runtime_spawns_sends_and_kills_without_tmux(aoenv):
     manager.kill(s.id)
     wait_for(lambda: not manager.runtime("process").probe([s.runtime_handle])[s.runtime_handle].alive, what="kill")
     assert aoenv.tmux("list-sessions").stdout == ""
+
+
+def test_an_agent_cli_that_is_not_installed_is_refused_up_front(aoenv):
+    aoenv.write_config(agent="codex", agentConfig={})
+    run = aoenv.ao("spawn", "app", "12", env={**aoenv.env, "PATH": "/usr/bin:/bin"})
+    assert run.returncode == 1 and "needs `codex` on PATH" in run.stderr
+    assert aoenv.manager().store.list() == [] and aoenv.tmux("list-sessions").stdout == ""
+
+
+def test_the_orchestrator_session_runs_in_the_project_checkout_and_is_reused(aoenv):
+    manager = aoenv.manager()
+    first = manager.spawn_orchestrator()
+    assert first.role == "orchestrator" and first.workspace == str(aoenv.project) and first.branch == ""
+    got = wait_for(lambda: aoenv.received(first.id), what="the orchestrator prompt")
+    assert "ao status --json" in got[0]["text"] and "ao spawn" in got[0]["text"]
+    assert manager.spawn_orchestrator().id == first.id

@@ -199,6 +199,10 @@ def _start_services(cfg: Any, poller: Any, loop: Any, orchestrator: bool) -> lis
         events.log(cfg.data_dir, f"webhooks: listening on http://{host}:{port} "
                                  + ", ".join(h.path for h in hooks))
     if orchestrator:
-        session = poller.manager.spawn_orchestrator()
-        events.log(cfg.data_dir, f"orchestrator agent: session {session.id} (ao attach {session.id})")
+        try:
+            session = poller.manager.spawn_orchestrator()
+        except AoError as exc:  # the loop is what matters; without its agent ao still does everything else
+            events.log(cfg.data_dir, f"orchestrator agent not started: {exc}")
+        else:
+            events.log(cfg.data_dir, f"orchestrator agent: session {session.id} (ao attach {session.id})")
     return servers
