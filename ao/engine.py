@@ -63,6 +63,7 @@ class CompiledProject:
     routing: dict[str, tuple[str, ...]]
     regexes: dict[str, tuple[str, str]] = field(default_factory=dict)  # flag -> (field, pattern)
     expressions: dict[str, Node] = field(default_factory=dict)  # flag -> a trigger too large for durable_rules
+    waits: dict[str, list[Node]] = field(default_factory=dict)  # reaction -> its triggers' wait_while, resolved
 
     @property
     def stuck_threshold(self) -> int:
@@ -100,6 +101,8 @@ def compile_project(config: Config, project: Project, book: Rulebook) -> Compile
                 compiled.expressions[flag] = when
                 condition = {"$and": [{"kind": scope_kind}, {flag: True}]}
             compiled.triggers.append(CompiledTrigger(f"{key}#{n}", trigger, reaction, when, condition))
+            if trigger.wait_while is not None:
+                compiled.waits.setdefault(key, []).append(_resolve(trigger.wait_while, reaction))
     return compiled
 
 
@@ -384,6 +387,9 @@ class Engine:
                 reaction = self.compiled.reactions.get(key)
                 if reaction is None:
                     continue
+                fact = cycle.facts.get(session, {})
+                if any(evaluate_node(w, fact) for w in self.compiled.waits.get(key, ())):
+                    continue  # undecided (e.g. CI still running): neither a trigger nor a clear
                 result = ledger.step(entry, False, "", cycle.now, reaction)
                 self._put(session, key, result.entry)
 

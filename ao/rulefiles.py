@@ -78,9 +78,11 @@ class Trigger:
     description: str = ""
     file: str = ""
     line: int = 0
+    wait_while: All | None = None  # while this holds, an observation neither triggers nor counts as clear
 
     def references(self) -> set[str]:
-        return {c.value.name for c in conditions(self.when) if isinstance(c.value, Ref)}
+        nodes = [self.when] + ([self.wait_while] if self.wait_while is not None else [])
+        return {c.value.name for n in nodes for c in conditions(n) if isinstance(c.value, Ref)}
 
     @property
     def origin(self) -> str:
@@ -132,11 +134,13 @@ def parse_file(src: Source) -> tuple[list[Trigger], list[Problem]]:
         known = _fields_for(scope)
         before = len(problems)
         when = _parse_when(src, raw["when"], at + ("when",), known, problems)
+        wait = _parse_when(src, raw["wait_while"], at + ("wait_while",), known, problems) if "wait_while" in raw else None
         if raw["occurrence"] not in known:
             problems.append(src.problem(at + ("occurrence",), _unknown_field(raw["occurrence"], known, scope)))
         if len(problems) == before:
             triggers.append(Trigger(reaction=raw["reaction"], when=when, occurrence=raw["occurrence"], scope=scope,
-                                    description=raw.get("description", ""), file=src.file, line=src.where(at)[0]))
+                                    description=raw.get("description", ""), file=src.file, line=src.where(at)[0],
+                                    wait_while=wait))
     return triggers, problems
 
 

@@ -356,6 +356,22 @@ def test_two_passes_reset_the_budget(harness):
     assert h.observe({"app-1": failing("a1")}) == [("app-1", "ci-failed", "send-to-agent", None)]  # old head, new budget
 
 
+def test_ci_running_on_a_fix_neither_fires_nor_resets_the_budget(harness):
+    """ci-failed's wait_while: many polls of a slow CI after each push are not "passes" (SPEC 3.1's example:
+    the third failing head pages a human, however long CI takes)."""
+    h = harness()
+    pending = {"ci": "pending", "review": "none"}
+    assert h.observe({"app-1": failing("a1")})[0][2] == "send-to-agent"
+    for sha, expected in (("a2", "send-to-agent"), ("a3", "escalate")):
+        for _ in range(5):
+            assert h.observe({"app-1": {**pending, "head_sha": sha}}) == []
+        assert h.engine.ledgers["app-1"]["ci-failed"].clear_streak == 0
+        assert h.observe({"app-1": failing(sha)})[0][2] == expected
+    h.observe({"app-1": PASSING})
+    h.observe({"app-1": PASSING})
+    assert "ci-failed" not in h.engine.ledgers.get("app-1", {})  # two real passes still reset it
+
+
 def test_escalated_budget_resets_only_after_a_stable_clear(harness):
     h = harness(ONE_PROJECT + "reactions:\n  ci-failed: {retries: 0}\n")
     assert h.observe({"app-1": failing("a1")})[0][2] == "escalate"
