@@ -60,7 +60,7 @@ def observe(manager: "Sessions", sessions: list[Session], now: float, capture: b
 
     panes: dict[str, str] = {}
     if capture:
-        wanted = [s for s in live if probes.get(s.runtime_handle) and probes[s.runtime_handle].alive]
+        wanted = [s for s in live if _worth_capturing(s, probes.get(s.runtime_handle))]
 
         def grab(s: Session) -> tuple[str, str]:
             return s.id, manager.runtime(s.runtime or "tmux").capture(s.runtime_handle, CAPTURE_LINES)
@@ -77,9 +77,24 @@ def observe(manager: "Sessions", sessions: list[Session], now: float, capture: b
                                 at=s.meta.get("activity", {}).get("at"))
         else:
             activity = _activity(manager, s, project.agent, probe, panes.get(s.id), now)
+        if s.id in panes:
+            activity.memo = {**activity.memo, "captured_at": now}
         fresh = (scm or {}).get(s.id)
         out.append(Seen(s, probe, activity, build_fact(s, activity, probe, now, _stuck_threshold(project), fresh)))
     return out
+
+
+def _worth_capturing(s: Session, probe: "Probe | None") -> bool:
+    """Capture a pane only if it may show something new: output since the last capture (the runtime's
+    last-output time has 1 s resolution, hence the margin), or a question or limit shown last time (whose
+    answer is the next output anyway, but the pattern must be seen again to keep the state). Quiet panes,
+    most of them in a large fleet, cost nothing."""
+    if probe is None or not probe.alive:
+        return False
+    captured = s.meta.get("activity", {}).get("captured_at")
+    if captured is None or probe.last_output_at is None or probe.last_output_at >= captured - 1:
+        return True
+    return s.fact.get("activity") in ("waiting_input", "blocked")
 
 
 def _activity(manager: "Sessions", s: Session, default_agent: str, probe: "Probe", pane: str | None,
