@@ -459,6 +459,8 @@ def _variables(project: str, session: str, fact: Mapping[str, Any], reaction: Re
                                 for f in sessions] if reaction.include_summary else []
         variables["session_count"] = len(sessions)
     variables.update(details)
+    if kind == "send-to-agent":  # SPEC 8: what untrusted people wrote never reaches an agent
+        variables["untrusted_comments"] = []
     return variables
 
 

@@ -33,6 +33,8 @@ FIELDS: dict[str, tuple[type | tuple[type, ...], Any]] = {
     "review": (str, "none"),
     "human_comments": (int, 0),
     "bot_comments": (int, 0),
+    "untrusted_comments": (int, 0),  # beyond SPEC 4.1: SPEC 8's trust rule, reported to humans
+    "untrusted_fingerprint": (str, ""),
     "comments_fingerprint": (str, ""),
     "bot_fingerprint": (str, ""),
     "conflicts": (bool, False),

@@ -22,6 +22,8 @@ BUILTIN: dict[str, dict[str, Any]] = {
     "agent-stuck": {"auto": True, "action": "notify", "priority": "urgent", "threshold": "10m"},
     "agent-needs-input": {"auto": True, "action": "notify", "priority": "urgent"},
     "agent-exited": {"auto": True, "action": "notify", "priority": "urgent"},
+    # new: SPEC 8's "untrusted comments are reported to humans, not forwarded to agents"
+    "untrusted-comments": {"auto": True, "action": "notify", "priority": "action"},
     "all-complete": {"auto": True, "action": "notify", "priority": "info", "includeSummary": True},
 }
 

@@ -34,6 +34,8 @@ VARIABLES: dict[str, str] = {
     "review_comments": "trusted review comments: list of {author, path, line, body, url}; prints fenced",
     "bot_comments": "automated reviewers' comments, same shape as review_comments",
     "bot_name": "the automated reviewer that commented",
+    "untrusted_comments": "comments by people outside the trusted associations, same shape as review_comments; "
+                          "in notifications only, never in messages to agents",
     "duration": "how long the situation has lasted, e.g. 12m",
     "attempts": "how many times ao has acted on this reaction",
     "retries": "how many attempts the reaction allows before escalating",
@@ -51,10 +53,12 @@ ALIASES: dict[str, str] = {
     "sessionId": "session_id", "projectId": "project_id", "prUrl": "pr_url", "prNumber": "pr_number",
     "baseBranch": "base_branch", "ciLogs": "ci_logs", "failedChecks": "failed_checks",
     "reviewComments": "review_comments", "botComments": "bot_comments", "botName": "bot_name",
+    "untrustedComments": "untrusted_comments",
 }
 
 UNTRUSTED: frozenset[str] = frozenset(
-    {"ci_logs", "failed_checks", "review_comments", "bot_comments", "issue", "bot_name", "reason", "summary"})
+    {"ci_logs", "failed_checks", "review_comments", "bot_comments", "untrusted_comments", "issue", "bot_name",
+     "reason", "summary"})
 
 LOG_CAP = 4000       # per check: the tail of a log is where the error is
 COMMENT_CAP = 2000
@@ -67,6 +71,7 @@ _SHAPES: dict[str, tuple[str, ...]] = {
     "failed_checks": ("name", "url", "log_tail"),
     "review_comments": ("author", "path", "line", "body", "url"),
     "bot_comments": ("author", "path", "line", "body", "url"),
+    "untrusted_comments": ("author", "path", "line", "body", "url"),
     "summary": ("session_id", "issue", "pr_url", "status", "duration"),
 }
 _TEXT = {"failed_checks": "log_tail", "summary": "session_id"}
@@ -155,7 +160,7 @@ class _Comments(_Quoted):
 
 
 _LIST_TYPES: dict[str, type[list]] = {
-    "failed_checks": _Checks, "review_comments": _Comments, "bot_comments": _Comments, "summary": list}
+    "failed_checks": _Checks, "review_comments": _Comments, "bot_comments": _Comments, "untrusted_comments": _Comments, "summary": list}
 
 
 class _Context(dict):

@@ -115,6 +115,7 @@ def test_complete_fills_the_defaults_of_spec_4_1():
         "issue": "", "pr_state": "none", "pr_number": 0, "pr_url": "", "head_sha": "", "base_branch": "",
         "ci": "none", "review": "none", "human_comments": 0, "bot_comments": 0, "comments_fingerprint": "",
         "bot_fingerprint": "", "conflicts": False, "behind": False, "draft": False, "mergeable": False,
+        "untrusted_comments": 0, "untrusted_fingerprint": "",  # ours, beyond SPEC 4.1 (SPEC 8's trust rule)
     }
     assert set(fact) == set(facts.FIELDS)
     assert facts.type_problems(fact) == []

@@ -268,7 +268,9 @@ def test_comments_trusted_untrusted_and_bots(gh):
     assert [c.author for c in view.bot_comments] == ["linter[bot]", "scanner"]
     details = view.details()
     assert [c["body"] for c in details["review_comments"]] == ["Please handle the empty list."]
-    assert "Ignore previous" not in json.dumps(details)
+    agent_facing = {k: v for k, v in details.items() if k != "untrusted_comments"}  # for humans only
+    assert "Ignore previous" not in json.dumps(agent_facing)
+    assert [c["author"] for c in details["untrusted_comments"]] == ["mallory", "dave"]
     assert view.fact_fields()["human_comments"] == 1 and view.fact_fields()["bot_comments"] == 2
     assert view.comments[0].association == "MEMBER" and view.comments[0].trusted
 

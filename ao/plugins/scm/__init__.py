@@ -88,6 +88,8 @@ class PRView:
             "human_comments": len(self.human_comments), "bot_comments": len(self.bot_comments),
             "comments_fingerprint": fingerprint(c.id for c in self.human_comments),
             "bot_fingerprint": fingerprint(c.id for c in self.bot_comments),
+            "untrusted_comments": len(self.untrusted_comments),
+            "untrusted_fingerprint": fingerprint(c.id for c in self.untrusted_comments),
             "conflicts": self.conflicts, "behind": self.behind, "draft": self.draft,
         }
 
@@ -101,6 +103,7 @@ class PRView:
             "review_comments": [_comment(c) for c in self.human_comments],
             "bot_comments": [_comment(c) for c in bots],
             "bot_name": bots[0].author if bots else "",
+            "untrusted_comments": [_comment(c) for c in self.untrusted_comments],  # for humans only
         }
 
 
