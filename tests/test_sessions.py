@@ -291,3 +291,43 @@ def test_the_orchestrator_session_runs_in_the_project_checkout_and_is_reused(aoe
     got = wait_for(lambda: aoenv.received(first.id), what="the orchestrator prompt")
     assert "ao status --json" in got[0]["text"] and "ao spawn" in got[0]["text"]
     assert manager.spawn_orchestrator().id == first.id
+
+
+def test_spawn_and_batch_spawn_take_issues_from_github(aoenv, monkeypatch):
+    from fake_github import TOKEN, FakeGitHub
+
+    fake = FakeGitHub().start()
+    try:
+        issue = fake.add_issue("Fix the login redirect", body="Users land on /404 after login.")
+        monkeypatch.setenv("GITHUB_TOKEN", TOKEN)
+        aoenv.write_config(repo="acme/app", tracker={"plugin": "github"},
+                           scm={"plugin": "github", "baseUrl": fake.url})
+        s = spawn(aoenv, str(issue.number))
+        assert s.issue == str(issue.number) and s.branch == f"feat/issue-{issue.number}"
+        got = wait_for(lambda: aoenv.received(s.id), what="the prompt")
+        assert "Fix the login redirect" in got[0]["text"] and "Users land on /404" in got[0]["text"]
+        assert f"Closes #{issue.number}" in got[0]["text"]
+        run = aoenv.ao("batch-spawn", "app", str(issue.number), "9999", "--json",
+                       env={**aoenv.env, "GITHUB_TOKEN": TOKEN})
+        rows = {r["issue"]: r for r in json.loads(run.stdout)}
+        assert run.returncode == 1 and rows[str(issue.number)]["result"] == "skipped"
+        assert rows["9999"]["result"] == "failed"
+    finally:
+        fake.stop()
+
+
+def test_spawn_takes_issues_from_linear(aoenv, monkeypatch):
+    from fake_linear import FakeLinear
+
+    fake = FakeLinear().start()
+    try:
+        fake.add_issue("ENG-42", "Rate-limit the search API", description="Cap at 10 requests a second.")
+        monkeypatch.setenv("LINEAR_API_KEY", fake.key)
+        monkeypatch.setenv("LINEAR_API_URL", fake.url)
+        aoenv.write_config(tracker={"plugin": "linear", "team": "ENG"})
+        s = spawn(aoenv, "ENG-42")
+        assert s.issue == "ENG-42" and s.branch == "feat/issue-ENG-42"
+        got = wait_for(lambda: aoenv.received(s.id), what="the prompt")
+        assert "Rate-limit the search API" in got[0]["text"] and "Cap at 10 requests" in got[0]["text"]
+    finally:
+        fake.stop()
