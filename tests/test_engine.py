@@ -23,8 +23,9 @@ from ao import engine as engine_mod
 from ao import facts
 from ao.actions import Action, RecordingExecutor
 from ao.errors import AoError
-from ao.ledger import JsonLedgerStore, MemoryLedgerStore
+from ao.ledger import MemoryLedgerStore
 from ao.reactions import PRIORITIES
+from ao.store import SessionLedgerStore, SessionStore
 
 START = "2026-01-01 09:00:00"
 ONE_PROJECT = """
@@ -419,62 +420,55 @@ def test_ledgers_are_per_session(harness):
 
 # -------------------------------------------------------------------------------------------- restart
 
+def session_ledgers(data: Path) -> SessionLedgerStore:
+    """The ledger store the poller uses: inside the session files (app-1 exists)."""
+    store = SessionStore(data)
+    if store.get("app-1", "app") is None:
+        store.create("app", id="app-1")
+    return SessionLedgerStore(store)
+
+
 def test_restart_keeps_ledgers(harness, tmp_path):
-    store = JsonLedgerStore(tmp_path / "data")
+    store = session_ledgers(tmp_path / "data")
     h = harness(store=store)
     assert h.observe({"app-1": failing("a1")})[0][2] == "send-to-agent"
     h.tick(minutes=5)
     assert h.observe({"app-1": failing("a2")})[0][2] == "send-to-agent"
-    on_disk = json.loads((tmp_path / "data" / "ledgers" / "app" / "app-1.json").read_text())
-    assert on_disk["reactions"]["ci-failed"]["attempts"] == 2
+    on_disk = json.loads((tmp_path / "data" / "projects" / "app" / "sessions" / "app-1.json").read_text())
+    assert on_disk["ledgers"]["ci-failed"]["attempts"] == 2
     state = dict(h.state)
     h.close()
 
-    h2 = harness(store=JsonLedgerStore(tmp_path / "data"))
+    h2 = harness(store=session_ledgers(tmp_path / "data"))
     h2.state = state
     h2.tick(minutes=5)
     assert h2.observe() == []  # a2 was already sent before the restart
     assert h2.observe({"app-1": failing("a3")}) == [("app-1", "ci-failed", "escalate", "urgent")]
     h2.close()
 
-    h3 = harness(store=JsonLedgerStore(tmp_path / "data"))
+    h3 = harness(store=session_ledgers(tmp_path / "data"))
     h3.state = dict(h2.state)
     assert h3.observe({"app-1": failing("a4")}) == []  # the escalation survived too
 
 
 def test_restart_keeps_time_budget(harness, tmp_path):
-    h = harness(store=JsonLedgerStore(tmp_path / "data"))
+    h = harness(store=session_ledgers(tmp_path / "data"))
     review = {"pr_state": "open", "ci": "pending", "review": "changes_requested", "comments_fingerprint": "c1"}
     assert h.observe({"app-1": review})[0][2] == "send-to-agent"
     h.close()
-    h2 = harness(store=JsonLedgerStore(tmp_path / "data"))
+    h2 = harness(store=session_ledgers(tmp_path / "data"))
     h2.tick(minutes=30)
     assert h2.observe({"app-1": review}) == [("app-1", "changes-requested", "escalate", "urgent")]
 
 
 def test_restart_keeps_delivery_failures(harness, tmp_path):
-    h = harness(store=JsonLedgerStore(tmp_path / "data"))
+    h = harness(store=session_ledgers(tmp_path / "data"))
     h.observe({"app-1": failing("a1")}, RecordingExecutor(fail=2))
     h.observe(executor=RecordingExecutor(fail=2))
     h.close()
-    h2 = harness(store=JsonLedgerStore(tmp_path / "data"))
+    h2 = harness(store=session_ledgers(tmp_path / "data"))
     got = h2.observe({"app-1": failing("a1")}, RecordingExecutor(fail=1))
     assert got == [("app-1", "ci-failed", "send-to-agent", None), ("app-1", "ci-failed", "escalate", "urgent")]
-
-
-@pytest.mark.parametrize("garbage", ["{not json", "[]", '{"session": "app-1"}', ""])
-def test_corrupt_ledger_is_quarantined_and_reported(tmp_path, clock, garbage):
-    cfg = write_config(tmp_path, ONE_PROJECT)
-    folder = tmp_path / "data" / "ledgers" / "app"
-    folder.mkdir(parents=True)
-    bad = folder / "app-1.json"
-    bad.write_text(garbage)
-    compiled = engine_mod.compile_config(cfg)["app"]
-    with pytest.raises(AoError) as err:
-        engine_mod.Engine(compiled, JsonLedgerStore(tmp_path / "data"))
-    assert "corrupt" in str(err.value) and "app-1.json" in str(err.value)
-    assert not bad.exists()
-    assert (folder / "app-1.corrupt").read_text() == garbage  # kept for a human, not overwritten
 
 
 # ------------------------------------------------------------------------------------------- overrides
