@@ -187,8 +187,12 @@ def run(json_output: bool = False, keep: bool = False, say: Callable[[str], None
                            "AO_CONFIG_PATH": str(config_path)})
         demo.say(f"ao demo in {root} (tmux -L {demo.socket})")
         result = _drive(demo, config_path)
+        if keep:
+            result["folder"] = str(root)
     finally:
         subprocess.run(["tmux", "-L", demo.socket, "kill-server"], capture_output=True)
+        socket_dir = Path(os.environ.get("TMUX_TMPDIR", "/tmp")) / f"tmux-{os.getuid()}"
+        (socket_dir / demo.socket).unlink(missing_ok=True)  # tmux leaves its socket file behind
         for key, value in saved.items():
             if value is None:
                 os.environ.pop(key, None)
@@ -284,6 +288,8 @@ def _wait_for_ci_jobs(root: Path, timeout: float = 15.0) -> None:
     """CI runs detached; let any still running finish before their folder goes (nothing left behind)."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
+        if shutil.which("pgrep") is None:
+            return
         found = subprocess.run(["pgrep", "-f", str(root)], capture_output=True, text=True).stdout.split()
         if not [p for p in found if int(p) != os.getpid()]:
             return

@@ -3,8 +3,9 @@
 ``send-to-agent`` goes through a journal so that a crash never duplicates an agent message: the action's
 deterministic id is written ``pending`` before the text is typed in and ``sent`` once delivery is confirmed.
 After a restart the engine decides the same action again (its ledger was not saved); a ``sent`` entry
-answers "delivered" without typing anything, a ``pending`` one is sent. Only a crash inside the send itself
-(tens of milliseconds) could repeat a message.
+answers "delivered" without typing anything, a ``pending`` one is sent. A send that typed the text in but
+could not confirm it (``unconfirmed``) is never typed again: it counts as a failed delivery, and three of those
+escalate to a human. Only a crash inside the send itself (up to the confirmation timeout) could repeat one.
 """
 
 from __future__ import annotations
@@ -69,12 +70,20 @@ class AgentExecutor:
     def execute(self, action: Action) -> Outcome:
         if not action.session:
             return Outcome(False, "a project-wide action has no agent to send to")
+        from ao.plugins.runtime import Unconfirmed
+
         aid = action_id(action)
-        if self.journal.state(aid) == "sent":
+        state = self.journal.state(aid)
+        if state == "sent":
             return Outcome(True)  # delivered before a crash; the ledger just did not hear of it
+        if state == "unconfirmed":  # typed in once already: never again; failures escalate to a human
+            return Outcome(False, "an earlier delivery of this message was not confirmed; not typing it again")
         self.journal.mark(aid, "pending", self.clock(), session=action.session, reaction=action.reaction)
         try:
             self.manager.send(action.session, action.text)
+        except Unconfirmed as exc:
+            self.journal.mark(aid, "unconfirmed", self.clock(), session=action.session, error=str(exc))
+            return Outcome(False, str(exc))
         except AoError as exc:
             self.journal.mark(aid, "failed", self.clock(), session=action.session, error=str(exc))
             return Outcome(False, str(exc))

@@ -80,7 +80,7 @@ def observe(manager: "Sessions", sessions: list[Session], now: float, capture: b
         if s.id in panes:
             activity.memo = {**activity.memo, "captured_at": now}
         fresh = (scm or {}).get(s.id)
-        out.append(Seen(s, probe, activity, build_fact(s, activity, probe, now, _stuck_threshold(project), fresh)))
+        out.append(Seen(s, probe, activity, build_fact(s, activity, probe, now, stuck_threshold(project), fresh)))
     return out
 
 
@@ -107,7 +107,7 @@ def _activity(manager: "Sessions", s: Session, default_agent: str, probe: "Probe
     return manager.agent(s.agent or default_agent).activity(obs)
 
 
-def _stuck_threshold(project: Any) -> int:
+def stuck_threshold(project: Any) -> int:
     reaction = project.reactions.get("agent-stuck") if project is not None else None
     return reaction.threshold if reaction is not None and reaction.threshold else 600
 

@@ -67,6 +67,7 @@ class Poller:
         self._executors: Any = None
         self._refresh: dict[str, set[str]] = {}  # project -> branches a webhook said changed
         self._refresh_lock = threading.Lock()
+        self._pruned_at = 0.0
 
     def refresh(self, project: str, branches: list[str]) -> None:
         """A webhook said these branches changed (none named: the whole project): the next cycle re-reads
@@ -161,6 +162,11 @@ class Poller:
             self._auto_cleanup(seen, now, report)
             with contextlib.suppress(AoError):
                 self.outbox.deliver_due(self.clock())
+            if now - self._pruned_at >= 3600:
+                self._pruned_at = now
+                from ao.executors import Journal
+
+                Journal(self.config.data_dir).prune(now)
         report.seconds = round(time.monotonic() - started, 4)
         return report
 
@@ -171,7 +177,8 @@ class Poller:
         self._views = {}
         groups: dict[str, list[Session]] = {}
         for s in sessions:
-            if not s.terminal and s.branch and s.role == "worker":
+            # an agent that exited after opening its PR: the PR may still be merged or closed
+            if (not s.terminal or s.status == "exited") and s.branch and s.role == "worker":
                 groups.setdefault(s.project, []).append(s)
         with self._refresh_lock:
             refresh, self._refresh = self._refresh, {}
@@ -204,7 +211,7 @@ class Poller:
             previous = s.fact.get("activity", "active") if s.fact else "active"
             activity = Activity(state=previous if previous != "exited" else "active", at=memo.get("at"), memo=memo)
             project = self.config.projects[s.project]
-            fact = observe.build_fact(s, activity, Probe(alive=True), now, _stuck(project),
+            fact = observe.build_fact(s, activity, Probe(alive=True), now, observe.stuck_threshold(project),
                                       {k: item.fact[k] for k in observe.SCM_FIELDS})
             return observe.Seen(s, item.probe, activity, fact)
         if item.fact["status"] == "exited" and not s.issue and item.fact["pr_state"] == "none" and s.role == "worker":
@@ -214,7 +221,12 @@ class Poller:
     def _react(self, project: str, items: list[observe.Seen], details: dict, now: float, report: CycleReport) -> None:
         engine = self.engine(project)
         executor = RecordingExecutor() if self.dry_run else self.executors()
-        queue = engine.evaluate([i.fact for i in items], int(now), {k: v for k, v in details.items()})
+        queue = engine.evaluate([i.fact for i in items], int(now), details)
+        if not self.dry_run:
+            # The decision's id includes when its budget began: save that before acting, so a crash after
+            # acting gives the restarted poller the same id (journal, outbox: no repeat). An ACT itself is
+            # recorded only once settled.
+            engine.save()
         while queue:
             action = queue.pop(0)
             outcome = executor.execute(action) if not self.dry_run else Outcome(True)
@@ -241,10 +253,12 @@ class Poller:
             return
 
         def update(session: Session) -> None:
-            if not session.ended_on_purpose:  # killed or cleaned meanwhile by another command: keep that
-                session.status = fact["status"]
             session.fact = fact
             session.pr_number, session.pr_url = fact["pr_number"], fact["pr_url"]
+            if (session.status, session.runtime_handle, session.meta) != (s.status, s.runtime_handle, s.meta):
+                return  # changed by another command during this cycle (spawn finished, restore, kill): its
+                # status and meta win; the next cycle observes them
+            session.status = fact["status"]
             session.meta = {**session.meta, "activity": memo, "probe_misses": misses}
 
         with contextlib.suppress(AoError):  # archived meanwhile: nothing left to record
@@ -264,8 +278,11 @@ class Poller:
             try:
                 fresh = self.store.get(item.session.id, item.session.project)
                 if fresh is not None:
-                    self.manager.cleanup([CleanupItem(fresh, "clean", "merged")])
-                    report.cleaned.append(fresh.id)
+                    for done in self.manager.cleanup([CleanupItem(fresh, "clean", "merged")]):
+                        if done.action == "failed":
+                            report.errors.append(f"{fresh.id}: cleanup failed: {done.reason}")
+                        else:
+                            report.cleaned.append(fresh.id)
             except AoError as exc:
                 report.errors.append(f"{item.session.id}: cleanup failed: {exc}")
 
@@ -275,11 +292,6 @@ class Poller:
         if self.dry_run:
             return {"ts": events.iso(now), "type": kind, **fields}
         return events.append(self.config.data_dir, kind, ts=now, secrets=self.config.secrets(), **fields)
-
-
-def _stuck(project: Any) -> int:
-    reaction = project.reactions.get("agent-stuck")
-    return reaction.threshold if reaction is not None and reaction.threshold else 600
 
 
 def _stable(fact: dict[str, Any]) -> dict[str, Any]:
@@ -313,10 +325,28 @@ def poller_lock(data_dir: Path) -> Iterator[None]:
 
 
 def running_pid(data_dir: Path) -> int | None:
+    """The pid of the poller holding this data dir's lock; None when none does (a pid file left by a
+    killed poller is removed, never trusted: its pid may belong to another process by now)."""
+    import fcntl
+
     try:
-        return int((data_dir / PID_FILE).read_text().strip())
-    except (OSError, ValueError):
+        fd = os.open(data_dir / LOCK_FILE, os.O_RDWR)
+    except OSError:
         return None
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            try:
+                return int((data_dir / PID_FILE).read_text().strip())
+            except (OSError, ValueError):
+                return None
+        with contextlib.suppress(OSError):
+            (data_dir / PID_FILE).unlink()
+        fcntl.flock(fd, fcntl.LOCK_UN)
+        return None
+    finally:
+        os.close(fd)
 
 
 class Loop:
@@ -349,8 +379,10 @@ class Loop:
             self._wake.clear()
             try:
                 report = self.poller.cycle()
-            except AoError as exc:
-                events.log(self.poller.config.data_dir, f"poll cycle failed: {exc}", console=self.poller.console)
+            except Exception as exc:  # one bad cycle must not end `ao start`; the next one tries again
+                kind = "" if isinstance(exc, AoError) else f"{type(exc).__name__}: "
+                events.log(self.poller.config.data_dir, f"poll cycle failed: {kind}{exc}",
+                           console=self.poller.console)
             else:
                 self.on_cycle(report)
             extra = self.poller.backoff()

@@ -242,10 +242,10 @@ class Sessions:
             default_branch=project.default_branch, agent_rules=project.agent_rules,
             agent_rules_file=project.agent_rules_file)
         run_dir = self.run_dir(project.id, sid)
+        undo.push(f"remove {run_dir}", lambda: _rmtree(run_dir))
         prompt_file, script = self._write_launch(run_dir, ws_path, agent, LaunchContext(
             session_id=sid, workspace=ws_path, prompt_file=run_dir / "prompt.md",
             settings=project.agent_config), prompt)
-        undo.push(f"remove {run_dir}", lambda: _rmtree(run_dir))
 
         handle = runtime.start(LaunchSpec(name=handle_name(data_dir, sid), cwd=ws_path, script=script, env=env,
                                           run_dir=run_dir))
@@ -448,34 +448,45 @@ class Sessions:
         project_links = {p.id: p.symlinks for p in self.config.projects.values()}
         plan = []
         for item in seen:
-            status = item.status
-            if status in ("merged", "done", "cleanup"):
-                plan.append(CleanupItem(item.session, "clean", status))
-            elif status in ("killed", "exited", "errored", "pr_closed"):
-                links = project_links.get(item.session.project, [])
-                unsaved = "" if force else _unsaved_work(item.session.workspace, links)
-                plan.append(CleanupItem(item.session, "keep" if unsaved else "clean",
-                                        f"{status}, but {unsaved}; --force removes it anyway" if unsaved else status))
+            status, s = item.status, item.session
+            if status not in ("merged", "done", "cleanup", "killed", "exited", "errored", "pr_closed"):
+                continue  # live sessions are never touched
+            # merged work is on the default branch; anything else may hold the only copy of the agent's
+            # commits (a task has no PR). An orchestrator works in the project checkout, which is the user's.
+            check = not force and status != "merged" and s.role != "orchestrator"
+            unsaved = _unsaved_work(s.workspace, project_links.get(s.project, [])) if check else ""
+            plan.append(CleanupItem(s, "keep" if unsaved else "clean",
+                                    f"{status}, but {unsaved}; --force removes it anyway" if unsaved else status))
         return plan
 
     def cleanup(self, items: list[CleanupItem]) -> list[CleanupItem]:
-        """Clean the ``clean`` items: stop the runtime, remove the workspace, archive the record."""
+        """Clean the ``clean`` items: stop the runtime, remove the workspace, archive the record. One item
+        that cannot be cleaned is returned with action ``failed`` and the reason; the others go on."""
         done = []
         for item in items:
             if item.action != "clean":
                 continue
-            session = item.session
-            project = self.config.projects.get(session.project)
-            if session.runtime_handle:
-                self.runtime(session.runtime or (project.runtime if project else "tmux")).kill(session.runtime_handle)
-            if session.workspace and project is not None:
-                self.workspace(project.workspace).remove(project.path, Path(session.workspace), session.branch or None)
-            _rmtree(self.run_dir(session.project, session.id))
-            archived = self.store.archive(session.id, session.project, status="cleanup",
-                                          meta={**session.meta, "ended_as": item.reason})
-            self._event("session.cleaned", archived, was=item.reason)
-            done.append(CleanupItem(archived, "clean", item.reason))
+            try:
+                done.append(self._clean_one(item))
+            except AoError as exc:
+                done.append(CleanupItem(item.session, "failed", str(exc)))
         return done
+
+    def _clean_one(self, item: CleanupItem) -> CleanupItem:
+        session = item.session
+        project = self.config.projects.get(session.project)
+        if project is None:
+            raise AoError(f"project '{session.project}' is no longer configured; its workspace "
+                          f"{session.workspace or '(none)'} was left alone")
+        if session.runtime_handle:
+            self.runtime(session.runtime or project.runtime).kill(session.runtime_handle)
+        if session.workspace and session.role != "orchestrator":  # the orchestrator's is the user's checkout
+            self.workspace(project.workspace).remove(project.path, Path(session.workspace), session.branch or None)
+        _rmtree(self.run_dir(session.project, session.id))
+        archived = self.store.archive(session.id, session.project, status="cleanup",
+                                      meta={**session.meta, "ended_as": item.reason})
+        self._event("session.cleaned", archived, was=item.reason)
+        return CleanupItem(archived, "clean", item.reason)
 
 
 # ------------------------------------------------------------------------------------------ helpers

@@ -61,7 +61,7 @@ def signature_ok(secret: bytes, body: bytes, header: str | None) -> bool:
     if not header or not header.startswith("sha256="):
         return False
     expected = "sha256=" + hmac.new(secret, body, hashlib.sha256).hexdigest()
-    return hmac.compare_digest(expected, header.strip())
+    return hmac.compare_digest(expected.encode(), header.strip().encode("utf-8", "replace"))
 
 
 def branches_of(event: str, payload: Any) -> list[str]:
@@ -96,6 +96,8 @@ class WebhookServer:
         server = self
 
         class Handler(BaseHTTPRequestHandler):
+            timeout = 10  # a client that stalls mid-request does not hold a thread for ever
+
             def log_message(self, *args: Any) -> None:  # no per-request stderr noise
                 pass
 

@@ -119,7 +119,7 @@ def test_a_poller_killed_between_decision_and_delivery_sends_exactly_once_after_
     monkeypatch.setattr(sessions.Sessions, "send", real_send)
     assert len(hooked.received(s.id)) == 1  # only the prompt
 
-    restarted = Poller(hooked.load(), console=None)
+    restarted = Poller(hooked.load(), console=None, clock=lambda: time.time() + 7)  # restarted seconds later
     report = restarted.cycle()
     assert [(a["reaction"], a["ok"]) for a in report.actions] == [("ci-failed", True)]
     for _ in range(3):
@@ -151,7 +151,7 @@ def test_a_poller_killed_after_delivery_before_saving_does_not_send_again(hooked
     monkeypatch.undo()
     wait_for(lambda: len(hooked.received(s.id)) >= 2, what="the fix request")
 
-    restarted = Poller(hooked.load(), console=None)
+    restarted = Poller(hooked.load(), console=None, clock=lambda: time.time() + 7)  # restarted seconds later
     for _ in range(3):
         restarted.cycle()
     assert len(hooked.received(s.id)) == 2
@@ -218,6 +218,16 @@ def test_start_runs_until_stop_and_one_poller_per_data_dir(hooked):
             proc.kill()
         proc.communicate()
     assert hooked.ao("stop").returncode == 1
+    # a pid file left by a killed poller is not trusted: its pid may be someone else's process by now
+    bystander = subprocess.Popen(["sleep", "60"])
+    try:
+        (hooked.data / "poller.pid").write_text(f"{bystander.pid}\n")
+        stale = hooked.ao("stop")
+        assert stale.returncode == 1 and "no ao poller is running" in stale.stderr
+        assert bystander.poll() is None and not (hooked.data / "poller.pid").exists()
+    finally:
+        bystander.kill()
+        bystander.wait()
 
 
 def test_events_lists_and_filters(hooked):

@@ -22,7 +22,6 @@ from ao import config as config_mod
 from ao import engine as engine_mod
 from ao import facts
 from ao.actions import Action, RecordingExecutor
-from ao.errors import AoError
 from ao.ledger import MemoryLedgerStore
 from ao.reactions import PRIORITIES
 from ao.store import SessionLedgerStore, SessionStore

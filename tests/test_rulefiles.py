@@ -46,7 +46,7 @@ def test_builtin_rules_parse_and_cover_the_builtin_reactions():
     assert found["all-complete"].scope == "project"
     assert found["ci-failed"].occurrence == "head_sha"
     assert found["agent-idle"].references() == {"threshold"}
-    assert found["ci-failed"].origin.endswith("builtin.yaml:5")
+    assert found["ci-failed"].origin.endswith("builtin.yaml:6")
 
 
 def test_parse_tree(tmp_path):

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import subprocess
+from pathlib import Path
 from concurrent.futures import ThreadPoolExecutor
 
 import pytest
@@ -179,6 +180,24 @@ def test_cleanup_archives_ended_sessions_and_keeps_live_ones_and_unpushed_work(a
 
     run = aoenv.ao("cleanup", "--confirm", "--force")
     assert run.returncode == 0 and not os.path.exists(dirty.workspace)
+
+
+def test_cleanup_keeps_a_finished_task_with_unpushed_commits_and_skips_the_orchestrators_checkout(aoenv):
+    manager = aoenv.manager()
+    task = spawn(aoenv, "explore something")
+    git("commit", "-q", "--allow-empty", "-m", "the only copy of this work", cwd=Path(task.workspace))
+    manager.kill(task.id)
+    manager.store.update(task.id, "app", status="done")
+    orchestrator = manager.spawn_orchestrator()
+    manager.kill(orchestrator.id)
+    (aoenv.project / "scratch.txt").write_text("the user's own uncommitted file")
+    plan = {i.session.id: i for i in manager.cleanup_plan()}
+    assert plan[task.id].action == "keep" and "1 unpushed commit" in plan[task.id].reason
+    assert plan[orchestrator.id].action == "clean"
+    done = manager.cleanup(list(plan.values()))
+    assert [(d.session.id, d.action) for d in done] == [(orchestrator.id, "clean")]
+    assert (aoenv.project / "scratch.txt").exists() and aoenv.project.is_dir()  # the checkout is untouched
+    assert manager.store.get(task.id).status == "done" and os.path.isdir(task.workspace)
 
 
 # ------------------------------------------------------------------------------------- bad input

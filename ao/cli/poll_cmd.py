@@ -25,8 +25,8 @@ def register(app: typer.Typer) -> None:
     @app.command()
     def poll(
         ctx: typer.Context,
-        dry_run: Annotated[bool, typer.Option("--dry-run", help="Decide but do nothing: no messages, no "
-                                              "notifications, no merges, nothing written.")] = False,
+        dry_run: Annotated[bool, typer.Option("--dry-run", help="Decide but do nothing: no messages, "
+                                              "notifications or merges; no session, ledger or event written.")] = False,
         json: JsonOption = False,
         config: ConfigOption = None,
     ) -> None:

@@ -125,17 +125,25 @@ def register(root: typer.Typer) -> None:
         manager = _manager(ctx, config)
         plan = manager.cleanup_plan(project, force=force)
         act = confirm and not dry_run
-        done = manager.cleanup(plan) if act else []
-        cleaned = {item.session.id for item in done}
-        rows = [{"session": i.session.id, "project": i.session.project, "action": i.action, "reason": i.reason,
-                 "done": i.session.id in cleaned} for i in plan]
+        done = {item.session.id: item for item in (manager.cleanup(plan) if act else [])}
+        rows = []
+        for i in plan:
+            result = done.get(i.session.id)
+            failed = result is not None and result.action == "failed"
+            rows.append({"session": i.session.id, "project": i.session.project,
+                         "action": "failed" if failed else i.action,
+                         "reason": result.reason if failed else i.reason,
+                         "done": result is not None and not failed})
         if json:
             print_json(rows)
         else:
             verb = "removed" if act else "would remove"
             for row in rows:
-                print(f"{row['session']}: {verb if row['action'] == 'clean' else 'keeping'} ({row['reason']})")
+                what = {"clean": verb, "keep": "keeping", "failed": "could not remove"}[row["action"]]
+                print(f"{row['session']}: {what} ({row['reason']})")
             if not rows:
                 print("nothing to clean up")
             elif not act:
                 print("(nothing removed: add --confirm to remove them)")
+        if any(row["action"] == "failed" for row in rows):
+            raise typer.Exit(1)

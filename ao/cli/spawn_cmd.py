@@ -75,7 +75,12 @@ def register(app: typer.Typer) -> None:
             manager = _manager(ctx, config, status)
             manager.config.project(project)  # an unknown project fails once, not once per issue
             busy = {s.issue: s.id for s in manager.store.list(project) if not s.terminal and s.issue}
+            tracker = manager.tracker(manager.config.project(project))
             for issue in dict.fromkeys(issues):
+                if not tracker.looks_like_id(issue):
+                    rows.append({"issue": issue, "result": "failed", "session": None,
+                                 "detail": "not an issue id (batch-spawn takes issues; use ao spawn for a task)"})
+                    continue
                 key = issue.lstrip("#")
                 if key in busy or issue in busy:
                     rows.append({"issue": issue, "result": "skipped", "session": busy.get(key) or busy[issue],

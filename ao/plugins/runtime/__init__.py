@@ -16,6 +16,11 @@ class SendError(AoError):
     """Text could not be delivered, or delivery could not be confirmed. Never retried blindly (no duplicates)."""
 
 
+class Unconfirmed(SendError):
+    """The text was typed in and Enter pressed, but the agent showed no sign of it: it probably arrived, so
+    it must not be typed in again."""
+
+
 @dataclass
 class LaunchSpec:
     name: str                 # unique, safe handle name, e.g. "ao-1a2b3c-app-3"

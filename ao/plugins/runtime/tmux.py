@@ -23,7 +23,7 @@ import time
 from dataclasses import dataclass
 
 from ao.errors import AoError
-from ao.plugins.runtime import LaunchSpec, Probe, SendError
+from ao.plugins.runtime import LaunchSpec, Probe, SendError, Unconfirmed
 from ao.templates import clean
 
 MISSING = "tmux is not installed (or not on PATH): install tmux, or set runtime: process"
@@ -203,7 +203,7 @@ class TmuxRuntime:
             if now != before:
                 return
             if time.monotonic() >= deadline:
-                raise SendError(
+                raise Unconfirmed(
                     f"delivery to session {handle} not confirmed: the pane did not change within "
                     f"{confirm_timeout:g} s after Enter (the agent may be busy; not resent, to avoid duplicates)")
             time.sleep(self.poll)
