@@ -218,10 +218,6 @@ class Sessions:
 
     def _spawn(self, request: SpawnRequest, project: Project, agent_name: str, agent: Any, runtime: Any,
                workspace: Any, issue: Any, task: str, undo: _Undo) -> Session:
-        from ao.plugins.agent import LaunchContext
-        from ao.plugins.runtime import LaunchSpec
-
-        data_dir = self.config.data_dir
         session = self.store.create(
             project.id, project.session_prefix, role=request.role, status="spawning",
             issue=issue.id if issue else "", task=task, agent=agent_name, runtime=project.runtime)
@@ -241,22 +237,7 @@ class Sessions:
             extra=request.prompt or "", scm_plugin=project.scm.get("plugin", "local"),
             default_branch=project.default_branch, agent_rules=project.agent_rules,
             agent_rules_file=project.agent_rules_file)
-        run_dir = self.run_dir(project.id, sid)
-        undo.push(f"remove {run_dir}", lambda: _rmtree(run_dir))
-        prompt_file, script = self._write_launch(run_dir, ws_path, agent, LaunchContext(
-            session_id=sid, workspace=ws_path, prompt_file=run_dir / "prompt.md",
-            settings=project.agent_config), prompt)
-
-        handle = runtime.start(LaunchSpec(name=handle_name(data_dir, sid), cwd=ws_path, script=script, env=env,
-                                          run_dir=run_dir))
-        undo.push(f"stop the {project.runtime} session {handle}", lambda: runtime.kill(handle))
-        self.progress(f"{sid}: {agent_name} started in {project.runtime} ({handle})")
-
-        if agent.prompt_delivery(project.agent_config) == "send":
-            self._wait_for_output(runtime, handle)
-            runtime.send(handle, prompt)
-            self.progress(f"{sid}: prompt sent ({len(prompt)} characters)")
-
+        handle, prompt_file = self._launch(project, agent, runtime, sid, ws_path, prompt, undo)
         now = self.clock()
         session = self.store.update(
             sid, project.id, status="working", branch=branch, workspace=str(ws_path), prompt=prompt,
@@ -266,12 +247,31 @@ class Sessions:
         self._event("session.working", session)
         return session
 
+    def _launch(self, project: Project, agent: Any, runtime: Any, sid: str, cwd: Path, prompt: str,
+                undo: _Undo) -> tuple[str, Path]:
+        """Write the prompt and launch script, start the runtime, and type the prompt in for agents that take
+        it that way. Returns (runtime handle, prompt file); each step pushes its undo."""
+        from ao.plugins.agent import LaunchContext
+        from ao.plugins.runtime import LaunchSpec
+
+        run_dir = self.run_dir(project.id, sid)
+        undo.push(f"remove {run_dir}", lambda: _rmtree(run_dir))
+        prompt_file, script = self._write_launch(run_dir, cwd, agent, LaunchContext(
+            session_id=sid, workspace=cwd, prompt_file=run_dir / "prompt.md", settings=project.agent_config), prompt)
+        handle = runtime.start(LaunchSpec(name=handle_name(self.config.data_dir, sid), cwd=cwd, script=script,
+                                          env=self._session_env(project, sid), run_dir=run_dir))
+        undo.push(f"stop the {project.runtime} session {handle}", lambda: runtime.kill(handle))
+        self.progress(f"{sid}: agent started in {project.runtime} ({handle})")
+        if agent.prompt_delivery(project.agent_config) == "send":
+            self._wait_for_output(runtime, handle)
+            runtime.send(handle, prompt)
+            self.progress(f"{sid}: prompt sent ({len(prompt)} characters)")
+        return handle, prompt_file
+
     def spawn_orchestrator(self, project_id: str | None = None) -> Session:
         """The orchestrator agent (``ao start``): one per data dir, in the project's own checkout (it manages
         sessions through the ``ao`` CLI and writes no code). A live one is reused."""
         from ao import prompts
-        from ao.plugins.agent import LaunchContext
-        from ao.plugins.runtime import LaunchSpec
 
         project = self.config.projects[project_id] if project_id else next(iter(self.config.projects.values()))
         for s in self.store.list():
@@ -291,17 +291,7 @@ class Sessions:
             prompt = prompts.build_orchestrator_prompt(
                 session_id=sid, project=project.id, projects=list(self.config.projects),
                 scm_plugin=project.scm.get("plugin", "local"), orchestrator_rules=project.orchestrator_rules)
-            run_dir = self.run_dir(project.id, sid)
-            _, script = self._write_launch(run_dir, project.path, agent, LaunchContext(
-                session_id=sid, workspace=project.path, prompt_file=run_dir / "prompt.md",
-                settings=project.agent_config), prompt)
-            undo.push(f"remove {run_dir}", lambda: _rmtree(run_dir))
-            handle = runtime.start(LaunchSpec(name=handle_name(self.config.data_dir, sid), cwd=project.path,
-                                              script=script, env=self._session_env(project, sid), run_dir=run_dir))
-            undo.push(f"stop the {project.runtime} session {handle}", lambda: runtime.kill(handle))
-            if agent.prompt_delivery(project.agent_config) == "send":
-                self._wait_for_output(runtime, handle)
-                runtime.send(handle, prompt)
+            handle, _ = self._launch(project, agent, runtime, sid, project.path, prompt, undo)
             session = self.store.update(sid, project.id, status="working", prompt=prompt, runtime_handle=handle,
                                         meta={"activity": {"at": self.clock()}})
             undo.steps.clear()

@@ -104,38 +104,16 @@ def run_child(n: int, runs: int) -> dict:
     except subprocess.TimeoutExpired:
         return {"error": f"timed out after {CHILD_TIMEOUT:.0f} s"}
     finally:
+        from sessionkit import kill_tmux_server
+
         kill_tmux_server(socket)  # the child kills it too; this is for a child that died or timed out
         shutil.rmtree(tmp, ignore_errors=True)
-
-
-def kill_tmux_server(socket: str, timeout: float = 10.0) -> None:
-    """Kill the private tmux server and wait until it and its panes' processes are gone; remove the socket."""
-    def tmux(*args: str) -> subprocess.CompletedProcess:
-        return subprocess.run(["tmux", "-L", socket, *args], capture_output=True, text=True, check=False)
-
-    pids = [int(p) for p in tmux("list-panes", "-a", "-F", "#{pane_pid}").stdout.split() if p.isdigit()]
-    pids += [int(p) for p in tmux("display-message", "-p", "#{pid}").stdout.split() if p.isdigit()]
-    tmux("kill-server")
-    deadline = time.monotonic() + timeout
-    for pid in pids:
-        while _alive(pid) and time.monotonic() < deadline:
-            time.sleep(0.02)
-    folder = Path(os.environ.get("TMUX_TMPDIR", "/tmp")) / f"tmux-{os.getuid()}"
-    (folder / socket).unlink(missing_ok=True)
-
-
-def _alive(pid: int) -> bool:
-    try:
-        with open(f"/proc/{pid}/stat") as fh:
-            return fh.read().rsplit(")", 1)[-1].split()[0] != "Z"  # a zombie is as good as gone
-    except OSError:
-        return False
 
 
 # ------------------------------------------------------------------------------------------- the child
 
 def child(n: int, runs: int, folder: Path, socket: str) -> dict:
-    from sessionkit import make_env
+    from sessionkit import kill_tmux_server, make_env
 
     env = make_env(folder)
     env.socket = socket

@@ -33,7 +33,7 @@ def main() -> None:
     parser.add_argument("--spawns", type=int, default=5)
     args = parser.parse_args()
 
-    from sessionkit import make_env
+    from sessionkit import kill_tmux_server, make_env
 
     with tempfile.TemporaryDirectory(prefix="ao-bench-") as tmp:
         env = make_env(Path(tmp))
@@ -42,7 +42,7 @@ def main() -> None:
             spawn_ms = bench_spawn(env, args.spawns)
             status_ms = bench_status(env, args.sessions, args.runs)
         finally:
-            env.tmux("kill-server")
+            kill_tmux_server(env.socket)
     print(f"ao spawn until the agent runs (median of {args.spawns}): {spawn_ms:7.0f} ms")
     print(f"ao status --json, {args.sessions} live sessions (median of {args.runs}): {status_ms:7.0f} ms")
 

@@ -34,7 +34,6 @@ import shutil
 import signal
 import socket
 import statistics
-import subprocess
 import sys
 import tempfile
 import threading
@@ -83,7 +82,7 @@ def main() -> None:
     tmp = tempfile.mkdtemp(prefix="ao-bench-hook-")
     env = None
     try:
-        from sessionkit import make_env
+        from sessionkit import kill_tmux_server, make_env
 
         env = make_env(Path(tmp))
         env.socket = f"ao-bench-{uuid.uuid4().hex[:10]}"
@@ -245,30 +244,6 @@ def stop_ci_runners(scms: list, timeout: float = 30.0) -> None:
                 except (ProcessLookupError, PermissionError):
                     pass
                 proc.wait()
-
-
-def kill_tmux_server(name: str, timeout: float = 10.0) -> None:
-    """Kill the private tmux server and wait until it and its panes' processes are gone; remove the socket."""
-    def tmux(*args: str) -> subprocess.CompletedProcess:
-        return subprocess.run(["tmux", "-L", name, *args], capture_output=True, text=True, check=False)
-
-    pids = [int(p) for p in tmux("list-panes", "-a", "-F", "#{pane_pid}").stdout.split() if p.isdigit()]
-    pids += [int(p) for p in tmux("display-message", "-p", "#{pid}").stdout.split() if p.isdigit()]
-    tmux("kill-server")
-    deadline = time.monotonic() + timeout
-    for pid in pids:
-        while _alive(pid) and time.monotonic() < deadline:
-            time.sleep(0.02)
-    folder = Path(os.environ.get("TMUX_TMPDIR", "/tmp")) / f"tmux-{os.getuid()}"
-    (folder / name).unlink(missing_ok=True)
-
-
-def _alive(pid: int) -> bool:
-    try:
-        with open(f"/proc/{pid}/stat") as fh:
-            return fh.read().rsplit(")", 1)[-1].split()[0] != "Z"  # a zombie is as good as gone
-    except OSError:
-        return False
 
 
 if __name__ == "__main__":

@@ -25,14 +25,13 @@ def receiver():
 @pytest.fixture
 def aoenv(tmp_path, monkeypatch):
     """A real project (git with a bare origin), config and data dir; tmux on a private socket, killed after."""
-    from sessionkit import make_env
+    from sessionkit import kill_tmux_server, make_env
 
     env = make_env(tmp_path)
     for key, value in env.env.items():
         monkeypatch.setenv(key, value)
     yield env
-    env.tmux("kill-server")
-    env.remove_socket()
+    kill_tmux_server(env.socket)
 
 
 @pytest.fixture

@@ -85,11 +85,6 @@ class AoEnv:
             return []
         return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
 
-    def remove_socket(self) -> None:
-        """tmux leaves its socket file behind after kill-server."""
-        folder = Path(os.environ.get("TMUX_TMPDIR", "/tmp")) / f"tmux-{os.getuid()}"
-        (folder / self.socket).unlink(missing_ok=True)
-
     def tmux(self, *args: str) -> subprocess.CompletedProcess:
         return subprocess.run(["tmux", "-L", self.socket, *args], capture_output=True, text=True)
 
@@ -110,3 +105,27 @@ def make_env(tmp_path: Path) -> AoEnv:
                 config=tmp_path / "agent-orchestrator.yaml", socket=f"ao-test-{uuid.uuid4().hex[:10]}")
     env.write_config()
     return env
+
+
+def kill_tmux_server(socket: str, timeout: float = 10.0) -> None:
+    """Kill the private tmux server and wait until it and its panes' processes are gone; remove the socket."""
+    def tmux(*args: str) -> subprocess.CompletedProcess:
+        return subprocess.run(["tmux", "-L", socket, *args], capture_output=True, text=True, check=False)
+
+    pids = [int(p) for p in tmux("list-panes", "-a", "-F", "#{pane_pid}").stdout.split() if p.isdigit()]
+    pids += [int(p) for p in tmux("display-message", "-p", "#{pid}").stdout.split() if p.isdigit()]
+    tmux("kill-server")
+    deadline = time.monotonic() + timeout
+    for pid in pids:
+        while _alive(pid) and time.monotonic() < deadline:
+            time.sleep(0.02)
+    folder = Path(os.environ.get("TMUX_TMPDIR", "/tmp")) / f"tmux-{os.getuid()}"
+    (folder / socket).unlink(missing_ok=True)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        with open(f"/proc/{pid}/stat") as fh:
+            return fh.read().rsplit(")", 1)[-1].split()[0] != "Z"  # a zombie is as good as gone
+    except OSError:
+        return False
