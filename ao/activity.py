@@ -45,6 +45,7 @@ DETAIL_CAP = 160
 MEMO_HASH = "pane_hash"
 MEMO_AT = "last_activity_at"
 MEMO_WAIT = "waiting"     # {"key": what is asked, "since": when the wait began}
+MEMO_RECHECK = "recheck"  # the input box was missing: capture again even if nothing is printed (rule 4)
 
 _ANY_CASE = re.IGNORECASE
 _BORDERS = "│┃║|╭╮╰╯─━═╌╹▀ \t"
@@ -76,11 +77,12 @@ HINTS: tuple[Pattern, ...] = (
     _p("a dialog", r"\b(?:enter|return) to (?:confirm|continue|select)\b|\besc(?:ape)? to cancel\b"
        r"|\benter (?:confirm|continue)\b|\bpress enter to confirm\b", HINT_LINES, _ANY_CASE),
 )
+# A question ends its line (its choices follow below it); "…? (y/n) y" has been answered.
 QUESTIONS: tuple[Pattern, ...] = (
-    _p("a 'Do you want to ...?' question", r"\bDo you want to\b[^\n]{0,160}\?", QUESTION_LINES),
-    _p("a 'Would you like to ...?' question", r"\bWould you like to (?:run|make|apply|proceed|continue|allow)\b",
-       QUESTION_LINES),
-    _p("an 'Allow ...?' permission prompt", r"^(?:Allow|Approve)\b[^\n]{0,160}\?", QUESTION_LINES),
+    _p("a 'Do you want to ...?' question", r"\bDo you want to\b[^\n]{0,160}\?$", QUESTION_LINES),
+    _p("a 'Would you like to ...?' question",
+       r"\bWould you like to (?:run|make|apply|proceed|continue|allow)\b[^\n]{0,160}\?$", QUESTION_LINES),
+    _p("an 'Allow ...?' permission prompt", r"^(?:Allow|Approve)\b[^\n]{0,160}\?$", QUESTION_LINES),
 )
 # A numbered menu: the cursor on one choice ("❯ 1. Yes", "› 2. No") and another choice beside it.
 _CURSOR = re.compile(r"^[❯›>▶]\s*(\d{1,2})[.)]\s+\S")
@@ -182,7 +184,8 @@ def dialog(pane: str, screen: Screen = GENERIC) -> tuple[str, str] | None:
     menu = _menu(lines)
     if menu is not None:
         question = _question(lines, menu)
-        return f"a menu: {_short(lines[question])}", _key("menu", lines[question:])
+        # the key holds the dialog's body too (the command it asks about), not what scrolls above it
+        return f"a menu: {_short(lines[question])}", _key("menu", lines[max(question - 2, 0):])
     for patterns in (PROMPTS, HINTS, QUESTIONS):
         hit = _match(lines, patterns)
         if hit:
@@ -271,11 +274,13 @@ def terminal_activity(obs: Observation, screen: Screen = GENERIC) -> Activity:
             return Activity("blocked", last, memo, reason)
         if asked := dialog(obs.pane, screen):
             return waiting(memo, asked[1], last, asked[0])
-        if (not changed and obs.now - last >= UNRECOGNISED_AFTER and pane_lines(obs.pane)
-                and shows_input_box(obs.pane, screen) is False):
-            lines = tail(obs.pane, 1)
-            return waiting(memo, "unrecognised:" + memo[MEMO_HASH], last,
-                           f"an unrecognised screen without {screen.agent}'s input box: {_short(lines[-1])}")
+        memo.pop(MEMO_RECHECK, None)
+        if pane_lines(obs.pane) and shows_input_box(obs.pane, screen) is False:
+            if not changed and obs.now - last >= UNRECOGNISED_AFTER:
+                lines = tail(obs.pane, 1)
+                return waiting(memo, "unrecognised:" + memo[MEMO_HASH], last,
+                               f"an unrecognised screen without {screen.agent}'s input box: {_short(lines[-1])}")
+            memo[MEMO_RECHECK] = True
     memo.pop(MEMO_WAIT, None)
     return Activity(state, last, memo, detail if state == "active" else "quiet")
 
