@@ -6,6 +6,10 @@ After a restart the engine decides the same action again (its ledger was not sav
 answers "delivered" without typing anything, a ``pending`` one is sent. A send that typed the text in but
 could not confirm it (``unconfirmed``) is never typed again: it counts as a failed delivery, and three of those
 escalate to a human. Only a crash inside the send itself (up to the confirmation timeout) could repeat one.
+
+A message for an agent that waits for a human or is busy is not typed at all (``held``): the outcome is
+neither an attempt nor a failure, so the engine decides the same action again next cycle and it goes out
+once the agent is ready; a duration ``escalateAfter`` still escalates meanwhile (SPEC 3.1).
 """
 
 from __future__ import annotations
@@ -70,7 +74,7 @@ class AgentExecutor:
     def execute(self, action: Action) -> Outcome:
         if not action.session:
             return Outcome(False, "a project-wide action has no agent to send to")
-        from ao.plugins.runtime import Unconfirmed
+        from ao.plugins.runtime import AgentWaiting, Unconfirmed
 
         aid = action_id(action)
         state = self.journal.state(aid)
@@ -81,6 +85,10 @@ class AgentExecutor:
         self.journal.mark(aid, "pending", self.clock(), session=action.session, reaction=action.reaction)
         try:
             self.manager.send(action.session, action.text)
+        except AgentWaiting as exc:
+            # nothing typed: held until the agent is ready (the human has the agent-needs-input notice)
+            self.journal.mark(aid, "held", self.clock(), session=action.session, waiting_for=exc.waiting_for)
+            return Outcome(False, f"held: {exc.waiting_for}", held=True)
         except Unconfirmed as exc:
             self.journal.mark(aid, "unconfirmed", self.clock(), session=action.session, error=str(exc))
             return Outcome(False, str(exc))

@@ -232,10 +232,10 @@ class Poller:
             outcome = executor.execute(action) if not self.dry_run else Outcome(True)
             row = {"project": action.project, "session": action.session, "reaction": action.reaction,
                    "action": action.action, "priority": action.priority, "title": action.title,
-                   "attempt": action.attempt, "ok": outcome.ok, "error": outcome.error,
+                   "attempt": action.attempt, "ok": outcome.ok, "error": outcome.error, "held": outcome.held,
                    "notifiers": list(action.notifiers), "would": self.dry_run}
             report.actions.append(row)
-            if not self.dry_run:
+            if not self.dry_run and not outcome.held:
                 for kind in lifecycle.action_events(action.reaction, action.action, outcome.ok):
                     report.events.append(self._event(kind, None, now, session=action.session, project=project,
                                                      reaction=action.reaction, action=action.action,
@@ -247,7 +247,7 @@ class Poller:
     def _persist(self, item: observe.Seen, now: float) -> None:
         s, fact = item.session, item.fact
         misses = 0 if item.probe is None or item.probe.alive else int(s.meta.get("probe_misses", 0)) + 1
-        memo = {**item.activity.memo, "at": item.activity.at}
+        memo = {**item.activity.memo, "at": item.activity.at, "detail": item.activity.detail}
         if (s.status == fact["status"] and _stable(s.fact) == _stable(fact) and s.meta.get("activity") == memo
                 and int(s.meta.get("probe_misses", 0)) == misses):
             return
