@@ -162,8 +162,9 @@ def _seed_opencode(home: Path, model: FakeModel, trusted: Path) -> dict[str, str
         "model": f"fake/{MODEL}", "permission": {"bash": "ask"}, "autoupdate": False, "share": "disabled"},
         indent=2))
     cached = TOOLS / "opencode"
-    if (cached / "package.json").exists():
-        (config / "package.json").write_text((cached / "package.json").read_text())
+    if (cached / "package.json").exists():  # opencode runs npm unless package.json, its lock and modules agree
+        for name in ("package.json", "package-lock.json"):
+            (config / name).write_text((cached / name).read_text())
         (config / "node_modules").symlink_to(cached / "node_modules")
     # Without these, each start waits ~2 s for a models catalogue it cannot reach offline.
     return {"OPENCODE_DISABLE_MODELS_FETCH": "1", "OPENCODE_DISABLE_AUTOUPDATE": "1"}
