@@ -22,7 +22,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
 
-from ao.activity import Screen, _p, combine, shows_input_box, terminal_activity
+from ao.activity import Screen, combine, pattern, shows_input_box, terminal_activity
 from ao.plugins.agent import Activity, BaseAgent, LaunchContext, Observation
 from ao.plugins.agent.command import exclude, join, model_flags, permission_flags, same_text
 
@@ -38,7 +38,7 @@ def _input_box(lines: list[str]) -> bool:
 
 SCREEN = Screen(
     agent="aider",
-    limits=(_p("rate limit", r"\bThe API provider has rate limited you\b|\bRateLimitError\b", 4),),
+    limits=(pattern("rate limit", r"\bThe API provider has rate limited you\b|\bRateLimitError\b", 4),),
     input_box=_input_box,
 )
 
@@ -85,10 +85,12 @@ class Aider(BaseAgent):
         return join(argv)
 
     def _history(self, obs: Observation, name: str) -> Path:
-        # before ao kept them in the run folder, aider wrote them into the workspace
-        if obs.run_dir is not None and (obs.run_dir / name).exists():
-            return obs.run_dir / name
-        return obs.workspace / ("." + name)
+        """ao launches aider with its histories in the run folder; a session launched before that has
+        them in the workspace."""
+        legacy = obs.workspace / ("." + name)
+        if obs.run_dir is None or (legacy.exists() and not (obs.run_dir / name).exists()):
+            return legacy
+        return obs.run_dir / name
 
     def activity(self, obs: Observation) -> Activity:
         base = terminal_activity(obs, SCREEN)

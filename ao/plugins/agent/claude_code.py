@@ -37,7 +37,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
 
-from ao.activity import Screen, Signals, _p, merge, terminal_activity
+from ao.activity import Screen, Signals, merge, newest, pattern, terminal_activity
 from ao.errors import AoError
 from ao.plugins.agent import Activity, BaseAgent, LaunchContext, Observation
 from ao.plugins.agent.command import (
@@ -78,12 +78,12 @@ def _input_box(lines: list[str]) -> bool:
 APOS = "['’]"
 SCREEN = Screen(
     agent="Claude",
-    dialogs=(_p("login: paste the sign-in code", r"\bPaste code here if prompted\b"),),
+    dialogs=(pattern("login: paste the sign-in code", r"\bPaste code here if prompted\b"),),
     limits=(
-        _p("API rate limit", r"^(?:● )?API Error:.*(?:\b429\b|rate.?limit)", 5, re.IGNORECASE),
-        _p("usage limit", rf"\bYou{APOS}ve hit your (?:\w+ )?limit\b", 10),
-        _p("usage limit", rf"\bYou{APOS}re out of (?:\w+ )?credits\b|\bYour org is out of usage\b", 10),
-        _p("usage limit", r"\bClaude AI usage limit reached\b", 5),
+        pattern("API rate limit", r"^(?:● )?API Error:.*(?:\b429\b|rate.?limit)", 5, re.IGNORECASE),
+        pattern("usage limit", rf"\bYou{APOS}ve hit your (?:\w+ )?limit\b", 10),
+        pattern("usage limit", rf"\bYou{APOS}re out of (?:\w+ )?credits\b|\bYour org is out of usage\b", 10),
+        pattern("usage limit", r"\bClaude AI usage limit reached\b", 5),
     ),
     input_box=_input_box,
     generic_limits=(),
@@ -370,7 +370,7 @@ class ClaudeCode(BaseAgent):
                     else f"Claude: {what}"
                 sig.state, sig.at, sig.detail = "waiting_input", at, detail
             elif status["status"] == "busy":
-                sig.state, sig.at, sig.detail = "active", _newest(at, hooks_at, transcript[1]), "turn in progress"
+                sig.state, sig.at, sig.detail = "active", newest(at, hooks_at, transcript[1]), "turn in progress"
             else:
                 sig.state, sig.at, sig.detail = self._after_turn(hooks, transcript, at)
         elif hooks.get("event") in ("prompt", "waiting", "stop", "failed"):
@@ -378,7 +378,7 @@ class ClaudeCode(BaseAgent):
             if event == "waiting" and (term.at is None or hooks_at is None or hooks_at >= term.at):
                 sig.state, sig.at, sig.detail = "waiting_input", hooks_at, hooks["detail"]
             elif event == "prompt":
-                sig.state, sig.at, sig.detail = "active", _newest(hooks_at, transcript[1]), "turn in progress"
+                sig.state, sig.at, sig.detail = "active", newest(hooks_at, transcript[1]), "turn in progress"
             elif event != "waiting":
                 sig.state, sig.at, sig.detail = self._after_turn(hooks, transcript, hooks_at)
         elif transcript[1] is not None:
@@ -416,7 +416,7 @@ class ClaudeCode(BaseAgent):
                          transcript: tuple[str | None, float | None]) -> tuple[str, float | None, str]:
         """Without hooks or status file (an older or newer CLI): the transcript's last turn."""
         turn, mtime = transcript
-        at = _newest(term.at, mtime)
+        at = newest(term.at, mtime)
         if turn == BLOCKED:
             return "blocked", at, "Claude: the transcript ends with a usage-limit error"
         if turn == WORKING:
@@ -459,11 +459,6 @@ def _size(path: Path) -> int:
         return path.stat().st_size
     except OSError:
         return 0
-
-
-def _newest(*times: float | None) -> float | None:
-    known = [t for t in times if isinstance(t, (int, float)) and not isinstance(t, bool)]
-    return max(known) if known else None
 
 
 def plugin(**options: Any) -> ClaudeCode:

@@ -22,7 +22,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
 
-from ao.activity import Screen, Signals, _p, merge, shows_input_box, terminal_activity
+from ao.activity import Screen, Signals, merge, pattern, shows_input_box, terminal_activity
 from ao.plugins.agent import Activity, BaseAgent, LaunchContext, Observation
 from ao.plugins.agent.command import (
     installed_version, join, model_flags, permission_flags, prompt_argument, read_new_lines, same_text,
@@ -50,7 +50,7 @@ def _input_box(lines: list[str]) -> bool:
 
 SCREEN = Screen(
     agent="Codex",
-    limits=(_p("usage limit", r"\bYou['’]ve hit your usage limit\b", 6),),
+    limits=(pattern("usage limit", r"\bYou['’]ve hit your usage limit\b", 6),),
     input_box=_input_box,
     generic_limits=(),
 )

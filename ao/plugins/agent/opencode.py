@@ -25,7 +25,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
 
-from ao.activity import Screen, Signals, _p, merge, terminal_activity
+from ao.activity import Screen, Signals, merge, pattern, terminal_activity
 from ao.errors import AoError
 from ao.plugins.agent import Activity, BaseAgent, LaunchContext, Observation
 from ao.plugins.agent.command import join, model_flags, permission_flags, prompt_argument, same_text
@@ -43,9 +43,9 @@ def _input_box(lines: list[str]) -> bool:
 
 SCREEN = Screen(
     agent="opencode",
-    dialogs=(_p("permission prompt", r"^△ Permission required\b"),
-             _p("permission prompt", r"\bAllow once\s+Allow always\s+Reject\b", 4)),
-    limits=(_p("rate limit", r"\brate limit\b[^\n]*\[retrying in\b", 3, re.IGNORECASE),),
+    dialogs=(pattern("permission prompt", r"^△ Permission required\b"),
+             pattern("permission prompt", r"\bAllow once\s+Allow always\s+Reject\b", 4)),
+    limits=(pattern("rate limit", r"\brate limit\b[^\n]*\[retrying in\b", 3, re.IGNORECASE),),
     input_box=_input_box,
 )
 
