@@ -310,6 +310,10 @@ class Engine:
             return []
         session = action.session or PROJECT_KEY
         entry = self.ledgers.get(session, {}).get(action.reaction, Entry())
+        if action.reaction not in self.compiled.reactions:
+            return []  # a decision finished after a restart, for a reaction no longer configured
+        if outcome.ok and entry.occurrence == action.occurrence and entry.attempts >= action.attempt > 0:
+            return []  # settled already (a decision finished after a restart): count it once
         entry, escalate = ledger.delivered(entry, action.occurrence, outcome.ok, outcome.error)
         self._put(session, action.reaction, entry)
         if not escalate:

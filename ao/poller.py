@@ -21,7 +21,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Iterator
 
-from ao import events, lifecycle, observe
+from ao import events, failpoints, lifecycle, observe
 from ao.actions import Outcome, RecordingExecutor
 from ao.config import Config
 from ao.errors import AoError
@@ -68,6 +68,7 @@ class Poller:
         self._refresh: dict[str, set[str]] = {}  # project -> branches a webhook said changed
         self._refresh_lock = threading.Lock()
         self._pruned_at = 0.0
+        self._unfinished = True  # the journal may hold decisions a crashed poller did not finish
 
     def refresh(self, project: str, branches: list[str]) -> None:
         """A webhook said these branches changed (none named: the whole project): the next cycle re-reads
@@ -140,9 +141,19 @@ class Poller:
     # -- one cycle ------------------------------------------------------------------------------
 
     def cycle(self) -> CycleReport:
+        try:
+            return self._cycle()
+        except BaseException:
+            self._unfinished = True  # it may have stopped between deciding and executing
+            raise
+
+    def _cycle(self) -> CycleReport:
         now = self.clock()
         started = time.monotonic()
         report = CycleReport(at=now, dry_run=self.dry_run)
+        if self._unfinished and not self.dry_run:
+            self._finish_decided(now, report)
+            self._unfinished = False
         sessions = [s for s in self.store.list() if s.project in self.config.projects]
         report.sessions = len(sessions)
         scm_fields, details = self._observe_scm(sessions, report)
@@ -220,28 +231,59 @@ class Poller:
 
     def _react(self, project: str, items: list[observe.Seen], details: dict, now: float, report: CycleReport) -> None:
         engine = self.engine(project)
-        executor = RecordingExecutor() if self.dry_run else self.executors()
         queue = engine.evaluate([i.fact for i in items], int(now), details)
-        if not self.dry_run:
-            # The decision's id includes when its budget began: save that before acting, so a crash after
-            # acting gives the restarted poller the same id (journal, outbox: no repeat). An ACT itself is
-            # recorded only once settled.
-            engine.save()
-        while queue:
-            action = queue.pop(0)
-            outcome = executor.execute(action) if not self.dry_run else Outcome(True)
-            row = {"project": action.project, "session": action.session, "reaction": action.reaction,
-                   "action": action.action, "priority": action.priority, "title": action.title,
-                   "attempt": action.attempt, "ok": outcome.ok, "error": outcome.error,
-                   "notifiers": list(action.notifiers), "would": self.dry_run}
-            report.actions.append(row)
-            if not self.dry_run:
-                for kind in lifecycle.action_events(action.reaction, action.action, outcome.ok):
-                    report.events.append(self._event(kind, None, now, session=action.session, project=project,
-                                                     reaction=action.reaction, action=action.action,
-                                                     ok=outcome.ok, error=outcome.error))
-                queue.extend(engine.settle(action, outcome, int(now)))
-        if not self.dry_run:
+        if self.dry_run:
+            executor = RecordingExecutor()
+            for action in queue:
+                executor.execute(action)
+                report.actions.append(self._row(action, Outcome(True)))
+            return
+        executors = self.executors()
+        # Decide, then execute (docs/lifecycle.md). Every decision is made durable first: notifications go
+        # into the outbox, agent messages into the journal, and the ledgers (with when each budget began, part
+        # of every decision's id) are saved. Only then does anything slow run, so a crash while an agent
+        # message is being typed in loses no notification decided in the same cycle.
+        known = [(action, executors.prepare(action, now)) for action in queue]
+        engine.save()
+        failpoints.hit("cycle.decided")
+        for action, outcome in known:
+            self._settle(engine, action, outcome or executors.execute(action), now, report)
+        engine.save()
+
+    def _settle(self, engine: Any, action: Any, outcome: Outcome, now: float, report: CycleReport) -> None:
+        """Record an executed action: report, events, ledger. An escalation it causes is executed at once (a
+        notification: queued, so durable)."""
+        report.actions.append(self._row(action, outcome))
+        for kind in lifecycle.action_events(action.reaction, action.action, outcome.ok):
+            report.events.append(self._event(kind, None, now, session=action.session, project=action.project,
+                                             reaction=action.reaction, action=action.action, ok=outcome.ok,
+                                             error=outcome.error))
+        for escalation in engine.settle(action, outcome, int(now)):
+            self._settle(engine, escalation, self.executors().execute(escalation), now, report)
+
+    def _row(self, action: Any, outcome: Outcome) -> dict[str, Any]:
+        return {"project": action.project, "session": action.session, "reaction": action.reaction,
+                "action": action.action, "priority": action.priority, "title": action.title,
+                "attempt": action.attempt, "ok": outcome.ok, "error": outcome.error,
+                "notifiers": list(action.notifiers), "would": self.dry_run}
+
+    def _finish_decided(self, now: float, report: CycleReport) -> None:
+        """A restart finishes what was decided and does not decide it again: agent messages a crash left
+        journalled as decided (or half typed) are executed (or resolved by the agent's receipt) and settled
+        into their ledgers before the engine looks at anything. Notifications need nothing: the outbox has
+        them."""
+        from ao.executors import action_from_dict
+
+        executors = self.executors()
+        for _, entry in executors.agent.journal.unsettled():
+            try:
+                action = action_from_dict(entry["action"], entry.get("fact"))
+            except TypeError:
+                continue  # not a decision this ao wrote; prune removes it in time
+            if action.project not in self.config.projects:
+                continue
+            engine = self.engine(action.project)
+            self._settle(engine, action, executors.execute(action), now, report)
             engine.save()
 
     def _persist(self, item: observe.Seen, now: float) -> None:
