@@ -76,6 +76,32 @@ def append(data_dir: Path, event_type: str, *, ts: float | None = None, secrets:
     return record
 
 
+RECENT_BYTES = 512 * 1024
+
+
+def recent_ids(data_dir: Path, size: int = RECENT_BYTES) -> set[str]:
+    """The ``id``s of the events in the last ``size`` bytes of the log (what a crashed poller may have
+    appended just before it died)."""
+    path = Path(data_dir) / EVENTS_FILE
+    try:
+        with open(path, "rb") as fh:
+            fh.seek(max(fh.seek(0, os.SEEK_END) - size, 0))
+            tail = fh.read()
+    except OSError:
+        return set()
+    found = set()
+    for line in tail.splitlines():
+        if b'"id"' not in line:
+            continue
+        try:
+            record = json.loads(line)
+        except ValueError:
+            continue
+        if isinstance(record, dict) and isinstance(record.get("id"), str):
+            found.add(record["id"])
+    return found
+
+
 def read(data_dir: Path) -> list[dict[str, Any]]:
     """Every event so far (tests, ``ao events``); a torn last line is skipped."""
     path = Path(data_dir) / EVENTS_FILE

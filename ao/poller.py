@@ -24,6 +24,7 @@ from typing import Any, Callable, Iterator
 from ao import events, failpoints, lifecycle, observe
 from ao.actions import Outcome, RecordingExecutor
 from ao.config import Config
+from ao.executors import action_id
 from ao.errors import AoError
 from ao.sessions import CleanupItem, Sessions
 from ao.store import Session, SessionLedgerStore
@@ -69,6 +70,7 @@ class Poller:
         self._refresh_lock = threading.Lock()
         self._pruned_at = 0.0
         self._unfinished = True  # the journal may hold decisions a crashed poller did not finish
+        self._logged: set[str] | None = None  # ids of events in the log's tail (see _event)
 
     def refresh(self, project: str, branches: list[str]) -> None:
         """A webhook said these branches changed (none named: the whole project): the next cycle re-reads
@@ -152,6 +154,9 @@ class Poller:
         started = time.monotonic()
         report = CycleReport(at=now, dry_run=self.dry_run)
         if self._unfinished and not self.dry_run:
+            from ao.ledger import sweep_temp_files
+
+            sweep_temp_files(self.config.data_dir)
             self._finish_decided(now, report)
             self._unfinished = False
         sessions = [s for s in self.store.list() if s.project in self.config.projects]
@@ -164,7 +169,8 @@ class Poller:
         for item in seen:
             by_project.setdefault(item.session.project, []).append(item)
             for kind in lifecycle.transitions(item.session.fact or {"status": item.session.status}, item.fact):
-                report.events.append(self._event(kind, item.session, now, status=item.fact["status"]))
+                key = (kind, item.session.id, _digest(_stable(item.session.fact)), _digest(_stable(item.fact)))
+                report.events.append(self._event(kind, item.session, now, key=key, status=item.fact["status"]))
         for project, items in by_project.items():
             self._react(project, items, details, now, report)
         if not self.dry_run:
@@ -255,7 +261,8 @@ class Poller:
         notification: queued, so durable)."""
         report.actions.append(self._row(action, outcome))
         for kind in lifecycle.action_events(action.reaction, action.action, outcome.ok):
-            report.events.append(self._event(kind, None, now, session=action.session, project=action.project,
+            key = (kind, action_id(action)) if outcome.ok else ()  # each failed attempt is an event of its own
+            report.events.append(self._event(kind, None, now, key=key, session=action.session, project=action.project,
                                              reaction=action.reaction, action=action.action, ok=outcome.ok,
                                              error=outcome.error))
         for escalation in engine.settle(action, outcome, int(now)):
@@ -328,16 +335,34 @@ class Poller:
             except AoError as exc:
                 report.errors.append(f"{item.session.id}: cleanup failed: {exc}")
 
-    def _event(self, kind: str, subject: Session | None, now: float, **fields: Any) -> dict[str, Any]:
+    def _event(self, kind: str, subject: Session | None, now: float, key: tuple = (), **fields: Any) -> dict[str, Any]:
+        """Append an event. ``key`` says what it is about: an event a crashed poller appended before it could
+        save what it had observed is not appended again by its successor (the tail of the log is read once)."""
         if subject is not None:
             fields = {"session": subject.id, "project": subject.project, **fields}
         if self.dry_run:
             return {"ts": events.iso(now), "type": kind, **fields}
-        return events.append(self.config.data_dir, kind, ts=now, secrets=self.config.secrets(), **fields)
+        eid = _digest(key) if key else None
+        if self._logged is None:
+            self._logged = events.recent_ids(self.config.data_dir)
+        if eid is not None and eid in self._logged:
+            return {"ts": events.iso(now), "type": kind, **fields, "id": eid, "repeat": True}
+        record = events.append(self.config.data_dir, kind, ts=now, secrets=self.config.secrets(),
+                               **fields, **({"id": eid} if eid else {}))
+        if eid is not None:
+            self._logged.add(eid)
+        return record
 
 
 def _stable(fact: dict[str, Any]) -> dict[str, Any]:
     return {k: v for k, v in fact.items() if k not in _VOLATILE}
+
+
+def _digest(value: Any) -> str:
+    import hashlib
+    import json
+
+    return hashlib.sha256(json.dumps(value, sort_keys=True, default=str).encode()).hexdigest()[:20]
 
 
 # ----------------------------------------------------------------------------------------- running

@@ -226,7 +226,7 @@ class Sessions:
         self.progress(f"{sid}: session allocated")
 
         ws_path = self.workspace_path(project.id, sid)
-        env = self._session_env(project, sid)
+        env = self._agent_env(project, sid)
         branch = self._create_workspace(project, workspace, request, sid, issue, task, ws_path, env, undo)
         self.progress(f"{sid}: workspace ready at {ws_path} on {branch}")
 
@@ -259,7 +259,7 @@ class Sessions:
         prompt_file, script = self._write_launch(run_dir, cwd, agent, LaunchContext(
             session_id=sid, workspace=cwd, prompt_file=run_dir / "prompt.md", settings=project.agent_config), prompt)
         handle = runtime.start(LaunchSpec(name=handle_name(self.config.data_dir, sid), cwd=cwd, script=script,
-                                          env=self._session_env(project, sid), run_dir=run_dir))
+                                          env=self._agent_env(project, sid), run_dir=run_dir))
         undo.push(f"stop the {project.runtime} session {handle}", lambda: runtime.kill(handle))
         self.progress(f"{sid}: agent started in {project.runtime} ({handle})")
         if agent.prompt_delivery(project.agent_config) == "send":
@@ -324,8 +324,14 @@ class Sessions:
             return branch
         raise AoError(f"branches {names[0]} to {names[-1]} all exist already; name one with --branch")
 
-    def _session_env(self, project: Project, sid: str) -> dict[str, str]:
-        """What the agent (and postCreate) can read: who it is, and how its own `ao` calls find this setup."""
+    def _agent_env(self, project: Project, sid: str) -> dict[str, str]:
+        """The complete environment of the agent (and postCreate): an allowlist of ao's own, never its
+        secrets (ao.environment), plus who it is and how its own `ao` calls find this setup."""
+        from ao.environment import agent_environment
+
+        return agent_environment(self.config, project, self._session_vars(project, sid))
+
+    def _session_vars(self, project: Project, sid: str) -> dict[str, str]:
         return {"AO_SESSION": sid, "AO_PROJECT": project.id, "AO_HOME": str(self.config.data_dir),
                 "AO_CONFIG_PATH": str(Path(self.config.file).resolve()),
                 "AO_PROMPT_FILE": str(self.run_dir(project.id, sid) / "prompt.md")}
@@ -418,7 +424,7 @@ class Sessions:
         if session.runtime_handle:
             runtime.kill(session.runtime_handle)  # a dead pane kept for its last output: make room
         handle = runtime.start(LaunchSpec(name=handle_name(self.config.data_dir, session_id), cwd=ws_path,
-                                          script=script, env=self._session_env(project, session_id),
+                                          script=script, env=self._agent_env(project, session_id),
                                           run_dir=run_dir))
         now = self.clock()
         session = self.store.update(session_id, project.id, status="working", runtime_handle=handle,
