@@ -208,6 +208,8 @@ class Config:
             if len(self.projects) == 1:
                 return next(iter(self.projects.values()))
             raise AoError(f"several projects are configured; choose one with --project: {', '.join(self.projects)}")
+        if not isinstance(name, str):
+            raise AoError(f"a project is named by its id (text), not {name!r}; configured: {', '.join(self.projects)}")
         if name not in self.projects:
             hint = did_you_mean(name, self.projects)
             raise AoError(f"unknown project '{name}'{hint}; configured: {', '.join(self.projects)}")
@@ -310,6 +312,7 @@ def _from_source(src: Source, file: Path, env: Mapping[str, str]) -> Config:
 
     problems += [p for p in schema_problems(src, data) if p.path not in unset]
     problems += _message_problems(src, data)  # independent of the rest, so reported even beside schema errors
+    problems += _nul_problems(src, data)
     problems = relevant(problems)
     if problems:
         raise AoError(problems=sorted(set(problems)))
@@ -481,6 +484,17 @@ def _check_rules_and_templates(config: Config) -> list[Problem]:
             if reaction.template is not None and not templates.exists(reaction.template, config.file.parent):
                 problems.append(src.problem(where + ("template",), f"template '{reaction.template}' not found"))
     return sorted(set(problems))
+
+
+def _nul_problems(src: Source, data: Any, path: tuple = ()) -> list[Problem]:
+    """A NUL byte in any value: no path, command or name can hold one (the OS would refuse it later)."""
+    if isinstance(data, dict):
+        return [p for k, v in data.items() for p in _nul_problems(src, v, path + (k,))]
+    if isinstance(data, list):
+        return [p for i, v in enumerate(data) for p in _nul_problems(src, v, path + (i,))]
+    if isinstance(data, str) and "\0" in data:
+        return [src.problem(path, "contains a NUL byte")]
+    return []
 
 
 def _message_problems(src: Source, data: Any) -> list[Problem]:

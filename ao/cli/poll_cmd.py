@@ -165,17 +165,17 @@ def register(app: typer.Typer) -> None:
                 time.sleep(0.5)  # tailing a file: a display refresh period
                 if not path.exists() or path.stat().st_size <= offset:
                     continue
-                with open(path, encoding="utf-8") as fh:
+                with open(path, "rb") as fh:
                     fh.seek(offset)
                     chunk = fh.read()
-                complete = chunk[:chunk.rfind("\n") + 1]
-                offset += len(complete.encode("utf-8"))
+                complete = chunk[:chunk.rfind(b"\n") + 1]
+                offset += len(complete)
                 for line in complete.splitlines():
-                    try:
-                        e = jsonlib.loads(line)
+                    try:  # a damaged line (not UTF-8, not JSON) is skipped
+                        e = jsonlib.loads(line.decode("utf-8"))
                     except ValueError:
                         continue
-                    if wanted(e):
+                    if isinstance(e, dict) and wanted(e):
                         show(e)
         except KeyboardInterrupt:
             pass
