@@ -83,6 +83,11 @@ def _append_line(path: Path, line: str) -> bool:
     return True
 
 
+def unwritable() -> list[str]:
+    """The logs that cannot be written right now, each with why."""
+    return [f"{path}: cannot write: {why}" for path, why in _unwritable.items()]
+
+
 def _warn(text: str) -> None:
     try:
         sys.stderr.write(text + "\n")

@@ -31,6 +31,7 @@ from ao.store import Session, SessionLedgerStore
 
 LOCK_FILE = "poller.lock"
 PID_FILE = "poller.pid"
+TROUBLE_REPEAT = 300.0  # seconds between repeats of a lasting failure on the console
 _VOLATILE = ("idle_seconds", "age_seconds", "last_activity_at")  # change every cycle: not worth a write
 
 
@@ -175,7 +176,7 @@ class Poller:
             self._react(project, items, details, now, report)
         if not self.dry_run:
             for item in seen:
-                self._persist(item, now)
+                self._persist(item, now, report)
             self._auto_cleanup(seen, now, report)
             with contextlib.suppress(AoError):
                 self.outbox.deliver_due(self.clock())
@@ -293,7 +294,7 @@ class Poller:
             self._settle(engine, action, executors.execute(action), now, report)
             engine.save()
 
-    def _persist(self, item: observe.Seen, now: float) -> None:
+    def _persist(self, item: observe.Seen, now: float, report: CycleReport) -> None:
         s, fact = item.session, item.fact
         misses = 0 if item.probe is None or item.probe.alive else int(s.meta.get("probe_misses", 0)) + 1
         memo = {**item.activity.memo, "at": item.activity.at}
@@ -310,8 +311,11 @@ class Poller:
             session.status = fact["status"]
             session.meta = {**session.meta, "activity": memo, "probe_misses": misses}
 
-        with contextlib.suppress(AoError):  # archived meanwhile: nothing left to record
+        try:
             self.store.modify(s.id, update, s.project)
+        except AoError as exc:
+            if self.store.get(s.id, s.project) is not None:  # not archived meanwhile: a disk error
+                report.errors.append(f"{s.id}: {exc}")
 
     def _auto_cleanup(self, seen: list[observe.Seen], now: float, report: CycleReport) -> None:
         """Merged sessions are cleaned up once their agent is quiet, or after the grace while it is busy."""
@@ -372,8 +376,11 @@ def poller_lock(data_dir: Path) -> Iterator[None]:
     """Only one poller per data dir. Raises AoError naming the running one's pid."""
     import fcntl
 
-    data_dir.mkdir(parents=True, exist_ok=True)
-    fd = os.open(data_dir / LOCK_FILE, os.O_RDWR | os.O_CREAT, 0o600)
+    try:
+        data_dir.mkdir(parents=True, exist_ok=True)
+        fd = os.open(data_dir / LOCK_FILE, os.O_RDWR | os.O_CREAT, 0o600)
+    except OSError as exc:
+        raise AoError(f"{data_dir / LOCK_FILE}: cannot open the poller lock: {exc.strerror or exc}") from None
     try:
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
@@ -381,7 +388,10 @@ def poller_lock(data_dir: Path) -> Iterator[None]:
             pid = running_pid(data_dir)
             raise AoError(f"another ao poller is running for {data_dir}" + (f" (pid {pid})" if pid else "")
                           + "; stop it with `ao stop`") from None
-        (data_dir / PID_FILE).write_text(f"{os.getpid()}\n")
+        try:
+            (data_dir / PID_FILE).write_text(f"{os.getpid()}\n")
+        except OSError as exc:  # the lock is what counts; `ao stop` needs the pid file
+            raise AoError(f"{data_dir / PID_FILE}: cannot write: {exc.strerror or exc}") from None
         try:
             yield
         finally:
@@ -428,9 +438,26 @@ class Loop:
         self.stopping = threading.Event()
         self._wake = threading.Event()
         self.skipped = 0
+        self._trouble_said = ""  # the failure last said on the console ("" while cycles succeed)
+        self._trouble_at = 0.0
 
     def wake(self) -> None:
         self._wake.set()
+
+    def _trouble(self, message: str) -> None:
+        """Say loudly, on the console too, that cycles are failing (a full disk...); once, then every
+        TROUBLE_REPEAT seconds while it lasts, so a long outage is neither silent nor a flood."""
+        now = time.monotonic()
+        if message != self._trouble_said or now - self._trouble_at >= TROUBLE_REPEAT:
+            events.log(self.poller.config.data_dir, f"{message} (ao keeps trying every cycle)",
+                       console=self.poller.console or events.STDERR)
+            self._trouble_said, self._trouble_at = message, now
+
+    def _recovered(self) -> None:
+        if self._trouble_said:
+            events.log(self.poller.config.data_dir, "cycles succeed again; carrying on",
+                       console=self.poller.console or events.STDERR)
+            self._trouble_said = ""
 
     def stop(self, *_: Any) -> None:
         self.stopping.set()
@@ -448,9 +475,13 @@ class Loop:
                 report = self.poller.cycle()
             except Exception as exc:  # one bad cycle must not end `ao start`; the next one tries again
                 kind = "" if isinstance(exc, AoError) else f"{type(exc).__name__}: "
-                events.log(self.poller.config.data_dir, f"poll cycle failed: {kind}{exc}",
-                           console=self.poller.console)
+                self._trouble(f"poll cycle failed: {kind}{exc}")
             else:
+                unwritable = [e for e in report.errors if "cannot write" in e] + events.unwritable()
+                if unwritable:
+                    self._trouble(f"cannot record what it observes and decides: {unwritable[0]}")
+                else:
+                    self._recovered()
                 self.on_cycle(report)
             extra = self.poller.backoff()
             if extra:

@@ -31,7 +31,11 @@ MISSING = "tmux is not installed (or not on PATH): install tmux, or set runtime:
 # accepted and mapped the same way here: the returned handle is the name tmux really uses.
 _NAME = re.compile(r"[A-Za-z0-9_.-]+")
 _NO_SERVER = ("no server running", "error connecting to", "server exited unexpectedly")
-_GONE = ("can't find session", "no such session", "can't find window", "can't find pane") + _NO_SERVER
+# "no current target": the server is exiting because its last session just ended (a kill racing the exit of
+# that server): as gone as a missing session.
+_NO_SESSIONS = _NO_SERVER + ("no current target",)
+_GONE = ("can't find session", "no such session", "can't find window", "can't find pane",
+         "no current target") + _NO_SERVER
 
 SEND_CAP = 100_000      # characters; longer text is cut with a visible marker (templates.clean)
 SHORT = 200             # up to this many characters of single-line text are typed rather than pasted
@@ -128,11 +132,11 @@ class TmuxRuntime:
         if not handles:
             return {}
         r = self._run("list-panes", "-a", "-F", "#{session_name}\t#{pane_dead}\t#{pane_pid}\t#{window_activity}")
-        if r.returncode != 0 and not any(m in r.stderr for m in _NO_SERVER):
+        if r.returncode != 0 and not any(m in r.stderr for m in _NO_SESSIONS):
             # an unexplained failure must not read as "every agent died": that would end live sessions
             raise AoError(f"tmux list-panes failed: {r.stderr.strip() or 'exit status ' + str(r.returncode)}")
         seen: dict[str, Probe] = {}
-        for line in r.stdout.splitlines() if r.returncode == 0 else []:
+        for line in r.stdout.splitlines() if r.returncode == 0 else []:  # no server, or one exiting: none alive
             parts = line.split("\t")
             if len(parts) != 4:
                 continue
