@@ -193,7 +193,7 @@ def _start_services(cfg: Any, poller: Any, loop: Any, orchestrator: bool) -> lis
             poller.refresh(project, branches)
             loop.wake()
 
-        server = WebhookServer(hooks, delivered, host=cfg.host, port=cfg.port).start()
+        server = WebhookServer(hooks, delivered, host=cfg.host, port=cfg.port, data_dir=cfg.data_dir).start()
         servers.append(server)
         host, port = server.address
         events.log(cfg.data_dir, f"webhooks: listening on http://{host}:{port} "
