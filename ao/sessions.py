@@ -402,6 +402,17 @@ class Sessions:
                    secrets=self.config.secrets())
         return session
 
+    def delivery_receipt(self, session_id: str, text: str, since: float) -> bool | None:
+        """The agent's own word on whether it received ``text`` at or after ``since`` (epoch s): the journal
+        asks it about a message ao was typing in when it died (``ao.executors``). None when the agent keeps no
+        receipt it can be asked about afterwards (an agent plugin offers one with
+        ``received_since(workspace, run_dir, text, since) -> bool | None``)."""
+        session, project = self.find(session_id)
+        check = getattr(self.agent(session.agent or project.agent), "received_since", None)
+        if check is None:
+            return None
+        return check(Path(session.workspace or "."), self.run_dir(project.id, session_id), text, since)
+
     def attach_argv(self, session_id: str) -> list[str]:
         session, project = self.find(session_id)
         runtime = self.runtime(session.runtime or project.runtime)

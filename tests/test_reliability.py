@@ -222,3 +222,27 @@ def test_a_restarted_poller_does_not_repeat_events_or_keep_temp_files(aoenv, mon
     kinds = [e["type"] for e in events.read(aoenv.data) if e.get("session") == s.id]
     assert kinds.count("session.exited") == 1
     assert not leftover.exists()
+
+
+def test_the_fixture_ends_process_agents_whatever_the_outcome(tmp_path):
+    """A failing test must not leave a process-runtime agent running: the aoenv fixture's teardown finds them
+    in the data dir and ends them."""
+    from sessionkit import kill_process_agents, make_env
+
+    env = make_env(tmp_path)
+    env.write_config(runtime="process")
+    import os as _os
+
+    saved = dict(_os.environ)
+    _os.environ.update(env.env)
+    try:
+        s = env.manager().spawn(SpawnRequest(project="app", target="12"))
+        pid = int(s.runtime_handle.split(":")[0])
+        assert Path(f"/proc/{pid}").exists()
+        assert kill_process_agents(env.data) == [s.runtime_handle]
+        wait_for(lambda: not Path(f"/proc/{pid}").exists() or "Z" in Path(f"/proc/{pid}/stat").read_text().split()[2],
+                 what="the agent to end")
+    finally:
+        _os.environ.clear()
+        _os.environ.update(saved)
+        kill_process_agents(env.data)
