@@ -141,6 +141,11 @@ def loads(text: str, file: str = "<string>") -> Source:
 
     if len(text.encode("utf-8", "surrogatepass")) > MAX_BYTES:
         raise AoError(problems=[Problem(file, 1, 1, f"document is larger than {MAX_BYTES // 1048576} MiB; refusing to load it")])
+    deep = _flow_too_deep(text)
+    if deep is not None:
+        line, col = deep
+        raise AoError(problems=[Problem(file, line, col, f"nested more than {MAX_DEPTH} levels deep; refusing to "
+                                                         "load it")])
     try:
         node = yaml.compose(text, Loader=yaml.SafeLoader)
     except yaml.MarkedYAMLError as exc:
@@ -164,6 +169,24 @@ def loads(text: str, file: str = "<string>") -> Source:
     if builder.problems:
         raise AoError(problems=builder.problems)
     return src
+
+
+def _flow_too_deep(text: str) -> tuple[int, int] | None:
+    """Where flow collections (``[`` and ``{``) first nest deeper than MAX_DEPTH, if they do. Checked before
+    parsing because PyYAML's time grows with the square of that depth (a megabyte of ``[`` would take hours).
+    Brackets inside quoted strings count too: a config never has fifty of them open at once."""
+    import re
+
+    depth = 0
+    for m in re.finditer(r"[\[{\]}]", text):
+        if m.group() in "[{":
+            depth += 1
+            if depth > MAX_DEPTH:
+                before = text[:m.start()]
+                return before.count("\n") + 1, m.start() - (before.rfind("\n") + 1) + 1
+        elif depth:
+            depth -= 1
+    return None
 
 
 class _Builder:
