@@ -310,11 +310,12 @@ class Engine:
             return []
         session = action.session or PROJECT_KEY
         entry = self.ledgers.get(session, {}).get(action.reaction, Entry())
-        entry, escalate = ledger.delivered(entry, action.occurrence, outcome.ok, outcome.error)
+        reaction = self.compiled.reactions[action.reaction]
+        entry, escalate = ledger.delivered(entry, action.occurrence, outcome.ok, outcome.error,
+                                           ledger.handling(reaction))
         self._put(session, action.reaction, entry)
         if not escalate:
             return []
-        reaction = self.compiled.reactions[action.reaction]
         fact = action.fact
         return [self._make(reaction, fact, session, ESCALATE, f"could not deliver: {outcome.error}", entry, now,
                            action.occurrence)]
