@@ -45,13 +45,24 @@ SCREEN = Screen(
 
 def history_entries(text: str) -> list[str]:
     """The messages of an aider input history: ``# <time>`` starts one, ``+`` prefixes its lines."""
-    entries: list[list[str]] = []
+    return [message for _, message in timed_entries(text)]
+
+
+def timed_entries(text: str) -> list[tuple[float | None, str]]:
+    """(epoch s of its ``# <local time>`` line, message) for each entry of an aider input history."""
+    from datetime import datetime
+
+    entries: list[tuple[float | None, list[str]]] = []
     for line in text.split("\n"):
         if line.startswith("# "):
-            entries.append([])
+            try:
+                at: float | None = datetime.strptime(line[2:].strip(), "%Y-%m-%d %H:%M:%S.%f").timestamp()
+            except ValueError:
+                at = None
+            entries.append((at, []))
         elif line.startswith("+") and entries:
-            entries[-1].append(line[1:])
-    return ["\n".join(lines) for lines in entries]
+            entries[-1][1].append(line[1:])
+    return [(at, "\n".join(lines)) for at, lines in entries]
 
 
 @dataclass
@@ -124,6 +135,17 @@ class Aider(BaseAgent):
             return any(same_text(entry, text) for entry in history_entries(new))
 
         return received
+
+    def received_since(self, workspace: Path, run_dir: Path, text: str, since: float) -> bool | None:
+        """After a crash while typing: whether the input history has ``text`` from ``since`` on."""
+        path = self._history(Observation(now=since, alive=True, workspace=workspace, started_at=since,
+                                         ready_threshold=0, run_dir=run_dir), INPUT_HISTORY)
+        try:
+            data = path.read_text(encoding="utf-8", errors="replace")
+        except OSError:
+            return None
+        return any(same_text(message, text) and (at is None or at >= since - 1)
+                   for at, message in timed_entries(data))
 
 
 def plugin(**options: Any) -> Aider:
