@@ -428,3 +428,12 @@ def test_each_agent_says_whether_a_message_arrived_since_a_time(tmp_path):
     (run / "aider.input.history").write_text(f"\n# {stamp}\n+Fix it\n")
     assert aider.received_since(ws, run, "Fix it", now - 5) is True
     assert aider.received_since(ws, run, "Fix it", now + 60) is False
+
+
+def test_a_usage_limit_menu_is_blocked_though_claude_reports_a_dialog(tmp_path):
+    (tmp_path / "run").mkdir()
+    status_file(tmp_path, 9, "waiting", T0 + 50, waitingFor="dialog open")
+    menu = ("❯ Fix it\n● You've hit your session limit · resets 3pm\n\n What do you want to do?\n"
+            " ❯ 1. Stop and wait for limit to reset\n   2. Upgrade your plan\n Enter to confirm · Esc to cancel")
+    a = claude(tmp_path).activity(obs(tmp_path, pane=menu, pid=9))
+    assert a.state == "blocked" and "session limit" in a.detail
