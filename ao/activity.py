@@ -59,30 +59,30 @@ class Pattern:
     lines: int = TAIL_LINES   # looked for in this many of the last non-empty lines
 
 
-def _p(label: str, regex: str, lines: int = TAIL_LINES, flags: int = 0) -> Pattern:
+def pattern(label: str, regex: str, lines: int = TAIL_LINES, flags: int = 0) -> Pattern:
     return Pattern(label, re.compile(regex, flags), lines)
 
 
 # One-line prompts must end the line (nothing typed after them yet) on one of the last PROMPT_LINES lines:
 # an answered "(Y)es/(N)o [Yes]: y" further up the scrollback is history, not a question.
 PROMPTS: tuple[Pattern, ...] = (
-    _p("a yes/no prompt", r"[(\[]\s*y(?:es)?\s*/\s*n(?:o)?\s*[)\]]\s*(?:\[[^\]]*\])?\s*[:?>]?$", PROMPT_LINES,
+    pattern("a yes/no prompt", r"[(\[]\s*y(?:es)?\s*/\s*n(?:o)?\s*[)\]]\s*(?:\[[^\]]*\])?\s*[:?>]?$", PROMPT_LINES,
        _ANY_CASE),
-    _p("a (Y)es/(N)o prompt", r"\(Y\)es/\(N\)o\b[^\n]*?(?:\[[^\]]*\])?\s*:?$", PROMPT_LINES),
-    _p("'Press Enter to continue'", r"\bpress (?:enter|return)\b[^\n]*\bcontinue\b", PROMPT_LINES, _ANY_CASE),
-    _p("a 'Continue?' prompt", r"\bcontinue\?\s*(?:\[[^\]]*\]|\([^)]*\))?\s*:?$", PROMPT_LINES, _ANY_CASE),
+    pattern("a (Y)es/(N)o prompt", r"\(Y\)es/\(N\)o\b[^\n]*?(?:\[[^\]]*\])?\s*:?$", PROMPT_LINES),
+    pattern("'Press Enter to continue'", r"\bpress (?:enter|return)\b[^\n]*\bcontinue\b", PROMPT_LINES, _ANY_CASE),
+    pattern("a 'Continue?' prompt", r"\bcontinue\?\s*(?:\[[^\]]*\]|\([^)]*\))?\s*:?$", PROMPT_LINES, _ANY_CASE),
 )
 # The key hints at the foot of a TUI dialog: only a dialog offers to confirm or cancel.
 HINTS: tuple[Pattern, ...] = (
-    _p("a dialog", r"\b(?:enter|return) to (?:confirm|continue|select)\b|\besc(?:ape)? to cancel\b"
+    pattern("a dialog", r"\b(?:enter|return) to (?:confirm|continue|select)\b|\besc(?:ape)? to cancel\b"
        r"|\benter (?:confirm|continue)\b|\bpress enter to confirm\b", HINT_LINES, _ANY_CASE),
 )
 # A question ends its line (its choices follow below it); "…? (y/n) y" has been answered.
 QUESTIONS: tuple[Pattern, ...] = (
-    _p("a 'Do you want to ...?' question", r"\bDo you want to\b[^\n]{0,160}\?$", QUESTION_LINES),
-    _p("a 'Would you like to ...?' question",
+    pattern("a 'Do you want to ...?' question", r"\bDo you want to\b[^\n]{0,160}\?$", QUESTION_LINES),
+    pattern("a 'Would you like to ...?' question",
        r"\bWould you like to (?:run|make|apply|proceed|continue|allow)\b[^\n]{0,160}\?$", QUESTION_LINES),
-    _p("an 'Allow ...?' permission prompt", r"^(?:Allow|Approve)\b[^\n]{0,160}\?$", QUESTION_LINES),
+    pattern("an 'Allow ...?' permission prompt", r"^(?:Allow|Approve)\b[^\n]{0,160}\?$", QUESTION_LINES),
 )
 # A numbered menu: the cursor on one choice ("❯ 1. Yes", "› 2. No") and another choice beside it.
 _CURSOR = re.compile(r"^[❯›>▶]\s*(\d{1,2})[.)]\s+\S")
@@ -91,10 +91,10 @@ _CHOICE = re.compile(r"^(\d{1,2})[.)]\s+\S")
 # Kept conservative for agents ao knows nothing about: only the very bottom of a quiet pane, and only
 # phrases an agent CLI prints when a provider refuses it. The agents' own Screens are more precise.
 GENERIC_LIMITS: tuple[Pattern, ...] = (
-    _p("a usage limit", r"\b(?:usage|rate|5-hour|weekly|daily|session) limit (?:reached|exceeded|hit)\b",
+    pattern("a usage limit", r"\b(?:usage|rate|5-hour|weekly|daily|session) limit (?:reached|exceeded|hit)\b",
        BLOCKED_LINES, _ANY_CASE),
-    _p("a usage limit", r"\bhit (?:your|the) (?:usage |rate )?limit\b", BLOCKED_LINES, _ANY_CASE),
-    _p("a rate limit", r"\brate[- ]limited\b", BLOCKED_LINES, _ANY_CASE),
+    pattern("a usage limit", r"\bhit (?:your|the) (?:usage |rate )?limit\b", BLOCKED_LINES, _ANY_CASE),
+    pattern("a rate limit", r"\brate[- ]limited\b", BLOCKED_LINES, _ANY_CASE),
 )
 
 
@@ -138,19 +138,13 @@ def _short(text: str) -> str:
     return text if len(text) <= DETAIL_CAP else text[:DETAIL_CAP - 1] + "…"
 
 
-def find(pane: str, patterns: tuple[Pattern, ...]) -> str | None:
-    """The label of the first pattern found in its share of the pane's last non-empty lines."""
-    hit = _match(tail(pane), patterns)
-    return hit[0] if hit else None
-
-
 def _match(lines: list[str], patterns: tuple[Pattern, ...]) -> tuple[str, int] | None:
     """(label, index of the matching line) of the first pattern found in its share of ``lines``."""
-    for pattern in patterns:
-        start = max(len(lines) - pattern.lines, 0)
+    for p in patterns:
+        start = max(len(lines) - p.lines, 0)
         for i in range(len(lines) - 1, start - 1, -1):
-            if pattern.regex.search(lines[i]):
-                return pattern.label, i
+            if p.regex.search(lines[i]):
+                return p.label, i
     return None
 
 
@@ -226,7 +220,7 @@ def state_for(now: float, at: float, ready_threshold: float) -> str:
     return "ready" if quiet < ready_threshold else "idle"
 
 
-def _newest(*times: float | None) -> float | None:
+def newest(*times: float | None) -> float | None:
     known = [t for t in times if isinstance(t, (int, float)) and not isinstance(t, bool)]
     return max(known) if known else None
 
@@ -245,14 +239,14 @@ def waiting(memo: dict, key: str, at: float | None, detail: str) -> Activity:
 def terminal_activity(obs: Observation, screen: Screen = GENERIC) -> Activity:
     """Activity from the terminal alone (see the module docstring for the rules)."""
     memo = dict(obs.memo)
-    last = _newest(memo.get(MEMO_AT))
+    last = newest(memo.get(MEMO_AT))
     if not obs.alive:
         memo.pop(MEMO_WAIT, None)
-        return Activity("exited", _newest(last, obs.last_output_at), memo, "the terminal is gone")
+        return Activity("exited", newest(last, obs.last_output_at), memo, "the terminal is gone")
     dead = _DEAD.match(tail(obs.pane, 1)[-1]) if obs.pane is not None and tail(obs.pane, 1) else None
     if dead:  # tmux keeps a dead pane's last words on screen and says so under them
         memo.pop(MEMO_WAIT, None)
-        return Activity("exited", _newest(last, obs.last_output_at), memo, f"the agent exited ({dead.group(1)})")
+        return Activity("exited", newest(last, obs.last_output_at), memo, f"the agent exited ({dead.group(1)})")
 
     detail = ""
     changed = False
@@ -319,12 +313,16 @@ def merge(obs: Observation, term: Activity, sig: Signals) -> Activity:
     if term.state == "exited" or sig.state is None:
         return Activity(term.state, term.at, memo, term.detail)
     if sig.state == "exited":
-        return Activity("exited", _newest(sig.at, term.at), memo, sig.detail)
+        return Activity("exited", newest(sig.at, term.at), memo, sig.detail)
+    # A limit message on screen stands (Claude's comes with a menu the agent reports as a dialog), unless the
+    # agent has started a new turn since; then a dialog, reported by the agent or drawn on screen.
+    if term.state == "blocked" and sig.state != "active":
+        return Activity(term.state, term.at, memo, term.detail)
     if sig.state == "waiting_input":
         return waiting(memo, "signal:" + sig.detail, sig.at if sig.at is not None else term.at, sig.detail)
-    if term.state in ("waiting_input", "blocked"):
+    if term.state == "waiting_input":
         return Activity(term.state, term.at, memo, term.detail)
-    at = _newest(sig.at, term.at)
+    at = newest(sig.at, term.at)
     memo[MEMO_AT] = at
     memo.pop(MEMO_WAIT, None)
     if sig.state == "blocked":

@@ -22,7 +22,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
 
-from ao.activity import Screen, _p, combine, shows_input_box, terminal_activity
+from ao.activity import Screen, combine, pattern, shows_input_box, terminal_activity
 from ao.plugins.agent import Activity, BaseAgent, LaunchContext, Observation
 from ao.plugins.agent.command import exclude, join, model_flags, permission_flags, same_text
 
@@ -38,20 +38,31 @@ def _input_box(lines: list[str]) -> bool:
 
 SCREEN = Screen(
     agent="aider",
-    limits=(_p("rate limit", r"\bThe API provider has rate limited you\b|\bRateLimitError\b", 4),),
+    limits=(pattern("rate limit", r"\bThe API provider has rate limited you\b|\bRateLimitError\b", 4),),
     input_box=_input_box,
 )
 
 
 def history_entries(text: str) -> list[str]:
     """The messages of an aider input history: ``# <time>`` starts one, ``+`` prefixes its lines."""
-    entries: list[list[str]] = []
+    return [message for _, message in timed_entries(text)]
+
+
+def timed_entries(text: str) -> list[tuple[float | None, str]]:
+    """(epoch s of its ``# <local time>`` line, message) for each entry of an aider input history."""
+    from datetime import datetime
+
+    entries: list[tuple[float | None, list[str]]] = []
     for line in text.split("\n"):
         if line.startswith("# "):
-            entries.append([])
+            try:
+                at: float | None = datetime.strptime(line[2:].strip(), "%Y-%m-%d %H:%M:%S.%f").timestamp()
+            except ValueError:
+                at = None
+            entries.append((at, []))
         elif line.startswith("+") and entries:
-            entries[-1].append(line[1:])
-    return ["\n".join(lines) for lines in entries]
+            entries[-1][1].append(line[1:])
+    return [(at, "\n".join(lines)) for at, lines in entries]
 
 
 @dataclass
@@ -85,10 +96,12 @@ class Aider(BaseAgent):
         return join(argv)
 
     def _history(self, obs: Observation, name: str) -> Path:
-        # before ao kept them in the run folder, aider wrote them into the workspace
-        if obs.run_dir is not None and (obs.run_dir / name).exists():
-            return obs.run_dir / name
-        return obs.workspace / ("." + name)
+        """ao launches aider with its histories in the run folder; a session launched before that has
+        them in the workspace."""
+        legacy = obs.workspace / ("." + name)
+        if obs.run_dir is None or (legacy.exists() and not (obs.run_dir / name).exists()):
+            return legacy
+        return obs.run_dir / name
 
     def activity(self, obs: Observation) -> Activity:
         base = terminal_activity(obs, SCREEN)
@@ -122,6 +135,17 @@ class Aider(BaseAgent):
             return any(same_text(entry, text) for entry in history_entries(new))
 
         return received
+
+    def received_since(self, workspace: Path, run_dir: Path, text: str, since: float) -> bool | None:
+        """After a crash while typing: whether the input history has ``text`` from ``since`` on."""
+        path = self._history(Observation(now=since, alive=True, workspace=workspace, started_at=since,
+                                         ready_threshold=0, run_dir=run_dir), INPUT_HISTORY)
+        try:
+            data = path.read_text(encoding="utf-8", errors="replace")
+        except OSError:
+            return None
+        return any(same_text(message, text) and (at is None or at >= since - 1)
+                   for at, message in timed_entries(data))
 
 
 def plugin(**options: Any) -> Aider:

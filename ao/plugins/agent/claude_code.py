@@ -37,11 +37,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
 
-from ao.activity import Screen, Signals, _p, merge, terminal_activity
+from ao.activity import Screen, Signals, merge, newest, pattern, terminal_activity
 from ao.errors import AoError
 from ao.plugins.agent import Activity, BaseAgent, LaunchContext, Observation
 from ao.plugins.agent.command import (
-    join, model_flags, permission_flags, prompt_argument, read_new_lines, same_text, update_json,
+    iso_time, join, model_flags, permission_flags, prompt_argument, read_new_lines, same_text, update_json,
     version_at_least,
 )
 
@@ -78,12 +78,12 @@ def _input_box(lines: list[str]) -> bool:
 APOS = "['’]"
 SCREEN = Screen(
     agent="Claude",
-    dialogs=(_p("login: paste the sign-in code", r"\bPaste code here if prompted\b"),),
+    dialogs=(pattern("login: paste the sign-in code", r"\bPaste code here if prompted\b"),),
     limits=(
-        _p("API rate limit", r"^(?:● )?API Error:.*(?:\b429\b|rate.?limit)", 5, re.IGNORECASE),
-        _p("usage limit", rf"\bYou{APOS}ve hit your (?:\w+ )?limit\b", 10),
-        _p("usage limit", rf"\bYou{APOS}re out of (?:\w+ )?credits\b|\bYour org is out of usage\b", 10),
-        _p("usage limit", r"\bClaude AI usage limit reached\b", 5),
+        pattern("API rate limit", r"^(?:● )?API Error:.*(?:\b429\b|rate.?limit)", 5, re.IGNORECASE),
+        pattern("usage limit", rf"\bYou{APOS}ve hit your (?:\w+ )?limit\b", 10),
+        pattern("usage limit", rf"\bYou{APOS}re out of (?:\w+ )?credits\b|\bYour org is out of usage\b", 10),
+        pattern("usage limit", r"\bClaude AI usage limit reached\b", 5),
     ),
     input_box=_input_box,
     generic_limits=(),
@@ -370,7 +370,7 @@ class ClaudeCode(BaseAgent):
                     else f"Claude: {what}"
                 sig.state, sig.at, sig.detail = "waiting_input", at, detail
             elif status["status"] == "busy":
-                sig.state, sig.at, sig.detail = "active", _newest(at, hooks_at, transcript[1]), "turn in progress"
+                sig.state, sig.at, sig.detail = "active", newest(at, hooks_at, transcript[1]), "turn in progress"
             else:
                 sig.state, sig.at, sig.detail = self._after_turn(hooks, transcript, at)
         elif hooks.get("event") in ("prompt", "waiting", "stop", "failed"):
@@ -378,7 +378,7 @@ class ClaudeCode(BaseAgent):
             if event == "waiting" and (term.at is None or hooks_at is None or hooks_at >= term.at):
                 sig.state, sig.at, sig.detail = "waiting_input", hooks_at, hooks["detail"]
             elif event == "prompt":
-                sig.state, sig.at, sig.detail = "active", _newest(hooks_at, transcript[1]), "turn in progress"
+                sig.state, sig.at, sig.detail = "active", newest(hooks_at, transcript[1]), "turn in progress"
             elif event != "waiting":
                 sig.state, sig.at, sig.detail = self._after_turn(hooks, transcript, hooks_at)
         elif transcript[1] is not None:
@@ -416,7 +416,7 @@ class ClaudeCode(BaseAgent):
                          transcript: tuple[str | None, float | None]) -> tuple[str, float | None, str]:
         """Without hooks or status file (an older or newer CLI): the transcript's last turn."""
         turn, mtime = transcript
-        at = _newest(term.at, mtime)
+        at = newest(term.at, mtime)
         if turn == BLOCKED:
             return "blocked", at, "Claude: the transcript ends with a usage-limit error"
         if turn == WORKING:
@@ -453,17 +453,33 @@ class ClaudeCode(BaseAgent):
 
         return received
 
+    def received_since(self, workspace: Path, run_dir: Path, text: str, since: float) -> bool | None:
+        """After a crash while typing: whether the transcript has ``text`` as a prompt or a queued message
+        from ``since`` on (None: no transcript to ask)."""
+        found = self.session_file(workspace)
+        if found is None:
+            return None
+        size = _size(found[0])
+        entries, _ = read_new_lines(found[0], max(size - TAIL_BYTES, 0))
+        return any(same_text(_transcript_text(e), text) and (iso_time(e.get("timestamp")) or 0) >= since - 1
+                   for e in entries)
+
+
+def _transcript_text(entry: dict[str, Any]) -> str | None:
+    """The text a transcript entry says the user submitted or queued, if it is such an entry."""
+    if entry.get("type") == "queue-operation" and entry.get("operation") == "enqueue":
+        return entry.get("content") if isinstance(entry.get("content"), str) else None
+    message = entry.get("message")
+    if entry.get("type") == "user" and isinstance(message, dict) and not entry.get("isMeta"):
+        return _text(message.get("content"))
+    return None
+
 
 def _size(path: Path) -> int:
     try:
         return path.stat().st_size
     except OSError:
         return 0
-
-
-def _newest(*times: float | None) -> float | None:
-    known = [t for t in times if isinstance(t, (int, float)) and not isinstance(t, bool)]
-    return max(known) if known else None
 
 
 def plugin(**options: Any) -> ClaudeCode:

@@ -25,7 +25,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
 
-from ao.activity import Screen, Signals, _p, merge, terminal_activity
+from ao.activity import Screen, Signals, merge, pattern, terminal_activity
 from ao.errors import AoError
 from ao.plugins.agent import Activity, BaseAgent, LaunchContext, Observation
 from ao.plugins.agent.command import join, model_flags, permission_flags, prompt_argument, same_text
@@ -43,9 +43,9 @@ def _input_box(lines: list[str]) -> bool:
 
 SCREEN = Screen(
     agent="opencode",
-    dialogs=(_p("permission prompt", r"^△ Permission required\b"),
-             _p("permission prompt", r"\bAllow once\s+Allow always\s+Reject\b", 4)),
-    limits=(_p("rate limit", r"\brate limit\b[^\n]*\[retrying in\b", 3, re.IGNORECASE),),
+    dialogs=(pattern("permission prompt", r"^△ Permission required\b"),
+             pattern("permission prompt", r"\bAllow once\s+Allow always\s+Reject\b", 4)),
+    limits=(pattern("rate limit", r"\brate limit\b[^\n]*\[retrying in\b", 3, re.IGNORECASE),),
     input_box=_input_box,
 )
 
@@ -95,12 +95,16 @@ class Server:
     def prompt(self, session: str, text: str) -> None:
         self._call("POST", f"/session/{session}/prompt_async", {"parts": [{"type": "text", "text": text}]})
 
-    def user_texts(self, session: str) -> list[str]:
+    def user_texts(self, session: str, since: float = 0.0) -> list[str]:
+        """The user messages of a session (created at or after ``since``, epoch s), oldest first."""
         messages = self.get(f"/session/{session}/message")
         out = []
         for m in messages if isinstance(messages, list) else []:
             info = m.get("info") if isinstance(m, dict) else None
-            if isinstance(info, dict) and info.get("role") == "user":
+            created = (info.get("time") or {}).get("created") if isinstance(info, dict) and isinstance(
+                info.get("time"), dict) else None
+            if isinstance(info, dict) and info.get("role") == "user" and (
+                    not since or not isinstance(created, (int, float)) or created >= since * 1000 - 1000):
                 out.append("".join(p.get("text", "") for p in m.get("parts", [])
                                    if isinstance(p, dict) and p.get("type") == "text"))
         return out
@@ -241,6 +245,18 @@ class OpenCode(BaseAgent):
             return any(same_text(t, text) for t in texts[before:])
 
         return received
+
+    def received_since(self, workspace: Path, run_dir: Path, text: str, since: float) -> bool | None:
+        """After a crash while typing: whether the session has ``text`` as a user message from ``since`` on."""
+        data = self._server_file(run_dir)
+        if data is None:
+            return None
+        server = Server(data["port"], data["password"], workspace)
+        try:
+            session = server.session()
+            return session is not None and any(same_text(t, text) for t in server.user_texts(session, since))
+        except ServerError:
+            return None
 
 
 def plugin(**options: Any) -> OpenCode:
