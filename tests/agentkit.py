@@ -202,6 +202,8 @@ def write_config(env: RealEnv, notify_url: str | None = None, **project: Any) ->
     data = yaml.safe_load(env.config.read_text())
     data["projects"]["app"]["agentConfig"] = project.get("agentConfig", {})
     data["readyThreshold"] = f"{READY_THRESHOLD}s"
+    if env.extra_env:  # agents get only allowlisted variables, and those the config names
+        data["passEnv"] = sorted(env.extra_env)
     if notify_url:
         data["notifiers"] = {"hook": {"plugin": "webhook", "url": notify_url}}
         data["defaults"] = {"notifiers": ["hook"]}

@@ -171,13 +171,40 @@ def test_an_exit_reads_as_exited_and_restore_resumes_the_conversation(real):
 
     run = real.ao("session", "restore", sid)
     assert run.returncode == 0, run.stderr
-    _wait_drawn(real, sid, REPLY)  # the resumed conversation is on screen
     turns = len(real.model.turns())
-    run = real.ao("send", sid, "Second message, after the restore.")
+    # the user's next message, given the time a restarting agent needs before it reads input
+    run = real.ao("send", sid, "--wait", str(START_TIMEOUT), "Second message, after the restore.",
+                  timeout=START_TIMEOUT + 30)
     assert run.returncode == 0, run.stderr
     real.model.wait(lambda m: answered(real, "text", turns), 60, "the answer after the restore")
     told_once_and_whole(real, "Second message, after the restore.")
     told_once_and_whole(real, prompt)  # the same conversation: the prompt is in it, once
+    finish(real, sid)
+
+
+@pytest.mark.parametrize("real", ["claude-code", "codex"], indirect=True)
+def test_restore_with_nothing_to_resume_starts_afresh_with_the_prompt(real):
+    """The first launch stopped at the CLI's own first-run screens (no login yet), so there is no
+    conversation; once the user has set the CLI up, restore must start it with the prompt."""
+    from agentkit import seed_home
+
+    seeds = {"claude-code": real.home / ".claude.json", "codex": real.home / ".codex" / "config.toml"}
+    seeds[real.agent].unlink()
+    sid, _ = spawn(real)
+    prompt = real.record(sid).prompt
+    first_run = {"claude-code": r"Unable to connect to Anthropic|Choose the text style", "codex": r"Sign in"}
+    from sessionkit import wait_for
+
+    wait_for(lambda: re.search(first_run[real.agent], real.pane(sid)), timeout=START_TIMEOUT,
+             what="the CLI's first-run screen")
+    assert real.model.turns() == []
+    assert real.ao("session", "kill", sid).returncode == 0
+
+    seed_home(real.agent, real.home, real.model, real.project)  # the user logs in
+    run = real.ao("session", "restore", sid)
+    assert run.returncode == 0, run.stderr
+    real.model.wait(lambda m: answered(real), START_TIMEOUT, "the prompt, after the restore")
+    told_once_and_whole(real, prompt)
     finish(real, sid)
 
 
