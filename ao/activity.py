@@ -332,7 +332,11 @@ def merge(obs: Observation, term: Activity, sig: Signals) -> Activity:
         if at is not None and obs.now - at >= obs.ready_threshold:
             return Activity("idle", at, memo, f"{sig.detail}, but nothing new since")
         return Activity("active", at, memo, sig.detail)
-    if sig.state == "ready":  # the turn is over: no settling needed, the agent said so
+    if sig.state == "ready":
+        # The turn is over (no settling needed: the agent said so); time counts from its end, not from
+        # redraws since (a clock, a cursor) that a capture without the last memo would take for output.
+        at = sig.at if sig.at is not None else at
+        memo[MEMO_AT] = at
         state = "ready" if at is None or obs.now - at < obs.ready_threshold else "idle"
         return Activity(state, at, memo, sig.detail)
     state = state_for(obs.now, at, obs.ready_threshold) if at is not None else "active"

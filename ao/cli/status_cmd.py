@@ -23,7 +23,8 @@ def _age(seconds: float) -> str:
 def rows_for(manager: Any, project: Optional[str], now: float) -> list[dict[str, Any]]:
     from ao import observe
 
-    seen = observe.observe(manager, manager.store.list(project), now)
+    # panes that printed since their last capture are read (a dialog is only on screen); quiet ones cost nothing
+    seen = observe.observe(manager, manager.store.list(project), now, capture=True)
     rows = []
     for item in seen:
         s, f = item.session, item.fact

@@ -22,7 +22,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
 
-from ao.activity import Screen, combine, pattern, shows_input_box, terminal_activity
+from ao.activity import Screen, Signals, combine, merge, pattern, shows_input_box, terminal_activity
 from ao.plugins.agent import Activity, BaseAgent, LaunchContext, Observation
 from ao.plugins.agent.command import exclude, join, model_flags, permission_flags, same_text
 
@@ -41,6 +41,30 @@ SCREEN = Screen(
     limits=(pattern("rate limit", r"\bThe API provider has rate limited you\b|\bRateLimitError\b", 4),),
     input_box=_input_box,
 )
+
+
+def last_turn(path: Path, tail: int = 16384) -> str | None:
+    """Where aider's chat history says the conversation stands: a user message (``#### ``) after the last
+    token report (``> Tokens: …``, printed when a reply ends) is a turn in progress ("working"), or
+    "blocked" when rate-limit errors followed it; the token report last is "done"; None: no turn yet."""
+    try:
+        with path.open("rb") as f:
+            f.seek(max(f.seek(0, 2) - tail, 0))
+            lines = f.read().decode("utf-8", "replace").splitlines()
+    except OSError:
+        return None
+    state = None
+    for line in lines:
+        if line.startswith("#### "):
+            state = "working"
+        elif line.startswith("> Tokens: "):
+            state = "done"
+        elif state == "working" and _RATE_LIMITED.search(line):
+            state = "blocked"
+    return state
+
+
+_RATE_LIMITED = re.compile(r"\bThe API provider has rate limited you\b|\bRateLimitError\b")
 
 
 def history_entries(text: str) -> list[str]:
@@ -104,12 +128,25 @@ class Aider(BaseAgent):
         return obs.run_dir / name
 
     def activity(self, obs: Observation) -> Activity:
-        base = terminal_activity(obs, SCREEN)
+        term = terminal_activity(obs, SCREEN)
+        if term.state == "exited":
+            return term
+        path = self._history(obs, CHAT_HISTORY)
         try:
-            written = self._history(obs, CHAT_HISTORY).stat().st_mtime
+            written = path.stat().st_mtime
         except OSError:
-            return base
-        return combine(obs, base, written, "chat history updated")
+            return term
+        turn = last_turn(path)
+        sig = Signals()
+        if turn == "working":
+            sig.state, sig.at, sig.detail = "active", written, "turn in progress"
+        elif turn == "blocked":
+            sig.state, sig.at, sig.detail = "blocked", written, "aider: the API provider has rate limited it"
+        elif turn == "done":
+            sig.state, sig.at, sig.detail = "ready", written, "turn finished"
+        else:
+            return combine(obs, term, written, "chat history updated")
+        return merge(obs, term, sig)
 
     def not_ready(self, obs: Observation, activity: Activity) -> str | None:
         """aider reads input only at its ``>`` prompt: anything else on the screen means not now."""

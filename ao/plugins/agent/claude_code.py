@@ -433,6 +433,8 @@ class ClaudeCode(BaseAgent):
         """True once Claude Code submitted ``text`` (UserPromptSubmit) or queued it behind the running turn."""
         if obs.run_dir is None or not (obs.run_dir / EVENTS).is_file():
             return None  # no hook has ever run in this launch: the pane has to do
+        if text.lstrip().startswith("/"):
+            return None  # a slash command runs locally: no UserPromptSubmit (and /exit ends the agent)
         events_path = obs.run_dir / EVENTS
         offset = _size(events_path)
         found = self.session_file(obs.workspace)

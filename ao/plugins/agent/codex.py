@@ -209,8 +209,8 @@ class Codex(BaseAgent):
 
     def receipt(self, obs: Observation, text: str) -> Callable[[], bool] | None:
         found = self._rollout_for(obs)
-        if found is None:
-            return None
+        if found is None or text.lstrip().startswith("/"):
+            return None  # a slash command runs in the TUI, not as a message (and /exit ends it): the pane
         path = found[0]
         pos = {"offset": path.stat().st_size if path.exists() else 0}
 

@@ -213,8 +213,8 @@ class OpenCode(BaseAgent):
     def deliver(self, obs: Observation, text: str) -> bool:
         """Through the server, never typed: it cannot answer a dialog by accident."""
         server = self.server(obs)
-        if server is None:
-            return False
+        if server is None or text.lstrip().startswith("/"):
+            return False  # a slash command is the TUI's own, so it is typed
         try:
             session = server.session()
             if session is None:
@@ -227,7 +227,7 @@ class OpenCode(BaseAgent):
 
     def receipt(self, obs: Observation, text: str) -> Callable[[], bool] | None:
         server = self.server(obs)
-        if server is None:
+        if server is None or text.lstrip().startswith("/"):
             return None
         try:
             session = server.session()
