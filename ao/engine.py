@@ -319,11 +319,12 @@ class Engine:
             return []  # a decision finished after a restart, for a reaction no longer configured
         if outcome.ok and entry.occurrence == action.occurrence and entry.attempts >= action.attempt > 0:
             return []  # settled already (a decision finished after a restart): count it once
-        entry, escalate = ledger.delivered(entry, action.occurrence, outcome.ok, outcome.error)
+        reaction = self.compiled.reactions[action.reaction]
+        entry, escalate = ledger.delivered(entry, action.occurrence, outcome.ok, outcome.error,
+                                           ledger.handling(reaction))
         self._put(session, action.reaction, entry)
         if not escalate:
             return []
-        reaction = self.compiled.reactions[action.reaction]
         fact = action.fact
         return [self._make(reaction, fact, session, ESCALATE, f"could not deliver: {outcome.error}", entry, now,
                            action.occurrence)]

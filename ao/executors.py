@@ -188,18 +188,21 @@ class AgentExecutor:
 
 @dataclass
 class MergeExecutor:
-    """Merges the session's PR through its project's SCM, with the head SHA observed this cycle pinned."""
+    """Merges the session's PR through its project's SCM, with the head SHA observed this cycle pinned, and only
+    when every merge criterion holds on it (:func:`ao.merging.merge_view`), whatever rule asked for the merge."""
 
     scm_for: Callable[[str], Any]            # project id -> SCM plugin
     view_for: Callable[[str], Any]           # session id -> the PRView observed this cycle (or None)
     method_for: Callable[[str], str | None]  # project id -> configured merge method
 
     def execute(self, action: Action) -> Outcome:
+        from ao.merging import merge_view
+
         view = self.view_for(action.session or "")
         if view is None or view.state != "open":
             return Outcome(False, "no open PR was observed for this session")
         try:
-            self.scm_for(action.project).merge(view, self.method_for(action.project))
+            merge_view(self.scm_for(action.project), view, self.method_for(action.project))
         except AoError as exc:
             return Outcome(False, str(exc))
         return Outcome(True)

@@ -34,6 +34,7 @@ class Entry:
     clear_streak: int = 0
     delivery_failures: int = 0
     last_error: str = ""
+    handled_as: str = ""  # the reaction's action when it handled ``occurrence`` (see handling())
 
     @classmethod
     def from_dict(cls, data: dict) -> "Entry":
@@ -51,8 +52,15 @@ class Step:
     reason: str = ""
 
 
+def handling(reaction: Reaction) -> str:
+    """What handling an occurrence means for ``reaction`` now: its action, or ``notify`` while auto is off."""
+    return reaction.action if reaction.auto else "notify"
+
+
 def step(entry: Entry, holds: bool, occurrence: str, now: int, reaction: Reaction) -> Step:
-    """One observation of one (session, reaction). The pseudo-code of SPEC 3.1, line for line."""
+    """One observation of one (session, reaction). The pseudo-code of SPEC 3.1, line for line, and one rule
+    more: an occurrence handled under another action than the reaction's current one (the config changed, e.g.
+    ``approved-and-green`` from notify to ``auto-merge``) is handled again, as a new occurrence."""
     if not holds:
         streak = entry.clear_streak + 1
         if streak >= 2:
@@ -63,7 +71,7 @@ def step(entry: Entry, holds: bool, occurrence: str, now: int, reaction: Reactio
         return Step(NOTHING, entry)
     if reaction.escalate_seconds is not None and now - entry.first_at >= reaction.escalate_seconds:
         return Step(ESCALATE, replace(entry, escalated=True), "time passed")
-    if occurrence != entry.occurrence:
+    if occurrence != entry.occurrence or (entry.handled_as and entry.handled_as != handling(reaction)):
         limit = reaction.limit
         if limit is not None and entry.attempts >= limit:
             return Step(ESCALATE, replace(entry, escalated=True), "retries used up")
@@ -71,11 +79,11 @@ def step(entry: Entry, holds: bool, occurrence: str, now: int, reaction: Reactio
     return Step(NOTHING, entry)
 
 
-def delivered(entry: Entry, occurrence: str, ok: bool, error: str = "") -> tuple[Entry, bool]:
+def delivered(entry: Entry, occurrence: str, ok: bool, error: str = "", handled_as: str = "") -> tuple[Entry, bool]:
     """Record the outcome of an ACT. Returns (new entry, whether to escalate now)."""
     if ok:
         return replace(entry, attempts=entry.attempts + 1, occurrence=occurrence, delivery_failures=0,
-                       last_error=""), False
+                       last_error="", handled_as=handled_as), False
     failures = entry.delivery_failures + 1
     if failures >= MAX_DELIVERY_FAILURES:
         return replace(entry, delivery_failures=failures, last_error=error, escalated=True), True

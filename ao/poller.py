@@ -299,8 +299,9 @@ class Poller:
         s, fact = item.session, item.fact
         misses = 0 if item.probe is None or item.probe.alive else int(s.meta.get("probe_misses", 0)) + 1
         memo = {**item.activity.memo, "at": item.activity.at}
+        merge = self._merge_memo(s)
         if (s.status == fact["status"] and _stable(s.fact) == _stable(fact) and s.meta.get("activity") == memo
-                and int(s.meta.get("probe_misses", 0)) == misses):
+                and int(s.meta.get("probe_misses", 0)) == misses and s.meta.get("merge") == merge):
             return
 
         def update(session: Session) -> None:
@@ -310,13 +311,25 @@ class Poller:
                 return  # changed by another command during this cycle (spawn finished, restore, kill): its
                 # status and meta win; the next cycle observes them
             session.status = fact["status"]
-            session.meta = {**session.meta, "activity": memo, "probe_misses": misses}
+            session.meta = {**session.meta, "activity": memo, "probe_misses": misses, "merge": merge}
 
         try:
             self.store.modify(s.id, update, s.project)
         except AoError as exc:
             if self.store.get(s.id, s.project) is not None:  # not archived meanwhile: a disk error
                 report.errors.append(f"{s.id}: {exc}")
+
+    def _merge_memo(self, s: Session) -> dict[str, Any] | None:
+        """The merge criteria of the PR observed this cycle (``meta["merge"]``, for ``rules explain``, ``status``
+        and the dashboard); the stored ones when the SCM was not read this cycle."""
+        from ao.merging import criteria
+
+        view = self._views.get(s.id)
+        if view is None:
+            return s.meta.get("merge")
+        if view.state != "open":
+            return None
+        return {"head_sha": view.head_sha, "criteria": [c.to_dict() for c in criteria(view)]}
 
     def _auto_cleanup(self, seen: list[observe.Seen], now: float, report: CycleReport) -> None:
         """Merged sessions are cleaned up once their agent is quiet, or after the grace while it is busy."""
