@@ -149,7 +149,8 @@ def run_trial(n: int, kind: str, rng: random.Random) -> Trial:
         if env is not None:
             kill_tmux_server(env.socket)
             _wait_for_ci(tmp)
-        shutil.rmtree(tmp, ignore_errors=True)
+        if not os.environ.get("AO_CRASH_KEEP"):  # keep the trial's folder to look into it
+            shutil.rmtree(tmp, ignore_errors=True)
         trial.seconds = round(time.monotonic() - started, 1)
     return trial
 
