@@ -119,6 +119,9 @@ def run_trial(n: int, kind: str, rng: random.Random) -> Trial:
                     and counts["exited"] >= 1
             wait_for(settled, timeout=SETTLE_TIMEOUT, what="every expected outcome")
             time.sleep(EXTRA_CYCLES)  # a few cycles more: a duplicate would show now
+            if proc.poll() is not None:  # the restart must really have run, or the trial proves nothing
+                tail = (env.root / "ao-start.log").read_text(errors="replace")[-500:]
+                raise RuntimeError(f"the restarted ao start exited early ({proc.returncode}): {tail}")
         finally:
             proc.send_signal(signal.SIGTERM)
             try:
