@@ -18,6 +18,7 @@ def fake(monkeypatch):
     f = FakeGitHub().start()
     yield f
     f.stop()
+    assert f.rejected == [] and f.violations == []  # held to GitHub's published descriptions
 
 
 def make(fake: FakeGitHub, tmp_path, **settings):
