@@ -765,8 +765,8 @@ class FakeGitHub:
         answer: dict[str, Any] = {"data": result.data}
         if result.errors:
             answer["errors"] = graphql_errors(result.errors)
-            if result.data is None:  # variables that do not fit their types: refused before running
-                return self._refuse(body["query"], answer["errors"])
+            if result.data is None and all(e.path is None for e in result.errors):  # variables that do not fit
+                return self._refuse(body["query"], answer["errors"])            # their types: refused first
             unexpected = [e for e in answer["errors"] if not e.get("type")]
             if unexpected:  # a resolver of ours failed, or a non-null field had no value: a fake bug
                 self.violations.append(f"GraphQL execution: {unexpected[0]['message']}")

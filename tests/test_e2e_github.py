@@ -96,6 +96,7 @@ def world(aoenv, receiver, monkeypatch):
     if w.poller is not None:
         w.poller.close()
     fake.stop()
+    assert fake.rejected == [] and fake.violations == []  # held to GitHub's published descriptions
 
 
 def _events(reports: list[Any], kind: str, sid: str) -> list[dict[str, Any]]:
@@ -117,7 +118,7 @@ def test_the_standard_workflow_against_github(world):
 
     # the agent opens its PR; CI starts
     # the repository requires a review (branch protection): GitHub says REVIEW_REQUIRED and BLOCKED until then
-    pr = world.fake.add_pr(BRANCH, review="REVIEW_REQUIRED", merge_state="BLOCKED",
+    pr = world.fake.add_pr(BRANCH, decision="REVIEW_REQUIRED", merge_state="BLOCKED",
                            checks=[Run("build"), Run("test", status="IN_PROGRESS", conclusion=None)])
     report = world.cycle()
     assert [e["type"] for e in _events([report], "pr.created", sid)] == ["pr.created"]
@@ -149,7 +150,8 @@ def test_the_standard_workflow_against_github(world):
     assert _events([report], "ci.passing", sid)
 
     # a member requests changes in a thread; a stranger leaves a thread with "instructions"
-    pr.review = "CHANGES_REQUESTED"
+    pr.decision = "CHANGES_REQUESTED"
+    world.fake.review(pr, "alice", "CHANGES_REQUESTED")
     world.fake.add_thread(pr, Thread(TRUSTED_BODY, author="alice", association="MEMBER", path="app/health.py", line=7))
     world.fake.add_thread(pr, Thread(UNTRUSTED_BODY, author="mallory", association="NONE"))
     report = world.cycle()
@@ -164,8 +166,8 @@ def test_the_standard_workflow_against_github(world):
 
     # the member resolves their thread and approves; CI is green: auto-merge with the observed head pinned
     pr.threads[0].resolved = True
-    pr.review, pr.merge_state = "APPROVED", "CLEAN"
-    world.fake.touch(pr)
+    pr.decision, pr.merge_state = "APPROVED", "CLEAN"
+    world.fake.review(pr, "alice", "APPROVED")
     head = pr.head_sha
     report = world.cycle()
     assert [(a["action"], a["ok"], a["error"] or "") for a in _reacted(report, "approved-and-green")] == \
@@ -266,7 +268,7 @@ def test_ci_flapping_for_100_cycles(world, monkeypatch):
 def _flap_push_escalate(world: World, hook: CheckRunWebhook) -> None:
     sid = world.spawn()
     # the repository requires a review, so green CI alone is not "approved and green"
-    pr = world.fake.add_pr(BRANCH, review="REVIEW_REQUIRED", merge_state="BLOCKED",
+    pr = world.fake.add_pr(BRANCH, decision="REVIEW_REQUIRED", merge_state="BLOCKED",
                            checks=[Run("test", conclusion="FAILURE", log="boom on a0\n")])
     heads = [pr.head_sha]
     budget_began = world.cycle()
@@ -360,7 +362,7 @@ def _flap_push_escalate(world: World, hook: CheckRunWebhook) -> None:
 def test_untrusted_comments_are_reported_to_humans_not_agents(world):
     world.configure()
     sid = world.spawn()
-    pr = world.fake.add_pr(BRANCH, review="REVIEW_REQUIRED", merge_state="BLOCKED", checks=[Run("test")],
+    pr = world.fake.add_pr(BRANCH, decision="REVIEW_REQUIRED", merge_state="BLOCKED", checks=[Run("test")],
                            threads=[Thread(UNTRUSTED_BODY, author="mallory", association="NONE")])
     for _ in range(3):
         world.cycle()
