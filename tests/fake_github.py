@@ -190,6 +190,7 @@ class FakeGitHub:
         self.remaining = dict(self.limits)
         self.reset = int(clock()) + 3600
         self.limit_status = 403
+        self.redirect_host: str | None = None  # 301s point at another host (what a client must never follow)
         self.lock = threading.RLock()
         self.release = threading.Event()
         self._number = 0
@@ -530,7 +531,8 @@ class FakeGitHub:
     # -- REST --------------------------------------------------------------------------------------
 
     def _moved(self, status: int, path: str) -> tuple[int, Any, dict[str, str]]:
-        location = f"{self.api_root}{path}"
+        root = self.api_root if self.redirect_host is None else f"http://{self.redirect_host}:{self.port}{self.prefix}"
+        location = f"{root}{path}"
         return status, {"message": "Moved Permanently", "url": location,
                         "documentation_url": "https://docs.github.com/rest/guides/best-practices-for-using-the-rest-api"
                                              "#follow-redirects"}, {"Location": location}

@@ -752,9 +752,9 @@ def read_pr(branch: str, node: dict, trust: Trust, accept_stale: bool = False) -
             view.ci = "pending"
             view.ci_note = f"{len(pending) or 'some'} of {len(checks)} checks still running on {short}"
     # what the PR list cannot announce: CI finishing, GitHub finishing its mergeability computation
-    settled = state != "open" or (view.ci != "pending" and mergeability != "unknown")
-    return Read(view, str(node.get("updatedAt") or ""), settled if rollup is not None else state != "open", jobs,
-                no_checks=rollup is None and state == "open")
+    # (with no rollup at all, the SCM decides CI and narrows this: GitHubSCM._no_checks)
+    settled = state != "open" or ((view.ci != "pending" or rollup is None) and mergeability != "unknown")
+    return Read(view, str(node.get("updatedAt") or ""), settled, jobs, no_checks=rollup is None and state == "open")
 
 
 @dataclass
@@ -1141,7 +1141,7 @@ class GitHubSCM:
         has_ci, why = self._has_ci(now)
         if has_ci:
             view.ci, view.ci_note = "pending", f"no check has reported on {short} yet, and the repository has CI ({why})"
-            read.settled = read.settled or waited >= NO_CHECKS_WATCH  # then only webhooks and full refreshes
+            read.settled = read.settled and waited >= NO_CHECKS_WATCH  # then only webhooks and full refreshes
         elif waited < self.no_checks_grace:
             view.ci = "pending"
             view.ci_note = (f"no check on {short} yet; the repository shows no CI ({why}), so this settles "
