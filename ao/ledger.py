@@ -8,8 +8,10 @@ delivered must neither count as an attempt nor mark its occurrence handled.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
+import re
 import threading
 from dataclasses import asdict, dataclass, fields, replace
 from pathlib import Path
@@ -125,6 +127,46 @@ def atomic_write(path: Path, text: str) -> None:
     except OSError as exc:
         tmp.unlink(missing_ok=True)
         raise AoError(f"{path}: cannot write: {exc.strerror or exc}") from None
+
+
+_TEMP = re.compile(r"^\..+\.(\d+)\.\d+\.tmp$")
+_TEMP_DEPTH = 3  # data dir / projects / <project> / sessions
+
+
+def sweep_temp_files(root: Path) -> int:
+    """Remove temp files that :func:`atomic_write` left when its process was killed mid-write (their pid is
+    no longer running). The workspaces are not searched: they are the agents'. Returns how many."""
+    removed = 0
+
+    def walk(folder: Path, depth: int) -> None:
+        nonlocal removed
+        try:
+            entries = list(os.scandir(folder))
+        except OSError:
+            return
+        for entry in entries:
+            if entry.is_dir(follow_symlinks=False):
+                if depth < _TEMP_DEPTH and entry.name not in ("workspaces", "run"):
+                    walk(Path(entry.path), depth + 1)
+                continue
+            m = _TEMP.match(entry.name)
+            if m and not _pid_alive(int(m.group(1))):
+                with contextlib.suppress(OSError):
+                    os.unlink(entry.path)
+                    removed += 1
+
+    walk(Path(root), 0)
+    return removed
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
 
 
 class JsonLedgerStore:

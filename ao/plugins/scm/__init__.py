@@ -158,6 +158,7 @@ class ScmContext:
     settings: dict[str, Any]       # the project's scm: mapping without "plugin"
     state_dir: Path                # private, persistent folder: ETags, CI results, reviews, counters
     clock: Callable[[], float]     # the one injectable clock (rate-limit windows, cache ages)
+    pass_env: tuple[str, ...] = ()  # names the config adds to CI's environment (ao.environment)
 
 
 class SCM(Protocol):
@@ -182,10 +183,13 @@ def context_for(config: Any, project: Any, clock: Callable[[], float] | None = N
     """The ScmContext of ``project`` (an :class:`ao.config.Project`): its private state under the data dir."""
     import time
 
+    from ao.environment import pass_names
+
     settings = {k: v for k, v in (project.scm or {}).items() if k != "plugin"}
     return ScmContext(project=project.id, project_path=Path(project.path), repo=project.repo,
                       default_branch=project.default_branch, settings=settings,
-                      state_dir=Path(config.data_dir) / "projects" / project.id / "scm", clock=clock or time.time)
+                      state_dir=Path(config.data_dir) / "projects" / project.id / "scm", clock=clock or time.time,
+                      pass_env=tuple(pass_names(config, project)))
 
 
 def for_project(config: Any, project: Any, clock: Callable[[], float] | None = None) -> SCM:

@@ -37,6 +37,7 @@ from pathlib import Path
 from typing import Any
 
 from ao import git
+from ao.environment import ci_environment
 from ao.errors import AoError
 from ao.git import GitError
 from ao.locks import file_lock
@@ -447,7 +448,7 @@ class LocalScm:
             os.ftruncate(fd, 0)
             os.pwrite(fd, str(attempts + 1).encode(), 0)
             job = {"repo": str(self.repo), "sha": sha, "branch": branch, "command": self.ci_command,
-                   "timeout": self.ci_timeout, "ci_dir": str(self.ci_dir)}
+                   "timeout": self.ci_timeout, "ci_dir": str(self.ci_dir), "pass_env": list(self.ctx.pass_env)}
             import ao
 
             with open(self.ci_dir / "runner.log", "ab") as errors:
@@ -457,7 +458,7 @@ class LocalScm:
                     # so a source checkout run without installing starts the same code.
                     cwd=str(Path(ao.__file__).resolve().parent.parent),
                     stdin=subprocess.DEVNULL, stdout=errors, stderr=errors, pass_fds=(fd,),
-                    env=git.clean_env(),
+                    env=ci_environment(self.ctx.pass_env),  # the runner holds no secret of ours either
                     start_new_session=True,  # not in our process group: a Ctrl-C of `ao start` leaves it be
                 )
             self._runners.append(proc)
@@ -642,7 +643,8 @@ def run_ci(job: dict[str, Any]) -> dict[str, Any]:
     note = ""
     try:
         with scratch(Path(job["repo"]), sha, ci_dir / "work") as work, open(log_path, "wb") as log:
-            env = git.clean_env({"CI": "true", "AO_CI_SHA": sha, "AO_CI_BRANCH": job.get("branch", "")})
+            # CI runs code the agent pushed: an allowlisted environment, never ao's secrets
+            env = ci_environment(job.get("pass_env") or (), {"AO_CI_SHA": sha, "AO_CI_BRANCH": job.get("branch", "")})
             proc = subprocess.Popen(["/bin/sh", "-c", command], cwd=work, env=env, stdin=subprocess.DEVNULL,
                                     stdout=log, stderr=subprocess.STDOUT,
                                     start_new_session=True)  # its own group: a timeout kills its children too
