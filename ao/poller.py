@@ -158,7 +158,7 @@ class Poller:
             self._react(project, items, details, now, report)
         if not self.dry_run:
             for item in seen:
-                self._persist(item, now)
+                self._persist(item, now, self._views.get(item.session.id))
             self._auto_cleanup(seen, now, report)
             with contextlib.suppress(AoError):
                 self.outbox.deliver_due(self.clock())
@@ -244,12 +244,13 @@ class Poller:
         if not self.dry_run:
             engine.save()
 
-    def _persist(self, item: observe.Seen, now: float) -> None:
+    def _persist(self, item: observe.Seen, now: float, view: Any = None) -> None:
         s, fact = item.session, item.fact
         misses = 0 if item.probe is None or item.probe.alive else int(s.meta.get("probe_misses", 0)) + 1
         memo = {**item.activity.memo, "at": item.activity.at}
+        pr = pr_summary(view) if view is not None else s.meta.get("pr")
         if (s.status == fact["status"] and _stable(s.fact) == _stable(fact) and s.meta.get("activity") == memo
-                and int(s.meta.get("probe_misses", 0)) == misses):
+                and int(s.meta.get("probe_misses", 0)) == misses and s.meta.get("pr") == pr):
             return
 
         def update(session: Session) -> None:
@@ -260,6 +261,8 @@ class Poller:
                 # status and meta win; the next cycle observes them
             session.status = fact["status"]
             session.meta = {**session.meta, "activity": memo, "probe_misses": misses}
+            if pr is not None:
+                session.meta["pr"] = pr
 
         with contextlib.suppress(AoError):  # archived meanwhile: nothing left to record
             self.store.modify(s.id, update, s.project)
@@ -292,6 +295,15 @@ class Poller:
         if self.dry_run:
             return {"ts": events.iso(now), "type": kind, **fields}
         return events.append(self.config.data_dir, kind, ts=now, secrets=self.config.secrets(), **fields)
+
+
+def pr_summary(view: Any) -> dict[str, Any]:
+    """What the dashboard shows of a PR beyond the fact: every check (failing ones with their log tail) and
+    the unresolved review threads, trusted or not (untrusted text is data: escaped where it is shown)."""
+    return {"head_sha": view.head_sha,
+            "checks": [{"name": c.name, "state": c.state, "url": c.url, "log_tail": c.log_tail} for c in view.checks],
+            "comments": [{"id": c.id, "author": c.author, "body": c.body, "path": c.path, "line": c.line,
+                          "url": c.url, "trusted": c.trusted, "bot": c.bot} for c in view.comments]}
 
 
 def _stable(fact: dict[str, Any]) -> dict[str, Any]:

@@ -84,15 +84,58 @@ def branches_of(event: str, payload: Any) -> list[str]:
     return sorted({b for b in found if isinstance(b, str) and b})
 
 
-class WebhookServer:
-    """A small threaded HTTP server; ``on_delivery(project, event, branches)`` is called for each good one."""
+class WebhookReceiver:
+    """Checks and dispatches deliveries: ``on_delivery(project, event, branches)`` is called for each good
+    one. Served by :class:`WebhookServer`, or by the dashboard's server when ``ao start`` serves both."""
 
-    def __init__(self, hooks: list[Hook], on_delivery: Callable[[str, str, list[str]], None],
-                 host: str = "127.0.0.1", port: int = 3000) -> None:
+    def __init__(self, hooks: list[Hook], on_delivery: Callable[[str, str, list[str]], None]) -> None:
         self.hooks = {h.path: h for h in hooks}
         self.on_delivery = on_delivery
         self._seen: collections.OrderedDict[str, None] = collections.OrderedDict()
         self._lock = threading.Lock()
+
+    def hook_for(self, path: str) -> Hook | None:
+        return self.hooks.get(path.split("?", 1)[0])
+
+    def handle(self, path: str, headers: Any, stream: Any) -> tuple[int, str]:
+        """(status, text) for one POST. The body is read only after the size check, parsed only when signed."""
+        hook = self.hook_for(path)
+        if hook is None:
+            return 404, "no webhook here"
+        try:
+            length = int(headers.get("Content-Length", ""))
+        except ValueError:
+            return 411, "Content-Length required"
+        if length < 0 or length > hook.max_body:
+            return 413, f"body over {hook.max_body} bytes"
+        body = stream.read(length)
+        if not signature_ok(hook.secret, body, headers.get("X-Hub-Signature-256")):
+            return 401, "bad or missing X-Hub-Signature-256"
+        delivery = headers.get("X-GitHub-Delivery") or ""
+        with self._lock:
+            if delivery and delivery in self._seen:
+                return 200, "duplicate delivery ignored"
+            if delivery:
+                self._seen[delivery] = None
+                while len(self._seen) > SEEN_DELIVERIES:
+                    self._seen.popitem(last=False)
+        event = headers.get("X-GitHub-Event") or ""
+        try:
+            payload = json.loads(body) if body else {}
+        except ValueError:
+            return 400, "body is not JSON"
+        if event == "ping":
+            return 200, "pong"
+        self.on_delivery(hook.project, event, branches_of(event, payload))
+        return 202, "accepted"
+
+
+class WebhookServer(WebhookReceiver):
+    """A small threaded HTTP server for the receiver (``ao start`` without the dashboard)."""
+
+    def __init__(self, hooks: list[Hook], on_delivery: Callable[[str, str, list[str]], None],
+                 host: str = "127.0.0.1", port: int = 3000) -> None:
+        super().__init__(hooks, on_delivery)
         server = self
 
         class Handler(BaseHTTPRequestHandler):
@@ -135,35 +178,3 @@ class WebhookServer:
     def stop(self) -> None:
         self.httpd.shutdown()
         self.httpd.server_close()
-
-    def handle(self, path: str, headers: Any, stream: Any) -> tuple[int, str]:
-        """(status, text) for one POST. The body is read only after the size check, parsed only when signed."""
-        hook = self.hooks.get(path.split("?", 1)[0])
-        if hook is None:
-            return 404, "no webhook here"
-        try:
-            length = int(headers.get("Content-Length", ""))
-        except ValueError:
-            return 411, "Content-Length required"
-        if length < 0 or length > hook.max_body:
-            return 413, f"body over {hook.max_body} bytes"
-        body = stream.read(length)
-        if not signature_ok(hook.secret, body, headers.get("X-Hub-Signature-256")):
-            return 401, "bad or missing X-Hub-Signature-256"
-        delivery = headers.get("X-GitHub-Delivery") or ""
-        with self._lock:
-            if delivery and delivery in self._seen:
-                return 200, "duplicate delivery ignored"
-            if delivery:
-                self._seen[delivery] = None
-                while len(self._seen) > SEEN_DELIVERIES:
-                    self._seen.popitem(last=False)
-        event = headers.get("X-GitHub-Event") or ""
-        try:
-            payload = json.loads(body) if body else {}
-        except ValueError:
-            return 400, "body is not JSON"
-        if event == "ping":
-            return 200, "pong"
-        self.on_delivery(hook.project, event, branches_of(event, payload))
-        return 202, "accepted"
