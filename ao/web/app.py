@@ -187,7 +187,7 @@ class Renderer:
 
         self.config = config
         self.env = jinja2.Environment(loader=jinja2.FileSystemLoader(HERE / "templates"), autoescape=True,
-                                      trim_blocks=True, lstrip_blocks=True, undefined=jinja2.StrictUndefined)
+                                      trim_blocks=True, lstrip_blocks=True, undefined=jinja2.ChainableUndefined)
         self.env.globals.update(groups=views.GROUPS, quick_replies=QUICK_REPLIES, short=lambda s: (s or "")[:10])
         self.env.filters["when"] = _when
         self.compiled = engine.compile_config(config)
@@ -366,6 +366,13 @@ def create_app(config: Any, settings: ServeSettings, token: str, *, webhooks: An
         return JSONResponse({"cursor": s.cursor, "poller": s.poller,
                              "sessions": [views.card(x) for x in s.sessions.values()]})
 
+    async def stats(request: Request) -> Response:
+        """What the server is doing: open streams and terminals, and the watcher's disk work so far."""
+        from dataclasses import asdict
+
+        return JSONResponse({"streams": hub.streams, "terminals": len(terminals.streams), "seq": watcher.seq,
+                             "reads": asdict(watcher.reads)})
+
     async def issues(request: Request) -> Response:
         from starlette.concurrency import run_in_threadpool
 
@@ -416,7 +423,7 @@ def create_app(config: Any, settings: ServeSettings, token: str, *, webhooks: An
     routes = [
         Route("/", board), Route("/s/{sid}", session_page), Route("/events", events_page),
         Route("/config", config_page), Route("/spawn", spawn_page),
-        Route("/api/stream", stream), Route("/api/board", board_json),
+        Route("/api/stream", stream), Route("/api/board", board_json), Route("/api/stats", stats),
         Route("/api/projects/{project}/issues", issues),
         Route("/api/sessions/{sid}/send", action("send", lambda r, b: lambda: actions.send(
             r.path_params["sid"], text(b, "text"), bool(b.get("answer")))), methods=["POST"]),
