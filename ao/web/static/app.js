@@ -196,10 +196,26 @@
     if (d.dataset.waiting) $("#answer-mode").parentElement.classList.add("warn");
   }
 
+  // Why the terminal is gone, in the session's own terms when its status says more than the stream did.
+  const ENDED = {
+    killed: "The session was killed: its terminal is gone. Restore starts its agent again.",
+    exited: "The agent has exited: its terminal is gone. Restore starts it again.",
+    merged: "The session is merged: its terminal has ended.",
+    done: "The session is done: its terminal has ended.",
+    cleanup: "The session was cleaned up: its terminal is gone.",
+  };
+
+  function endedText(reason) {
+    const d = detail();
+    return (d && ENDED[d.dataset.status]) || reason || "The terminal has ended.";
+  }
+
   function onDetail(msg) {
     $("#detail").innerHTML = msg.html;
     refreshButtons();
-    if (terminal && detail().dataset.terminal === "no" && terminal.ended) terminal.reopen();
+    if (!terminal) return;
+    if (detail().dataset.terminal === "no" && terminal.ended) terminal.reopen();
+    else if (terminal.ended) $("#term-ended").textContent = endedText(terminal.reason);
   }
 
   function sessionPage() {
@@ -286,8 +302,9 @@
           state(msg.mode === "live" ? "live, read-only" : msg.mode === "captured" ? "captured text, read-only" : "");
         } else if (msg.type === "ended") {
           t.ended = true;
+          t.reason = msg.reason;
           state("ended");
-          endedBox.textContent = msg.reason;
+          endedBox.textContent = endedText(msg.reason);
           endedBox.hidden = false;
         }
       };
