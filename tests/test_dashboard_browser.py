@@ -171,7 +171,7 @@ def test_session_page_shows_ci_logs_review_threads_and_the_live_terminal(chromiu
         assert "test_x failed: expected 2, got 3" in page.inner_text(".ci pre.log")
         assert "Please rename <x> to y." in page.inner_text(".reviews")  # escaped, shown as written
         assert page.inner_text("#status") in ("ci failed", "changes requested")
-        assert "✘ CI passing" in page.inner_text("#criteria")
+        assert page.locator("#criteria li[data-name=ci][data-ok=no]").count() == 1
         _terminal_shows(page, "agent>")
         assert page.inner_text("#term-state") == "live, read-only"
         # the terminal is live: what the agent prints next shows without a reload
@@ -244,7 +244,8 @@ def test_send_answer_kill_restore_and_merge_work_and_failures_show(chromium, aoe
         page.wait_for_selector(".detail[data-status=mergeable]", timeout=5_000)
         page.click("#merge-btn")
         assert page.inner_text("#merge-sha") == head
-        assert "✔ CI passing" in page.inner_text("#merge-criteria") and page.is_hidden("#merge-warning")
+        assert page.locator("#merge-criteria li[data-name=ci][data-ok=yes]").count() == 1
+        assert page.is_hidden("#merge-warning")
         page.screenshot(path=str(shots / "merge-confirmation.png"))
         moved = _push(Path(s.workspace), {"feature.txt": "two\n"}, "late push")
         page.click("#merge-confirm")

@@ -58,7 +58,7 @@ class Actions:
         manager = self._manager()
         from ao.plugins import runtime
 
-        waiting_error = getattr(runtime, "AgentWaiting", None)
+        waiting_error = getattr(runtime, "AgentWaiting", None)  # the dialog-safe send protocol (issue 11)
         try:
             if _takes_answer(manager.send):
                 manager.send(sid, text, answer=bool(answer))
@@ -66,10 +66,13 @@ class Actions:
                 self._refuse_if_waiting(manager, sid, answer)
                 manager.send(sid, text)
         except AoError as exc:
-            if waiting_error is not None and isinstance(exc, waiting_error):
-                raise Waiting(f"{sid} is waiting for a person ({exc.waiting_for}); not typed. Tick \"answer "
-                              "the question\" to type it into the dialog", str(exc.waiting_for)) from None
-            raise
+            if waiting_error is None or not isinstance(exc, waiting_error):
+                raise
+            if getattr(exc, "state", "") == "busy":
+                raise Waiting(f"{sid} is busy ({exc.waiting_for}); not typed. Send it again when the agent is "
+                              "back at its prompt", str(exc.waiting_for)) from None
+            raise Waiting(f"{sid} is waiting for a person ({exc.waiting_for}); not typed. Tick \"answer the "
+                          "question\" to type it into the dialog", str(exc.waiting_for)) from None
         return f"sent to {sid}" + (" (as an answer)" if answer else "")
 
     @staticmethod
@@ -121,34 +124,36 @@ class Actions:
         return f"{what} local PR #{done['number']} of {sid} (at {done['head_sha'][:10]})"
 
     def merge(self, sid: str, sha: str) -> str:
-        """Merge the session's PR exactly at ``sha``, the head the person confirmed."""
-        if not sha:
-            raise AoError("a merge needs the head SHA you confirmed")
-        try:
-            from ao import merging
-        except ImportError:
-            merging = None
-        if merging is not None:
-            merged = merging.merge_session(self.config, sid, expected_sha=sha)
-            return f"merged {sid} at {sha[:10]}" + (f" ({merged})" if isinstance(merged, str) else "")
-        from ao import facts
+        """Merge the session's PR exactly at ``sha``, the head the person confirmed, through the same
+        criteria and pinned merge as ``ao merge`` (``ao.merging``)."""
         from ao.plugins.scm import for_project
 
+        if not sha:
+            raise AoError("a merge needs the head SHA you confirmed")
         session, project = self._manager().find(sid)
         if not session.branch:
             raise AoError(f"session {sid} has no PR: it has no branch")
         scm = for_project(self.config, project)
+        if hasattr(scm, "invalidate"):
+            scm.invalidate([session.branch])  # read it now, whatever a cheap guard says
         view = scm.observe([session.branch])[session.branch]
         if view.head_sha != sha:
             raise AoError(f"not merged: {session.branch} is at {view.head_sha[:10] or 'nothing'} now, not the "
-                          f"{sha[:10]} you confirmed; look again")
-        fields = view.fact_fields()
-        if not facts.is_mergeable(fields):
+                          f"{sha[:10]} you confirmed; look at it again")
+        method = (project.scm or {}).get("mergeMethod")
+        try:
+            from ao import merging
+        except ImportError:  # before merge criteria existed: the fact's readiness, part by part
+            from ao import facts
             from ao.web.views import fallback_criteria
 
-            missing = [c["name"] for c in fallback_criteria(fields) if not c["ok"]]
-            raise AoError(f"not merged: {', '.join(missing)} not met")
-        commit = scm.merge(view, project.scm.get("mergeMethod"))
+            fields = view.fact_fields()
+            if not facts.is_mergeable(fields):
+                missing = [c["name"] for c in fallback_criteria(fields) if not c["ok"]]
+                raise AoError(f"not merged: {', '.join(missing)} not met") from None
+            commit = scm.merge(view, method)
+        else:
+            commit = merging.merge_view(scm, view, method)
         return f"merged {sid} at {sha[:10]} (merge commit {commit[:10]})"
 
     # -- spawning -------------------------------------------------------------------------------------

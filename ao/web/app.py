@@ -219,7 +219,7 @@ class Renderer:
         compiled = self.compiled.get(session.project)
         timeline = self.timeline(session.id, events)
         report = explain(compiled, fact, session.ledger_entries()) if compiled is not None and fact else []
-        criteria = _criteria(self.config, session, fact)
+        criteria = _criteria(session, fact)
         return {"s": session, "card": views.card(session), "fact": fact, "pr": views.pr_details(session),
                 "criteria": criteria, "ready": bool(criteria) and all(c["ok"] for c in criteria)
                 and fact.get("pr_state") == "open",
@@ -247,20 +247,16 @@ class Renderer:
                                      "html": self.fragment("_detail.html.j2", **detail)})]
 
 
-def _criteria(config: Any, session: Any, fact: dict[str, Any]) -> list[dict[str, Any]]:
+def _criteria(session: Any, fact: dict[str, Any]) -> list[dict[str, Any]]:
     """The merge criteria from ``ao.merging`` (the same code as ``ao rules explain`` and ``ao merge``), or,
-    without it, from the fact."""
+    before it existed, from the fact."""
     if not fact or fact.get("pr_state") in (None, "none"):
         return []
     try:
         from ao import merging
     except ImportError:
         return views.fallback_criteria(fact)
-    try:
-        found = merging.criteria(config, session, fact)
-    except AoError as exc:
-        return [{"name": "criteria", "ok": False, "detail": str(exc)}]
-    return [{"name": c.name, "ok": c.ok, "detail": c.detail} for c in found]
+    return [{"name": c.name, "ok": c.ok, "detail": c.detail} for c in merging.for_session(session, fact)]
 
 
 def _when(ts: Any) -> str:

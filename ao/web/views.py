@@ -94,16 +94,17 @@ def attention(cards: Iterable[Mapping[str, Any]]) -> int:
 # ------------------------------------------------------------------------------------------- session page
 
 def fallback_criteria(fact: Mapping[str, Any]) -> list[dict[str, Any]]:
-    """Merge readiness from the fact's fields (``facts.is_mergeable``, part by part), when ``ao.merging``
-    is not available."""
+    """Merge readiness from the fact's fields (``facts.is_mergeable``, part by part), named as ``ao.merging``
+    names its criteria, for when that module is not there."""
     ci, review = fact.get("ci", "none"), fact.get("review", "none")
     return [
-        {"name": "PR open", "ok": fact.get("pr_state") == "open", "detail": fact.get("pr_state", "none")},
-        {"name": "CI passing", "ok": ci in ("passing", "none"), "detail": ci},
-        {"name": "approved", "ok": review in ("approved", "none"), "detail": review},
-        {"name": "no conflicts", "ok": not fact.get("conflicts"), "detail": "conflicts" if fact.get("conflicts") else "clean"},
-        {"name": "up to date", "ok": not fact.get("behind"), "detail": "behind" if fact.get("behind") else "current"},
-        {"name": "not a draft", "ok": not fact.get("draft"), "detail": "draft" if fact.get("draft") else "ready"},
+        {"name": "open", "ok": fact.get("pr_state") == "open", "detail": f"PR {fact.get('pr_state', 'none')}"},
+        {"name": "ready", "ok": not fact.get("draft"), "detail": "draft" if fact.get("draft") else "not a draft"},
+        {"name": "review", "ok": review in ("approved", "none"), "detail": review.replace("_", " ")},
+        {"name": "ci", "ok": ci in ("passing", "none"), "detail": f"CI {ci}"},
+        {"name": "conflicts", "ok": not fact.get("conflicts"),
+         "detail": "conflicts" if fact.get("conflicts") else "merges cleanly"},
+        {"name": "up-to-date", "ok": not fact.get("behind"), "detail": "behind" if fact.get("behind") else "current"},
     ]
 
 
