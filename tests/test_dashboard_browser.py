@@ -251,6 +251,8 @@ def test_send_answer_kill_restore_and_merge_work_and_failures_show(chromium, aoe
         page.click("#merge-confirm")
         _toast(page, f"is at {moved[:10]} now", ok=False)
         assert git("rev-parse", "main", cwd=aoenv.origin).strip() != moved
+        page.click("#review-form button[data-verdict=approve]")  # an approval counts for the head it saw
+        _toast(page, f"approved local PR #1 of {s.id} (at {moved[:10]})")
         _cycle_until(poller, s.id, lambda x: x.status == "mergeable" and x.fact.get("head_sha") == moved,
                      "mergeable at the new head")
         page.wait_for_selector(f".detail[data-sha='{moved}']", timeout=5_000)
