@@ -108,8 +108,8 @@ def test_watcher_reads_only_what_changed_and_resumes_from_a_cursor(tmp_path):
     watcher.scan()
     assert watcher.reads.session_reads == before + 1 and watcher.sessions["app-3"].status == "ci_failed"
     records, _ = watcher.since(cursor)
-    kinds = [json.loads(r.decode().split("data: ", 1)[1])["kind"] for r in records]
-    assert sorted(kinds) == ["event", "session"]
+    assert sorted(m.kind for m in records) == ["event", "session"]
+    assert all(json.loads(m.text)["cursor"] == f"{watcher.boot}-{m.seq}" for m in records)
     assert watcher.since("otherboot-1") is None  # another server run: reload
     store.archive("app-5", "app", status="cleanup")
     watcher.scan()
@@ -147,6 +147,7 @@ def test_nothing_is_served_without_the_token(dash, aoenv):
     r = httpx.post(dash.base + "/api/sessions/app-1/kill", timeout=5)
     assert r.status_code == 401
     assert _ws_status(f"ws://{dash.host}/ws/terminal/app-1", {"Origin": dash.base}) == 401
+    assert _ws_status(f"ws://{dash.host}/ws/stream", {"Origin": dash.base}) == 401
     wrong = httpx.get(dash.base + "/?token=not-the-token", timeout=5)
     assert wrong.status_code == 401 and "set-cookie" not in wrong.headers
 
@@ -293,3 +294,53 @@ def test_ao_start_serves_the_dashboard_and_webhooks_on_one_port(aoenv):
         _, err = proc.communicate(timeout=30)
     assert proc.returncode == 0, err
     assert f"ao: dashboard: http://127.0.0.1:{port}/?token=" in err
+
+
+def test_dashboard_settings_come_from_the_config(aoenv):
+    import yaml
+
+    from ao.errors import AoError
+    from ao.web import settings
+
+    (aoenv.root / "tls").mkdir()
+    for name in ("cert.pem", "key.pem"):
+        (aoenv.root / "tls" / name).write_text("x")
+    data = yaml.safe_load(aoenv.config.read_text())
+    data.update(host="0.0.0.0", port=4100, dashboard={"tls": {"certFile": "tls/cert.pem", "keyFile": "tls/key.pem"},
+                                                      "allowedHosts": ["ao.example.internal"]})
+    aoenv.config.write_text(yaml.safe_dump(data))
+    chosen = settings.from_config(aoenv.load())
+    assert chosen.tls and chosen.cert_file == aoenv.root / "tls" / "cert.pem" and chosen.scheme == "https"
+    assert "ao.example.internal" in chosen.host_names and "0.0.0.0" not in chosen.host_names
+    chosen.check_exposure()  # TLS: a non-loopback host is fine
+    assert chosen.url(token="t") == "https://127.0.0.1:4100/?token=t"
+    data["dashboard"] = {"allowPlainHTTP": True}
+    aoenv.config.write_text(yaml.safe_dump(data))
+    with pytest.raises(AoError, match="allowPlainHTTP"):
+        aoenv.load()
+
+
+def test_served_over_tls_with_secure_cookies(aoenv):
+    import shutil
+
+    import yaml
+
+    if shutil.which("openssl") is None:
+        pytest.skip("openssl is not installed")
+    subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1", "-subj", "/CN=localhost",
+                    "-keyout", str(aoenv.root / "key.pem"), "-out", str(aoenv.root / "cert.pem")],
+                   check=True, capture_output=True)
+    data = yaml.safe_load(aoenv.config.read_text())
+    data["dashboard"] = {"tls": {"certFile": "cert.pem", "keyFile": "key.pem"}}
+    aoenv.config.write_text(yaml.safe_dump(data))
+    board = start_dashboard(aoenv)
+    try:
+        assert board.url.startswith("https://127.0.0.1:")
+        with httpx.Client(verify=False, timeout=5) as c:  # a self-signed certificate made for this test
+            assert c.get(board.base + "/").status_code == 401
+            r = c.get(board.url)
+            assert r.status_code == 303 and "; Secure" in r.headers["set-cookie"]
+            page = c.get(board.base + "/")
+            assert page.status_code == 200 and page.headers["strict-transport-security"]
+    finally:
+        board.stop()

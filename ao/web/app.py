@@ -7,6 +7,7 @@ they carry their own HMAC signature and come from GitHub, not from a browser.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import secrets
 import time
@@ -280,7 +281,7 @@ def create_app(config: Any, settings: ServeSettings, token: str, *, webhooks: An
     from starlette.websockets import WebSocket
 
     from ao.sessions import Sessions
-    from ao.web.terminal import Terminals
+    from ao.web.terminal import Terminals, _drain
     from ao.web.watcher import TICK, Hub, Watcher
 
     auth = Auth(token, secure=settings.tls)
@@ -351,9 +352,25 @@ def create_app(config: Any, settings: ServeSettings, token: str, *, webhooks: An
 
     async def stream(request: Request) -> Response:
         cursor = request.headers.get("last-event-id") or request.query_params.get("since")
-        body = hub.stream(cursor, request.query_params.get("session"), request.is_disconnected)
+        body = hub.sse(cursor, request.query_params.get("session"))
         return StreamingResponse(body, media_type="text/event-stream",
                                  headers={"cache-control": "no-store", "x-accel-buffering": "no"})
+
+    async def stream_ws(websocket: WebSocket) -> None:
+        from starlette.websockets import WebSocketDisconnect
+
+        await websocket.accept()
+        receiver = asyncio.create_task(_drain(websocket))
+        sender = asyncio.create_task(hub.websocket(websocket, websocket.query_params.get("since"),
+                                                   websocket.query_params.get("session")))
+        try:
+            await asyncio.wait({receiver, sender}, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            for task in (receiver, sender):
+                task.cancel()
+            with contextlib.suppress(WebSocketDisconnect, RuntimeError, asyncio.CancelledError):
+                await sender
+                await websocket.close()
 
     async def board_json(request: Request) -> Response:
         from starlette.concurrency import run_in_threadpool
@@ -435,6 +452,7 @@ def create_app(config: Any, settings: ServeSettings, token: str, *, webhooks: An
             r.path_params["sid"], text(b, "verdict"), text(b, "text"))), methods=["POST"]),
         Route("/api/spawn", action("spawn", lambda r, b: lambda: actions.spawn(
             text(b, "project"), text(b, "issue"), text(b, "prompt"))), methods=["POST"]),
+        WebSocketRoute("/ws/stream", lambda ws: stream_ws(ws)),
         WebSocketRoute("/ws/terminal/{sid}", lambda ws: terminal(ws)),
         Mount("/static", app=StaticFiles(directory=HERE / "static"), name="static"),
     ]

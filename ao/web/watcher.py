@@ -8,8 +8,9 @@ becomes one message, numbered, rendered and encoded once, and kept in a ring. Br
 each open stream only waits to be woken and copies the new messages out of the ring, so ten tabs cost the
 disk exactly what one does (``Watcher.reads`` counts it; the browser tests check it).
 
-A stream that resumes (``Last-Event-ID: <boot>-<n>``) is sent the messages after ``n`` from the ring; when
-``n`` is older than the ring, or from another server run, it is told to reload (``reset``).
+A stream that resumes (``since=<boot>-<n>``, or SSE's ``Last-Event-ID``) is sent the messages after ``n``
+from the ring; when ``n`` is older than the ring, or from another server run, it is told to reload
+(``reset``). Pages follow the stream over a WebSocket; scripts may read the same as server-sent events.
 """
 
 from __future__ import annotations
@@ -41,7 +42,8 @@ class Message:
     seq: int
     kind: str
     session: str | None          # detail messages go only to streams watching this session
-    data: bytes                  # the encoded SSE record
+    text: str                    # the message as JSON, with its ``cursor`` (sent as it is over a WebSocket)
+    sse: bytes                   # the same as a server-sent event record
 
 
 @dataclass
@@ -224,9 +226,9 @@ class Watcher:
         made = 0
         for name, session, payload in self.render(kind, item):
             self.seq += 1
-            body = json.dumps({"kind": name, **payload}, ensure_ascii=False, default=str)
-            data = f"id: {self.boot}-{self.seq}\ndata: {body}\n\n".encode()
-            self.ring.append(Message(self.seq, name, session, data))
+            ident = f"{self.boot}-{self.seq}"
+            text = json.dumps({"kind": name, "cursor": ident, **payload}, ensure_ascii=False, default=str)
+            self.ring.append(Message(self.seq, name, session, text, f"id: {ident}\ndata: {text}\n\n".encode()))
             made += 1
         return made
 
@@ -236,7 +238,7 @@ class Watcher:
         with self._lock:
             return Snapshot(self.boot, self.seq, dict(self.sessions), list(self.events), dict(self.poller))
 
-    def since(self, cursor: str | None, session: str | None = None) -> tuple[list[bytes], int] | None:
+    def since(self, cursor: str | None, session: str | None = None) -> tuple[list[Message], int] | None:
         """Messages after ``cursor`` for a stream (detail messages only of ``session``), and the new position;
         None when the cursor cannot be resumed from (another server run, or older than the ring)."""
         with self._lock:
@@ -248,7 +250,7 @@ class Watcher:
             after = int(n)
             if after < self.seq and (not self.ring or self.ring[0].seq > after + 1):
                 return None
-            out = [m.data for m in self.ring if m.seq > after and (m.session is None or m.session == session)]
+            out = [m for m in self.ring if m.seq > after and (m.session is None or m.session == session)]
             return out, self.seq
 
     def listen(self, wake: Callable[[], None]) -> Callable[[], None]:
@@ -296,30 +298,48 @@ class Hub:
                 events_mod.log(self.watcher.data_dir, f"dashboard watcher: {type(exc).__name__}: {exc}", console=None)
             await asyncio.sleep(self.tick)
 
-    async def stream(self, cursor: str | None, session: str | None, closed: Callable[[], Any]) -> Any:
-        """The SSE records of one browser: those after ``cursor``, then each new batch as it comes."""
+    async def follow(self, cursor: str | None, session: str | None, idle: float = 15.0) -> Any:
+        """The messages of one browser: those after ``cursor``, then each new batch as it comes. Yields a list
+        of :class:`Message` per batch, an empty list after ``idle`` quiet seconds (time for a keep-alive),
+        and None when the stream cannot resume (the browser reloads)."""
         wake = asyncio.Event()
         self._waiters.add(wake)
         self._someone.set()
         self.streams += 1
         try:
-            yield b"retry: 1000\n\n"
             while True:
                 got = self.watcher.since(cursor, session)
                 if got is None:
-                    yield b'event: reset\ndata: {"kind": "reset"}\n\n'
+                    yield None
                     return
-                records, seq = got
+                messages, seq = got
                 cursor = f"{self.watcher.boot}-{seq}"
-                if records:
-                    yield b"".join(records)
+                if messages:
+                    yield messages
                 wake.clear()
                 try:
-                    await asyncio.wait_for(wake.wait(), timeout=15)
+                    await asyncio.wait_for(wake.wait(), timeout=idle)
                 except asyncio.TimeoutError:
-                    if await closed():
-                        return
-                    yield b": keep-alive\n\n"  # proxies and browsers drop silent connections
+                    yield []
         finally:
             self.streams -= 1
             self._waiters.discard(wake)
+
+    async def sse(self, cursor: str | None, session: str | None) -> Any:
+        """The stream as server-sent events (for scripts: ``curl -N``; pages use the WebSocket)."""
+        yield b"retry: 1000\n\n"
+        async for batch in self.follow(cursor, session):
+            if batch is None:
+                yield b'event: reset\ndata: {"kind": "reset"}\n\n'
+                return
+            yield b"".join(m.sse for m in batch) if batch else b": keep-alive\n\n"
+
+    async def websocket(self, websocket: Any, cursor: str | None, session: str | None) -> None:
+        """The stream over one WebSocket: a browser tab's. (Browsers allow six HTTP/1.1 connections per host,
+        so a long-lived EventSource per tab would stall the seventh tab; WebSockets are not counted there.)"""
+        async for batch in self.follow(cursor, session):
+            if batch is None:
+                await websocket.send_text('{"kind": "reset"}')
+                return
+            for m in batch:
+                await websocket.send_text(m.text)

@@ -158,27 +158,39 @@
     el.textContent = text || (on ? "live" : "reconnecting…");
   }
 
+  function handle(msg) {
+    if (msg.kind === "session") onSession(msg);
+    else if (msg.kind === "removed") onRemoved(msg);
+    else if (msg.kind === "event") onEvent(msg);
+    else if (msg.kind === "detail" && msg.id === SESSION) onDetail(msg);
+    else if (msg.kind === "poller") $("#poller-banner").hidden = msg.running;
+    else if (msg.kind === "reset") location.reload();
+  }
+
+  // One WebSocket per tab (an EventSource per tab would run into the browser's six connections per host),
+  // resuming after a drop from the last message it had.
   function connect() {
-    const cursor = meta("ao-cursor");
+    let cursor = meta("ao-cursor");
     if (!cursor) { live(false, "not live"); return; }
-    const params = new URLSearchParams({ since: cursor });
-    if (SESSION) params.set("session", SESSION);
-    const source = new EventSource("/api/stream?" + params);
-    source.onopen = () => live(true);
-    source.onerror = () => {
-      if (source.readyState === EventSource.CLOSED) live(false, "disconnected: reload the page");
-      else live(false);
-    };
-    source.addEventListener("reset", () => location.reload());
-    source.onmessage = (ev) => {
-      const msg = JSON.parse(ev.data);
-      if (msg.kind === "session") onSession(msg);
-      else if (msg.kind === "removed") onRemoved(msg);
-      else if (msg.kind === "event") onEvent(msg);
-      else if (msg.kind === "detail" && msg.id === SESSION) onDetail(msg);
-      else if (msg.kind === "poller") $("#poller-banner").hidden = msg.running;
-    };
-    window.aoStream = source;
+    let retries = 0;
+    function open() {
+      const params = new URLSearchParams({ since: cursor });
+      if (SESSION) params.set("session", SESSION);
+      const proto = location.protocol === "https:" ? "wss:" : "ws:";
+      const ws = new WebSocket(`${proto}//${location.host}/ws/stream?${params}`);
+      ws.onopen = () => { retries = 0; live(true); };
+      ws.onmessage = (ev) => {
+        const msg = JSON.parse(ev.data);
+        if (msg.cursor) cursor = msg.cursor;
+        handle(msg);
+      };
+      ws.onclose = () => {
+        live(false);
+        setTimeout(open, Math.min(10000, 250 * 2 ** retries++));
+      };
+      window.aoStream = ws;
+    }
+    open();
   }
 
   // -------------------------------------------------------------------------------------- session page
