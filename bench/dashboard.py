@@ -129,7 +129,7 @@ def main() -> None:
             store = SessionStore(env.data)
             latencies = []
             for n in range(args.changes):
-                sid = ids[n % 8 * 8]  # a "working" session, moved out and back in turn
+                sid = ids[(n // 2) % 8 * 8]  # a "working" session: out to "CI failing", then back
                 status, group = (("ci_failed", "ci") if n % 2 == 0 else ("working", "working"))
                 page.evaluate(OBSERVE, [sid, group])  # installs the observer; returns at once
                 t0 = time.time()

@@ -193,6 +193,7 @@ class Renderer:
         self.env.filters["when"] = _when
         self.compiled = engine.compile_config(config)
         self.watcher: Any = None
+        self.cards: dict[str, str] = {}  # each session's card as last rendered for the stream: the board reuses it
 
     def page(self, name: str, request: Any, **context: Any) -> Any:
         from starlette.responses import HTMLResponse
@@ -237,13 +238,15 @@ class Renderer:
         if kind == "poller":
             return [("poller", None, item)]
         if isinstance(item, str):
+            self.cards.pop(item, None)
             return [("removed", None, {"id": item})]
         card = views.card(item)
+        self.cards[item.id] = self.fragment("_card.html.j2", c=card)
         events = list(self.watcher.events) if self.watcher is not None else []
         detail = self.detail(item, events)
         return [("session", None, {"id": item.id, "group": card["group"], "project": item.project,
                                    "attention": card["group"] in views.ATTENTION,
-                                   "html": self.fragment("_card.html.j2", c=card)}),
+                                   "html": self.cards[item.id]}),
                 ("detail", item.id, {"id": item.id, "status": item.status,
                                      "html": self.fragment("_detail.html.j2", **detail)})]
 
@@ -300,7 +303,7 @@ def create_app(config: Any, settings: ServeSettings, token: str, *, webhooks: An
 
         s = await run_in_threadpool(snap, request)
         data = views.board(sorted(s.sessions.values(), key=lambda x: x.updated_at, reverse=True))
-        return renderer.page("board.html.j2", request, snap=s, board=data, title="Board",
+        return renderer.page("board.html.j2", request, snap=s, board=data, title="Board", cards=dict(renderer.cards),
                              project=request.query_params.get("project", ""),
                              projects=sorted(config.projects))
 

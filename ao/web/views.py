@@ -73,7 +73,7 @@ def card(session: Session, now: float | None = None) -> dict[str, Any]:
         "pr_number": session.pr_number or fact.get("pr_number") or 0, "pr_url": session.pr_url or fact.get("pr_url", ""),
         "pr_state": fact.get("pr_state", "none"), "ci": fact.get("ci", "none"), "review": fact.get("review", "none"),
         "conflicts": bool(fact.get("conflicts")), "escalated": escalated(session),
-        "age": age(now - session.created_at), "updated_at": session.updated_at,
+        "age": age(now - session.created_at), "created_at": session.created_at, "updated_at": session.updated_at,
     }
 
 

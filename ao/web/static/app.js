@@ -97,12 +97,27 @@
     });
   }
 
+  // Ages are kept current here: a card is rendered once, when its session changes.
+  function age(seconds) {
+    seconds = Math.max(0, Math.floor(seconds));
+    for (const [unit, size] of [["d", 86400], ["h", 3600], ["m", 60]]) {
+      if (seconds >= size) return `${Math.floor(seconds / size)}${unit}`;
+    }
+    return `${seconds}s`;
+  }
+
+  function refreshAges(root) {
+    const now = Date.now() / 1000;
+    $$(".age[data-since]", root).forEach((el) => { el.textContent = age(now - Number(el.dataset.since)); });
+  }
+
   function onSession(msg) {
     if (msg.attention) attention.add(msg.id); else attention.delete(msg.id);
     showAttention();
     if (page !== "board") return;
     const old = document.getElementById("card-" + msg.id);
     const card = fromHTML(msg.html);
+    refreshAges(card);
     applyFilter(card);
     const column = $(`#group-${msg.group} .cards`);
     if (old && old.parentElement === column) old.replaceWith(card);
@@ -342,6 +357,8 @@
     };
     filter.addEventListener("change", apply);
     apply();
+    refreshAges();
+    setInterval(refreshAges, 15000);
   }
 
   function eventsPage() {
