@@ -69,11 +69,17 @@ def _open(chromium, dash, path="/", context=None):
     return page
 
 
+TITLES = ["Add a health endpoint", "Fix flaky login test", "Upgrade the ORM", "Rate-limit the API",
+          "Dark mode for settings", "Paginate search results", "Cache avatar thumbnails", "Audit log export",
+          "Remove the legacy importer", "Translate the onboarding"]
+
+
 def _seed(env, seeds=SEEDS, project="app"):
     store = SessionStore(env.data)
     made = []
-    for status, fact, ledgers, meta, group in seeds:
-        s = store.create(project, project, status=status, branch=f"feat/{status}", task=f"{status} work",
+    for n, (status, fact, ledgers, meta, group) in enumerate(seeds):
+        s = store.create(project, project, status=status, branch=f"feat/issue-{n + 1}", issue=str(n + 1),
+                         task=TITLES[n % len(TITLES)],
                          fact={"session": "", "status": status, **fact}, ledgers=ledgers, meta=meta)
         made.append((s.id, group))
     return made
