@@ -346,3 +346,59 @@ def test_spawn_from_an_issue(chromium, aoenv, dash):
     page.wait_for_url("**/s/app-1", timeout=10_000)
     wait_for(lambda: aoenv.received("app-1"), what="the prompt")
     _terminal_shows(page, "agent>")
+
+
+ATTACK = """<!doctype html><title>attacker</title><script>
+const target = "%s";
+window.results = {};
+const ws = new WebSocket(target.replace("http", "ws") + "/ws/terminal/app-1");
+ws.onopen = () => { window.results.ws = "open"; };
+ws.onclose = () => { window.results.ws = window.results.ws || "refused"; };
+fetch(target + "/api/sessions/app-1/kill", {method: "POST", credentials: "include", mode: "no-cors",
+  headers: {"Content-Type": "text/plain"}, body: "{}"}).then(() => { window.results.kill = "sent"; },
+  () => { window.results.kill = "failed"; });
+fetch(target + "/api/board", {credentials: "include"}).then((r) => r.text()).then(
+  (t) => { window.results.board = t; }, () => { window.results.board = "unreadable"; });
+</script>"""
+
+
+def test_no_token_gets_401_and_a_foreign_page_cannot_act_with_the_cookie(chromium, aoenv, dash):
+    import http.server
+    import threading
+
+    _seed(aoenv, SEEDS[6:7])  # app-1, working
+    stranger = chromium.new_context()
+    page = stranger.new_page()
+    response = page.goto(dash.base + "/")
+    assert response.status == 401 and "app-1" not in page.content() and "Add a health" not in page.content()
+    stranger.close()
+
+    # a page on another port of the same host: same site, so the browser sends the SameSite=Strict cookie;
+    # the Origin check and the CSRF token are what stop it
+    class Attacker(http.server.BaseHTTPRequestHandler):
+        def do_GET(self):  # noqa: N802
+            body = (ATTACK % dash.base).encode()
+            self.send_response(200)
+            self.send_header("Content-Type", "text/html")
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *args):
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Attacker)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        victim = _open(chromium, dash)  # logged in
+        evil = victim.context.new_page()
+        evil.goto(f"http://127.0.0.1:{server.server_address[1]}/")
+        evil.wait_for_function("window.results && window.results.ws && window.results.kill && window.results.board",
+                               timeout=10_000)
+        results = evil.evaluate("window.results")
+        assert results["ws"] == "refused" and results["board"] == "unreadable"
+        assert SessionStore(aoenv.data).get("app-1").status == "working"  # the kill was refused
+    finally:
+        server.shutdown()
+        server.server_close()
