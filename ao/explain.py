@@ -36,14 +36,19 @@ def first_failure(node: Any, fact: Mapping[str, Any]) -> str | None:
     return trigger_text(node)
 
 
-def explain(compiled: Any, fact: Mapping[str, Any], ledgers: Mapping[str, Any]) -> list[dict[str, Any]]:
-    """One row per session-scoped trigger of a compiled project: matched, the first failing condition, the
-    occurrence value and the reaction's ledger (``Entry``, or None)."""
+def explain(compiled: Any, fact: Mapping[str, Any], ledgers: Mapping[str, Any],
+            merge: Any = ()) -> list[dict[str, Any]]:
+    """One row per session-scoped trigger of a compiled project: matched, the first failing condition (for
+    ``mergeable``, with the merge criteria missing from ``merge``), the occurrence value and the reaction's
+    ledger (``Entry``, or None)."""
+    missing = ", ".join(c.name for c in merge if not c.ok)
     report = []
     for ct in compiled.triggers:
         if ct.trigger.scope != "session":
             continue
         failed = first_failure(ct.when, fact)
+        if failed and failed.startswith("mergeable ") and missing:
+            failed += f"; missing: {missing}"
         entry = ledgers.get(ct.reaction.key)
         report.append({"reaction": ct.reaction.key, "rule": ct.name, "matched": failed is None,
                        "failed": failed, "occurrence": f"{ct.trigger.occurrence}={fact.get(ct.trigger.occurrence)!r}",

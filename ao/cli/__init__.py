@@ -14,8 +14,8 @@ from ao import __version__
 def _build_app() -> Any:
     import typer
 
-    from ao.cli import (config_cmd, dashboard_cmd, demo_cmd, notify_cmd, poll_cmd, review_cmd, rules_cmd, session_cmd, spawn_cmd,
-                        status_cmd)
+    from ao.cli import (config_cmd, dashboard_cmd, demo_cmd, merge_cmd, notify_cmd, poll_cmd, review_cmd, rules_cmd,
+                        session_cmd, spawn_cmd, status_cmd)
     from ao.cli.common import ConfigOption
 
     app = typer.Typer(
@@ -46,10 +46,20 @@ def _build_app() -> Any:
     status_cmd.register(app)
     session_cmd.register(app)
     review_cmd.register(app)
+    merge_cmd.register(app)
     poll_cmd.register(app)
     demo_cmd.register(app)
     dashboard_cmd.register(app)
     return app
+
+
+def _not_utf8(arg: str) -> bool:
+    """Python decodes undecodable argv bytes to lone surrogates; nothing downstream could store them."""
+    try:
+        arg.encode("utf-8")
+    except UnicodeEncodeError:
+        return True
+    return False
 
 
 def main(argv: Optional[list[str]] = None) -> None:
@@ -57,8 +67,14 @@ def main(argv: Optional[list[str]] = None) -> None:
     if args == ["--version"]:  # the common case, answered before importing anything heavy
         print(f"ao {__version__}")
         return
-    from ao.errors import AoError
+    from ao.cli.common import install_safe_streams
+    from ao.errors import AoError, UsageError
 
+    install_safe_streams()  # nothing printed reaches the terminal with raw control characters
+    bad = next((i for i, a in enumerate(args) if _not_utf8(a)), None)
+    if bad is not None:
+        print(f"argument {bad + 1} is not valid UTF-8", file=sys.stderr)
+        sys.exit(UsageError.exit_code)
     app = _build_app()
     try:
         app(args=args, prog_name="ao", standalone_mode=True)

@@ -4,6 +4,7 @@ served, and port 0 works), in the foreground (``ao dashboard``) or in a thread b
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import io
 import json
@@ -17,6 +18,7 @@ from typing import Any
 
 from ao.errors import AoError
 from ao.web.settings import STATE_FILE, ServeSettings
+from ao.webhook import REQUEST_DEADLINE
 
 
 def bind(settings: ServeSettings, port: int | None = None) -> socket.socket:
@@ -61,17 +63,28 @@ class WebhookApp:
                 length = -1
             body = b""
             if 0 <= length <= hook.max_body:  # anything else is refused by handle() without reading it
-                more = True
-                while more and len(body) < length:
-                    message = await receive()
-                    body += message.get("body", b"")
-                    more = message.get("more_body", False)
-            code, text = await run_in_threadpool(self.receiver.handle, scope["path"], headers, io.BytesIO(body))
+                try:
+                    body = await asyncio.wait_for(_body(receive, length), timeout=REQUEST_DEADLINE)
+                except asyncio.TimeoutError:
+                    body = b""  # a drip-feeding client: answered as an incomplete body
+            answer = await run_in_threadpool(self.receiver.handle, scope["path"], headers, io.BytesIO(body))
+            code, text = answer if answer is not None else (400, "incomplete body")
         data = (text + "\n").encode()
         await send({"type": "http.response.start", "status": code,
                     "headers": [(b"content-type", b"text/plain; charset=utf-8"),
                                 (b"content-length", str(len(data)).encode())]})
         await send({"type": "http.response.body", "body": data})
+
+
+async def _body(receive: Any, length: int) -> bytes:
+    body, more = b"", True
+    while more and len(body) < length:
+        message = await receive()
+        if message["type"] != "http.request":
+            break
+        body += message.get("body", b"")
+        more = message.get("more_body", False)
+    return body
 
 
 class DashboardServer:
