@@ -255,7 +255,7 @@ def test_send_answer_kill_restore_and_merge_work_and_failures_show(chromium, aoe
         page.screenshot(path=str(shots / "merge-confirmation.png"))
         moved = _push(Path(s.workspace), {"feature.txt": "two\n"}, "late push")
         page.click("#merge-confirm")
-        _toast(page, f"is at {moved[:10]} now", ok=False)
+        _toast(page, f"is at {moved[:7]} now", ok=False)
         assert git("rev-parse", "main", cwd=aoenv.origin).strip() != moved
         page.click("#review-form button[data-verdict=approve]")  # an approval counts for the head it saw
         _toast(page, f"approved local PR #1 of {s.id} (at {moved[:10]})")
@@ -265,7 +265,7 @@ def test_send_answer_kill_restore_and_merge_work_and_failures_show(chromium, aoe
         page.click("#merge-btn")
         assert page.inner_text("#merge-sha") == moved
         page.click("#merge-confirm")
-        _toast(page, f"merged {s.id} at {moved[:10]}")
+        _toast(page, f"merged {s.id} at {moved[:7]}")
         assert git("merge-base", "--is-ancestor", moved, "main", cwd=aoenv.origin) == ""
         assert page.errors == []
     finally:

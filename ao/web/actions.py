@@ -8,7 +8,6 @@ names the head SHA the person confirmed and is refused when the branch has moved
 
 from __future__ import annotations
 
-import inspect
 from typing import Any
 
 from ao import events
@@ -55,37 +54,17 @@ class Actions:
             raise AoError("the message is empty")
         if len(text) > MAX_MESSAGE:
             raise AoError(f"the message is too long ({len(text)} characters; at most {MAX_MESSAGE})")
-        manager = self._manager()
-        from ao.plugins import runtime
+        from ao.plugins.runtime import AgentWaiting
 
-        waiting_error = getattr(runtime, "AgentWaiting", None)  # the dialog-safe send protocol (issue 11)
         try:
-            if _takes_answer(manager.send):
-                manager.send(sid, text, answer=bool(answer))
-            else:
-                self._refuse_if_waiting(manager, sid, answer)
-                manager.send(sid, text)
-        except AoError as exc:
-            if waiting_error is None or not isinstance(exc, waiting_error):
-                raise
-            if getattr(exc, "state", "") == "busy":
+            self._manager().send(sid, text, answer=bool(answer))
+        except AgentWaiting as exc:
+            if exc.state == "busy":
                 raise Waiting(f"{sid} is busy ({exc.waiting_for}); not typed. Send it again when the agent is "
-                              "back at its prompt", str(exc.waiting_for)) from None
+                              "back at its prompt", exc.waiting_for) from None
             raise Waiting(f"{sid} is waiting for a person ({exc.waiting_for}); not typed. Tick \"answer the "
-                          "question\" to type it into the dialog", str(exc.waiting_for)) from None
+                          "question\" to type it into the dialog", exc.waiting_for) from None
         return f"sent to {sid}" + (" (as an answer)" if answer else "")
-
-    @staticmethod
-    def _refuse_if_waiting(manager: Any, sid: str, answer: bool) -> None:
-        """Until the runtime checks for itself: what the poller last saw of the agent decides."""
-        session, _ = manager.find(sid)
-        if answer:
-            return
-        activity = session.meta.get("activity") or {}
-        if session.status == "needs_input" or (session.fact or {}).get("activity") in ("waiting_input", "blocked"):
-            what = activity.get("detail") or "a question or dialog"
-            raise Waiting(f"{sid} is waiting for a person ({what}); not typed. Tick \"answer the question\" "
-                          "to type it into the dialog", str(what))
 
     def reply(self, sid: str, key: str, answer: bool = False) -> str:
         if key not in QUICK_REPLIES:
@@ -126,35 +105,12 @@ class Actions:
     def merge(self, sid: str, sha: str) -> str:
         """Merge the session's PR exactly at ``sha``, the head the person confirmed, through the same
         criteria and pinned merge as ``ao merge`` (``ao.merging``)."""
-        from ao.plugins.scm import for_project
+        from ao import merging
 
         if not sha:
             raise AoError("a merge needs the head SHA you confirmed")
-        session, project = self._manager().find(sid)
-        if not session.branch:
-            raise AoError(f"session {sid} has no PR: it has no branch")
-        scm = for_project(self.config, project)
-        if hasattr(scm, "invalidate"):
-            scm.invalidate([session.branch])  # read it now, whatever a cheap guard says
-        view = scm.observe([session.branch])[session.branch]
-        if view.head_sha != sha:
-            raise AoError(f"not merged: {session.branch} is at {view.head_sha[:10] or 'nothing'} now, not the "
-                          f"{sha[:10]} you confirmed; look at it again")
-        method = (project.scm or {}).get("mergeMethod")
-        try:
-            from ao import merging
-        except ImportError:  # before merge criteria existed: the fact's readiness, part by part
-            from ao import facts
-            from ao.web.views import fallback_criteria
-
-            fields = view.fact_fields()
-            if not facts.is_mergeable(fields):
-                missing = [c["name"] for c in fallback_criteria(fields) if not c["ok"]]
-                raise AoError(f"not merged: {', '.join(missing)} not met") from None
-            commit = scm.merge(view, method)
-        else:
-            commit = merging.merge_view(scm, view, method)
-        return f"merged {sid} at {sha[:10]} (merge commit {commit[:10]})"
+        done = merging.merge_session(self.config, sid, expected_sha=sha)
+        return f"merged {sid} at {sha[:7]} (merge commit {done.sha[:7]})"
 
     # -- spawning -------------------------------------------------------------------------------------
 
@@ -172,9 +128,3 @@ class Actions:
                                                      prompt=prompt.strip() or None))
         return f"spawned {session.id} on {session.branch}"
 
-
-def _takes_answer(send: Any) -> bool:
-    try:
-        return "answer" in inspect.signature(send).parameters
-    except (TypeError, ValueError):
-        return False

@@ -252,14 +252,11 @@ class Renderer:
 
 
 def _criteria(session: Any, fact: dict[str, Any]) -> list[dict[str, Any]]:
-    """The merge criteria from ``ao.merging`` (the same code as ``ao rules explain`` and ``ao merge``), or,
-    before it existed, from the fact."""
+    """The merge criteria as ``ao rules explain`` and ``ao merge`` see them (``ao.merging``)."""
+    from ao import merging
+
     if not fact or fact.get("pr_state") in (None, "none"):
         return []
-    try:
-        from ao import merging
-    except ImportError:
-        return views.fallback_criteria(fact)
     return [{"name": c.name, "ok": c.ok, "detail": c.detail} for c in merging.for_session(session, fact)]
 
 

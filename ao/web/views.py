@@ -93,21 +93,6 @@ def attention(cards: Iterable[Mapping[str, Any]]) -> int:
 
 # ------------------------------------------------------------------------------------------- session page
 
-def fallback_criteria(fact: Mapping[str, Any]) -> list[dict[str, Any]]:
-    """Merge readiness from the fact's fields (``facts.is_mergeable``, part by part), named as ``ao.merging``
-    names its criteria, for when that module is not there."""
-    ci, review = fact.get("ci", "none"), fact.get("review", "none")
-    return [
-        {"name": "open", "ok": fact.get("pr_state") == "open", "detail": f"PR {fact.get('pr_state', 'none')}"},
-        {"name": "ready", "ok": not fact.get("draft"), "detail": "draft" if fact.get("draft") else "not a draft"},
-        {"name": "review", "ok": review in ("approved", "none"), "detail": review.replace("_", " ")},
-        {"name": "ci", "ok": ci in ("passing", "none"), "detail": f"CI {ci}"},
-        {"name": "conflicts", "ok": not fact.get("conflicts"),
-         "detail": "conflicts" if fact.get("conflicts") else "merges cleanly"},
-        {"name": "up-to-date", "ok": not fact.get("behind"), "detail": "behind" if fact.get("behind") else "current"},
-    ]
-
-
 def ledger_rows(report: list[dict[str, Any]], timeline: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """The explain report with, per reaction, its last delivery from the session's events."""
     last: dict[str, dict[str, Any]] = {}
