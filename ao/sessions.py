@@ -125,13 +125,38 @@ class Sessions:
     def _plugin(self, slot: str, name: str) -> Any:
         key = (slot, name)
         if key not in self._plugins:
-            from ao.plugins import agent, runtime, workspace
+            from ao.plugins import agent, workspace
 
-            self._plugins[key] = {"runtime": runtime, "workspace": workspace, "agent": agent}[slot].get(name)
+            self._plugins[key] = {"workspace": workspace, "agent": agent}[slot].get(name)
         return self._plugins[key]
 
-    def runtime(self, name: str) -> Any:
-        return self._plugin("runtime", name)
+    def runtime(self, name: str, project: Project | None = None) -> Any:
+        """Runtime ``name``. With the ``project`` that uses it, set up with that project's settings (the one
+        to start its sessions with); else one that can observe and reach any project's sessions."""
+        from ao.plugins import runtime
+
+        own = project is not None and project.runtime == name and project.runtime_settings
+        key = ("runtime", f"{name}@{project.id}" if own else name)
+        if key not in self._plugins:
+            options = project.runtime_settings if own else runtime.shared_options(
+                name, [p.runtime_settings for p in self.config.projects.values() if p.runtime == name])
+            plugin = runtime.get(name, **options)
+            if hasattr(plugin, "bind"):
+                plugin.bind(self.config.data_dir, self._runtime_event)
+            self._plugins[key] = plugin
+        return self._plugins[key]
+
+    def _runtime_event(self, kind: str, **fields: Any) -> None:
+        """A runtime's own news (a Docker engine down or back): the event log, and the user when spawning."""
+        events.append(self.config.data_dir, kind, ts=self.clock(), secrets=self.config.secrets(), **fields)
+        self.progress(f"{kind}: {fields.get('host', '')} {fields.get('error', '')}".rstrip())
+
+    def host_of(self, session: Session) -> str | None:
+        """Where a session's runtime runs, for runtimes with more than one place (a Docker engine)."""
+        if not session.runtime_handle or not session.runtime:
+            return None
+        runtime = self.runtime(session.runtime)
+        return runtime.location(session.runtime_handle) if hasattr(runtime, "location") else None
 
     def agent(self, name: str) -> Any:
         return self._plugin("agent", name)
@@ -182,9 +207,10 @@ class Sessions:
                           f"available: {', '.join(AGENTS)}")
         if request.branch:
             check_branch_name(request.branch)
-        runtime = self.runtime(project.runtime)
+        runtime = self.runtime(project.runtime, project)
         runtime.check()  # tmux missing: say so before anything is created
-        check_agent_installed(agent_name)
+        if not getattr(runtime, "agent_in_image", False):
+            check_agent_installed(agent_name)
         agent = self.agent(agent_name)
         workspace = self.workspace(project.workspace)
         issue, task = self._resolve_target(project, request.target)
@@ -259,7 +285,7 @@ class Sessions:
         prompt_file, script = self._write_launch(run_dir, cwd, agent, LaunchContext(
             session_id=sid, workspace=cwd, prompt_file=run_dir / "prompt.md", settings=project.agent_config), prompt)
         handle = runtime.start(LaunchSpec(name=handle_name(self.config.data_dir, sid), cwd=cwd, script=script,
-                                          env=self._session_env(project, sid), run_dir=run_dir))
+                                          env=self._session_env(project, sid), run_dir=run_dir, repo=project.path))
         undo.push(f"stop the {project.runtime} session {handle}", lambda: runtime.kill(handle))
         self.progress(f"{sid}: agent started in {project.runtime} ({handle})")
         if agent.prompt_delivery(project.agent_config) == "send":
@@ -278,7 +304,11 @@ class Sessions:
             if s.role == "orchestrator" and not s.terminal and s.runtime_handle:
                 if self.runtime(s.runtime or project.runtime).probe([s.runtime_handle])[s.runtime_handle].alive:
                     return s
-        runtime, agent = self.runtime(project.runtime), self.agent(project.agent)
+        if project.runtime == "docker":
+            raise AoError("the orchestrator agent works through ao's own command line on this machine, so it cannot "
+                          f"run in a container (project {project.id} uses runtime: docker); use `ao start "
+                          "--no-orchestrator`, or give the orchestrator's project a host runtime")
+        runtime, agent = self.runtime(project.runtime, project), self.agent(project.agent)
         runtime.check()
         check_agent_installed(project.agent)
         undo = _Undo()
@@ -400,7 +430,7 @@ class Sessions:
         from ao.plugins.runtime import LaunchSpec
 
         session, project = self.find(session_id)
-        runtime = self.runtime(session.runtime or project.runtime)
+        runtime = self.runtime(session.runtime or project.runtime, project)
         runtime.check()
         if session.runtime_handle and runtime.probe([session.runtime_handle])[session.runtime_handle].alive:
             raise AoError(f"session '{session_id}' is still running; attach with `ao attach {session_id}`")
@@ -419,7 +449,7 @@ class Sessions:
             runtime.kill(session.runtime_handle)  # a dead pane kept for its last output: make room
         handle = runtime.start(LaunchSpec(name=handle_name(self.config.data_dir, session_id), cwd=ws_path,
                                           script=script, env=self._session_env(project, session_id),
-                                          run_dir=run_dir))
+                                          run_dir=run_dir, repo=project.path))
         now = self.clock()
         session = self.store.update(session_id, project.id, status="working", runtime_handle=handle,
                                     meta={**session.meta, "activity": {"at": now}, "restored_at": now})

@@ -45,13 +45,19 @@ CALL_TIMEOUT = 10.0     # a wedged tmux server must not hang ao forever
 class TmuxRuntime:
     """Runtime options: ``socket`` (tmux ``-L``; default ``$AO_TMUX_SOCKET``, else tmux's own default server),
     ``tmux_bin`` (the tmux executable), ``settle`` (max seconds to let a paste land before Enter) and
-    ``poll`` (seconds between pane captures while settling and confirming)."""
+    ``poll`` (seconds between pane captures while settling and confirming).
+
+    ``prefix`` runs every tmux command through another command, e.g. ``docker exec -i CONTAINER``: the
+    docker runtime drives the tmux server inside a container with this very code (``missing`` is then the
+    error for that command not being installed)."""
 
     socket: str | None = None
     tmux_bin: str = "tmux"
     settle: float = 0.3
     poll: float = 0.02
     name: str = "tmux"
+    prefix: tuple[str, ...] = ()
+    missing: str = MISSING
 
     def __post_init__(self) -> None:
         if self.socket is None:
@@ -60,7 +66,7 @@ class TmuxRuntime:
     # --- plumbing -------------------------------------------------------------------------------------
 
     def _argv(self, *args: str) -> list[str]:
-        return [self.tmux_bin, *(["-L", self.socket] if self.socket else []), *args]
+        return [*self.prefix, self.tmux_bin, *(["-L", self.socket] if self.socket else []), *args]
 
     def _run(self, *args: str, input: str | None = None) -> subprocess.CompletedProcess[str]:
         """One tmux client call; tmux missing or hanging becomes an AoError, a failed command does not."""
@@ -69,7 +75,7 @@ class TmuxRuntime:
                 self._argv(*args), check=False, input=input,
                 stdin=None if input is not None else subprocess.DEVNULL, capture_output=True, text=True, encoding="utf-8", errors="replace", timeout=CALL_TIMEOUT)
         except FileNotFoundError as e:
-            raise AoError(MISSING) from e
+            raise AoError(self.missing) from e
         except subprocess.TimeoutExpired as e:
             raise AoError(f"tmux did not answer within {CALL_TIMEOUT:g} s (tmux {args[0]})") from e
 
