@@ -26,7 +26,7 @@ if TYPE_CHECKING:
 CAPTURE_LINES = 60
 CAPTURE_WORKERS = 8
 SCM_FIELDS = ("pr_state", "pr_number", "pr_url", "head_sha", "base_branch", "ci", "review", "human_comments",
-              "bot_comments", "comments_fingerprint", "bot_fingerprint", "untrusted_comments", "untrusted_fingerprint", "conflicts", "behind", "draft")
+              "bot_comments", "comments_fingerprint", "bot_fingerprint", "untrusted_comments", "untrusted_fingerprint", "conflicts", "behind", "draft", "mergeable")
 
 
 @dataclass

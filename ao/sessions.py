@@ -26,6 +26,8 @@ RUN_DIR = "run"                 # projects/<p>/run/<id>/: launch script, prompt,
 WORKSPACES = "workspaces"       # <dataDir>/workspaces/<p>/<id>: the worktrees and clones
 BRANCH_ATTEMPTS = 20            # feat/issue-7, feat/issue-7-2, ... for repeated work on one issue
 PROMPT_READY_TIMEOUT = 15.0     # how long a "send" agent may take to show its first output
+GIT_LOCK_TIMEOUT = 600.0        # a fetch of a big repository by a concurrent spawn
+SESSION_LOCK_TIMEOUT = 60.0     # a send (confirmation included) or a cleanup of the same session
 _SLUG = re.compile(r"[^a-z0-9]+")
 
 
@@ -252,7 +254,7 @@ class Sessions:
         self.progress(f"{sid}: session allocated")
 
         ws_path = self.workspace_path(project.id, sid)
-        env = self._session_env(project, sid)
+        env = self._agent_env(project, sid)
         branch = self._create_workspace(project, workspace, request, sid, issue, task, ws_path, env, undo)
         self.progress(f"{sid}: workspace ready at {ws_path} on {branch}")
 
@@ -264,10 +266,13 @@ class Sessions:
             default_branch=project.default_branch, agent_rules=project.agent_rules,
             agent_rules_file=project.agent_rules_file)
         handle, prompt_file = self._launch(project, agent, runtime, sid, ws_path, prompt, undo)
-        now = self.clock()
-        session = self.store.update(
-            sid, project.id, status="working", branch=branch, workspace=str(ws_path), prompt=prompt,
-            runtime_handle=handle, meta={**session.meta, "activity": {"at": now}, "prompt_file": str(prompt_file)})
+        with self.session_lock(session):
+            if self._recheck(session).status != "spawning":  # `ao session kill` while it was being set up
+                raise AoError(f"session {sid} was stopped while it was being spawned; spawn undone")
+            session = self.store.update(
+                sid, project.id, status="working", branch=branch, workspace=str(ws_path), prompt=prompt,
+                runtime_handle=handle, meta={**session.meta, "activity": {"at": self.clock()},
+                                             "prompt_file": str(prompt_file)})
         undo.steps.clear()  # the session exists now: from here on a failure is the session's, not the spawn's
         self._event("session.spawned", session, branch=branch, issue=session.issue, agent=agent_name)
         self._event("session.working", session)
@@ -285,7 +290,7 @@ class Sessions:
         prompt_file, script = self._write_launch(run_dir, cwd, agent, LaunchContext(
             session_id=sid, workspace=cwd, prompt_file=run_dir / "prompt.md", settings=project.agent_config), prompt)
         handle = runtime.start(LaunchSpec(name=handle_name(self.config.data_dir, sid), cwd=cwd, script=script,
-                                          env=self._session_env(project, sid), run_dir=run_dir, repo=project.path))
+                                          env=self._agent_env(project, sid), run_dir=run_dir, repo=project.path))
         undo.push(f"stop the {project.runtime} session {handle}", lambda: runtime.kill(handle))
         self.progress(f"{sid}: agent started in {project.runtime} ({handle})")
         if agent.prompt_delivery(project.agent_config) == "send":
@@ -344,7 +349,8 @@ class Sessions:
                                  symlinks=project.symlinks, post_create=project.post_create, env=env)
             try:
                 # concurrent fetches of one repository fight over its ref locks
-                with file_lock(self.store.project_dir(project.id) / ".git.lock"):
+                with file_lock(self.store.project_dir(project.id) / ".git.lock",
+                               f"another spawn's git fetch in project '{project.id}'", GIT_LOCK_TIMEOUT):
                     workspace.create(spec)
             except BranchExists as exc:
                 if request.branch:
@@ -354,8 +360,14 @@ class Sessions:
             return branch
         raise AoError(f"branches {names[0]} to {names[-1]} all exist already; name one with --branch")
 
-    def _session_env(self, project: Project, sid: str) -> dict[str, str]:
-        """What the agent (and postCreate) can read: who it is, and how its own `ao` calls find this setup."""
+    def _agent_env(self, project: Project, sid: str) -> dict[str, str]:
+        """The complete environment of the agent (and postCreate): an allowlist of ao's own, never its
+        secrets (ao.environment), plus who it is and how its own `ao` calls find this setup."""
+        from ao.environment import agent_environment
+
+        return agent_environment(self.config, project, self._session_vars(project, sid))
+
+    def _session_vars(self, project: Project, sid: str) -> dict[str, str]:
         return {"AO_SESSION": sid, "AO_PROJECT": project.id, "AO_HOME": str(self.config.data_dir),
                 "AO_CONFIG_PATH": str(Path(self.config.file).resolve()),
                 "AO_PROMPT_FILE": str(self.run_dir(project.id, sid) / "prompt.md")}
@@ -385,6 +397,19 @@ class Sessions:
             time.sleep(0.05)
         raise AoError(f"the agent showed nothing for {PROMPT_READY_TIMEOUT:.0f} s, so its prompt was not sent")
 
+    # -- per-session lock ------------------------------------------------------------------------
+
+    def session_lock(self, session: Session) -> Any:
+        """The lock every operation on one session takes (send, kill, restore, cleanup, the end of spawn), so
+        each re-checks the session under it before acting rather than acting on what it read earlier."""
+        path = self.store.project_dir(session.project) / "locks" / f"{session.id}.lock"
+        return file_lock(path, f"session {session.id} (another ao command is sending to it, stopping, restoring "
+                               "or cleaning it up)", SESSION_LOCK_TIMEOUT)
+
+    def _recheck(self, session: Session) -> Session:
+        """The session as it is now (under its lock); AoError when it was cleaned up meanwhile."""
+        return self.store.find(session.id, session.project)
+
     def _event(self, kind: str, session: Session, **fields: Any) -> None:
         events.append(self.config.data_dir, kind, ts=self.clock(), session=session.id, project=session.project,
                       secrets=self.config.secrets(), **fields)
@@ -393,18 +418,30 @@ class Sessions:
 
     def send(self, session_id: str, text: str) -> Session:
         """Type ``text`` into a live session's agent, confirmed; AoError (exit 1) when it cannot be delivered."""
-        session, project = self.find(session_id)
-        if session.terminal:
-            raise AoError(f"session '{session_id}' has ended ({session.status}); "
-                          f"`ao session restore {session_id}` starts its agent again")
         if not text.strip():
             raise AoError("the message is empty")
-        runtime = self.runtime(session.runtime or project.runtime)
-        with file_lock(self.run_dir(project.id, session_id) / ".send.lock"):  # two senders would interleave
+        session, project = self.find(session_id)
+        with self.session_lock(session):  # two senders would interleave; a kill or cleanup waits for us
+            session = self._recheck(session)
+            if session.terminal:
+                raise AoError(f"session '{session_id}' has ended ({session.status}); "
+                              f"`ao session restore {session_id}` starts its agent again")
+            runtime = self.runtime(session.runtime or project.runtime)
             runtime.send(session.runtime_handle, text)
         events.log(self.config.data_dir, f"{session_id}: sent a message ({len(text)} characters)", console=None,
                    secrets=self.config.secrets())
         return session
+
+    def delivery_receipt(self, session_id: str, text: str, since: float) -> bool | None:
+        """The agent's own word on whether it received ``text`` at or after ``since`` (epoch s): the journal
+        asks it about a message ao was typing in when it died (``ao.executors``). None when the agent keeps no
+        receipt it can be asked about afterwards (an agent plugin offers one with
+        ``received_since(workspace, run_dir, text, since) -> bool | None``)."""
+        session, project = self.find(session_id)
+        check = getattr(self.agent(session.agent or project.agent), "received_since", None)
+        if check is None:
+            return None
+        return check(Path(session.workspace or "."), self.run_dir(project.id, session_id), text, since)
 
     def attach_argv(self, session_id: str) -> list[str]:
         session, project = self.find(session_id)
@@ -418,18 +455,25 @@ class Sessions:
     def kill(self, session_id: str) -> Session:
         """End a session on purpose: stop its runtime; the workspace stays until cleanup."""
         session, project = self.find(session_id)
-        if session.runtime_handle:
-            self.runtime(session.runtime or project.runtime).kill(session.runtime_handle)
-        session = self.store.update(session_id, session.project, status="killed")
+        with self.session_lock(session):
+            session = self._recheck(session)
+            if session.runtime_handle:
+                self.runtime(session.runtime or project.runtime).kill(session.runtime_handle)
+            session = self.store.update(session_id, session.project, status="killed")
         self._event("session.killed", session)
         return session
 
     def restore(self, session_id: str) -> Session:
         """Start the agent of a session whose runtime has gone, in the same workspace, resuming if it can."""
+        session, project = self.find(session_id)
+        with self.session_lock(session):
+            return self._restore(self._recheck(session), project)
+
+    def _restore(self, session: Session, project: Project) -> Session:
         from ao.plugins.agent import LaunchContext
         from ao.plugins.runtime import LaunchSpec
 
-        session, project = self.find(session_id)
+        session_id = session.id
         runtime = self.runtime(session.runtime or project.runtime, project)
         runtime.check()
         if session.runtime_handle and runtime.probe([session.runtime_handle])[session.runtime_handle].alive:
@@ -448,7 +492,7 @@ class Sessions:
         if session.runtime_handle:
             runtime.kill(session.runtime_handle)  # a dead pane kept for its last output: make room
         handle = runtime.start(LaunchSpec(name=handle_name(self.config.data_dir, session_id), cwd=ws_path,
-                                          script=script, env=self._session_env(project, session_id),
+                                          script=script, env=self._agent_env(project, session_id),
                                           run_dir=run_dir, repo=project.path))
         now = self.clock()
         session = self.store.update(session_id, project.id, status="working", runtime_handle=handle,
@@ -493,11 +537,29 @@ class Sessions:
         return done
 
     def _clean_one(self, item: CleanupItem) -> CleanupItem:
-        session = item.session
-        project = self.config.projects.get(session.project)
+        project = self.config.projects.get(item.session.project)
         if project is None:
-            raise AoError(f"project '{session.project}' is no longer configured; its workspace "
-                          f"{session.workspace or '(none)'} was left alone")
+            raise AoError(f"project '{item.session.project}' is no longer configured; its workspace "
+                          f"{item.session.workspace or '(none)'} was left alone")
+        with self.session_lock(item.session):
+            # The plan was made before the lock: act only on what is still true (a concurrent restore
+            # brings the agent back; a concurrent cleanup has done the work already).
+            session = self.store.get(item.session.id, item.session.project)
+            if session is None:
+                if self.store.is_archived(item.session.id, item.session.project):
+                    return CleanupItem(item.session, "clean", f"{item.reason} (already cleaned up)")
+                raise AoError(f"session '{item.session.id}' is gone")
+            changed = _changed_since_plan(item.session, session)
+            if changed:
+                return CleanupItem(session, "keep", f"{changed} since the plan was made; left alone")
+            if session.runtime_handle and item.session.status not in ("merged", "done", "cleanup", "killed") and \
+                    self.runtime(session.runtime or project.runtime).probe([session.runtime_handle])[
+                        session.runtime_handle].alive:
+                return CleanupItem(session, "keep", "its agent is running again; left alone")
+            return self._clean_locked(CleanupItem(session, item.action, item.reason), project)
+
+    def _clean_locked(self, item: CleanupItem, project: Project) -> CleanupItem:
+        session = item.session
         if session.runtime_handle:
             self.runtime(session.runtime or project.runtime).kill(session.runtime_handle)
         if session.workspace and session.role != "orchestrator":  # the orchestrator's is the user's checkout
@@ -519,6 +581,17 @@ def check_agent_installed(agent: str) -> None:
     if program and shutil.which(program) is None:
         raise AoError(f"the {agent} agent needs `{program}` on PATH, and it is not installed here; install it, "
                       "or choose another agent (agent: in the config, or --agent)")
+
+
+def _changed_since_plan(planned: Session, now: Session) -> str:
+    """What happened to a session between a cleanup plan and its execution that calls the plan off."""
+    if now.meta.get("restored_at") != planned.meta.get("restored_at"):
+        return "it was restored"
+    if now.runtime_handle != planned.runtime_handle:
+        return "it was started again"
+    if now.status != planned.status and not now.terminal:
+        return f"it is {now.status} again"
+    return ""
 
 
 def _rmtree(path: Path) -> None:

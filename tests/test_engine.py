@@ -647,7 +647,7 @@ ENUM_VALUES = {**facts.ENUMS, "status": facts.STATUSES}
 TEXT_POOL = {"branch": ["", "main", "hotfix/a", "feat/x", "hotfix/b-x", "1"], "head_sha": ["", "a1", "b2", "007"],
              "issue": ["", "12", "x y"]}
 INT_POOL = [0, 1, 2, 5, 299, 300, 301, 600]
-REGEXES = ["^hotfix/", "x$", "a1|b2", "^$", "[0-9]", "^(feat|fix)/", "pr_|ci_", "^(?!main$)"]
+REGEXES = ["^hotfix/", "x$", "a1|b2", "^$", "[0-9]", "^(feat|fix)/", "pr_|ci_", "^ma?in$"]
 BOOL_FIELDS = [f for f, (t, _) in facts.FIELDS.items() if t is bool]
 INT_FIELDS = [f for f, (t, _) in facts.FIELDS.items() if t is int and f != "last_activity_at"]
 COND_FIELDS = list(ENUM_VALUES) + list(TEXT_POOL) + INT_FIELDS + BOOL_FIELDS

@@ -26,7 +26,9 @@ class LaunchSpec:
     name: str                 # unique, safe handle name, e.g. "ao-1a2b3c-app-3"
     cwd: Path                 # the workspace
     script: Path              # an executable launch script (written by ao.sessions); the runtime runs it
-    env: dict[str, str] = field(default_factory=dict)  # added to the inherited environment
+    # The complete environment of the agent (ao.environment.agent_environment): a runtime must not let the
+    # agent inherit ao's own (or, for tmux, the server's global environment).
+    env: dict[str, str] = field(default_factory=dict)
     run_dir: Path | None = None  # a private folder the runtime may use (fifos, output logs)
     repo: Path | None = None     # the project's checkout (trusted): where a worktree's git data and origin live
 

@@ -25,13 +25,15 @@ What the container sees (mounted at the same paths, so git inside finds a valid 
   the user's own git would run on the host; the same for ``origin`` when it is a folder on this machine;
 - the configured ``mounts`` (read-only unless ``readonly: false``): credentials only where the user says.
 
-The environment is the session's ``LaunchSpec.env`` and the names listed under ``env`` (values from ao's
-environment), through a private env file, never the command line. ``PATH`` and ``HOME`` name host folders,
-so the image's ``PATH`` and the container's home replace them.
+The environment is the session's ``LaunchSpec.env`` (ao.environment's allowlist, ``passEnv`` included) less
+the variables that name this machine's folders (``PATH``, ``HOME``, ``SHELL``, ``XDG_*``...: the image's
+and the container's own apply), plus the runtime's ``env`` (``NAME`` takes ao's value, ``NAME=value`` is
+literal), written to a private env file for ``docker run``, never on its command line.
 """
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import shutil
@@ -54,7 +56,9 @@ HOME = "/home/agent"         # $HOME in the container, unless `home` says otherw
 LABEL = "ao.managed"         # on every container ao starts
 STAMP_LABEL = "ao.activity"  # the host path of the container's activity file
 STAMP, HOME_DIR, ENV_FILE = "activity", "home", ".docker-env"  # in the session's run folder
-HOST_ENV = ("PATH", "HOME")  # host folders: the container has its own
+# Host folders and sockets: meaningless in a container, which has its own (the image's PATH, our HOME).
+HOST_ENV = ("PATH", "HOME", "SHELL", "TMPDIR", "TERMINFO", "TERMINFO_DIRS", "XDG_CONFIG_HOME", "XDG_CACHE_HOME",
+            "XDG_DATA_HOME", "XDG_STATE_HOME", "XDG_RUNTIME_DIR", "SSH_AUTH_SOCK", "AO_TMUX_SOCKET")
 WATCH_PERIOD = 2             # seconds between the watcher's looks at the pane
 START_WAIT = 60              # seconds the watcher waits for the tmux session before giving up
 LAST_LINES = 500             # lines of a dead agent's pane kept in the container log
@@ -288,9 +292,10 @@ class DockerRuntime:
         return AoError(f"{doing} on the Docker engine {engine.label} failed: {err}")
 
     def _tmux(self, engine: Engine, container: str) -> TmuxRuntime:
-        """The tmux runtime, pointed at the tmux server inside ``container``."""
+        """The tmux runtime, pointed at the tmux server inside ``container``. Its client is the docker CLI,
+        which needs ao's environment (DOCKER_HOST, DOCKER_CONFIG, ...) and passes none of it in."""
         return TmuxRuntime(socket=SOCKET, prefix=(*engine.argv(self.docker_bin), "exec", "-i", container),
-                           missing=MISSING)
+                           missing=MISSING, client_env=dict(os.environ))
 
     def _note_down(self, engine: Engine, error: str) -> None:
         key = (str(self.state_dir), engine.url)
@@ -358,17 +363,25 @@ class DockerRuntime:
         argv = self._run_argv(name, spec, run_dir)
         engine = self._place(name, argv, env, run_dir)
         try:
-            # The container's environment already is exactly the agent's (tmux inherits it from docker exec);
-            # repeating it as `new-window -e K=V` would put the values on a command line, visible in ps.
-            self._tmux(engine, name).start(replace(spec, name=name, env={}))
+            # The agent gets exactly the container's environment: the image's (its PATH, ...) and ours.
+            r = self._docker(engine, "inspect", "--format", "{{json .Config.Env}}", name)
+            if r.returncode != 0:
+                raise self._explain(engine, r, f"reading container {name}")
+            env = dict(item.split("=", 1) for item in json.loads(r.stdout) if "=" in item)
+            self._tmux(engine, name).start(replace(spec, name=name, env=env))
         except BaseException:
             self._docker(engine, "rm", "--force", name)  # a container whose agent never started is no use
             raise
         return f"{name}@{engine.url}"
 
     def _environment(self, spec: LaunchSpec) -> dict[str, str]:
-        env = {k: os.environ[k] for k in self.env if k in os.environ}
-        env.update({k: v for k, v in spec.env.items() if k not in HOST_ENV})
+        env = {k: v for k, v in spec.env.items() if k not in HOST_ENV}
+        for item in self.env:
+            name, sep, value = item.partition("=")
+            if sep:
+                env[name] = value
+            elif name in os.environ:
+                env[name] = os.environ[name]
         env["HOME"] = self.home
         bad = sorted(k for k, v in env.items() if "\n" in v or "\0" in v)
         if bad:

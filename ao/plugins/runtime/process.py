@@ -102,7 +102,7 @@ class ProcessRuntime:
                 pass  # the default 64 KiB still works; send refuses what does not fit
             with open(log, "ab") as out:
                 proc = subprocess.Popen(
-                    [str(spec.script)], cwd=spec.cwd, env={**os.environ, **spec.env}, stdin=stdin,
+                    [str(spec.script)], cwd=spec.cwd, env=dict(spec.env), stdin=stdin,
                     stdout=out, stderr=subprocess.STDOUT, start_new_session=True, close_fds=True)
         except OSError as e:
             raise AoError(f"cannot start session {spec.name}: {spec.script}: {e.strerror or e}") from e

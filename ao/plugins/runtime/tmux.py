@@ -31,7 +31,11 @@ MISSING = "tmux is not installed (or not on PATH): install tmux, or set runtime:
 # accepted and mapped the same way here: the returned handle is the name tmux really uses.
 _NAME = re.compile(r"[A-Za-z0-9_.-]+")
 _NO_SERVER = ("no server running", "error connecting to", "server exited unexpectedly")
-_GONE = ("can't find session", "no such session", "can't find window", "can't find pane") + _NO_SERVER
+# "no current target": the server is exiting because its last session just ended (a kill racing the exit of
+# that server): as gone as a missing session.
+_NO_SESSIONS = _NO_SERVER + ("no current target",)
+_GONE = ("can't find session", "no such session", "can't find window", "can't find pane",
+         "no current target") + _NO_SERVER
 
 SEND_CAP = 100_000      # characters; longer text is cut with a visible marker (templates.clean)
 SHORT = 200             # up to this many characters of single-line text are typed rather than pasted
@@ -49,7 +53,8 @@ class TmuxRuntime:
 
     ``prefix`` runs every tmux command through another command, e.g. ``docker exec -i CONTAINER``: the
     docker runtime drives the tmux server inside a container with this very code (``missing`` is then the
-    error for that command not being installed)."""
+    error for that command not being installed, and ``client_env`` that command's environment, which then
+    reaches no tmux server)."""
 
     socket: str | None = None
     tmux_bin: str = "tmux"
@@ -58,6 +63,7 @@ class TmuxRuntime:
     name: str = "tmux"
     prefix: tuple[str, ...] = ()
     missing: str = MISSING
+    client_env: dict[str, str] | None = None
 
     def __post_init__(self) -> None:
         if self.socket is None:
@@ -73,7 +79,9 @@ class TmuxRuntime:
         try:
             return subprocess.run(
                 self._argv(*args), check=False, input=input,
-                stdin=None if input is not None else subprocess.DEVNULL, capture_output=True, text=True, encoding="utf-8", errors="replace", timeout=CALL_TIMEOUT)
+                stdin=None if input is not None else subprocess.DEVNULL, capture_output=True, text=True,
+                encoding="utf-8", errors="replace", timeout=CALL_TIMEOUT,
+                env=_client_env() if self.client_env is None else self.client_env)
         except FileNotFoundError as e:
             raise AoError(self.missing) from e
         except subprocess.TimeoutExpired as e:
@@ -110,7 +118,6 @@ class TmuxRuntime:
             raise AoError(f"cannot start session {name}: folder {spec.cwd} does not exist")
         if not os.access(spec.script, os.X_OK):
             raise AoError(f"cannot start session {name}: {spec.script} is not an executable file")
-        env = [a for k, v in spec.env.items() for a in ("-e", f"{k}={v}")]
         pane = self._pane(name)
         # history-limit only applies to panes created after it is set, so the session starts on a throwaway
         # placeholder window; the agent's window is made after the options, and remain-on-exit is set in the
@@ -119,7 +126,7 @@ class TmuxRuntime:
             "new-session", "-d", "-s", name, "-x", str(WIDTH), "-y", str(HEIGHT), "-c", str(spec.cwd),
             "exec cat", ";",
             "set-option", "-t", pane, "history-limit", str(HISTORY), ";",
-            "new-window", "-t", pane, "-c", str(spec.cwd), *env, "exec " + shlex.quote(str(spec.script)), ";",
+            "new-window", "-t", pane, "-c", str(spec.cwd), _command(spec), ";",
             "set-option", "-w", "-t", pane, "remain-on-exit", "on", ";",
             "kill-window", "-a", "-t", pane)
         if r.returncode != 0:
@@ -134,11 +141,11 @@ class TmuxRuntime:
         if not handles:
             return {}
         r = self._run("list-panes", "-a", "-F", "#{session_name}\t#{pane_dead}\t#{pane_pid}\t#{window_activity}")
-        if r.returncode != 0 and not any(m in r.stderr for m in _NO_SERVER):
+        if r.returncode != 0 and not any(m in r.stderr for m in _NO_SESSIONS):
             # an unexplained failure must not read as "every agent died": that would end live sessions
             raise AoError(f"tmux list-panes failed: {r.stderr.strip() or 'exit status ' + str(r.returncode)}")
         seen: dict[str, Probe] = {}
-        for line in r.stdout.splitlines() if r.returncode == 0 else []:
+        for line in r.stdout.splitlines() if r.returncode == 0 else []:  # no server, or one exiting: none alive
             parts = line.split("\t")
             if len(parts) != 4:
                 continue
@@ -242,6 +249,25 @@ class TmuxRuntime:
             # inside another tmux server: nest explicitly (tmux refuses a nested attach while $TMUX is set)
             return ["env", "-u", "TMUX", *self._argv("attach-session", "-t", f"={handle}")]
         return self._argv("attach-session", "-t", f"={handle}")
+
+
+def _command(spec: LaunchSpec) -> str:
+    """The agent's command line: its launch script under ``env -i`` with exactly ``spec.env``, so it inherits
+    nothing from the tmux server's global environment (a server the user started holds whatever their shell
+    held). TERM is the one tmux sets for the pane."""
+    assignments = [f"{k}={v}" for k, v in spec.env.items() if k != "TERM"]
+    if not any(a.startswith("PATH=") for a in assignments):
+        assignments.append(f"PATH={os.defpath}")
+    return " ".join(["exec", "env", "-i", 'TERM="${TERM:-tmux-256color}"', *map(shlex.quote, assignments),
+                     shlex.quote(str(spec.script))])
+
+
+def _client_env() -> dict[str, str]:
+    """The tmux client's environment: a server it starts copies it as its global environment, so it gets
+    the same allowlist as an agent, never ao's secrets."""
+    from ao.environment import allowed_environment
+
+    return allowed_environment(("TMUX", "TMUX_TMPDIR"))
 
 
 def plugin(**options: object) -> TmuxRuntime:
