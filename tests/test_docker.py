@@ -126,20 +126,23 @@ def test_mounts_hosts_and_run_arguments(tmp_path, monkeypatch):
     assert tls.argv("docker") == ["docker", "--host", "tcp://box:2376", "--tlsverify", "--tlscacert",
                                   "/certs/ca.pem", "--tlscert", "/certs/cert.pem", "--tlskey", "/certs/key.pem"]
     rt = runtime.get("docker", image="agent", hosts=["unix:///a.sock", {"url": "ssh://me@box", "name": "box"}],
-                     network="none", cpus=1.5, memory="2g", env=["API_KEY"])
+                     network="none", cpus=1.5, memory="2g", env=["API_KEY", "UNSET_KEY", "SSH_AUTH_SOCK=/ssh-agent"])
     assert rt.location("ao-x-app-1@ssh://me@box") == "box"
     assert rt.location("ao-x-app-2@unix:///a.sock") == "unix:///a.sock"
     assert rt.attach_argv("ao-x-app-1@ssh://me@box") == [
         "docker", "--host", "ssh://me@box", "exec", "-it", "ao-x-app-1", "tmux", "-L", "ao", "attach-session",
         "-t", "=ao-x-app-1"]
     spec = runtime.LaunchSpec(name="ao-x-app-1", cwd=tmp_path, script=tmp_path / "s", run_dir=tmp_path / "run",
-                              env={"AO_SESSION": "app-1", "PATH": "/host/bin", "HOME": "/root"})
+                              env={"AO_SESSION": "app-1", "PATH": "/host/bin", "HOME": "/root", "LANG": "C.UTF-8",
+                                   "SSH_AUTH_SOCK": "/tmp/ssh-host/agent.1", "XDG_CONFIG_HOME": "/root/.config"})
     argv = rt._run_argv("ao-x-app-1", spec, tmp_path / "run")
     assert argv[argv.index("--network") + 1] == "none" and argv[argv.index("--memory") + 1] == "2g"
     assert "--cap-drop" in argv and "no-new-privileges" in argv and argv[argv.index("--pull") + 1] == "never"
     monkeypatch.setenv("API_KEY", "sk-123")
     monkeypatch.setenv("OTHER_SECRET", "nope")
-    assert rt._environment(spec) == {"API_KEY": "sk-123", "AO_SESSION": "app-1", "HOME": "/home/agent"}
+    monkeypatch.delenv("UNSET_KEY", raising=False)
+    assert rt._environment(spec) == {"API_KEY": "sk-123", "AO_SESSION": "app-1", "LANG": "C.UTF-8",
+                                     "SSH_AUTH_SOCK": "/ssh-agent", "HOME": "/home/agent"}
     with pytest.raises(AoError, match="unknown docker runtime option"):
         runtime.get("docker", imag="x")
 
@@ -247,10 +250,11 @@ def test_an_agent_in_a_container_sees_only_its_mounts_and_no_secret(aoenv, engin
     assert "fsmonitor" not in (git_dir / "config").read_text() and not (git_dir / "hooks" / "post-checkout").exists()
 
     inspected = json.loads(engine.docker("inspect", s.runtime_handle.split("@")[0]).stdout)[0]
-    names = {item.split("=", 1)[0] for item in inspected["Config"]["Env"]}
-    assert names == {"AO_SESSION", "AO_PROJECT", "AO_HOME", "AO_CONFIG_PATH", "AO_PROMPT_FILE", "ALLOWED_VAR", "HOME",
-                     "PATH"}  # PATH: the image's (docker's default here)
-    assert dict(item.split("=", 1) for item in inspected["Config"]["Env"])["PATH"] != os.environ["PATH"]
+    env = dict(item.split("=", 1) for item in inspected["Config"]["Env"])
+    agent_env = manager._agent_env(cfg.projects["app"], s.id)  # ao.environment's allowlist and session variables
+    assert set(env) == (set(agent_env) - set(docker_rt.HOST_ENV)) | {"HOME", "PATH", "ALLOWED_VAR"}
+    assert env["PATH"] != os.environ["PATH"] and env["HOME"] == "/home/agent"  # the image's PATH, the box's home
+    assert not {"AO_TEST_SECRET", "GITHUB_TOKEN", "SSH_AUTH_SOCK", "XDG_CONFIG_HOME"} & set(env)
     assert inspected["HostConfig"]["CapDrop"] == ["ALL"] and inspected["HostConfig"]["NetworkMode"] == "none"
     assert not (s.runtime_handle and (Path(s.workspace).parent.parent.parent / "projects" / "app" / "run" / s.id /
                                       docker_rt.ENV_FILE).exists())  # the env file is gone once docker has read it

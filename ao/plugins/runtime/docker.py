@@ -64,6 +64,7 @@ START_WAIT = 60              # seconds the watcher waits for the tmux session be
 LAST_LINES = 500             # lines of a dead agent's pane kept in the container log
 CALL_TIMEOUT = 30.0          # seconds for docker ps/rm/logs (an ssh:// engine may be slow to answer)
 RUN_TIMEOUT = 120.0          # docker run (creating the container and its mounts)
+PIDS_LIMIT = 4096            # processes per container: room for test suites, none for a fork bomb
 _NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]*")
 _HOST_URL = re.compile(r"^(unix|tcp|ssh)://.+")
 _UNREACHABLE = ("cannot connect to the docker daemon", "error during connect", "connection refused",
@@ -395,6 +396,7 @@ class DockerRuntime:
         argv = ["run", "--detach", "--init", "--name", name, "--label", f"{LABEL}=1",
                 "--label", f"{STAMP_LABEL}={stamp}", "--pull", "never", "--user", user, "--workdir", str(spec.cwd),
                 "--entrypoint", "/bin/sh", "--cap-drop", "ALL", "--security-opt", "no-new-privileges",
+                "--pids-limit", str(PIDS_LIMIT),
                 "--log-driver", "json-file", "--log-opt", "max-size=1m"]
         if self.network:
             argv += ["--network", self.network]
