@@ -311,8 +311,8 @@ class Engine:
 
     def settle(self, action: Action, outcome: Outcome, now: int) -> list[Action]:
         """Record an action's delivery. Returns an escalation when delivery has failed too often."""
-        if action.action not in ("send-to-agent", "notify", "auto-merge"):
-            return []
+        if action.action not in ("send-to-agent", "notify", "auto-merge") or outcome.held:
+            return []  # held: the ledger stays as decided, so the same ACT comes again next cycle
         session = action.session or PROJECT_KEY
         entry = self.ledgers.get(session, {}).get(action.reaction, Entry())
         if action.reaction not in self.compiled.reactions:

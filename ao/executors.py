@@ -16,7 +16,12 @@ when nothing could be typed (the session is gone...). What a later execution of 
 - ``sending`` (ao died while typing): the agent's own delivery receipt decides, where the agent gives one
   (``Sessions.delivery_receipt``): received -> ``sent``; not received -> typed again. Without a receipt
   it is treated as ``unconfirmed``: never retyped blindly;
-- ``decided`` or ``failed``: typed in.
+- ``decided``, ``failed`` or ``held``: typed in (once the agent is ready).
+
+A message for an agent that waits for a human or is busy is not typed at all (``held``, raised by
+``Sessions.send`` as ``AgentWaiting`` before any key is pressed): the outcome is neither an attempt nor a
+failure, so the engine decides the same action again next cycle and it goes out once the agent is ready; a
+duration ``escalateAfter`` still escalates meanwhile (SPEC 3.1).
 """
 
 from __future__ import annotations
@@ -36,7 +41,7 @@ from ao.ledger import atomic_write
 
 JOURNAL = "journal"
 JOURNAL_KEEP = 7 * 86400
-DECIDED, SENDING, SENT, UNCONFIRMED, FAILED = "decided", "sending", "sent", "unconfirmed", "failed"
+DECIDED, SENDING, SENT, UNCONFIRMED, FAILED, HELD = "decided", "sending", "sent", "unconfirmed", "failed", "held"
 _LEGACY = {"pending": SENDING}  # written by ao before the decided state existed: typing may have begun
 UNSETTLED = (DECIDED, SENDING)
 
@@ -165,10 +170,13 @@ class AgentExecutor:
 
     def _deliver(self, action: Action) -> tuple[Outcome, str]:
         """Type the message in: the outcome, and the journal state it leaves."""
-        from ao.plugins.runtime import Unconfirmed
+        from ao.plugins.runtime import AgentWaiting, Unconfirmed
 
         try:
             self.manager.send(action.session, action.text)
+        except AgentWaiting as exc:
+            # nothing typed: held until the agent is ready (the human has the agent-needs-input notice)
+            return Outcome(False, f"held: {exc.waiting_for}", held=True), HELD
         except Unconfirmed as exc:
             return Outcome(False, str(exc)), UNCONFIRMED
         except AoError as exc:

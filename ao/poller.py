@@ -246,12 +246,13 @@ class Poller:
                 report.actions.append(self._row(action, Outcome(True)))
             return
         executors = self.executors()
-        # Decide, then execute (docs/lifecycle.md). Every decision is made durable first: notifications go
-        # into the outbox, agent messages into the journal, and the ledgers (with when each budget began, part
-        # of every decision's id) are saved. Only then does anything slow run, so a crash while an agent
-        # message is being typed in loses no notification decided in the same cycle.
-        known = [(action, executors.prepare(action, now)) for action in queue]
+        # Decide, then execute (docs/lifecycle.md). Every decision is made durable first: the ledgers are
+        # saved (when each budget began is part of every decision's id: a restarted poller deciding again gets
+        # the same ids), notifications go into the outbox and agent messages into the journal. Only then does
+        # anything slow run, so a crash while an agent message is being typed in loses no notification
+        # decided in the same cycle.
         engine.save()
+        known = [(action, executors.prepare(action, now)) for action in queue]
         failpoints.hit("cycle.decided")
         for action, outcome in known:
             self._settle(engine, action, outcome or executors.execute(action), now, report)
@@ -261,6 +262,8 @@ class Poller:
         """Record an executed action: report, events, ledger. An escalation it causes is executed at once (a
         notification: queued, so durable)."""
         report.actions.append(self._row(action, outcome))
+        if outcome.held:  # nothing was typed: not an attempt, not a failure; decided again next cycle
+            return
         for kind in lifecycle.action_events(action.reaction, action.action, outcome.ok):
             key = (kind, action_id(action)) if outcome.ok else ()  # each failed attempt is an event of its own
             report.events.append(self._event(kind, None, now, key=key, session=action.session, project=action.project,
@@ -273,7 +276,7 @@ class Poller:
         return {"project": action.project, "session": action.session, "reaction": action.reaction,
                 "action": action.action, "priority": action.priority, "title": action.title,
                 "attempt": action.attempt, "ok": outcome.ok, "error": outcome.error,
-                "notifiers": list(action.notifiers), "would": self.dry_run}
+                "held": outcome.held, "notifiers": list(action.notifiers), "would": self.dry_run}
 
     def _finish_decided(self, now: float, report: CycleReport) -> None:
         """A restart finishes what was decided and does not decide it again: agent messages a crash left
@@ -297,7 +300,7 @@ class Poller:
     def _persist(self, item: observe.Seen, now: float, report: CycleReport) -> None:
         s, fact = item.session, item.fact
         misses = 0 if item.probe is None or item.probe.alive else int(s.meta.get("probe_misses", 0)) + 1
-        memo = {**item.activity.memo, "at": item.activity.at}
+        memo = {**item.activity.memo, "at": item.activity.at, "detail": item.activity.detail}
         merge = self._merge_memo(s)
         if (s.status == fact["status"] and _stable(s.fact) == _stable(fact) and s.meta.get("activity") == memo
                 and int(s.meta.get("probe_misses", 0)) == misses and s.meta.get("merge") == merge):

@@ -21,6 +21,7 @@ import shutil
 import subprocess
 import time
 from dataclasses import dataclass
+from typing import Callable
 
 from ao.errors import AoError
 from ao.plugins.runtime import LaunchSpec, Probe, SendError, Unconfirmed
@@ -48,8 +49,9 @@ CALL_TIMEOUT = 10.0     # a wedged tmux server must not hang ao forever
 @dataclass
 class TmuxRuntime:
     """Runtime options: ``socket`` (tmux ``-L``; default ``$AO_TMUX_SOCKET``, else tmux's own default server),
-    ``tmux_bin`` (the tmux executable), ``settle`` (max seconds to let a paste land before Enter) and
-    ``poll`` (seconds between pane captures while settling and confirming).
+    ``tmux_bin`` (the tmux executable), ``settle`` (max seconds to let a paste land before Enter),
+    ``poll`` (seconds between pane captures while settling and confirming) and ``term_timeout`` (how long
+    ``kill`` lets the agent's processes end after the hang-up before it signals them).
 
     ``prefix`` runs every tmux command through another command, e.g. ``docker exec -i CONTAINER``: the
     docker runtime drives the tmux server inside a container with this very code (``missing`` is then the
@@ -60,6 +62,7 @@ class TmuxRuntime:
     tmux_bin: str = "tmux"
     settle: float = 0.3
     poll: float = 0.02
+    term_timeout: float = 3.0
     name: str = "tmux"
     prefix: tuple[str, ...] = ()
     missing: str = MISSING
@@ -162,7 +165,8 @@ class TmuxRuntime:
                     old.last_output_at = at
         return {h: seen.get(h) or Probe(alive=False) for h in handles}
 
-    def send(self, handle: str, text: str, *, confirm_timeout: float = 5.0) -> None:
+    def send(self, handle: str, text: str, *, confirm_timeout: float = 5.0,
+             receipt: Callable[[], bool] | None = None) -> None:
         pane = self._pane(handle)
         # list-panes, not display-message: display-message prints nothing yet succeeds for a missing target
         r = self._run("list-panes", "-t", pane, "-F", "#{pane_active}#{pane_dead}")
@@ -207,18 +211,22 @@ class TmuxRuntime:
         if r.returncode != 0:
             raise SendError(f"could not press Enter in session {handle}: {r.stderr.strip() or 'tmux failed'}")
 
-        # Confirm: after Enter the agent redraws (clears its input, prints a reply, or its pane dies).
+        # Confirm: the agent's own receipt when it has one (a changed pane proves nothing: a dialog that took
+        # the keys changes it too); else, after Enter the agent redraws (clears its input, prints a reply).
         deadline = time.monotonic() + confirm_timeout
         while True:
+            if receipt is not None and receipt():
+                return
             now = self._visible(handle)
             if now is None:
                 raise SendError(f"session {handle} went away before delivery was confirmed")
-            if now != before:
+            if receipt is None and now != before:
                 return
             if time.monotonic() >= deadline:
+                what = "the agent recorded no receipt of it" if receipt is not None else "the pane did not change"
                 raise Unconfirmed(
-                    f"delivery to session {handle} not confirmed: the pane did not change within "
-                    f"{confirm_timeout:g} s after Enter (the agent may be busy; not resent, to avoid duplicates)")
+                    f"delivery to session {handle} not confirmed: {what} within {confirm_timeout:g} s after "
+                    "Enter (the agent may be busy; not resent, to avoid duplicates)")
             time.sleep(self.poll)
 
     def capture(self, handle: str, lines: int = 200) -> str:
@@ -231,14 +239,22 @@ class TmuxRuntime:
         return "\n".join(rows[-lines:])
 
     def kill(self, handle: str) -> None:
+        """End the session and every process started in its panes: some agents outlive the hang-up tmux
+        sends (opencode takes its time; Codex's background server would live on), so what is left after
+        ``term_timeout`` gets SIGTERM, then SIGKILL."""
+        from ao.plugins.runtime import procs
+
         try:
-            r = self._run("kill-session", "-t", f"={handle}")
+            panes = self._run("list-panes", "-s", "-t", f"={handle}", "-F", "#{pane_pid}")
         except AoError:
             if shutil.which(self.tmux_bin) is None:
                 return  # no tmux, so no session to kill
             raise
+        started = procs.tree([int(p) for p in panes.stdout.split() if p.isdigit()]) if panes.returncode == 0 else []
+        r = self._run("kill-session", "-t", f"={handle}")
         if r.returncode != 0 and not self._gone(r):
             raise AoError(f"tmux could not kill session {handle}: {r.stderr.strip()}")
+        procs.end(started, self.term_timeout)
 
     def attach_argv(self, handle: str) -> list[str]:
         inside = os.environ.get("TMUX", "")
@@ -271,7 +287,7 @@ def _client_env() -> dict[str, str]:
 
 
 def plugin(**options: object) -> TmuxRuntime:
-    allowed = {"socket", "tmux_bin", "settle", "poll"}
+    allowed = {"socket", "tmux_bin", "settle", "poll", "term_timeout"}
     unknown = sorted(set(options) - allowed)
     if unknown:
         raise AoError(f"unknown tmux runtime option(s): {', '.join(unknown)}; known: {', '.join(sorted(allowed))}")
