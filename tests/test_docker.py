@@ -119,6 +119,8 @@ def test_mounts_hosts_and_run_arguments(tmp_path, monkeypatch):
     monkeypatch.setenv("HOME", str(tmp_path))
     assert docker_rt.mount_of("~/.claude/.credentials.json:/home/agent/.claude/.credentials.json") == docker_rt.Mount(
         f"{tmp_path}/.claude/.credentials.json", "/home/agent/.claude/.credentials.json", readonly=True)
+    assert docker_rt.mount_of("~/.codex/auth.json", "/run/x/home") == docker_rt.Mount(  # ~ in a target: the box's home
+        f"{tmp_path}/.codex/auth.json", "/run/x/home/.codex/auth.json", readonly=True)
     assert docker_rt.mount_of("/cache:rw") == docker_rt.Mount("/cache", "/cache", readonly=False)
     assert docker_rt.mount_of({"source": "/a,b", "readonly": False}).arg() == \
         'type=bind,"source=/a,b","target=/a,b"'
@@ -141,8 +143,8 @@ def test_mounts_hosts_and_run_arguments(tmp_path, monkeypatch):
     monkeypatch.setenv("API_KEY", "sk-123")
     monkeypatch.setenv("OTHER_SECRET", "nope")
     monkeypatch.delenv("UNSET_KEY", raising=False)
-    assert rt._environment(spec) == {"API_KEY": "sk-123", "AO_SESSION": "app-1", "LANG": "C.UTF-8",
-                                     "SSH_AUTH_SOCK": "/ssh-agent", "HOME": "/home/agent"}
+    assert rt._environment(spec, tmp_path / "run") == {"API_KEY": "sk-123", "AO_SESSION": "app-1", "LANG": "C.UTF-8",
+                                                       "SSH_AUTH_SOCK": "/ssh-agent", "HOME": f"{tmp_path}/run/home"}
     with pytest.raises(AoError, match="unknown docker runtime option"):
         runtime.get("docker", imag="x")
 
@@ -228,14 +230,19 @@ def test_an_agent_in_a_container_sees_only_its_mounts_and_no_secret(aoenv, engin
     monkeypatch.setenv("AO_TEST_SECRET", "hunter2-not-for-agents")
     monkeypatch.setenv("GITHUB_TOKEN", "ghp_notforagents")
     monkeypatch.setenv("ALLOWED_VAR", "given-on-purpose")
-    cfg = docker_project(aoenv, engine.url, env=["ALLOWED_VAR"])
+    credentials = aoenv.root / "home" / ".codex" / "auth.json"  # ~ of ao (the test's HOME)
+    credentials.parent.mkdir()
+    credentials.write_text('{"token": "the-agents-own"}')
+    cfg = docker_project(aoenv, engine.url, env=["ALLOWED_VAR"], mounts=[
+        f"{aoenv.root / 'agentlogs'}:{aoenv.root / 'agentlogs'}:rw", "~/.codex/auth.json"])
     manager = Sessions(cfg)
     s = manager.spawn(SpawnRequest(project="app", target="12"))
     wait_for(lambda: received(aoenv, s.id), what="the prompt")
     git_dir = aoenv.project / ".git"
     manager.send(s.id, f"!sh cat {secret}; cat {aoenv.project}/README.md; ls -a {aoenv.root} | sed 's/^/entry:/'; cat /proc/1/environ "
                        f"| tr '\\0' '\\n' | sort; env | sort; touch {git_dir}/hooks/post-checkout; "
-                       f"echo '[core]fsmonitor=evil' >> {git_dir}/config; echo done-$((6*7))")
+                       f"echo '[core]fsmonitor=evil' >> {git_dir}/config; cat ~/.codex/auth.json; "
+                       f"echo stolen >> ~/.codex/auth.json; echo done-$((6*7))")
     rt = manager.runtime("docker")
     pane = wait_for(lambda: "done-42" in rt.capture(s.runtime_handle, 400) and rt.capture(s.runtime_handle, 400),
                     what="the commands' output")
@@ -244,16 +251,19 @@ def test_an_agent_in_a_container_sees_only_its_mounts_and_no_secret(aoenv, engin
     entries = {line[len("entry:"):] for line in pane.splitlines() if line.startswith("entry:")}
     assert entries == {".", "..", "app", "origin.git", "data", "agentlogs"}  # no secret.txt, config or home
     assert "hunter2" not in pane and "ghp_" not in pane
-    assert "ALLOWED_VAR=given-on-purpose" in pane and "HOME=/home/agent" in pane
+    home = manager.run_dir("app", s.id) / "home"
+    assert "ALLOWED_VAR=given-on-purpose" in pane and f"HOME={home}" in pane
     assert f"touch: cannot touch '{git_dir}/hooks/post-checkout': Read-only file system" in pane
     assert "config: Read-only file system" in pane
     assert "fsmonitor" not in (git_dir / "config").read_text() and not (git_dir / "hooks" / "post-checkout").exists()
+    assert '{"token": "the-agents-own"}' in pane  # the credentials it was given, read-only
+    assert f"{home}/.codex/auth.json: Read-only file system" in pane and "stolen" not in credentials.read_text()
 
     inspected = json.loads(engine.docker("inspect", s.runtime_handle.split("@")[0]).stdout)[0]
     env = dict(item.split("=", 1) for item in inspected["Config"]["Env"])
     agent_env = manager._agent_env(cfg.projects["app"], s.id)  # ao.environment's allowlist and session variables
     assert set(env) == (set(agent_env) - set(docker_rt.HOST_ENV)) | {"HOME", "PATH", "ALLOWED_VAR"}
-    assert env["PATH"] != os.environ["PATH"] and env["HOME"] == "/home/agent"  # the image's PATH, the box's home
+    assert env["PATH"] != os.environ["PATH"] and env["HOME"] == str(home)  # the image's PATH, the session's home
     assert not {"AO_TEST_SECRET", "GITHUB_TOKEN", "SSH_AUTH_SOCK", "XDG_CONFIG_HOME"} & set(env)
     assert inspected["HostConfig"]["CapDrop"] == ["ALL"] and inspected["HostConfig"]["NetworkMode"] == "none"
     assert not (s.runtime_handle and (Path(s.workspace).parent.parent.parent / "projects" / "app" / "run" / s.id /

@@ -18,8 +18,9 @@ exec`` per session, so quiet panes are not captured (as with tmux on the host).
 
 What the container sees (mounted at the same paths, so git inside finds a valid repository):
 - the workspace, read-write; the session's run folder (launch script, prompt, receipts), read-write;
-- ``<run_dir>/home`` as ``$HOME`` (``home``, default /home/agent): the agent's own state survives a
-  restore and goes away with cleanup;
+- ``<run_dir>/home`` as ``$HOME``, at that same path, so every path an agent reports (a transcript, a
+  rollout) is valid on this machine too; the agent's own state survives a restore and goes with cleanup
+  (``home`` puts it at a fixed path in the container instead);
 - for a worktree, the project's git folder, read-write (commits land in its object store) but with its
   ``config`` and ``hooks`` read-only, so an agent cannot plant a hook or ``core.fsmonitor`` command that
   the user's own git would run on the host; the same for ``origin`` when it is a folder on this machine;
@@ -52,7 +53,6 @@ from ao.plugins.runtime.tmux import TmuxRuntime
 MISSING = ("docker is not installed (or not on PATH): install Docker (Debian: apt-get install docker.io) "
            "or choose another runtime (runtime: tmux)")
 SOCKET = "ao"                # tmux -L inside every container
-HOME = "/home/agent"         # $HOME in the container, unless `home` says otherwise
 LABEL = "ao.managed"         # on every container ao starts
 STAMP_LABEL = "ao.activity"  # the host path of the container's activity file
 STAMP, HOME_DIR, ENV_FILE = "activity", "home", ".docker-env"  # in the session's run folder
@@ -93,7 +93,12 @@ while out=$(t display-message -p -t "=$name:" '#{window_activity}' \; \
     if [ "$act" != "$last" ]; then { printf '%s\n' "$act" > "$stamp"; } 2>/dev/null; last=$act; fi
     sleep "$period"
 done
-code=$(t display-message -p -t "=$name:" '#{pane_dead_status}' 2>/dev/null)
+n=0  # tmux may see the pane's output end a moment before it collects the exit status
+until code=$(t display-message -p -t "=$name:" '#{pane_dead_status}' 2>/dev/null) && [ -n "$code" ] \
+        || [ "$n" -ge 30 ]; do
+    t has-session -t "=$name" 2>/dev/null || break  # the session itself is gone: no status to wait for
+    n=$((n + 1)); sleep 0.1
+done
 t capture-pane -p -J -S "-$lines" -t "=$name:" 2>/dev/null
 case $code in '' | *[!0-9]*) code=0 ;; esac
 exit "$code"
@@ -157,19 +162,21 @@ def engine_of(entry: Any) -> Engine:
                   cert_path=entry.get("certPath"))
 
 
-def mount_of(entry: Any) -> Mount:
-    """A ``mounts`` entry: ``SOURCE[:TARGET][:ro|rw]`` or ``{source, target, readonly}``; read-only by default."""
+def mount_of(entry: Any, home: str = "~") -> Mount:
+    """A ``mounts`` entry: ``SOURCE[:TARGET][:ro|rw]`` or ``{source, target, readonly}``; read-only by default.
+    ``~`` is ao's home in a source and the container's ``home`` in a target (the same file, where the agent
+    looks for it: ``~/.codex/auth.json``)."""
     if isinstance(entry, str):
         parts = entry.split(":")
         mode = parts.pop() if len(parts) > 1 and parts[-1] in ("ro", "rw") else "ro"
-        source, target = parts[0], (parts[1] if len(parts) > 1 else parts[0])
-        return Mount(_expand(source), target or _expand(source), mode == "ro")
-    source = _expand(entry["source"])
-    return Mount(source, entry.get("target") or source, bool(entry.get("readonly", True)))
+        source, target, readonly = parts[0], (parts[1] if len(parts) > 1 else parts[0]), mode == "ro"
+    else:
+        source, target, readonly = entry["source"], entry.get("target") or entry["source"], bool(entry.get("readonly", True))
+    return Mount(str(Path(source).expanduser()), _in_home(target, home), readonly)
 
 
-def _expand(path: str) -> str:
-    return str(Path(path).expanduser())
+def _in_home(path: str, home: str) -> str:
+    return home + path[1:] if path == "~" or path.startswith("~/") else path
 
 
 def _entries(settings: dict[str, Any]) -> list[Any]:
@@ -208,8 +215,9 @@ def config_problems(settings: dict[str, Any]) -> list[tuple[tuple, str]]:
             continue
         if not mount.source.startswith("/"):
             problems.append((("mounts", i), f"mount source '{mount.source}' must be an absolute path (or start with ~)"))
-        if not mount.target.startswith("/"):
-            problems.append((("mounts", i), f"mount target '{mount.target}' must be an absolute path"))
+        if not mount.target.startswith(("/", "~")):
+            problems.append((("mounts", i), f"mount target '{mount.target}' must be an absolute path (or start with ~/, "
+                                            "the container's home)"))
     return problems
 
 
@@ -236,7 +244,7 @@ class DockerRuntime:
     memory: str | int | None = None
     env: list[str] = field(default_factory=list)
     user: str | None = None
-    home: str = HOME
+    home: str | None = None         # $HOME in the container; default: the session's <run_dir>/home, same path
     host: Any = None
     hosts: list[Any] | None = None
     docker_bin: str = "docker"
@@ -360,7 +368,7 @@ class DockerRuntime:
         name = spec.name.replace(".", "_")  # one name for the container and the tmux session inside it
         run_dir = spec.run_dir.resolve()
         (run_dir / HOME_DIR).mkdir(parents=True, exist_ok=True)
-        env = self._environment(spec)
+        env = self._environment(spec, run_dir)
         argv = self._run_argv(name, spec, run_dir)
         engine = self._place(name, argv, env, run_dir)
         try:
@@ -375,7 +383,10 @@ class DockerRuntime:
             raise
         return f"{name}@{engine.url}"
 
-    def _environment(self, spec: LaunchSpec) -> dict[str, str]:
+    def _home(self, run_dir: Path) -> str:
+        return self.home or str(run_dir / HOME_DIR)
+
+    def _environment(self, spec: LaunchSpec, run_dir: Path) -> dict[str, str]:
         env = {k: v for k, v in spec.env.items() if k not in HOST_ENV}
         for item in self.env:
             name, sep, value = item.partition("=")
@@ -383,7 +394,7 @@ class DockerRuntime:
                 env[name] = value
             elif name in os.environ:
                 env[name] = os.environ[name]
-        env["HOME"] = self.home
+        env["HOME"] = self._home(run_dir)
         bad = sorted(k for k, v in env.items() if "\n" in v or "\0" in v)
         if bad:
             raise AoError(f"cannot pass {', '.join(bad)} into a container: the value holds a line break")
@@ -410,8 +421,9 @@ class DockerRuntime:
                        str(WATCH_PERIOD), str(LAST_LINES)]
 
     def _mounts(self, spec: LaunchSpec, run_dir: Path) -> list[Mount]:
-        mounts = [*_bind(spec.cwd, readonly=False), *_bind(run_dir, readonly=False),
-                  Mount(str(run_dir / HOME_DIR), self.home, readonly=False)]
+        mounts = [*_bind(spec.cwd, readonly=False), *_bind(run_dir, readonly=False)]
+        if self.home:
+            mounts.append(Mount(str(run_dir / HOME_DIR), self.home, readonly=False))
         if spec.repo is not None:
             from ao import git
 
@@ -423,7 +435,7 @@ class DockerRuntime:
             local = origin[len("file://"):] if origin.startswith("file://") else origin
             if local.startswith("/") and Path(local).is_dir():  # pushes to a folder on this machine
                 mounts += _git_folder(Path(local))
-        mounts += [mount_of(m) for m in self.mounts]
+        mounts += [mount_of(m, self._home(run_dir)) for m in self.mounts]
         return mounts
 
     def _place(self, name: str, argv: list[str], env: dict[str, str], run_dir: Path) -> Engine:
