@@ -48,7 +48,7 @@ from typing import Any, Callable
 
 from ao.errors import AoError
 from ao.plugins.runtime import LaunchSpec, Probe
-from ao.plugins.runtime.tmux import TmuxRuntime
+from ao.plugins.runtime.tmux import TmuxRuntime, last_lines
 
 MISSING = ("docker is not installed (or not on PATH): install Docker (Debian: apt-get install docker.io) "
            "or choose another runtime (runtime: tmux)")
@@ -510,12 +510,7 @@ class DockerRuntime:
         if text:
             return text
         r = self._docker(engine, "logs", "--tail", str(max(int(lines), 1)), name)  # a dead agent's last words
-        if r.returncode != 0:
-            return ""
-        rows = [row.rstrip() for row in r.stdout.split("\n")]
-        while rows and not rows[-1]:
-            rows.pop()
-        return "\n".join(rows[-lines:])
+        return last_lines(r.stdout, lines) if r.returncode == 0 else ""
 
     def kill(self, handle: str) -> None:
         engine, name = self._split(handle)

@@ -231,12 +231,7 @@ class TmuxRuntime:
 
     def capture(self, handle: str, lines: int = 200) -> str:
         r = self._run("capture-pane", "-p", "-J", "-S", f"-{max(int(lines), 1)}", "-t", self._pane(handle))
-        if r.returncode != 0:
-            return ""
-        rows = [row.rstrip() for row in r.stdout.split("\n")]
-        while rows and not rows[-1]:
-            rows.pop()
-        return "\n".join(rows[-lines:])
+        return last_lines(r.stdout, lines) if r.returncode == 0 else ""
 
     def kill(self, handle: str) -> None:
         """End the session and every process started in its panes: some agents outlive the hang-up tmux
@@ -265,6 +260,14 @@ class TmuxRuntime:
             # inside another tmux server: nest explicitly (tmux refuses a nested attach while $TMUX is set)
             return ["env", "-u", "TMUX", *self._argv("attach-session", "-t", f"={handle}")]
         return self._argv("attach-session", "-t", f"={handle}")
+
+
+def last_lines(text: str, lines: int) -> str:
+    """The last ``lines`` lines of a captured screen, without trailing blanks."""
+    rows = [row.rstrip() for row in text.split("\n")]
+    while rows and not rows[-1]:
+        rows.pop()
+    return "\n".join(rows[-lines:])
 
 
 def _command(spec: LaunchSpec) -> str:
