@@ -114,6 +114,10 @@ class DashboardServer:
         return self.settings.url(self.port, self.token if with_token else None)
 
     @property
+    def address(self) -> tuple[str, int]:
+        return self.settings.host, self.port
+
+    @property
     def watcher(self) -> Any:
         return self.app.app.state.watcher
 
