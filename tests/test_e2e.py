@@ -196,7 +196,7 @@ def test_poll_dry_run_prints_what_would_fire_and_writes_nothing(hooked):
 
 def test_start_runs_until_stop_and_one_poller_per_data_dir(hooked):
     _config(hooked)
-    proc = subprocess.Popen([sys.executable, "-m", "ao", "start", "--no-orchestrator", "--interval", "1"],
+    proc = subprocess.Popen([sys.executable, "-m", "ao", "start", "--no-orchestrator", "--no-dashboard", "--interval", "1"],
                             cwd=hooked.root, env=hooked.env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
         wait_for(lambda: (hooked.data / "poller.pid").exists(), timeout=15, what="ao start")

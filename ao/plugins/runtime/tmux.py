@@ -261,6 +261,18 @@ class TmuxRuntime:
             return ["env", "-u", "TMUX", *self._argv("attach-session", "-t", f"={handle}")]
         return self._argv("attach-session", "-t", f"={handle}")
 
+    def view_argv(self, handle: str) -> tuple[list[str], int, int]:
+        """A read-only attach for watching (the dashboard's terminal) that never resizes the agent's window,
+        and the terminal size that shows the window exactly (columns, rows with the status line).
+        Run it without ``$TMUX`` in its environment. AoError when the session is gone."""
+        r = self._run("display-message", "-p", "-t", self._pane(handle), "#{window_width} #{window_height} #{status}")
+        parts = r.stdout.split()
+        if r.returncode != 0 or len(parts) != 3 or not (parts[0].isdigit() and parts[1].isdigit()):
+            raise AoError(f"the tmux session {handle} is gone")
+        status_lines = 0 if parts[2] == "off" else int(parts[2]) if parts[2].isdigit() else 1
+        argv = self._argv("attach-session", "-r", "-f", "ignore-size,read-only", "-t", f"={handle}")
+        return argv, int(parts[0]), int(parts[1]) + status_lines
+
 
 def last_lines(text: str, lines: int) -> str:
     """The last ``lines`` lines of a captured screen, without trailing blanks."""
