@@ -16,12 +16,12 @@ when nothing could be typed (the session is gone...). What a later execution of 
 - ``sending`` (ao died while typing): the agent's own delivery receipt decides, where the agent gives one
   (``Sessions.delivery_receipt``): received -> ``sent``; not received -> typed again. Without a receipt
   it is treated as ``unconfirmed``: never retyped blindly;
-- ``decided``, ``failed`` or ``held``: typed in.
+- ``decided``, ``failed`` or ``held``: typed in (once the agent is ready).
 
-A message for an agent that waits for a human (a dialog, a question, a login screen) or is rate-limited or
-busy is not typed at all: ``held``, an outcome that is neither an attempt nor a delivery failure, so the
-engine decides the same action again next cycle and it goes out once the agent is ready; a duration
-``escalateAfter`` still escalates meanwhile (SPEC 3.1). ``held`` is settled: a restart decides it afresh.
+A message for an agent that waits for a human or is busy is not typed at all (``held``, raised by
+``Sessions.send`` as ``AgentWaiting`` before any key is pressed): the outcome is neither an attempt nor a
+failure, so the engine decides the same action again next cycle and it goes out once the agent is ready; a
+duration ``escalateAfter`` still escalates meanwhile (SPEC 3.1).
 """
 
 from __future__ import annotations
@@ -41,8 +41,7 @@ from ao.ledger import atomic_write
 
 JOURNAL = "journal"
 JOURNAL_KEEP = 7 * 86400
-DECIDED, SENDING, SENT, UNCONFIRMED, FAILED = "decided", "sending", "sent", "unconfirmed", "failed"
-HELD = "held"  # nothing typed: the agent waited for a human or was busy
+DECIDED, SENDING, SENT, UNCONFIRMED, FAILED, HELD = "decided", "sending", "sent", "unconfirmed", "failed", "held"
 _LEGACY = {"pending": SENDING}  # written by ao before the decided state existed: typing may have begun
 UNSETTLED = (DECIDED, SENDING)
 
@@ -175,7 +174,8 @@ class AgentExecutor:
 
         try:
             self.manager.send(action.session, action.text)
-        except AgentWaiting as exc:  # the human has the agent-needs-input notice; the message waits
+        except AgentWaiting as exc:
+            # nothing typed: held until the agent is ready (the human has the agent-needs-input notice)
             return Outcome(False, f"held: {exc.waiting_for}", held=True), HELD
         except Unconfirmed as exc:
             return Outcome(False, str(exc)), UNCONFIRMED

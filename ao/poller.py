@@ -246,12 +246,13 @@ class Poller:
                 report.actions.append(self._row(action, Outcome(True)))
             return
         executors = self.executors()
-        # Decide, then execute (docs/lifecycle.md). Every decision is made durable first: notifications go
-        # into the outbox, agent messages into the journal, and the ledgers (with when each budget began, part
-        # of every decision's id) are saved. Only then does anything slow run, so a crash while an agent
-        # message is being typed in loses no notification decided in the same cycle.
-        known = [(action, executors.prepare(action, now)) for action in queue]
+        # Decide, then execute (docs/lifecycle.md). Every decision is made durable first: the ledgers are
+        # saved (when each budget began is part of every decision's id: a restarted poller deciding again gets
+        # the same ids), notifications go into the outbox and agent messages into the journal. Only then does
+        # anything slow run, so a crash while an agent message is being typed in loses no notification
+        # decided in the same cycle.
         engine.save()
+        known = [(action, executors.prepare(action, now)) for action in queue]
         failpoints.hit("cycle.decided")
         for action, outcome in known:
             self._settle(engine, action, outcome or executors.execute(action), now, report)
@@ -261,7 +262,7 @@ class Poller:
         """Record an executed action: report, events, ledger. An escalation it causes is executed at once (a
         notification: queued, so durable)."""
         report.actions.append(self._row(action, outcome))
-        if outcome.held:  # nothing happened: no event, and the ledger stays as decided (SPEC 3.1 retries it)
+        if outcome.held:  # nothing was typed: not an attempt, not a failure; decided again next cycle
             return
         for kind in lifecycle.action_events(action.reaction, action.action, outcome.ok):
             key = (kind, action_id(action)) if outcome.ok else ()  # each failed attempt is an event of its own
@@ -274,8 +275,8 @@ class Poller:
     def _row(self, action: Any, outcome: Outcome) -> dict[str, Any]:
         return {"project": action.project, "session": action.session, "reaction": action.reaction,
                 "action": action.action, "priority": action.priority, "title": action.title,
-                "attempt": action.attempt, "ok": outcome.ok, "error": outcome.error, "held": outcome.held,
-                "notifiers": list(action.notifiers), "would": self.dry_run}
+                "attempt": action.attempt, "ok": outcome.ok, "error": outcome.error,
+                "held": outcome.held, "notifiers": list(action.notifiers), "would": self.dry_run}
 
     def _finish_decided(self, now: float, report: CycleReport) -> None:
         """A restart finishes what was decided and does not decide it again: agent messages a crash left
@@ -301,8 +302,11 @@ class Poller:
         misses = 0 if item.probe is None or item.probe.alive else int(s.meta.get("probe_misses", 0)) + 1
         memo = {**item.activity.memo, "at": item.activity.at, "detail": item.activity.detail}
         merge = self._merge_memo(s)
+        view = self._views.get(s.id)
+        pr = pr_summary(view) if view is not None else s.meta.get("pr")
         if (s.status == fact["status"] and _stable(s.fact) == _stable(fact) and s.meta.get("activity") == memo
-                and int(s.meta.get("probe_misses", 0)) == misses and s.meta.get("merge") == merge):
+                and int(s.meta.get("probe_misses", 0)) == misses and s.meta.get("merge") == merge
+                and s.meta.get("pr") == pr):
             return
 
         def update(session: Session) -> None:
@@ -313,6 +317,8 @@ class Poller:
                 # status and meta win; the next cycle observes them
             session.status = fact["status"]
             session.meta = {**session.meta, "activity": memo, "probe_misses": misses, "merge": merge}
+            if pr is not None:
+                session.meta["pr"] = pr
 
         try:
             self.store.modify(s.id, update, s.project)
@@ -371,6 +377,15 @@ class Poller:
         if eid is not None:
             self._logged.add(eid)
         return record
+
+
+def pr_summary(view: Any) -> dict[str, Any]:
+    """What the dashboard shows of a PR beyond the fact: every check (failing ones with their log tail) and
+    the unresolved review threads, trusted or not (untrusted text is data: escaped where it is shown)."""
+    return {"head_sha": view.head_sha,
+            "checks": [{"name": c.name, "state": c.state, "url": c.url, "log_tail": c.log_tail} for c in view.checks],
+            "comments": [{"id": c.id, "author": c.author, "body": c.body, "path": c.path, "line": c.line,
+                          "url": c.url, "trusted": c.trusted, "bot": c.bot} for c in view.comments]}
 
 
 def _stable(fact: dict[str, Any]) -> dict[str, Any]:

@@ -31,8 +31,14 @@ def rows_for(manager: Any, project: Optional[str], now: float) -> list[dict[str,
         rows.append({"session": s.id, "project": s.project, "status": f["status"], "activity": f["activity"],
                      "last_activity_at": f["last_activity_at"], "alive": f["runtime_alive"], "branch": s.branch,
                      "issue": s.issue, "pr": f["pr_number"] or None, "pr_url": f["pr_url"], "ci": f["ci"],
-                     "review": f["review"], "age_seconds": f["age_seconds"], "age": _age(f["age_seconds"])})
+                     "review": f["review"], "age_seconds": f["age_seconds"], "age": _age(f["age_seconds"]),
+                     "host": manager.host_of(s)})
     return rows
+
+
+def columns_for(rows: list[dict[str, Any]]) -> list[str]:
+    """The table's columns; ``host`` only when some session runs somewhere other than here (docker)."""
+    return COLUMNS + ["host"] if any(r["host"] for r in rows) else COLUMNS
 
 
 def print_rows(rows: list[dict[str, Any]], columns: list[str], title: str) -> None:
@@ -77,7 +83,8 @@ def register(app: typer.Typer) -> None:
             print_json(rows_for(manager, project, time.time()))
             return
         if not watch:
-            print_rows(rows_for(manager, project, time.time()), COLUMNS, "sessions")
+            rows = rows_for(manager, project, time.time())
+            print_rows(rows, columns_for(rows), "sessions")
             return
         from rich.live import Live
 
@@ -86,8 +93,8 @@ def register(app: typer.Typer) -> None:
         with Live(auto_refresh=False, console=console()) as live:
             try:
                 while True:
-                    live.update(_table(rows_for(manager, project, time.time()), COLUMNS, "sessions"),
-                                refresh=True)
+                    rows = rows_for(manager, project, time.time())
+                    live.update(_table(rows, columns_for(rows), "sessions"), refresh=True)
                     time.sleep(2)  # a display refresh period, not synchronisation
             except KeyboardInterrupt:
                 pass
