@@ -56,7 +56,10 @@ def _describe(src: Source, error: Any, root: tuple) -> list[Problem]:
             out.append(src.problem(path + (key,), f"unknown key '{key}'{did_you_mean(key, allowed)}", key=True))
         return out
     if error.validator == "required":
-        return [src.problem(path, error.message.replace("is a required property", "is required"), key=bool(path))]
+        missing = error.message.split("'")[1] if error.message.count("'") >= 2 else ""
+        choices = ((schema.get("properties") or {}).get(missing) or {}).get("enum")
+        text = f"'{missing}' is required" + (f" (one of: {', '.join(map(str, choices))})" if choices else "")
+        return [src.problem(path, text, key=bool(path))]
     if "propertyNames" in error.relative_schema_path:  # jsonschema reports the failing name at its parent
         return [src.problem(path + (str(error.instance),), f"invalid name {error.instance!r}: must match "
                                                           f"{schema.get('pattern', '')}", key=True)]

@@ -1,7 +1,7 @@
 """The ``ao`` command line. Thin: each command group lives in its own module and calls the library.
 
 Errors a user can cause (:class:`ao.errors.AoError`) are printed without a traceback; exit codes are 0 ok,
-1 failure, 2 usage.
+1 failure, 2 usage, 130 when interrupted (Ctrl-C), for every command.
 """
 
 
@@ -10,17 +10,21 @@ from typing import Any, Optional
 
 from ao import __version__
 
+HELP = """Run many AI coding agents in parallel and carry each one from issue to merged PR.
+
+Start here: `ao config init` in your repository, `ao doctor`, then `ao spawn PROJECT ISSUE` and `ao start`."""
+
 
 def _build_app() -> Any:
     import typer
 
-    from ao.cli import (config_cmd, demo_cmd, notify_cmd, poll_cmd, review_cmd, rules_cmd, session_cmd, spawn_cmd,
-                        status_cmd)
+    from ao.cli import (config_cmd, demo_cmd, doctor_cmd, issue_cmd, logs_cmd, notify_cmd, poll_cmd, review_cmd,
+                        rules_cmd, session_cmd, spawn_cmd, status_cmd)
     from ao.cli.common import ConfigOption
 
     app = typer.Typer(
         name="ao",
-        help="Run many AI coding agents in parallel and carry each one from issue to merged PR.",
+        help=HELP,
         no_args_is_help=True,
         add_completion=True,
         pretty_exceptions_enable=False,
@@ -42,13 +46,52 @@ def _build_app() -> Any:
     app.add_typer(rules_cmd.app, name="rules")
     app.add_typer(notify_cmd.app, name="notify")
     app.add_typer(session_cmd.app, name="session")
+    app.add_typer(issue_cmd.app, name="issue")
     spawn_cmd.register(app)
     status_cmd.register(app)
     session_cmd.register(app)
     review_cmd.register(app)
     poll_cmd.register(app)
+    logs_cmd.register(app)
+    doctor_cmd.register(app)
     demo_cmd.register(app)
     return app
+
+
+def _tidy_help(command: Any) -> None:
+    """Help as people read it, for every command (those other modules add included): flags take no value,
+    so they show no type (typer prints ``<bool>``); a docstring's paragraphs are reflowed (typer keeps the
+    line breaks of the source code in all but the first one)."""
+    import inspect
+    import re
+
+    def no_type(param: Any) -> None:
+        if getattr(param, "param_type_name", "") == "argument":
+            param.display_type_rich = lambda ctx: None  # the argument's name says it all: no "<str>"
+            if param.required and hasattr(param, "display_name_raw"):  # SESSION, not {SESSION}, in the usage
+                name = param.display_name_raw
+                name += "..." if param.nargs != 1 and not name.endswith("...") else ""
+                param._usage_display_name = lambda name=name: name
+        elif (getattr(param, "is_flag", False) or getattr(param, "count", False)) and param.metavar is None:
+            param.metavar = ""
+
+    for param in getattr(command, "params", []):
+        no_type(param)
+    if hasattr(command, "get_help_option"):  # --help is made per context, not kept in params
+        made = command.get_help_option
+
+        def get_help_option(ctx: Any, made: Any = made) -> Any:
+            option = made(ctx)
+            if option is not None:
+                no_type(option)
+            return option
+
+        command.get_help_option = get_help_option
+    if getattr(command, "help", None):
+        paragraphs = inspect.cleandoc(command.help).split("\n\n")
+        command.help = "\n\n".join(re.sub(r"\s*\n\s*", " ", p.strip()) for p in paragraphs)
+    for sub in getattr(command, "commands", {}).values():
+        _tidy_help(sub)
 
 
 def main(argv: Optional[list[str]] = None) -> None:
@@ -56,14 +99,19 @@ def main(argv: Optional[list[str]] = None) -> None:
     if args == ["--version"]:  # the common case, answered before importing anything heavy
         print(f"ao {__version__}")
         return
-    from ao.errors import AoError
-
-    app = _build_app()
     try:
-        app(args=args, prog_name="ao", standalone_mode=True)
-    except AoError as exc:
-        print(str(exc), file=sys.stderr)
-        sys.exit(exc.exit_code)
-    except KeyboardInterrupt:
-        sys.exit(130)
+        import typer.main
 
+        from ao.errors import AoError
+
+        command = typer.main.get_command(_build_app())
+        _tidy_help(command)
+        try:
+            command.main(args=args, prog_name="ao", standalone_mode=True)
+        except AoError as exc:
+            print(str(exc), file=sys.stderr)
+            sys.exit(exc.exit_code)
+    except KeyboardInterrupt:
+        # click turns Ctrl-C into Abort (exit 1) inside main(); anything that reaches here is an interrupt too
+        print("", file=sys.stderr)
+        sys.exit(130)
