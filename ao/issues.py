@@ -60,10 +60,10 @@ def check_spawn(manager: Any, project_id: str, target: str | None) -> SpawnCheck
 
 # ------------------------------------------------------------------------------------------ merging
 
-def close_merged(config: Any, sessions: Iterable[Any], now: float) -> list[str]:
-    """Close the local issue of each session whose PR has just been merged. Returns errors (never raises):
-    a tracker problem must not stop the poll cycle that noticed the merge."""
-    errors = []
+def close_merged(config: Any, sessions: Iterable[Any], now: float) -> tuple[list[dict[str, Any]], list[str]]:
+    """Close the local issue of each session whose PR has just been merged. Returns (the ``issue.closed``
+    events written, errors); never raises: a tracker problem must not stop the cycle that saw the merge."""
+    written, errors = [], []
     for s in sessions:
         project = config.projects.get(s.project)
         if not s.issue or project is None or (project.tracker or {}).get("plugin", "local") != "local":
@@ -76,6 +76,6 @@ def close_merged(config: Any, sessions: Iterable[Any], now: float) -> list[str]:
         except AoError as exc:
             errors.append(f"{s.id}: could not close issue {s.issue}: {exc}")
             continue
-        events.append(config.data_dir, "issue.closed", ts=now, session=s.id, project=s.project, issue=s.issue,
-                      why="its PR was merged", secrets=config.secrets())
-    return errors
+        written.append(events.append(config.data_dir, "issue.closed", ts=now, session=s.id, project=s.project,
+                                     issue=s.issue, why="its PR was merged", secrets=config.secrets()))
+    return written, errors

@@ -161,7 +161,9 @@ class Poller:
             if merged:  # merging a session's PR closes its local issue (before persisting: a crash retries it)
                 from ao.issues import close_merged
 
-                report.errors += close_merged(self.config, merged, now)
+                closed, errors = close_merged(self.config, merged, now)
+                report.events += closed
+                report.errors += errors
             for item in seen:
                 self._persist(item, now)
             self._auto_cleanup(seen, now, report)
@@ -253,6 +255,9 @@ class Poller:
         s, fact = item.session, item.fact
         misses = 0 if item.probe is None or item.probe.alive else int(s.meta.get("probe_misses", 0)) + 1
         memo = {**item.activity.memo, "at": item.activity.at}
+        memo.pop("detail", None)  # what the agent waits for (ao status shows it); stable while it waits
+        if item.activity.state in ("waiting_input", "blocked") and item.activity.detail:
+            memo["detail"] = item.activity.detail
         if (s.status == fact["status"] and _stable(s.fact) == _stable(fact) and s.meta.get("activity") == memo
                 and int(s.meta.get("probe_misses", 0)) == misses):
             return

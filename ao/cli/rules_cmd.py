@@ -161,7 +161,7 @@ def explain(
              "ledger text": (f"attempts {row['ledger']['attempts']}, occurrence {row['ledger']['occurrence']}"
                              + (", escalated" if row["ledger"]["escalated"] else "")) if row["ledger"] else ""}
             for row in report]
-    listing(rows, [Column("rule", "reaction"), Column("matched", style=lambda r: "green" if r["matched"] else None),
+    listing(rows, [Column("reaction"), Column("matched", style=lambda r: "green" if r["matched"] else None),
                    Column("why not"), Column("occurrence"), Column("ledger text", "ledger")], title=title)
 
 
