@@ -302,6 +302,8 @@ def _prune(src: Source, data: Any, rejected: set[tuple]) -> Any:
     is left is valid (removing a required key makes its parent invalid, and so on). None when nothing is left."""
     import copy
 
+    if not rejected:
+        return data
     data = copy.deepcopy(data)
     paths = set(rejected)
     for _ in range(10):

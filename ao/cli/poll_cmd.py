@@ -249,7 +249,7 @@ def register(app: typer.Typer) -> None:
         follow: Annotated[bool, typer.Option("--follow", "-f", help="Keep printing new events until Ctrl-C.")] = False,
         session: Annotated[Optional[str], typer.Option("--session", "-s", metavar="SESSION",
                            help="Only this session's events.", show_default=False)] = None,
-        limit: Annotated[int, typer.Option("--limit", "-n", metavar="N", min=0,
+        limit: Annotated[int, typer.Option("--lines", "-n", "--limit", metavar="N", min=0,
                                            help="Show the last N events (0: all).")] = 50,
         json: Annotated[bool, typer.Option("--json", help="Print a JSON array (with --follow: one JSON object "
                                            "per line).")] = False,
