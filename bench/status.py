@@ -4,7 +4,9 @@ Set-up as bench/poll_cycle.py: a throwaway project (git with a bare origin) in a
 sessions each with its own branch and a live tmux session (private socket) running a quiet process, every
 second branch pushed to origin with a commit of its own, so the local SCM (``ci: "true"``) has N/2 open PRs.
 
-Figures (wall time of the whole `python -m ao ...` process, python start-up included):
+Figures (wall time of the whole `python -m ao ...` process, python start-up included, and its CPU time
+(user + system, children included): on a machine busy with other work the wall time grows, the CPU time much
+less, and on an idle machine the two are close for a process that mostly computes):
 
 - status, piped:   `ao status` with stdout a pipe (plain lines), after the sessions were observed;
 - status --json:   the same as JSON;
@@ -22,6 +24,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import resource
 import statistics
 import subprocess
 import sys
@@ -52,7 +55,8 @@ def main() -> None:
         os.environ.update(env.env)
         try:
             pushed = setup(env, args.sessions)
-            first_ms = timed(env, "status", "--refresh", "--json")
+            load = os.getloadavg()
+            first = timed(env, "status", "--refresh", "--json")
             settle(env, pushed)
             steady = [timed(env, "status", "--refresh", "--json") for _ in range(args.runs)]
             piped = [timed(env, "status") for _ in range(args.runs)]
@@ -60,20 +64,31 @@ def main() -> None:
         finally:
             kill_tmux_server(env.socket)
     n = args.sessions
-    print(f"ao status, {n} sessions, piped (median of {args.runs}):          {statistics.median(piped):7.0f} ms")
-    print(f"ao status --json, {n} sessions (median of {args.runs}):          {statistics.median(as_json):7.0f} ms")
-    print(f"ao status --refresh, {n} sessions ({len(pushed)} PRs), first:           {first_ms:7.0f} ms")
-    print(f"ao status --refresh, {n} sessions, steady (median of {args.runs}): {statistics.median(steady):7.0f} ms")
+    print(f"load average before: {load[0]:.1f}, after: {os.getloadavg()[0]:.1f} ({os.cpu_count()} cores)")
+    print(f"ao status, {n} sessions, piped (median of {args.runs}):              {median(piped)}")
+    print(f"ao status --json, {n} sessions (median of {args.runs}):              {median(as_json)}")
+    print(f"ao status --refresh, {n} sessions ({len(pushed)} PRs), first:               {median([first])}")
+    print(f"ao status --refresh, {n} sessions, steady (median of {args.runs}):     {median(steady)}")
 
 
-def timed(env, *args: str) -> float:
+def timed(env, *args: str) -> tuple[float, float]:
+    """(wall ms, CPU ms) of one whole `ao` process."""
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
     t0 = time.perf_counter()
     run = subprocess.run([sys.executable, "-m", "ao", *args], capture_output=True, text=True, cwd=env.root,
                          env=env.env, timeout=300)
     elapsed = (time.perf_counter() - t0) * 1000
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
     if run.returncode != 0:
         raise SystemExit(f"ao {' '.join(args)} failed: {run.stderr}")
-    return elapsed
+    cpu = (after.ru_utime - before.ru_utime + after.ru_stime - before.ru_stime) * 1000
+    return elapsed, cpu
+
+
+def median(samples: list[tuple[float, float]]) -> str:
+    wall = statistics.median(s[0] for s in samples)
+    cpu = statistics.median(s[1] for s in samples)
+    return f"{wall:7.0f} ms wall, {cpu:6.0f} ms CPU"
 
 
 def settle(env, pushed: set[str]) -> None:

@@ -474,3 +474,50 @@ def test_a_comment_is_a_comment_not_a_change_request():
                                     templates.build_context({**base, "review": "changes_requested"}))
     assert "requested changes" not in comment and "no change was requested" in comment
     assert "A reviewer requested changes" in change
+
+
+def test_doctor_checks_the_github_token_and_its_scopes(aoenv):
+    import threading
+    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+    answer = {"status": 200, "scopes": "read:org"}
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_GET(self) -> None:  # noqa: N802 - http.server's name
+            ok = self.path == "/user" and self.headers.get("Authorization") == "Bearer t0ken"
+            body = json.dumps({"login": "ann"}).encode() if ok else b"{}"
+            self.send_response(answer["status"] if ok else 404)
+            if answer["scopes"] is not None:
+                self.send_header("X-OAuth-Scopes", answer["scopes"])
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *args) -> None:
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        base = f"http://127.0.0.1:{server.server_address[1]}"
+        aoenv.write_config(repo="acme/app", scm={"plugin": "github", "baseUrl": base}, tracker={"plugin": "local"})
+        env = {**aoenv.env, "GITHUB_TOKEN": "t0ken"}
+
+        def check() -> dict:
+            run = aoenv.ao("doctor", "--json", env=env)
+            return next(c for c in json.loads(run.stdout) if c["check"].startswith("GitHub token"))
+
+        weak = check()
+        assert weak["result"] == "FAIL" and "read:org" in weak["detail"] and "`repo` scope" in weak["fix"]
+        answer["scopes"] = "repo, workflow"
+        assert check() == {"check": f"GitHub token ({base})", "result": "ok",
+                           "detail": "as ann; scopes: repo, workflow", "fix": ""}
+        answer["scopes"] = None  # a fine-grained token lists no scopes
+        assert check()["result"] == "ok" and "fine-grained" in check()["detail"]
+        answer["status"] = 401
+        rejected = check()
+        assert rejected["result"] == "FAIL" and "rejected (401)" in rejected["detail"]
+        assert "t0ken" not in aoenv.ao("doctor", env=env).stdout  # never the token itself
+    finally:
+        server.shutdown()
+        server.server_close()

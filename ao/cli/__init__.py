@@ -5,6 +5,7 @@ Errors a user can cause (:class:`ao.errors.AoError`) are printed without a trace
 """
 
 
+import os
 import sys
 from typing import Any, Optional
 
@@ -15,11 +16,24 @@ HELP = """Run many AI coding agents in parallel and carry each one from issue to
 Start here: `ao config init` in your repository, `ao doctor`, then `ao spawn PROJECT ISSUE` and `ao start`."""
 
 
-def _build_app() -> Any:
+# Top-level command -> the module that defines it (a group's module has ``app``; others ``register(app)``).
+# Only the invoked command's module is registered, which keeps typer's start-up work to one command; help,
+# completion and unknown names build everything. A new command group adds its line here.
+COMMANDS = {
+    "config": "config_cmd", "rules": "rules_cmd", "notify": "notify_cmd", "session": "session_cmd",
+    "issue": "issue_cmd", "spawn": "spawn_cmd", "batch-spawn": "spawn_cmd", "status": "status_cmd",
+    "attach": "session_cmd", "send": "session_cmd", "cleanup": "session_cmd", "review": "review_cmd",
+    "poll": "poll_cmd", "start": "poll_cmd", "stop": "poll_cmd", "events": "poll_cmd", "logs": "logs_cmd",
+    "doctor": "doctor_cmd", "demo": "demo_cmd",
+}
+GROUPS = ("config", "rules", "notify", "session", "issue")
+
+
+def _build_app(only: Optional[str] = None) -> Any:
+    import importlib
+
     import typer
 
-    from ao.cli import (config_cmd, demo_cmd, doctor_cmd, issue_cmd, logs_cmd, notify_cmd, poll_cmd, review_cmd,
-                        rules_cmd, session_cmd, spawn_cmd, status_cmd)
     from ao.cli.common import ConfigOption
 
     app = typer.Typer(
@@ -42,20 +56,31 @@ def _build_app() -> Any:
             raise typer.Exit()
         ctx.obj = {"config": config}
 
-    app.add_typer(config_cmd.app, name="config")
-    app.add_typer(rules_cmd.app, name="rules")
-    app.add_typer(notify_cmd.app, name="notify")
-    app.add_typer(session_cmd.app, name="session")
-    app.add_typer(issue_cmd.app, name="issue")
-    spawn_cmd.register(app)
-    status_cmd.register(app)
-    session_cmd.register(app)
-    review_cmd.register(app)
-    poll_cmd.register(app)
-    logs_cmd.register(app)
-    doctor_cmd.register(app)
-    demo_cmd.register(app)
+    wanted = [COMMANDS[only]] if only in COMMANDS else list(dict.fromkeys(COMMANDS.values()))
+    for name in GROUPS:
+        if COMMANDS[name] in wanted:
+            app.add_typer(importlib.import_module(f"ao.cli.{COMMANDS[name]}").app, name=name)
+    for module in wanted:
+        registered = importlib.import_module(f"ao.cli.{module}")
+        if hasattr(registered, "register"):
+            registered.register(app)
     return app
+
+
+def _command_of(args: list[str]) -> Optional[str]:
+    """The top-level command named in ``args`` (past the global options), None when there is none."""
+    i = 0
+    while i < len(args):
+        arg = args[i]
+        if arg in ("--config", "-c"):
+            i += 2
+        elif arg.startswith("--config=") or (arg.startswith("-c") and len(arg) > 2):
+            i += 1
+        elif arg.startswith("-"):
+            return None  # --help, --version, completion options: the whole app
+        else:
+            return arg
+    return None
 
 
 def _tidy_help(command: Any) -> None:
@@ -104,7 +129,8 @@ def main(argv: Optional[list[str]] = None) -> None:
 
         from ao.errors import AoError
 
-        command = typer.main.get_command(_build_app())
+        completing = any(k.endswith("_COMPLETE") for k in os.environ)
+        command = typer.main.get_command(_build_app(None if completing else _command_of(args)))
         _tidy_help(command)
         try:
             command.main(args=args, prog_name="ao", standalone_mode=True)
