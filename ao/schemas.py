@@ -65,9 +65,17 @@ def _known_valid(key: str) -> bool:
     return (_cache_dir() / key).exists()
 
 
+CACHE_ENTRIES = 500  # verdicts kept; past this the folder starts afresh (a miss costs one validation)
+
+
 def _remember_valid(key: str) -> None:
+    import os
+    import shutil
+
     try:
         folder = _cache_dir()
+        if folder.is_dir() and sum(1 for _ in os.scandir(folder)) >= CACHE_ENTRIES:
+            shutil.rmtree(folder, ignore_errors=True)
         folder.mkdir(parents=True, exist_ok=True)
         (folder / key).touch()
     except OSError:  # a read-only home: validate every time, that is all

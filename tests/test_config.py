@@ -734,3 +734,22 @@ def test_examples_say_what_they_show():
     assert load("auto-merge.yaml").projects["my-app"].reactions["approved-and-green"].action == "auto-merge"
     prod = load("production.yaml").projects["my-app"].reactions
     assert prod["agent-stuck"].threshold == 720 and prod["ci-failed"].limit == 3
+
+
+def test_a_config_that_validated_once_skips_the_schema_next_time_and_errors_are_never_cached(tmp_path):
+    good = tmp_path / "good.yaml"
+    good.write_text("projects:\n  app:\n    path: /srv/app\n")
+    probe = ("import sys; from ao import config\n"
+             "try:\n    config.load(sys.argv[1]); print('ok', 'jsonschema' in sys.modules)\n"
+             "except Exception as e:\n    print('error', 'jsonschema' in sys.modules)\n")
+    env = {**os.environ, "XDG_CACHE_HOME": str(tmp_path / "cache"), "HOME": str(tmp_path)}
+
+    def load(path: Path) -> str:
+        return subprocess.run([sys.executable, "-c", probe, str(path)], env=env, capture_output=True,
+                              text=True).stdout.strip()
+
+    assert load(good) == "ok True"     # validated with jsonschema, verdict remembered
+    assert load(good) == "ok False"    # same data: jsonschema not even imported
+    good.write_text("projects:\n  app:\n    path: /srv/app\n    agent: claude\n")
+    assert load(good) == "error True"  # changed and invalid: validated, and reported
+    assert load(good) == "error True"  # an invalid verdict is never remembered
