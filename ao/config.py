@@ -68,6 +68,7 @@ def discover(explicit: str | Path | None = None, cwd: Path | None = None,
 
 # ------------------------------------------------------------------------------------------ interpolation
 
+_UNSET = "environment variable "
 _VAR = re.compile(r"\$\$\{|\$\{([^}]*)\}|\$\{")
 _NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 
@@ -95,7 +96,7 @@ def _interpolate_text(text: str, env: Mapping[str, str]) -> tuple[str, bool, lis
             return env[name]
         if sep:
             return default
-        errors.append(f"environment variable {name} is not set (use ${{{name}:-default}} for a fallback)")
+        errors.append(f"{_UNSET}{name} is not set (use ${{{name}:-default}} for a fallback)")
         return token
 
     return _VAR.sub(replace, text), used_env, errors
@@ -165,7 +166,7 @@ class Project:
     repo: str | None
     default_branch: str
     session_prefix: str
-    runtime: str
+    runtime: str                      # the runtime plugin's name
     agent: str
     workspace: str
     tracker: dict[str, Any]
@@ -181,6 +182,7 @@ class Project:
     raw: dict[str, Any]
     orchestrator_agent: str = ""             # the orchestrator session's agent (``orchestrator:``), else agent
     orchestrator_agent_config: dict[str, Any] = field(default_factory=dict)
+    runtime_settings: dict[str, Any] = field(default_factory=dict)  # `runtime: {plugin: docker, image: ...}`
 
 
 @dataclass
@@ -203,6 +205,7 @@ class Config:
     projects: dict[str, Project] = field(default_factory=dict)
     data_dir_from: str = "default"  # "AO_HOME", "dataDir" or "default" (one data dir per config file)
     notes: list[Problem] = field(default_factory=list)  # deprecations and other warnings: not errors
+    env_values: set[str] = field(default_factory=set)  # values of the environment variables interpolated
 
     def project(self, name: str | None) -> Project:
         """One project by id; with ``None``, the only project (an error when there are several)."""
@@ -210,6 +213,8 @@ class Config:
             if len(self.projects) == 1:
                 return next(iter(self.projects.values()))
             raise AoError(f"several projects are configured; choose one with --project: {', '.join(self.projects)}")
+        if not isinstance(name, str):
+            raise AoError(f"a project is named by its id (text), not {name!r}; configured: {', '.join(self.projects)}")
         if name not in self.projects:
             hint = did_you_mean(name, self.projects)
             raise AoError(f"unknown project '{name}'{hint}; configured: {', '.join(self.projects)}")
@@ -228,7 +233,7 @@ class Config:
 
     def secrets(self) -> set[str]:
         """Every value taken from the environment, for scrubbing logs and output."""
-        out = set()
+        out = {v for v in self.env_values if len(v) >= 4}
         for path in self.from_env:
             value = _get(self.data, path)
             if isinstance(value, str) and len(value) >= 4:
@@ -268,18 +273,66 @@ def check(src: Source, file: Path, env: Mapping[str, str] | None = None) -> tupl
     """Every problem at once, and the config built from the valid rest (None when nothing usable is left).
 
     Schema errors first, then what the semantic checks find in the rest: the parts the schema rejects are
-    left out before the semantic checks run, so nothing is reported twice and no check sees invalid data."""
+    left out before the semantic checks run, so nothing is reported twice and no check sees invalid data.
+    No problem message shows a value that came from the environment (a schema error quotes the value it
+    rejects)."""
+    env = os.environ if env is None else env
+    values = _env_values(src.data, env)
+    config, problems = _check(src, file, env)
+    if values:
+        problems = [_scrubbed(p, values) for p in problems]
+    if config is not None:
+        config.env_values = values
+    return config, problems
+
+
+def _env_values(data: Any, env: Mapping[str, str]) -> set[str]:
+    """The values of every environment variable the document interpolates (its secrets, potentially)."""
+    found: set[str] = set()
+
+    def walk(value: Any) -> None:
+        if isinstance(value, dict):
+            for v in value.values():
+                walk(v)
+        elif isinstance(value, list):
+            for v in value:
+                walk(v)
+        elif isinstance(value, str) and "${" in value:
+            for match in _VAR.finditer(value):
+                name = (match.group(1) or "").partition(":-")[0]
+                if env.get(name):
+                    found.add(env[name])
+
+    walk(data)
+    return found
+
+
+def _scrubbed(problem: Problem, values: set[str]) -> Problem:
+    from dataclasses import replace
+
+    return replace(problem, message=scrub(problem.message, values))
+
+
+def _check(src: Source, file: Path, env: Mapping[str, str]) -> tuple[Config | None, list[Problem]]:
     from ao import config_compat
 
-    env = os.environ if env is None else env
     data, from_env, problems = interpolate(src, env)
     if data is None:
         return None, [src.problem((), "the configuration is empty; it needs at least `projects:`")]
     notes, alias_problems = config_compat.apply_aliases(src, data, from_env)
     problems += alias_problems
     unset = {p.path for p in problems}  # a value still holding ${VAR} would only add a confusing schema error
+    # Inside an agent session (the orchestrator runs `ao status`, `ao spawn`...) ao's secrets are deliberately
+    # not in the environment (ao.environment): the values that need them are left unexpanded, not errors.
+    absent = {p.path for p in problems if p.message.startswith(_UNSET)} if env.get("AO_SESSION") else set()
+
+    def relevant(found: list[Problem]) -> list[Problem]:
+        return [p for p in found if not any(p.path == a or p.path.startswith(a + ".") for a in absent)]
+
     problems += [p for p in config_compat.explain_unknown(schema_problems(src, data)) if p.path not in unset]
     problems += _message_problems(src, data)  # independent of the rest, so reported even beside schema errors
+    problems += _nul_problems(src, data)
+    problems = relevant(problems)
     rejected = {undotted(p.path) for p in problems}
     valid = _prune(src, data, rejected)
     config = None
@@ -287,7 +340,7 @@ def check(src: Source, file: Path, env: Mapping[str, str] | None = None) -> tupl
         config, semantic = _build(src, file, valid, from_env, env)
         if not semantic and not problems:
             semantic = _check_rules_and_templates(config)
-        problems += [p for p in semantic if not _near(undotted(p.path), rejected) or p.file != src.file]
+        problems += relevant([p for p in semantic if not _near(undotted(p.path), rejected) or p.file != src.file])
         config.notes = sorted(set(notes))
     return config, sorted(set(problems))  # a top-level mistake is found once per project
 
@@ -376,6 +429,11 @@ def _build(src: Source, file: Path, data: dict[str, Any], from_env: set[tuple],
     else:
         data_dir, data_dir_from = paths.data_dir_for(file), "default"
 
+    if isinstance(defaults["runtime"], dict) and defaults["runtime"]["plugin"] == "docker":
+        from ao.plugins.runtime import docker
+
+        problems += [src.problem(("defaults", "runtime") + sub, message)
+                     for sub, message in docker.config_problems(defaults["runtime"])]
     global_rules = [(base / Path(p).expanduser()) for p in data.get("rules") or []]
     config = Config(
         file=file, source=src, data=data, from_env=from_env,
@@ -453,11 +511,12 @@ def _build_project(src: Source, base: Path, pid: str, raw: dict[str, Any], defau
         except DurationError as exc:  # the schema checks the form; this catches what slips through
             problems.append(src.problem(("reactions", key), str(exc)))
     rules_file = raw.get("agentRulesFile")
+    runtime, runtime_settings = _runtime(src, at, raw.get("runtime"), defaults["runtime"], problems)
     return Project(
         id=pid, path=path, name=raw.get("name", pid), repo=raw.get("repo"),
         default_branch=raw.get("defaultBranch", "main"),
         session_prefix=raw.get("sessionPrefix") or derive_prefix(path.name or pid),
-        runtime=raw.get("runtime", defaults["runtime"]), agent=agent,
+        runtime=runtime, runtime_settings=runtime_settings, agent=agent,
         workspace=raw.get("workspace", defaults["workspace"]),
         tracker=raw.get("tracker") or {"plugin": "github" if raw.get("repo") else "local"},
         scm=raw.get("scm") or {"plugin": "github" if raw.get("repo") else "local"},
@@ -468,6 +527,29 @@ def _build_project(src: Source, base: Path, pid: str, raw: dict[str, Any], defau
         reactions=built, rule_files=[base / Path(p).expanduser() for p in raw.get("rules") or []], raw=raw,
         orchestrator_agent=orchestrator_agent, orchestrator_agent_config=orchestrator_config,
     )
+
+
+def _runtime(src: Source, at: tuple, value: Any, default: Any, problems: list[Problem]) -> tuple[str, dict[str, Any]]:
+    """(plugin name, settings) of a project's ``runtime``: a name, or ``{plugin: NAME, ...settings}``. The
+    defaults' settings apply to a project that names the same plugin (``runtime: docker`` takes the image
+    from ``defaults.runtime``)."""
+    def split(v: Any) -> tuple[str, dict[str, Any]]:
+        if isinstance(v, dict):
+            return v["plugin"], {k: x for k, x in v.items() if k != "plugin"}
+        return v, {}
+
+    base_name, base = split(default)
+    name, own = split(value) if value is not None else (base_name, {})
+    settings = {**(base if name == base_name else {}), **own}
+    if name == "docker":
+        from ao.plugins.runtime import docker
+
+        problems.extend(src.problem(at + ("runtime",) + sub, message) for sub, message in docker.config_problems(own))
+        if not settings.get("image"):
+            where = at + ("runtime",) if value is not None else at
+            problems.append(src.problem(where, "runtime docker needs an image: runtime: {plugin: docker, image: "
+                                               "NAME} here or under defaults (docs/sandbox.md)"))
+    return name, settings
 
 
 def _check_rules_and_templates(config: Config) -> list[Problem]:
@@ -502,6 +584,17 @@ def _check_rules_and_templates(config: Config) -> list[Problem]:
             if reaction.template is not None and not templates.exists(reaction.template, config.file.parent):
                 problems.append(src.problem(where + ("template",), f"template '{reaction.template}' not found"))
     return sorted(set(problems))
+
+
+def _nul_problems(src: Source, data: Any, path: tuple = ()) -> list[Problem]:
+    """A NUL byte in any value: no path, command or name can hold one (the OS would refuse it later)."""
+    if isinstance(data, dict):
+        return [p for k, v in data.items() for p in _nul_problems(src, v, path + (k,))]
+    if isinstance(data, list):
+        return [p for i, v in enumerate(data) for p in _nul_problems(src, v, path + (i,))]
+    if isinstance(data, str) and "\0" in data:
+        return [src.problem(path, "contains a NUL byte")]
+    return []
 
 
 def _message_problems(src: Source, data: Any) -> list[Problem]:
@@ -591,7 +684,8 @@ def effective(config: Config, project: str | None = None, redact: bool = True) -
         out["projects"][p.id] = {
             **{k: v for k, v in raw.items() if k != "reactions"},
             "path": str(p.path), "name": p.name, "defaultBranch": p.default_branch,
-            "sessionPrefix": p.session_prefix, "runtime": p.runtime, "agent": p.agent, "workspace": p.workspace,
+            "sessionPrefix": p.session_prefix, "agent": p.agent, "workspace": p.workspace,
+            "runtime": {"plugin": p.runtime, **p.runtime_settings} if p.runtime_settings else p.runtime,
             "tracker": raw.get("tracker", p.tracker), "scm": raw.get("scm", p.scm),
             "reactions": {k: r.to_config() for k, r in sorted(p.reactions.items())},
         }

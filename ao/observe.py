@@ -26,7 +26,7 @@ if TYPE_CHECKING:
 CAPTURE_LINES = 60
 CAPTURE_WORKERS = 8
 SCM_FIELDS = ("pr_state", "pr_number", "pr_url", "head_sha", "base_branch", "ci", "review", "human_comments",
-              "bot_comments", "comments_fingerprint", "bot_fingerprint", "untrusted_comments", "untrusted_fingerprint", "conflicts", "behind", "draft")
+              "bot_comments", "comments_fingerprint", "bot_fingerprint", "untrusted_comments", "untrusted_fingerprint", "conflicts", "behind", "draft", "mergeable")
 
 
 @dataclass
@@ -59,14 +59,21 @@ def observe(manager: "Sessions", sessions: list[Session], now: float, capture: b
         probes.update(manager.runtime(name).probe([s.runtime_handle for s in group]))
 
     panes: dict[str, str] = {}
+    taken: dict[str, float] = {}
     if capture:
         wanted = [s for s in live if _worth_capturing(s, probes.get(s.runtime_handle))]
 
-        def grab(s: Session) -> tuple[str, str]:
-            return s.id, manager.runtime(s.runtime or "tmux").capture(s.runtime_handle, CAPTURE_LINES)
+        def grab(s: Session) -> tuple[str, tuple[str, float]]:
+            runtime = manager.runtime(s.runtime or "tmux")
+            # A runtime that keeps a recent screen (docker: the container writes it) spares a round trip per
+            # pane; the screen's own time, not now, is when it was captured.
+            recent = runtime.capture_recent(s.runtime_handle, CAPTURE_LINES) if hasattr(runtime, "capture_recent") \
+                else None
+            return s.id, recent or (runtime.capture(s.runtime_handle, CAPTURE_LINES), now)
 
         with ThreadPoolExecutor(max_workers=CAPTURE_WORKERS) as pool:
-            panes = dict(pool.map(grab, wanted))
+            for sid, (text, at) in pool.map(grab, wanted):
+                panes[sid], taken[sid] = text, min(at, now)
 
     out = []
     for s in sessions:
@@ -78,7 +85,7 @@ def observe(manager: "Sessions", sessions: list[Session], now: float, capture: b
         else:
             activity = _activity(manager, s, project.agent, probe, panes.get(s.id), now)
         if s.id in panes:
-            activity.memo = {**activity.memo, "captured_at": now}
+            activity.memo = {**activity.memo, "captured_at": taken[s.id]}
         fresh = (scm or {}).get(s.id)
         out.append(Seen(s, probe, activity, build_fact(s, activity, probe, now, stuck_threshold(project), fresh)))
     return out
@@ -86,24 +93,30 @@ def observe(manager: "Sessions", sessions: list[Session], now: float, capture: b
 
 def _worth_capturing(s: Session, probe: "Probe | None") -> bool:
     """Capture a pane only if it may show something new: output since the last capture (the runtime's
-    last-output time has 1 s resolution, hence the margin), or a question or limit shown last time (whose
-    answer is the next output anyway, but the pattern must be seen again to keep the state). Quiet panes,
-    most of them in a large fleet, cost nothing."""
+    last-output time has 1 s resolution, hence the margin), a question or limit shown last time (whose
+    answer is the next output anyway, but the pattern must be seen again to keep the state), or a screen
+    that lacked the agent's input box (still, it becomes an unrecognised dialog). Quiet panes, most of them
+    in a large fleet, cost nothing."""
     if probe is None or not probe.alive:
         return False
-    captured = s.meta.get("activity", {}).get("captured_at")
+    memo = s.meta.get("activity", {})
+    captured = memo.get("captured_at")
     if captured is None or probe.last_output_at is None or probe.last_output_at >= captured - 1:
         return True
-    return s.fact.get("activity") in ("waiting_input", "blocked")
+    # a screen without the agent's input box must be seen again once still (an unrecognised dialog)
+    return s.fact.get("activity") in ("waiting_input", "blocked") or bool(memo.get("recheck"))
 
 
 def _activity(manager: "Sessions", s: Session, default_agent: str, probe: "Probe", pane: str | None,
               now: float) -> "Activity":
     from ao.plugins.agent import Observation
 
-    obs = Observation(now=now, alive=probe.alive, workspace=Path(s.workspace or "."), started_at=s.created_at,
+    restored = s.meta.get("restored_at")
+    started = max(s.created_at, restored) if isinstance(restored, (int, float)) else s.created_at
+    obs = Observation(now=now, alive=probe.alive, workspace=Path(s.workspace or "."), started_at=started,
                       ready_threshold=manager.config.ready_threshold, pane=pane,
-                      last_output_at=probe.last_output_at, memo=dict(s.meta.get("activity", {})))
+                      last_output_at=probe.last_output_at, memo=dict(s.meta.get("activity", {})),
+                      run_dir=manager.run_dir(s.project, s.id), pid=probe.pid)
     return manager.agent(s.agent or default_agent).activity(obs)
 
 

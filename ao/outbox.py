@@ -44,7 +44,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import IO, Any, Callable, Iterable, Iterator, Mapping
 
-from ao import events
+from ao import events, failpoints
 from ao.actions import Action, Outcome
 from ao.errors import AoError
 from ao.ledger import atomic_write
@@ -54,6 +54,7 @@ PENDING, SENT, FAILED = "pending", "sent", "failed"
 SENT_DIR, FAILED_DIR = "sent", "failed"
 DEADLINE_GRACE = 0.25  # seconds past a notifier's timeout before the pass stops waiting for it
 STRIPES = 16  # record locks
+PASS_WAIT = 300.0  # seconds to wait for another process's delivery pass
 KEEP_SENT = 7 * 86400  # sent notifications are kept this long (deduplication and inspection), then pruned
 
 
@@ -206,7 +207,10 @@ class Outbox:
     def _pass_locked(self) -> Iterator[None]:
         self.root.mkdir(parents=True, exist_ok=True)
         with self._pass_lock, open(self.root / ".deliver.lock", "a") as fh:
-            _flock(fh.fileno(), True)
+            from ao.locks import acquire
+
+            # bounded, and said: another pass (ao start, ao notify test) takes at most its notifiers' timeouts
+            acquire(fh.fileno(), self.root / ".deliver.lock", "another delivery pass of the outbox", PASS_WAIT)
             try:
                 yield
             finally:
@@ -290,6 +294,7 @@ class Outbox:
                 return False
             deliveries = {name: Delivery(next_attempt_at=now) for name in dict.fromkeys(notification.notifiers)}
             self._write(Record(notification, deliveries, now, max_attempts), None)
+        failpoints.hit("outbox.queued")
         return True
 
     def next_due_at(self) -> float | None:
@@ -390,6 +395,7 @@ class Outbox:
             if notifier is None:
                 raise DeliveryError(f"notifier '{claim.notifier}' is not configured", permanent=True)
             notifier.send(claim.notification)
+            failpoints.hit("outbox.delivered")
         except DeliveryError as exc:
             ok, error, permanent = False, str(exc), exc.permanent
         except Exception as exc:  # a bug or an unexpected library error: retried like any failure
@@ -397,6 +403,7 @@ class Outbox:
         result: Result | None
         try:
             result = self._finish(claim, ok, error, permanent, now, _clock() - start)
+            failpoints.hit("outbox.recorded")
         except Exception as exc:  # the record could not be written: say so; the pair stays due
             result = Result(claim.notification.id, claim.notifier, claim.plugin, False, claim.attempt,
                             f"cannot record the outcome: {exc}", final=False)

@@ -113,6 +113,7 @@ class SessionView:
     workspace: str
     archived: bool = False
     fact: dict[str, Any] = field(default_factory=dict, repr=False)
+    session: Optional[Session] = field(default=None, repr=False)  # the record it was read from
 
     def needs(self) -> str:
         """What a human should know at a glance: the question waiting, conflicts, escalations, a ready PR."""
@@ -179,7 +180,7 @@ def view(session: Session, cycle_at: Optional[float], archived: bool = False) ->
         ci=str(fact.get("ci") or "none"), review=str(fact.get("review") or "none"),
         conflicts=bool(fact.get("conflicts")), mergeable=bool(fact.get("mergeable")),
         escalations=escalations, created_at=session.created_at, observed_at=observed,
-        workspace=session.workspace, archived=archived, fact=dict(fact))
+        workspace=session.workspace, archived=archived, fact=dict(fact), session=session)
 
 
 @dataclass

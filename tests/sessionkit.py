@@ -123,9 +123,40 @@ def kill_tmux_server(socket: str, timeout: float = 10.0) -> None:
     (folder / socket).unlink(missing_ok=True)
 
 
+def kill_process_agents(data: Path) -> list[str]:
+    """End every process-runtime agent a test started under this data dir, whatever the test's outcome (a
+    failing assertion must not leave one running after the test run). Returns the handles it ended."""
+    from ao.plugins.runtime.process import ProcessRuntime
+
+    ended = []
+    for path in list(data.glob("projects/*/sessions/*.json")) + list(data.glob("archive/*/*.json")):
+        try:
+            record = json.loads(path.read_text())
+        except (OSError, ValueError):
+            continue
+        if isinstance(record, dict) and record.get("runtime") == "process" and record.get("runtime_handle"):
+            runtime = ProcessRuntime(term_timeout=1.0)
+            if runtime.probe([record["runtime_handle"]])[record["runtime_handle"]].alive:
+                runtime.kill(record["runtime_handle"])
+                ended.append(record["runtime_handle"])
+    return ended
+
+
 def _alive(pid: int) -> bool:
     try:
         with open(f"/proc/{pid}/stat") as fh:
             return fh.read().rsplit(")", 1)[-1].split()[0] != "Z"  # a zombie is as good as gone
     except OSError:
         return False
+
+
+def check_demo_run(result: dict[str, Any]) -> dict[str, str]:
+    """What every run of ao demo's workflow must show; returns the session of each issue."""
+    assert sorted(s["status"] for s in result["sessions"]) == ["merged", "merged", "merged"]
+    seen = [(e["session"], e["what"]) for e in result["timeline"]]
+    by_issue = {s["issue"]: s["session"] for s in result["sessions"]}
+    one, two = by_issue["1"], by_issue["2"]
+    assert seen.index((one, "ci.failing")) < seen.index((one, "ci.fix_sent")) < seen.index((one, "ci.passing"))
+    assert seen.count((two, "review.comments_sent")) == 1
+    assert sum(1 for _, what in seen if what == "merge.completed") == 3
+    return by_issue

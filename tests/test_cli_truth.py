@@ -213,7 +213,7 @@ def test_two_repositories_each_with_its_own_config_run_side_by_side(aoenv, tmp_p
     for repo, other in ((one, "beta"), (two, "alpha")):
         rows = json.loads(ao(repo, "status", "--json").stdout)
         assert [r["project"] for r in rows] == [repo.name] and other not in ao(repo, "status").stdout
-    starts = [subprocess.Popen([sys.executable, "-m", "ao", "start", "--no-orchestrator", "--interval", "1", "-q"],
+    starts = [subprocess.Popen([sys.executable, "-m", "ao", "start", "--no-orchestrator", "--no-dashboard", "--interval", "1", "-q"],
                                cwd=repo, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
               for repo in (one, two)]
     try:
@@ -234,7 +234,7 @@ def test_two_repositories_each_with_its_own_config_run_side_by_side(aoenv, tmp_p
     data = yaml.safe_load(config.read_text())
     data["dataDir"] = shows[0]
     config.write_text(yaml.safe_dump(data))
-    clash = ao(two, "start", "--no-orchestrator")
+    clash = ao(two, "start", "--no-orchestrator", "--no-dashboard")
     assert clash.returncode == 1
     assert f"belongs to {(one / 'agent-orchestrator.yaml').resolve()}" in clash.stderr
     assert "remove `dataDir:`" in clash.stderr
@@ -346,7 +346,7 @@ def test_merging_a_sessions_pr_closes_its_local_issue(aoenv):
 
 def test_start_streams_event_lines_json_and_quiet_and_ctrl_c_exits_130(aoenv):
     s = spawn(aoenv, "12")
-    proc = subprocess.Popen([sys.executable, "-m", "ao", "start", "--no-orchestrator", "--interval", "1", "--json"],
+    proc = subprocess.Popen([sys.executable, "-m", "ao", "start", "--no-orchestrator", "--no-dashboard", "--interval", "1", "--json"],
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=aoenv.root, env=aoenv.env)
     try:
         event = json.loads(proc.stdout.readline())  # the first cycle's first event, as `ao events --json` has it
@@ -359,7 +359,7 @@ def test_start_streams_event_lines_json_and_quiet_and_ctrl_c_exits_130(aoenv):
         if proc.poll() is None:
             proc.kill()
         proc.communicate()
-    quiet = subprocess.Popen([sys.executable, "-m", "ao", "start", "--no-orchestrator", "--interval", "1", "-q"],
+    quiet = subprocess.Popen([sys.executable, "-m", "ao", "start", "--no-orchestrator", "--no-dashboard", "--interval", "1", "-q"],
                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=aoenv.root, env=aoenv.env)
     try:
         wait_for(lambda: (aoenv.data / "poller.pid").exists(), timeout=20, what="ao start")

@@ -24,7 +24,7 @@ COMMANDS = {
     "issue": "issue_cmd", "spawn": "spawn_cmd", "batch-spawn": "spawn_cmd", "status": "status_cmd",
     "attach": "session_cmd", "send": "session_cmd", "cleanup": "session_cmd", "review": "review_cmd",
     "poll": "poll_cmd", "start": "poll_cmd", "stop": "poll_cmd", "events": "poll_cmd", "logs": "logs_cmd",
-    "doctor": "doctor_cmd", "demo": "demo_cmd",
+    "doctor": "doctor_cmd", "demo": "demo_cmd", "merge": "merge_cmd", "dashboard": "dashboard_cmd",
 }
 GROUPS = ("config", "rules", "notify", "session", "issue")
 
@@ -119,11 +119,28 @@ def _tidy_help(command: Any) -> None:
         _tidy_help(sub)
 
 
+def _not_utf8(arg: str) -> bool:
+    """Python decodes undecodable argv bytes to lone surrogates; nothing downstream could store them."""
+    try:
+        arg.encode("utf-8")
+    except UnicodeEncodeError:
+        return True
+    return False
+
+
 def main(argv: Optional[list[str]] = None) -> None:
     args = sys.argv[1:] if argv is None else argv
     if args == ["--version"]:  # the common case, answered before importing anything heavy
         print(f"ao {__version__}")
         return
+    from ao.cli.common import install_safe_streams
+    from ao.errors import UsageError
+
+    install_safe_streams()  # nothing printed reaches the terminal with raw control characters
+    bad = next((i for i, a in enumerate(args) if _not_utf8(a)), None)
+    if bad is not None:
+        print(f"argument {bad + 1} is not valid UTF-8", file=sys.stderr)
+        sys.exit(UsageError.exit_code)
     try:
         import typer.main
 

@@ -135,14 +135,15 @@ def listing(rows: Sequence[dict[str, Any]], columns: Sequence[Column], *, title:
             print(empty, file=sys.stderr)
         sys.stdout.flush()
         return
-    from rich.console import Console
     from rich.text import Text
 
-    console = Console()
+    from ao.cli.common import console  # rich writes its styling to the raw stream; values are plain Text
+
+    out = console()
     if not rows and empty:
-        console.print(Text(empty))
+        out.print(Text(empty))
         return
-    console.print(table(rows, columns, title, caption))
+    out.print(table(rows, columns, title, caption))
 
 
 def warn(message: str) -> None:
@@ -170,7 +171,9 @@ def watch(render: Callable[[], tuple[Sequence[dict[str, Any]], Sequence[Column],
             time.sleep(interval)  # a display refresh period, not synchronisation
     from rich.live import Live
 
-    with Live(auto_refresh=False) as live:
+    from ao.cli.common import console
+
+    with Live(auto_refresh=False, console=console()) as live:
         while True:
             rows, columns, title = render()
             live.update(table(rows, columns, title), refresh=True)

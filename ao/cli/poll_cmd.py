@@ -147,14 +147,16 @@ def register(app: typer.Typer) -> None:
                                                       "agent session.")] = False,
         interval: Annotated[Optional[str], typer.Option("--interval", metavar="DURATION", help="Poll period, "
                             "e.g. 10s (default: the config's pollInterval).", show_default=False)] = None,
+        no_dashboard: Annotated[bool, typer.Option("--no-dashboard", help="Do not serve the dashboard.")] = False,
+        no_open: Annotated[bool, typer.Option("--no-open", help="Do not open the dashboard in a browser.")] = False,
         quiet: Annotated[bool, typer.Option("--quiet", "-q", help="Print nothing but errors (everything still "
                          "goes to the event log and logs/orchestrator.log).")] = False,
         json: Annotated[bool, typer.Option("--json", help="Print each event as a JSON line.")] = False,
         config: ConfigOption = None,
     ) -> None:
         """Run the lifecycle loop in the foreground until Ctrl-C or `ao stop`: poll, react, notify, merge,
-        clean up; serve the webhook receiver when one is configured. Each event is printed as it happens
-        (the lines `ao poll` and `ao events` print)."""
+        clean up; serve the dashboard (and the webhook receiver, when one is configured) on host:port. Each
+        event is printed as it happens (the lines `ao poll` and `ao events` print)."""
         import os
         import signal
 
@@ -190,7 +192,8 @@ def register(app: typer.Typer) -> None:
                 loop.stop()
 
             signal.signal(signal.SIGINT, on_interrupt)
-            servers = _start_services(cfg, poller, loop, orchestrator=not no_orchestrator, console=console)
+            servers = _start_services(cfg, poller, loop, orchestrator=not no_orchestrator, console=console,
+                                      dashboard=not no_dashboard, open_browser=not no_open)
             events.log(cfg.data_dir, f"ao started for {cfg.file}: polling every {period} s (pid {os.getpid()}); "
                        "Ctrl-C or `ao stop` to stop", console=console)
             try:
@@ -287,28 +290,38 @@ def register(app: typer.Typer) -> None:
                 chunk = fh.read()
             complete = chunk[:chunk.rfind(b"\n") + 1]
             offset += len(complete)
-            for line in complete.decode("utf-8", "replace").splitlines():
-                try:
-                    e = jsonlib.loads(line)
+            for line in complete.splitlines():
+                try:  # a damaged line (not UTF-8, not JSON) is skipped
+                    e = jsonlib.loads(line.decode("utf-8"))
                 except ValueError:
                     continue
-                if wanted(e):
+                if isinstance(e, dict) and wanted(e):
                     show(e)
 
 
-def _start_services(cfg: Any, poller: Any, loop: Any, orchestrator: bool, console: Any) -> list[Any]:
-    """The webhook receiver (when configured) and the orchestrator agent; returns what must be stopped."""
+def _start_services(cfg: Any, poller: Any, loop: Any, orchestrator: bool, console: Any, dashboard: bool = True,
+                    open_browser: bool = False) -> list[Any]:
+    """The dashboard and the webhook receiver (when configured) on host:port, and the orchestrator agent;
+    returns what must be stopped."""
     from ao import events
-    from ao.webhook import WebhookServer, hooks_from_config
+    from ao.webhook import WebhookReceiver, WebhookServer, hooks_from_config
 
-    servers = []
+    servers: list[Any] = []
     hooks = hooks_from_config(cfg)
-    if hooks:
-        def delivered(project: str, event: str, branches: list[str]) -> None:
-            poller.refresh(project, branches)
-            loop.wake()
 
-        server = WebhookServer(hooks, delivered, host=cfg.host, port=cfg.port).start()
+    def delivered(project: str, event: str, branches: list[str]) -> None:
+        poller.refresh(project, branches)
+        loop.wake()
+
+    receiver = WebhookReceiver(hooks, delivered, data_dir=cfg.data_dir) if hooks else None
+    served = _start_dashboard(cfg, receiver, open_browser, console) if dashboard else None
+    if served is not None:
+        servers.append(served)
+        if hooks:
+            events.log(cfg.data_dir, f"webhooks: listening on {served.url(with_token=False).rstrip('/')} "
+                                     + ", ".join(h.path for h in hooks), console=console)
+    elif hooks:
+        server = WebhookServer(hooks, delivered, host=cfg.host, port=cfg.port, data_dir=cfg.data_dir).start()
         servers.append(server)
         host, port = server.address
         events.log(cfg.data_dir, f"webhooks: listening on http://{host}:{port} "
@@ -324,3 +337,25 @@ def _start_services(cfg: Any, poller: Any, loop: Any, orchestrator: bool, consol
             events.log(cfg.data_dir, f"orchestrator agent: session {session.id} (ao attach {session.id})",
                        console=console)
     return servers
+
+
+def _start_dashboard(cfg: Any, receiver: Any, open_browser: bool, console: Any) -> Any:
+    """The dashboard (with the webhook receiver on its port), or None when it cannot be served here (then
+    the reason is logged and ``ao start`` goes on without it)."""
+    import sys
+
+    from ao import events
+    from ao.web import server, settings
+
+    try:
+        served = server.DashboardServer(cfg, settings.from_config(cfg), receiver=receiver).start()
+    except AoError as exc:
+        events.log(cfg.data_dir, f"dashboard not served: {exc}", console=console)
+        return None
+    # the token goes to this terminal only, never to the log file
+    events.log(cfg.data_dir, f"dashboard: {served.url(with_token=False)} (`ao dashboard --print-url` prints "
+                             "its login URL)", console=None)
+    print(f"ao: dashboard: {served.url()}", file=sys.stderr, flush=True)
+    if open_browser:
+        server.open_browser(served.url())
+    return served

@@ -10,20 +10,9 @@ import typer
 from ao.cli.common import ConfigOption, JsonOption, ProjectOption, complete_session, examples, load_config, print_json
 from ao.cli.output import Column, listing, warn, with_iso_times
 from ao.errors import AoError, UsageError, did_you_mean
+from ao.explain import explain as explain_fact, trigger_text
 
 app = typer.Typer(help="Inspect, explain and test the compiled reaction rules.", no_args_is_help=True)
-
-
-def _trigger_text(when: Any) -> str:
-    from ao.rulefiles import All, Cond, Not
-
-    if isinstance(when, Cond):
-        return str(when)
-    if isinstance(when, Not):
-        return f"not ({_trigger_text(when.item)})"
-    joiner = " and " if isinstance(when, All) else " or "
-    inner = joiner.join(_trigger_text(i) for i in when.items)
-    return inner if isinstance(when, All) or len(when.items) == 1 else f"({inner})"
 
 
 @app.command(epilog=examples(
@@ -43,7 +32,7 @@ def show(ctx: typer.Context, project: ProjectOption = None, json: JsonOption = F
     if json:
         print_json({pid: {
             "reactions": {k: r.to_config() for k, r in sorted(compiled[pid].reactions.items())},
-            "triggers": [{"rule": ct.name, "reaction": ct.reaction.key, "when": _trigger_text(ct.when),
+            "triggers": [{"rule": ct.name, "reaction": ct.reaction.key, "when": trigger_text(ct.when),
                           "occurrence": ct.trigger.occurrence, "scope": ct.trigger.scope, "source": ct.trigger.origin}
                          for ct in compiled[pid].triggers],
             "routing": {p: list(n) for p, n in compiled[pid].routing.items()},
@@ -60,7 +49,7 @@ def show(ctx: typer.Context, project: ProjectOption = None, json: JsonOption = F
                 budget.append(f"after {r.limit} attempt{'s' if r.limit != 1 else ''}")
             if r.escalate_seconds is not None:
                 budget.append(f"after {format_duration(r.escalate_seconds)}")
-            rows.append({"project": pid, "reaction": r.key, "trigger": _trigger_text(ct.when),
+            rows.append({"project": pid, "reaction": r.key, "trigger": trigger_text(ct.when),
                          "occurrence": ct.trigger.occurrence,
                          "action": r.action if r.auto else f"notify (auto off; {r.action})",
                          "priority": r.priority, "escalation": " or ".join(budget) or "never"})
@@ -133,15 +122,12 @@ def explain(
     ledgers = stored.ledger_entries() if stored is not None else {}
     for problem in store.problems:
         warn(problem)
-    report = []
-    for ct in compiled.triggers:
-        if ct.trigger.scope != "session":
-            continue
-        failed = _first_failure(ct.when, fact)
-        entry = ledgers.get(ct.reaction.key)
-        report.append({"reaction": ct.reaction.key, "rule": ct.name, "matched": failed is None,
-                       "failed": failed, "occurrence": f"{ct.trigger.occurrence}={fact.get(ct.trigger.occurrence)!r}",
-                       "ledger": entry.to_dict() if entry else None})
+    from ao import merging
+
+    merge = [] if fact.get("pr_state") != "open" else (
+        merging.for_session(stored, fact) if stored is not None and fact_file is None
+        else merging.criteria_for_fact(fact))
+    report = explain_fact(compiled, fact, ledgers, merge)
     seen = overview.view(stored, overview.poller_state(cfg.data_dir).last_cycle_at) \
         if stored is not None and fact_file is None else None
     status = seen.status if seen else fact["status"]
@@ -150,7 +136,7 @@ def explain(
         # The fact keeps the types of the fact contract (last_activity_at in epoch seconds), so that it can be
         # fed back with --fact; everything else has ISO times.
         print_json({"session": session, "status": status, "observed_at": observed.get("observed_at"),
-                    "fact": fact, "reactions": with_iso_times(report)})
+                    "fact": fact, "reactions": with_iso_times(report), "merge": [c.to_dict() for c in merge]})
         return
     title = f"{session}  status={status}  activity={fact['activity']}  pr={fact['pr_state']}"
     if seen is not None:
@@ -163,23 +149,11 @@ def explain(
             for row in report]
     listing(rows, [Column("reaction"), Column("matched", style=lambda r: "green" if r["matched"] else None),
                    Column("why not"), Column("occurrence"), Column("ledger text", "ledger")], title=title)
-
-
-def _first_failure(node: Any, fact: dict[str, Any]) -> Optional[str]:
-    """The first condition (in file order) that does not hold, as text; None when the trigger matches."""
-    from ao.engine import evaluate_node
-    from ao.rulefiles import All, Cond
-
-    if evaluate_node(node, fact):
-        return None
-    if isinstance(node, All):
-        for item in node.items:
-            reason = _first_failure(item, fact)
-            if reason:
-                return reason
-    if isinstance(node, Cond):
-        return f"{node} (is {fact.get(node.field)!r})"
-    return _trigger_text(node)
+    if merge:
+        listing([{"what": "merge", **c.to_dict()} for c in merge],
+                [Column("what"), Column("name", "criterion"),
+                 Column("ok", style=lambda r: "green" if r["ok"] else "bold red"), Column("detail")],
+                title=f"merge criteria (head {str(fact.get('head_sha') or '?')[:7]})")
 
 
 def shipped_examples() -> dict[str, Path]:

@@ -59,12 +59,26 @@ def report_lines(report: Any) -> list[str]:
 
 
 def collect(cfg: Any, project: Optional[str]) -> tuple[list[dict[str, Any]], str, list[str]]:
-    """(rows, the freshness line, warnings)."""
+    """(rows, the freshness line, warnings). ``host`` says where a session runs when its runtime can be in
+    more than one place (a Docker engine)."""
     from ao import overview
+    from ao.sessions import Sessions
 
     now = time.time()
     ov = overview.overview(cfg, project)
-    return [v.row(now) for v in ov.sessions], overview.header(ov, now), ov.warnings()
+    manager = Sessions(cfg, store=None)
+    rows = []
+    for v in ov.sessions:
+        row = v.row(now)
+        row["host"] = manager.host_of(v.session) if v.session is not None and v.session.runtime not in \
+            ("tmux", "process", "") else None
+        rows.append(row)
+    return rows, overview.header(ov, now), ov.warnings()
+
+
+def columns_for(rows: list[dict[str, Any]]) -> list[Column]:
+    """The table's columns; ``host`` only when some session runs somewhere other than here (docker)."""
+    return COLUMNS + [Column("host")] if any(r["host"] for r in rows) else COLUMNS
 
 
 def register(app: typer.Typer) -> None:
@@ -95,12 +109,12 @@ def register(app: typer.Typer) -> None:
         if watch_:
             def render() -> tuple[list[dict[str, Any]], list[Column], str]:
                 rows, head, _ = collect(cfg, project)
-                return rows, COLUMNS, head
+                return rows, columns_for(rows), head
 
             watch(render, 2.0, json=json)
             return
         rows, head, warnings = collect(cfg, project)
         for warning in warnings:
             warn(warning)
-        listing(rows, COLUMNS, title=head, json=json,
+        listing(rows, columns_for(rows), title=head, json=json,
                 empty="no sessions (start one with: ao spawn PROJECT ISSUE)")
