@@ -171,7 +171,8 @@ def test_session_page_shows_ci_logs_review_threads_and_the_live_terminal(chromiu
 
         for_project(cfg, cfg.projects["app"]).review(s.branch, "request_changes", "Please rename <x> to y.",
                                                      author="reviewer")
-        _cycle_until(poller, s.id, lambda x: any("rename" in c["body"] for c in x.meta.get("pr", {}).get("comments", [])),
+        _cycle_until(poller, s.id, lambda x: any("rename" in c["body"]
+                                                      for c in x.meta.get("pr", {}).get("comments", [])),
                      "the review thread stored")
         page = _open(chromium, dash, f"/s/{s.id}")
         assert "test_x failed: expected 2, got 3" in page.inner_text(".ci pre.log")
@@ -206,7 +207,8 @@ def test_send_answer_kill_restore_and_merge_work_and_failures_show(chromium, aoe
         page.fill("#send-form textarea", "!ask")
         page.click("#send-form button[type=submit]")
         _toast(page, f"sent to {s.id}")
-        wait_for(lambda: "Do you want to proceed?" in aoenv.tmux("capture-pane", "-p", "-t", f"={s.runtime_handle}:").stdout,
+        pane = f"={s.runtime_handle}:"
+        wait_for(lambda: "Do you want to proceed?" in aoenv.tmux("capture-pane", "-p", "-t", pane).stdout,
                  what="the question")
         _cycle_until(poller, s.id, lambda x: x.status == "needs_input", "needs_input")
         page.wait_for_selector(".detail[data-status=needs_input]", timeout=5_000)
@@ -322,7 +324,8 @@ def test_events_and_config_pages(chromium, aoenv, dash, shots):
     import yaml
 
     data = yaml.safe_load(aoenv.config.read_text())
-    data["notifiers"] = {"chat": {"plugin": "slack", "webhook": "https://hooks.slack.com/services/T0000AAAA/B0000BBBB/verysecret0123456789abcd"}}
+    hook = "https://hooks.slack.com/services/T0000AAAA/B0000BBBB/verysecret0123456789abcd"
+    data["notifiers"] = {"chat": {"plugin": "slack", "webhook": hook}}
     data["notificationRouting"] = {"urgent": ["chat"]}
     aoenv.config.write_text(yaml.safe_dump(data))
     dash.stop()

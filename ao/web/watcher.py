@@ -28,7 +28,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 from ao import events as events_mod
-from ao.store import ARCHIVE, PROJECTS, SESSIONS, Session
+from ao.store import PROJECTS, SESSIONS, Session
 
 TICK = 0.2                 # seconds between looks while someone listens: a status change shows within ~0.3 s
 POLLER_CHECK = 2.0         # seconds between checks for a running poller
