@@ -115,6 +115,7 @@ def test_board_groups_every_session_and_moves_a_card_within_a_second(chromium, a
         assert page.title() == f"({attention}) Board · ao"
         assert page.get_attribute("#favicon", "href").startswith("data:image/svg+xml")
         assert "yes/no prompt" in page.inner_text("#card-app-1")
+        assert "No poller is running" in page.inner_text("#poller-banner")  # read-only data, and it says so
         page.screenshot(path=str(shots / "board.png"), full_page=True)
 
         page.select_option("#project-filter", "web")
