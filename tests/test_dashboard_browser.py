@@ -293,8 +293,11 @@ def test_ten_tabs_cost_the_server_what_one_does(chromium, aoenv, dash):
         tabs.append(_open(chromium, dash, context=tabs[0].context))
     streams, ten, took_ten = rates()
     assert streams == 10
-    # the same looks at the disk per second, each costing the same: one stat per session file, nothing read
-    assert abs(ten["scans"] / took_ten - one["scans"] / took_one) <= 0.25 * one["scans"] / took_one
+    # the disk is looked at on the watcher's tick, whatever the number of tabs (a busy machine may only make
+    # it fewer), each look costing the same: one stat per session file, nothing read
+    from ao.web.watcher import TICK
+
+    assert one["scans"] <= took_one / TICK + 2 and ten["scans"] <= took_ten / TICK + 2
     assert one["stats"] == one["scans"] * files and ten["stats"] == ten["scans"] * files
     assert one["session_reads"] == ten["session_reads"] == 0 and one["event_reads"] == ten["event_reads"] == 0
     # one change: read once, shown in all ten tabs
