@@ -659,10 +659,6 @@ class Sessions:
             changed = _changed_since_plan(item.session, session)
             if changed:
                 return CleanupItem(session, "keep", f"{changed} since the plan was made; left alone")
-            if session.runtime_handle and item.session.status not in ("merged", "done", "cleanup", "killed") and \
-                    self.runtime(session.runtime or project.runtime).probe([session.runtime_handle])[
-                        session.runtime_handle].alive:
-                return CleanupItem(session, "keep", "its agent is running again; left alone")
             return self._clean_locked(CleanupItem(session, item.action, item.reason), project)
 
     def _clean_locked(self, item: CleanupItem, project: Project) -> CleanupItem:
