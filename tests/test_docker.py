@@ -222,6 +222,45 @@ def test_a_session_in_a_container_end_to_end(aoenv, engine):
     manager.kill(s.id)  # idempotent: the container is gone already
 
 
+def test_the_send_protocol_is_the_same_in_a_container_and_the_poller_needs_no_docker_exec(aoenv, engine,
+                                                                                          monkeypatch):
+    from ao.plugins.runtime import AgentWaiting
+    from ao.poller import Poller
+
+    cfg = docker_project(aoenv, engine.url)
+    poller = Poller(cfg, console=None)
+    manager = poller.manager
+    s = manager.spawn(SpawnRequest(project="app", target="12"))
+    wait_for(lambda: received(aoenv, s.id), what="the prompt")
+    screen = manager.run_dir("app", s.id) / docker_rt.SCREEN
+    wait_for(lambda: screen.exists() and "agent>" in screen.read_text(), what="the container's screen file")
+    poller.cycle()
+
+    manager.send(s.id, "!ask")  # the agent asks a y/n question
+    with pytest.raises(AgentWaiting) as caught:  # dialog-safe: nothing typed into the question
+        manager.send(s.id, "Hey, the build is red.")
+    assert "yes/no" in caught.value.waiting_for
+    assert [m["text"] for m in received(aoenv, s.id)][1:] == ["!ask"]
+
+    execs = []  # from here the poller must see the question without a single docker exec
+    real = docker_rt.DockerRuntime._tmux
+    monkeypatch.setattr(docker_rt.DockerRuntime, "_tmux", lambda self, e, name: execs.append(name) or real(self, e, name))
+
+    def status_after_a_cycle():
+        poller.cycle()
+        return poller.store.get(s.id).status
+
+    wait_for(lambda: status_after_a_cycle() == "needs_input", timeout=20, what="needs_input from the screen file")
+    assert execs == [] and "proceed" in poller.store.get(s.id).meta["activity"].get("detail", "").lower()
+    monkeypatch.undo()
+
+    manager.send(s.id, "y", answer=True)
+    wait_for(lambda: [m["text"] for m in received(aoenv, s.id)][1:] == ["!ask", "y"], what="the answer")
+    wait_for(lambda: status_after_a_cycle() == "working", timeout=20, what="working once the answer shows")
+    manager.kill(s.id)
+    poller.close()
+
+
 def test_an_agent_in_a_container_sees_only_its_mounts_and_no_secret(aoenv, engine, monkeypatch):
     secret = aoenv.root / "secret.txt"
     secret.write_text("top secret")

@@ -9,12 +9,14 @@ already speaks ``unix://``, ``ssh://`` and ``tcp://`` with TLS exactly as the us
 and ``ao attach`` needs it anyway (``docker exec -it``).
 
 A container lives exactly as long as its agent. Its main process (under ``docker-init``) is a small shell
-watcher that waits for the tmux session to appear, then every :data:`WATCH_PERIOD` seconds writes tmux's
-last-output time to ``<run_dir>/activity`` and checks that the agent's pane is alive. When the agent dies,
-the watcher prints the pane's last lines to the container's log and exits with the agent's status, so the
-container stops: one ``docker ps`` per engine tells every session's liveness, and ``docker logs`` keeps the
-last output of a dead agent. The activity file gives the observer the last-output time without a ``docker
-exec`` per session, so quiet panes are not captured (as with tmux on the host).
+watcher that waits for the tmux session to appear, then every :data:`WATCH_PERIOD` seconds checks that the
+agent's pane is alive and, when tmux saw output, writes the screen to ``<run_dir>/screen`` and tmux's
+last-output time to ``<run_dir>/activity``. When the agent dies, the watcher prints the pane's last lines to
+the container's log and exits with the agent's status, so the container stops: one ``docker ps`` per engine
+tells every session's liveness, ``docker logs`` keeps the last output of a dead agent, and the poller reads
+last-output times and screens from those files (:meth:`DockerRuntime.capture_recent`) with no ``docker
+exec`` at all. What must be current (the look before a send, the send itself, ``ao logs``) still goes
+through ``docker exec``.
 
 What the container sees (mounted at the same paths, so git inside finds a valid repository):
 - the workspace, read-write; the session's run folder (launch script, prompt, receipts), read-write;
@@ -55,7 +57,8 @@ MISSING = ("docker is not installed (or not on PATH): install Docker (Debian: ap
 SOCKET = "ao"                # tmux -L inside every container
 LABEL = "ao.managed"         # on every container ao starts
 STAMP_LABEL = "ao.activity"  # the host path of the container's activity file
-STAMP, HOME_DIR, ENV_FILE = "activity", "home", ".docker-env"  # in the session's run folder
+STAMP, SCREEN, HOME_DIR, ENV_FILE = "activity", "screen", "home", ".docker-env"  # in the session's run folder
+SCREEN_LINES = 100           # history lines in the screen file the watcher writes (ao's observer reads 60)
 # Host folders and sockets: meaningless in a container, which has its own (the image's PATH, our HOME).
 HOST_ENV = ("PATH", "HOME", "SHELL", "TMPDIR", "TERMINFO", "TERMINFO_DIRS", "XDG_CONFIG_HOME", "XDG_CACHE_HOME",
             "XDG_DATA_HOME", "XDG_STATE_HOME", "XDG_RUNTIME_DIR", "SSH_AUTH_SOCK", "AO_TMUX_SOCKET")
@@ -74,10 +77,13 @@ _UNREACHABLE = ("cannot connect to the docker daemon", "error during connect", "
 _ALIVE = ("running", "paused")
 OPTIONS = {"image", "mounts", "network", "cpus", "memory", "env", "user", "home", "host", "hosts", "docker_bin"}
 
-# The container's main process. Arguments: tmux session name, activity file, tmux socket, seconds to wait for
-# the session, seconds between looks, lines of output to keep. POSIX sh: images differ (dash, busybox).
+# The container's main process. Arguments: tmux session name, activity file, screen file, tmux socket,
+# seconds to wait for the session, seconds between looks, screen lines, lines of output kept at the end.
+# POSIX sh: images differ (dash, busybox). The screen is written whenever tmux saw output since the last
+# look, and once more after that (tmux's activity time has 1 s resolution: output in the same second as one
+# screen is in the next); the activity file after it.
 WATCHER = r"""
-name=$1 stamp=$2 sock=$3 wait=$4 period=$5 lines=$6
+name=$1 stamp=$2 screen=$3 sock=$4 wait=$5 period=$6 height=$7 lines=$8
 t() { tmux -L "$sock" "$@"; }
 n=0
 until t has-session -t "=$name" 2>/dev/null; do
@@ -85,19 +91,30 @@ until t has-session -t "=$name" 2>/dev/null; do
     if [ "$n" -gt $((wait * 10)) ]; then echo "ao: the agent's tmux session never started"; exit 125; fi
     sleep 0.1
 done
-last=
+last= again=
 while out=$(t display-message -p -t "=$name:" '#{window_activity}' \; \
             list-panes -s -t "=$name" -F 'pane#{pane_dead}' 2>/dev/null); do
     case $out in *pane0*) ;; *) break ;; esac
     act=${out%%[!0-9]*}
-    if [ "$act" != "$last" ]; then { printf '%s\n' "$act" > "$stamp"; } 2>/dev/null; last=$act; fi
+    if [ "$act" != "$last" ] || [ -n "$again" ]; then
+        { t capture-pane -p -J -S "-$height" -t "=$name:" > "$screen.new" && mv -f "$screen.new" "$screen"; } 2>/dev/null
+    fi
+    again=
+    if [ "$act" != "$last" ]; then { printf '%s\n' "$act" > "$stamp"; } 2>/dev/null; last=$act; again=1; fi
     sleep "$period"
 done
-n=0  # tmux may see the pane's output end a moment before it collects the exit status
-until code=$(t display-message -p -t "=$name:" '#{pane_dead_status}' 2>/dev/null) && [ -n "$code" ] \
-        || [ "$n" -ge 30 ]; do
-    t has-session -t "=$name" 2>/dev/null || break  # the session itself is gone: no status to wait for
-    n=$((n + 1)); sleep 0.1
+# The agent's exit status: tmux's, or (tmux 3.3 sometimes leaves a dead pane's process unreaped) the one the
+# kernel keeps in the zombie's /proc stat (field 52, as waitpid reports it).
+pid=$(t display-message -p -t "=$name:" '#{pane_pid}' 2>/dev/null) n=0
+until code=$(t display-message -p -t "=$name:" '#{pane_dead_status}' 2>/dev/null) && [ -n "$code" ]; do
+    stat=$(cat "/proc/$pid/stat" 2>/dev/null) && set -- ${stat##*) } && [ "$1" = Z ] && [ "$#" -ge 50 ] && {
+        shift 49
+        if [ $(($1 & 127)) -ne 0 ]; then code=$((128 + ($1 & 127))); else code=$(($1 >> 8)); fi
+        break
+    }
+    n=$((n + 1))
+    [ "$n" -lt 10 ] && t has-session -t "=$name" 2>/dev/null || break
+    sleep 0.1
 done
 t capture-pane -p -J -S "-$lines" -t "=$name:" 2>/dev/null
 case $code in '' | *[!0-9]*) code=0 ;; esac
@@ -258,6 +275,7 @@ class DockerRuntime:
         entries = _entries({"host": self.host, "hosts": self.hosts})
         self.engines = [engine_of(e) for e in entries] or [Engine()]
         self._by_url = {e.url: e for e in self.engines}
+        self._screens: dict[str, Path] = {}  # handle -> its screen file, learnt from the last probe
 
     def bind(self, state_dir: Path, on_event: Callable[..., None]) -> None:
         self.state_dir, self.on_event = state_dir, on_event
@@ -417,8 +435,8 @@ class DockerRuntime:
             argv += ["--memory", str(self.memory)]
         for mount in self._mounts(spec, run_dir):
             argv += ["--mount", mount.arg()]
-        return argv + [str(self.image), "-c", WATCHER, "ao-watch", name, str(stamp), SOCKET, str(START_WAIT),
-                       str(WATCH_PERIOD), str(LAST_LINES)]
+        return argv + [str(self.image), "-c", WATCHER, "ao-watch", name, str(stamp), str(run_dir / SCREEN), SOCKET,
+                       str(START_WAIT), str(WATCH_PERIOD), str(SCREEN_LINES), str(LAST_LINES)]
 
     def _mounts(self, spec: LaunchSpec, run_dir: Path) -> list[Mount]:
         mounts = [*_bind(spec.cwd, readonly=False), *_bind(run_dir, readonly=False)]
@@ -498,6 +516,10 @@ class DockerRuntime:
                 row = table.get(self._split(h)[1])
                 alive = row is not None and row[1] in _ALIVE
                 out[h] = Probe(alive=alive, last_output_at=_stamp(row[2]) if alive else None)
+                if alive and row[2]:
+                    self._screens[h] = Path(row[2]).with_name(SCREEN)
+                else:
+                    self._screens.pop(h, None)
         return out
 
     def send(self, handle: str, text: str, **options: Any) -> None:
@@ -512,6 +534,17 @@ class DockerRuntime:
         r = self._docker(engine, "logs", "--tail", str(max(int(lines), 1)), name)  # a dead agent's last words
         return last_lines(r.stdout, lines) if r.returncode == 0 else ""
 
+    def capture_recent(self, handle: str, lines: int = 60) -> tuple[str, float] | None:
+        """The screen the container's watcher last wrote (at most WATCH_PERIOD s after the pane last changed)
+        and the time it was taken: the observer's capture without a ``docker exec``. None when there is no
+        such screen (then :meth:`capture`)."""
+        path = self._screens.get(handle)
+        got = _read_small(path, 1 << 18) if path is not None and lines <= SCREEN_LINES else None
+        if got is None:
+            return None
+        text, mtime = got
+        return last_lines(text, lines), mtime - 1  # taken a moment before the file was written: a margin
+
     def kill(self, handle: str) -> None:
         engine, name = self._split(handle)
         r = self._docker(engine, "rm", "--force", name)
@@ -522,6 +555,13 @@ class DockerRuntime:
         engine, name = self._split(handle)
         return [*engine.argv(self.docker_bin), "exec", "-it", name, "tmux", "-L", SOCKET, "attach-session",
                 "-t", f"={name}"]
+
+    def view_argv(self, handle: str) -> tuple[list[str], int, int]:
+        """The tmux runtime's read-only attach, in the container (``-t``: tmux attaches to a terminal only)."""
+        engine, name = self._split(handle)
+        argv, cols, rows = self._tmux(engine, name).view_argv(name)
+        at = argv.index("exec")
+        return [*argv[:at + 1], "-it", *argv[at + 2:]], cols, rows
 
     def location(self, handle: str) -> str:
         """The engine a session runs on, as the user named it (``ao status`` shows it)."""
@@ -558,11 +598,9 @@ def _git_folder(folder: Path) -> list[Mount]:
     return mounts
 
 
-def _stamp(path: str) -> float | None:
-    """tmux's last-output time from a container's activity file (its mtime if the watcher was mid-write).
-    The file is in a folder the agent can write: never follow a link, never wait on a fifo."""
-    if not path:
-        return None
+def _read_small(path: Path | str, limit: int) -> tuple[str, float] | None:
+    """(text, mtime) of a file the container writes, at most ``limit`` bytes of it. The folder is the
+    agent's to write: never follow a link, never wait on a fifo, never read a huge file."""
     try:
         fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_NOFOLLOW | os.O_CLOEXEC)
     except OSError:
@@ -571,12 +609,20 @@ def _stamp(path: str) -> float | None:
         st = os.fstat(fd)
         if not stat.S_ISREG(st.st_mode):
             return None
-        text = os.read(fd, 32).decode("ascii", "replace").strip()
-        return float(text) if text.isdigit() else st.st_mtime
+        return os.read(fd, limit).decode("utf-8", "replace"), st.st_mtime
     except OSError:
         return None
     finally:
         os.close(fd)
+
+
+def _stamp(path: str) -> float | None:
+    """tmux's last-output time from a container's activity file (its mtime if the watcher was mid-write)."""
+    got = _read_small(path, 32) if path else None
+    if got is None:
+        return None
+    text, mtime = got[0].strip(), got[1]
+    return float(text) if text.isdigit() else mtime
 
 
 def plugin(**options: Any) -> DockerRuntime:
