@@ -337,6 +337,10 @@ class Sessions:
         from ao import prompts
 
         project = self.config.projects[project_id] if project_id else next(iter(self.config.projects.values()))
+        import dataclasses  # its own agent settings (orchestrator: in the config), else the project's
+
+        project = dataclasses.replace(project, agent=project.orchestrator_agent or project.agent,
+                                      agent_config=project.orchestrator_agent_config or project.agent_config)
         for s in self.store.list():
             if s.role == "orchestrator" and not s.terminal and s.runtime_handle:
                 if self.runtime(s.runtime or project.runtime).probe([s.runtime_handle])[s.runtime_handle].alive:
@@ -659,10 +663,6 @@ class Sessions:
             changed = _changed_since_plan(item.session, session)
             if changed:
                 return CleanupItem(session, "keep", f"{changed} since the plan was made; left alone")
-            if session.runtime_handle and item.session.status not in ("merged", "done", "cleanup", "killed") and \
-                    self.runtime(session.runtime or project.runtime).probe([session.runtime_handle])[
-                        session.runtime_handle].alive:
-                return CleanupItem(session, "keep", "its agent is running again; left alone")
             return self._clean_locked(CleanupItem(session, item.action, item.reason), project)
 
     def _clean_locked(self, item: CleanupItem, project: Project) -> CleanupItem:

@@ -7,11 +7,15 @@ import json
 import stat
 import subprocess
 import sys
+import time
 
 import httpx
 import pytest
 from dashkit import start_dashboard
+from dockerkit import require_docker, started_engine  # (imported before a test's HOME changes: tools' paths)
 from sessionkit import wait_for
+
+from test_docker import docker_project
 
 from ao.store import SessionStore
 from ao.web import auth as auth_mod
@@ -344,3 +348,37 @@ def test_served_over_tls_with_secure_cookies(aoenv):
             assert page.status_code == 200 and page.headers["strict-transport-security"]
     finally:
         board.stop()
+
+
+def _terminal_text(dash, sid, want, timeout=20.0):
+    """What the terminal WebSocket streams for ``sid``, until ``want`` shows in it."""
+    from websockets.sync.client import connect
+
+    cookie = "; ".join(f"{k}={v}" for k, v in dash.client().cookies.items())
+    seen = b""
+    with connect(f"ws://{dash.host}/ws/terminal/{sid}", additional_headers={"Cookie": cookie, "Origin": dash.base},
+                 open_timeout=10) as ws:
+        hello = json.loads(ws.recv(timeout=10))
+        assert hello["type"] == "hello" and hello["mode"] == "live"
+        deadline = time.monotonic() + timeout
+        while want.encode() not in seen:
+            frame = ws.recv(timeout=max(0.1, deadline - time.monotonic()))
+            assert isinstance(frame, bytes), frame
+            seen += frame
+    return seen.decode("utf-8", "replace")
+
+
+def test_the_terminal_of_a_session_in_a_container(aoenv, tmp_path_factory):
+    from ao.sessions import Sessions, SpawnRequest
+
+    require_docker()
+    engine = started_engine(tmp_path_factory.mktemp("dockerd"))
+    try:
+        s = Sessions(docker_project(aoenv, engine.url)).spawn(SpawnRequest(project="app", target="12"))
+        board = start_dashboard(aoenv)
+        try:
+            assert "Add a health endpoint" in _terminal_text(board, s.id, "agent>")
+        finally:
+            board.stop()
+    finally:
+        engine.stop()

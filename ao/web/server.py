@@ -90,7 +90,8 @@ async def _body(receive: Any, length: int) -> bytes:
 class DashboardServer:
     """One served dashboard. ``run()`` in the foreground, or ``start()``/``stop()`` around other work."""
 
-    def __init__(self, config: Any, settings: ServeSettings, *, receiver: Any = None, tick: float | None = None) -> None:
+    def __init__(self, config: Any, settings: ServeSettings, *, receiver: Any = None,
+                 tick: float | None = None) -> None:
         import uvicorn
 
         from ao.web.app import create_app
@@ -112,6 +113,10 @@ class DashboardServer:
 
     def url(self, with_token: bool = True) -> str:
         return self.settings.url(self.port, self.token if with_token else None)
+
+    @property
+    def address(self) -> tuple[str, int]:
+        return self.settings.host, self.port
 
     @property
     def watcher(self) -> Any:

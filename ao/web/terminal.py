@@ -71,17 +71,16 @@ class _Attach(_Stream):
         self.hello = {"type": "hello", "mode": "live", "cols": cols, "rows": rows}
         self.proc: subprocess.Popen | None = None
         self.fd: int | None = None
-        self.tty = ""
 
     async def start(self) -> None:
         master, slave = pty.openpty()
         fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack("HHHH", self.rows, self.cols, 0, 0))
-        self.tty = os.ttyname(slave)
         env = {k: v for k, v in os.environ.items() if k not in ("TMUX", "TMUX_PANE")}
         env["TERM"] = "xterm-256color"
         try:
+            # its own session with the pty as its controlling terminal, so a resize reaches it (SIGWINCH)
             self.proc = subprocess.Popen(self.argv, stdin=slave, stdout=slave, stderr=slave, env=env,
-                                         start_new_session=True, close_fds=True)
+                                         start_new_session=True, close_fds=True, preexec_fn=_controlling_tty)
         finally:
             os.close(slave)
         os.set_blocking(master, False)
@@ -102,12 +101,14 @@ class _Attach(_Stream):
         self.end(self.on_exit())
 
     def joined(self) -> None:
-        """A new browser: have tmux redraw everything, for everyone (cheap, and nobody sees a half screen)."""
-        if self.proc is None or self.proc.poll() is not None:
+        """A new browser: have the attached client redraw everything, for everyone (cheap, and nobody starts
+        from half a screen). Resizing its terminal does that; the window itself keeps its size (ignore-size).
+        It works through any wrapper that forwards resizes (``docker exec -t``)."""
+        if self.proc is None or self.proc.poll() is not None or self.fd is None:
             return
-        tmux = self.argv[: self.argv.index("attach-session")]
-        with contextlib.suppress(OSError, subprocess.SubprocessError):
-            subprocess.run([*tmux, "refresh-client", "-t", self.tty], capture_output=True, timeout=5)
+        with contextlib.suppress(OSError):
+            for cols in (self.cols + 1, self.cols):
+                fcntl.ioctl(self.fd, termios.TIOCSWINSZ, struct.pack("HHHH", self.rows, cols, 0, 0))
 
     async def stop(self) -> None:
         if self.fd is not None:
@@ -254,6 +255,10 @@ async def _drain(websocket: Any) -> None:
             message = await websocket.receive()
             if message["type"] == "websocket.disconnect":
                 return
+
+
+def _controlling_tty() -> None:
+    fcntl.ioctl(0, termios.TIOCSCTTY, 0)
 
 
 def _gone(session: Any) -> str:

@@ -556,6 +556,13 @@ class DockerRuntime:
         return [*engine.argv(self.docker_bin), "exec", "-it", name, "tmux", "-L", SOCKET, "attach-session",
                 "-t", f"={name}"]
 
+    def view_argv(self, handle: str) -> tuple[list[str], int, int]:
+        """The tmux runtime's read-only attach, in the container (``-t``: tmux attaches to a terminal only)."""
+        engine, name = self._split(handle)
+        argv, cols, rows = self._tmux(engine, name).view_argv(name)
+        at = argv.index("exec")
+        return [*argv[:at + 1], "-it", *argv[at + 2:]], cols, rows
+
     def location(self, handle: str) -> str:
         """The engine a session runs on, as the user named it (``ao status`` shows it)."""
         return self._split(handle)[0].label
