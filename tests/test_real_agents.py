@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import re
 import shutil
-import time
 from pathlib import Path
 
 import pytest
@@ -77,17 +76,16 @@ def finish(env: RealEnv, sid: str) -> None:
         f"  {pid} {cmd}" for pid, cmd in left.items())
 
 
-def spawn(env: RealEnv, *args: str) -> tuple[str, float]:
-    """``ao spawn app 12 ...``: the session id and when the command started."""
-    started = time.monotonic()
-    return env.spawn("12", *args)["session"], started
+def spawn(env: RealEnv, *args: str) -> str:
+    """``ao spawn app 12 ...`` (issue 12 of the local tracker): the session id."""
+    return env.spawn("12", *args)["session"]
 
 
 # -------------------------------------------------------------------------------------------- tests
 
 def test_the_prompt_reaches_the_model_once_and_whole_then_active_ready_idle(real):
     real.model.hold.set()  # the model "thinks" until the test has seen the agent active
-    sid, _ = spawn(real)
+    sid = spawn(real)
     prompt = real.record(sid).prompt
     real.model.wait(lambda m: m.turns(), START_TIMEOUT, "the first turn")
     told_once_and_whole(real, prompt)
@@ -106,7 +104,7 @@ def test_the_prompt_reaches_the_model_once_and_whole_then_active_ready_idle(real
 def test_a_permission_dialog_needs_input_and_holds_messages_until_answered(real):
     write_config(real, notify_url=real.receiver.url(), agentConfig=_agent_config(real),
                  scm={"plugin": "local", "ci": "sh ci.sh"})
-    sid, _ = spawn(real, "--prompt", "Then please RUNTOOL now.")
+    sid = spawn(real, "--prompt", "Then please RUNTOOL now.")
     workspace = Path(real.record(sid).workspace)
     real.model.wait(lambda m: answered(real, "tool"), START_TIMEOUT, "the model's tool call")
     real.wait_status(sid, lambda r: r["status"] == "needs_input", 30, "needs_input at the permission dialog")
@@ -153,14 +151,14 @@ def test_a_permission_dialog_needs_input_and_holds_messages_until_answered(real)
 
 
 def test_a_rate_limit_reads_as_blocked(real):
-    sid, _ = spawn(real, "--prompt", "LIMIT429")
+    sid = spawn(real, "--prompt", "LIMIT429")
     real.model.wait(lambda m: any(c.status == 429 for c in m.calls), START_TIMEOUT, "the 429")
     real.wait_status(sid, lambda r: r["activity"] == "blocked", 30, "blocked")
     finish(real, sid)
 
 
 def test_an_exit_reads_as_exited_and_restore_resumes_the_conversation(real):
-    sid, _ = spawn(real)
+    sid = spawn(real)
     prompt = real.record(sid).prompt
     real.model.wait(lambda m: answered(real), START_TIMEOUT, "the first answer")
     _wait_drawn(real, sid, REPLY)
@@ -194,7 +192,7 @@ def test_restore_with_nothing_to_resume_starts_afresh_with_the_prompt(real):
 
     seeds = {"claude-code": real.home / ".claude.json", "codex": real.home / ".codex" / "config.toml"}
     seeds[real.agent].unlink()
-    sid, _ = spawn(real)
+    sid = spawn(real)
     prompt = real.record(sid).prompt
     first_run = {"claude-code": r"Unable to connect to Anthropic|Choose the text style", "codex": r"Sign in"}
     wait_for(lambda: re.search(first_run[real.agent], real.pane(sid)), timeout=START_TIMEOUT,
@@ -211,7 +209,7 @@ def test_restore_with_nothing_to_resume_starts_afresh_with_the_prompt(real):
 
 
 def test_kill_leaves_no_process_behind(real):
-    sid, _ = spawn(real)
+    sid = spawn(real)
     real.model.wait(lambda m: answered(real), START_TIMEOUT, "the first answer")
     assert processes_of(str(real.home)), "the test cannot see the agent's processes"
     finish(real, sid)
