@@ -21,7 +21,7 @@ from typing import Any, Mapping
 from ao import paths, reactions
 from ao.durations import DurationError, parse_duration
 from ao.events import REDACTED, scrub
-from ao.errors import AoError, Problem, did_you_mean, dotted
+from ao.errors import AoError, Problem, did_you_mean, dotted, undotted
 from ao.reactions import Reaction
 from ao.yamlsrc import Source, load_file
 
@@ -180,6 +180,8 @@ class Project:
     reactions: dict[str, Reaction]
     rule_files: list[Path]
     raw: dict[str, Any]
+    orchestrator_agent: str = ""             # the orchestrator session's agent (``orchestrator:``), else agent
+    orchestrator_agent_config: dict[str, Any] = field(default_factory=dict)
     runtime_settings: dict[str, Any] = field(default_factory=dict)  # `runtime: {plugin: docker, image: ...}`
 
 
@@ -201,6 +203,8 @@ class Config:
     auto_cleanup_on_merge: bool
     merge_cleanup_idle_grace: int
     projects: dict[str, Project] = field(default_factory=dict)
+    data_dir_from: str = "default"  # "AO_HOME", "dataDir" or "default" (one data dir per config file)
+    notes: list[Problem] = field(default_factory=list)  # deprecations and other warnings: not errors
     env_values: set[str] = field(default_factory=set)  # values of the environment variables interpolated
 
     def project(self, name: str | None) -> Project:
@@ -258,18 +262,28 @@ def load(explicit: str | Path | None = None, env: Mapping[str, str] | None = Non
 
 
 def from_source(src: Source, file: Path, env: Mapping[str, str] | None = None) -> Config:
-    """Validate already-parsed YAML (a config file, or an inline mapping in a rule test). No problem message
-    shows a value that came from the environment (a schema error quotes the value it rejects)."""
+    """Validate already-parsed YAML (a config file, or an inline mapping in a rule test)."""
+    config, problems = check(src, file, env)
+    if problems or config is None:
+        raise AoError(problems=problems)
+    return config
+
+
+def check(src: Source, file: Path, env: Mapping[str, str] | None = None) -> tuple[Config | None, list[Problem]]:
+    """Every problem at once, and the config built from the valid rest (None when nothing usable is left).
+
+    Schema errors first, then what the semantic checks find in the rest: the parts the schema rejects are
+    left out before the semantic checks run, so nothing is reported twice and no check sees invalid data.
+    No problem message shows a value that came from the environment (a schema error quotes the value it
+    rejects)."""
     env = os.environ if env is None else env
     values = _env_values(src.data, env)
-    try:
-        config = _from_source(src, file, env)
-    except AoError as exc:
-        if not values or not exc.problems:
-            raise
-        raise AoError(problems=[_scrubbed(p, values) for p in exc.problems]) from None
-    config.env_values = values
-    return config
+    config, problems = _check(src, file, env)
+    if values:
+        problems = [_scrubbed(p, values) for p in problems]
+    if config is not None:
+        config.env_values = values
+    return config, problems
 
 
 def _env_values(data: Any, env: Mapping[str, str]) -> set[str]:
@@ -299,10 +313,14 @@ def _scrubbed(problem: Problem, values: set[str]) -> Problem:
     return replace(problem, message=scrub(problem.message, values))
 
 
-def _from_source(src: Source, file: Path, env: Mapping[str, str]) -> Config:
+def _check(src: Source, file: Path, env: Mapping[str, str]) -> tuple[Config | None, list[Problem]]:
+    from ao import config_compat
+
     data, from_env, problems = interpolate(src, env)
     if data is None:
-        raise AoError(problems=[src.problem((), "the configuration is empty; it needs at least `projects:`")])
+        return None, [src.problem((), "the configuration is empty; it needs at least `projects:`")]
+    notes, alias_problems = config_compat.apply_aliases(src, data, from_env)
+    problems += alias_problems
     unset = {p.path for p in problems}  # a value still holding ${VAR} would only add a confusing schema error
     # Inside an agent session (the orchestrator runs `ao status`, `ao spawn`...) ao's secrets are deliberately
     # not in the environment (ao.environment): the values that need them are left unexpanded, not errors.
@@ -311,19 +329,60 @@ def _from_source(src: Source, file: Path, env: Mapping[str, str]) -> Config:
     def relevant(found: list[Problem]) -> list[Problem]:
         return [p for p in found if not any(p.path == a or p.path.startswith(a + ".") for a in absent)]
 
-    problems += [p for p in schema_problems(src, data) if p.path not in unset]
+    problems += [p for p in config_compat.explain_unknown(schema_problems(src, data)) if p.path not in unset]
     problems += _message_problems(src, data)  # independent of the rest, so reported even beside schema errors
     problems += _nul_problems(src, data)
     problems = relevant(problems)
-    if problems:
-        raise AoError(problems=sorted(set(problems)))
-    config, problems = _build(src, file, data, from_env, env)
-    if not problems:
-        problems = _check_rules_and_templates(config)
-    problems = relevant(problems)
-    if problems:
-        raise AoError(problems=sorted(set(problems)))  # a top-level mistake is found once per project
-    return config
+    rejected = {undotted(p.path) for p in problems}
+    valid = _prune(src, data, rejected)
+    config = None
+    if isinstance(valid, dict) and isinstance(valid.get("projects"), dict) and valid["projects"]:
+        config, semantic = _build(src, file, valid, from_env, env)
+        if not semantic and not problems:
+            semantic = _check_rules_and_templates(config)
+        problems += relevant([p for p in semantic if not _near(undotted(p.path), rejected) or p.file != src.file])
+        config.notes = sorted(set(notes))
+    return config, sorted(set(problems))  # a top-level mistake is found once per project
+
+
+def _near(path: tuple, rejected: set[tuple]) -> bool:
+    """Whether ``path`` is at, above or below a value already reported (its problem would be a consequence)."""
+    return bool(path) and any(path[:len(r)] == r or r[:len(path)] == path for r in rejected if r)
+
+
+def _prune(src: Source, data: Any, rejected: set[tuple]) -> Any:
+    """A copy of ``data`` without the values at ``rejected`` paths, re-checked against the schema until what
+    is left is valid (removing a required key makes its parent invalid, and so on). None when nothing is left."""
+    import copy
+
+    if not rejected:
+        return data
+    data = copy.deepcopy(data)
+    paths = set(rejected)
+    for _ in range(10):
+        if () in paths:
+            return None
+        for path in paths:
+            _remove(data, path)
+        paths = {undotted(p.path) for p in schema_problems(src, data)}
+        if not paths:
+            return data
+    return None
+
+
+def _remove(data: Any, path: tuple) -> None:
+    """Remove the value at ``path``; a value inside a list takes the whole list with it (indexes would shift)."""
+    for i, part in enumerate(path):
+        if isinstance(part, int):
+            path = path[:i]
+            break
+    parent = data
+    for part in path[:-1]:
+        if not isinstance(parent, dict) or part not in parent:
+            return
+        parent = parent[part]
+    if isinstance(parent, dict):
+        parent.pop(path[-1], None)
 
 
 def _duration(src: Source, problems: list[Problem], path: tuple, value: Any, default: int) -> int:
@@ -364,11 +423,11 @@ def _build(src: Source, file: Path, data: dict[str, Any], from_env: set[tuple],
     lifecycle = data.get("lifecycle") or {}
 
     if env.get("AO_HOME"):
-        data_dir = Path(env["AO_HOME"]).expanduser()
+        data_dir, data_dir_from = Path(env["AO_HOME"]).expanduser(), "AO_HOME"
     elif data.get("dataDir"):
-        data_dir = (base / Path(data["dataDir"]).expanduser()).resolve()
+        data_dir, data_dir_from = (base / Path(data["dataDir"]).expanduser()).resolve(), "dataDir"
     else:
-        data_dir = paths.default_data_dir()
+        data_dir, data_dir_from = paths.data_dir_for(file), "default"
 
     if isinstance(defaults["runtime"], dict) and defaults["runtime"]["plugin"] == "docker":
         from ao.plugins.runtime import docker
@@ -385,6 +444,7 @@ def _build(src: Source, file: Path, data: dict[str, Any], from_env: set[tuple],
         auto_cleanup_on_merge=lifecycle.get("autoCleanupOnMerge", True),
         merge_cleanup_idle_grace=_duration(src, problems, ("lifecycle", "mergeCleanupIdleGrace"),
                                            lifecycle.get("mergeCleanupIdleGrace"), 300),
+        data_dir_from=data_dir_from,
     )
     if config.poll_interval == 0:
         problems.append(src.problem(("pollInterval",), "pollInterval must be at least 1s"))
@@ -422,8 +482,17 @@ def _build_project(src: Source, base: Path, pid: str, raw: dict[str, Any], defau
     for i, link in enumerate(raw.get("symlinks") or []):
         if Path(link).is_absolute() or ".." in Path(link).parts:
             problems.append(src.problem(at + ("symlinks", i), f"symlink '{link}' must be a relative path inside the project"))
-    agent = raw.get("agent", defaults["agent"])
-    agent_config = raw.get("agentConfig") or {}
+    # Per-role settings (the reference's worker: / orchestrator:) override the project's, which override
+    # the defaults'.
+    worker, orchestrator = raw.get("worker") or {}, raw.get("orchestrator") or {}
+    base_worker, base_orchestrator = defaults.get("worker") or {}, defaults.get("orchestrator") or {}
+    base_agent = raw.get("agent", base_worker.get("agent", defaults["agent"]))
+    agent = worker.get("agent", base_agent)
+    base_config = {**(base_worker.get("agentConfig") or {}), **(raw.get("agentConfig") or {})}
+    agent_config = {**base_config, **(worker.get("agentConfig") or {})}
+    orchestrator_agent = orchestrator.get("agent", base_orchestrator.get("agent", base_agent))
+    orchestrator_config = {**(raw.get("agentConfig") or {}), **(base_orchestrator.get("agentConfig") or {}),
+                           **(orchestrator.get("agentConfig") or {})}
     if agent == "command" and not agent_config.get("command"):
         problems.append(src.problem(at + ("agent",), "agent 'command' needs agentConfig.command (the command line to run)"))
 
@@ -456,6 +525,7 @@ def _build_project(src: Source, base: Path, pid: str, raw: dict[str, Any], defau
         agent_rules_file=(path / rules_file) if rules_file else None,
         orchestrator_rules=raw.get("orchestratorRules"),
         reactions=built, rule_files=[base / Path(p).expanduser() for p in raw.get("rules") or []], raw=raw,
+        orchestrator_agent=orchestrator_agent, orchestrator_agent_config=orchestrator_config,
     )
 
 
@@ -546,6 +616,49 @@ def _message_problems(src: Source, data: Any) -> list[Problem]:
                     line, col = src.line_in(where, line_offset)
                     problems.append(Problem(src.file, line, col, text, dotted(where)))
     return problems
+
+
+# -------------------------------------------------------------------------------------------- data dir
+
+OWNER_FILE = "config.json"
+
+
+def data_dir_owner(data_dir: Path) -> str:
+    """The config file that claimed ``data_dir`` ("" when none has)."""
+    import json
+
+    try:
+        owner = json.loads((Path(data_dir) / OWNER_FILE).read_text(encoding="utf-8")).get("config")
+    except (OSError, ValueError, AttributeError):
+        return ""
+    return owner if isinstance(owner, str) else ""
+
+
+def claim_data_dir(config: Config) -> None:
+    """Make ``config`` the owner of its data dir, or refuse: two configs sharing one data dir would list each
+    other's sessions as unknown and fight over one poller lock. Called by every command that writes state.
+
+    A claim by a config file that no longer exists is taken over (the file was moved or renamed)."""
+    import json
+
+    from ao.ledger import atomic_write
+
+    mine = str(Path(config.file).expanduser().resolve())
+    owner = data_dir_owner(config.data_dir)
+    if owner == mine:
+        return
+    if owner and Path(owner).is_file():
+        if config.data_dir_from == "AO_HOME":
+            fix = (f"$AO_HOME ({config.data_dir}) overrides the data dir of every config: unset it, and each "
+                   "config gets its own data dir")
+        elif config.data_dir_from == "dataDir":
+            fix = (f"remove `dataDir:` from {config.file} (each config then gets its own under "
+                   f"~/{paths.STATE_ROOT}/), or point it at another folder")
+        else:
+            fix = f"set `dataDir:` in {config.file} to a folder of its own"
+        raise AoError(f"the data dir {config.data_dir} belongs to {owner}; {config.file} cannot share it (their "
+                      f"sessions and pollers would mix). To fix: {fix}")
+    atomic_write(config.data_dir / OWNER_FILE, json.dumps({"config": mine}) + "\n")
 
 
 # ------------------------------------------------------------------------------------------------ show

@@ -50,3 +50,17 @@ def format_duration(seconds: int | float) -> str:
         if n:
             out += f"{n}{unit}"
     return out
+
+
+def short_duration(seconds: int | float) -> str:
+    """The largest unit only, for listings: ``45s``, ``12m``, ``3h``, ``2d``."""
+    seconds = max(0, int(seconds))
+    for unit, size in (("d", 86400), ("h", 3600), ("m", 60)):
+        if seconds >= size:
+            return f"{seconds // size}{unit}"
+    return f"{seconds}s"
+
+
+def ago(seconds: int | float | None) -> str:
+    """``12s ago``, ``5m ago``; ``never`` for None."""
+    return "never" if seconds is None else f"{short_duration(seconds)} ago"

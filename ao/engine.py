@@ -456,6 +456,7 @@ def _variables(project: str, session: str, fact: Mapping[str, Any], reaction: Re
         "session_id": "" if session == PROJECT_KEY else session, "project_id": project,
         "pr_url": fact.get("pr_url", ""), "pr_number": fact.get("pr_number", 0), "branch": fact.get("branch", ""),
         "base_branch": fact.get("base_branch", ""), "issue": fact.get("issue", ""),
+        "review": fact.get("review", "none"),
         "duration": format_duration(since if reaction.key not in ("agent-stuck", "agent-idle")
                                     else fact.get("idle_seconds", since)),
         "attempts": entry.attempts, "retries": reaction.retries if reaction.retries is not None else "",

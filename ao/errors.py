@@ -62,3 +62,10 @@ def dotted(path: tuple) -> str:
         else:
             out += ("." if out else "") + str(part)
     return out
+
+
+def undotted(text: str) -> tuple:
+    """``projects.app.reactions[0]`` back to a data path (list indexes as ints): :func:`dotted` reversed."""
+    import re
+
+    return tuple(int(part[1:-1]) if part.startswith("[") else part for part in re.findall(r"[^.\[\]]+|\[\d+\]", text))

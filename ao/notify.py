@@ -477,7 +477,7 @@ class Notifier:
     def _send_log(self, n: Notification) -> None:
         if self.data_dir is None:
             raise DeliveryError("the log notifier needs a data dir", permanent=True)
-        where = f" {n.session}" if n.session else ""
+        where = f" {n.session}" if n.session and n.session not in n.title else ""  # titles usually name it
         link = f" {n.pr_url}" if n.pr_url else ""
         events.log(self.data_dir, f"[{n.priority}]{where} {n.title}{link}", detail=n.body, console=self.console,
                    secrets=self.secrets)

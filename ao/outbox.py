@@ -466,3 +466,40 @@ class NotifyExecutor:
             return Outcome(False, f"cannot queue the notification: {exc}")
         return Outcome(True)
 
+
+
+def send_test(config: Any, name: str | None = None, priority: str | None = None,
+              clock: Callable[[], float] = time.time) -> tuple[Notification, list[dict[str, Any]]]:
+    """``ao notify test`` and ``ao doctor --notify``: one test notification through the outbox, tried once.
+
+    To ``name``; else to the notifiers routed for ``priority``; else to every configured or routed one.
+    Returns the notification and one result row per notifier."""
+    from ao import notify
+    from ao.errors import did_you_mean
+    from ao.reactions import PRIORITIES
+
+    if name is not None:
+        if notify.settings_for(config, name) is None:
+            known = [*config.notifiers, *(b for b in notify.BUILTIN if b not in config.notifiers)]
+            raise AoError(f"unknown notifier '{name}'{did_you_mean(name, known)}; configured: {', '.join(known)}")
+        targets = [name]
+    elif priority is not None:
+        targets = config.notifier_names(priority)
+    else:
+        targets = [*config.notifiers, *(n for p in PRIORITIES for n in config.notifier_names(p))]
+    now = clock()
+    notification = notify.build_test_notification(priority or "info", targets, now)
+    outbox = Outbox.from_config(config)
+    try:
+        outbox.enqueue(notification, now, max_attempts=1)  # a test is tried once: no retries left behind
+        results = {r.notifier: r for r in outbox.deliver_due(now, ids=[notification.id])}
+    finally:
+        outbox.close()
+    rows = []
+    for target in notification.notifiers:
+        r = results.get(target)
+        plugin = outbox.notifiers[target].plugin if target in outbox.notifiers else "?"
+        rows.append({"notifier": target, "plugin": plugin, "ok": bool(r and r.ok),
+                     "error": (r.error if r else "not attempted"),
+                     "elapsed_ms": round(r.elapsed * 1000) if r else None})
+    return notification, rows

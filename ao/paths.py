@@ -26,7 +26,24 @@ def xdg_config_home() -> Path:
     return Path(os.environ.get("XDG_CONFIG_HOME") or Path.home() / ".config")
 
 
-def default_data_dir() -> Path:
-    """``$AO_HOME``, else ``~/.agent-orchestrator`` (SPEC section 2)."""
-    home = os.environ.get("AO_HOME")
-    return Path(home).expanduser() if home else Path.home() / ".agent-orchestrator"
+def xdg_cache_home() -> Path:
+    return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache")
+
+
+STATE_ROOT = ".agent-orchestrator"
+
+
+def data_dir_for(config_file: Path | str) -> Path:
+    """The data dir of a config that sets none: ``~/.agent-orchestrator/<folder>-<hash>``, one per config file.
+
+    Two repositories, each with its own ``ao config init``, so never share state, locks or tmux names. The
+    hash is of the config file's resolved path (the folder name is only there to be readable): moving the
+    file starts a new data dir, so a config that moves should set ``dataDir:`` to keep its sessions.
+    """
+    import hashlib
+    import re
+
+    resolved = Path(config_file).expanduser().resolve()
+    digest = hashlib.sha256(str(resolved).encode()).hexdigest()[:8]
+    name = re.sub(r"[^A-Za-z0-9_.-]+", "-", resolved.parent.name).strip("-.") or "config"
+    return Path.home() / STATE_ROOT / f"{name}-{digest}"

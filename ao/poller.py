@@ -175,6 +175,13 @@ class Poller:
         for project, items in by_project.items():
             self._react(project, items, details, now, report)
         if not self.dry_run:
+            merged = [i.session for i in seen if i.fact["status"] == "merged" and i.session.status != "merged"]
+            if merged:  # merging a session's PR closes its local issue (before persisting: a crash retries it)
+                from ao.issues import close_merged
+
+                closed, errors = close_merged(self.config, merged, now)
+                report.events += closed
+                report.errors += errors
             for item in seen:
                 self._persist(item, now, report)
             self._auto_cleanup(seen, now, report)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import functools
 import json
+from pathlib import Path
 from typing import Any
 
 from ao import paths
@@ -26,12 +27,59 @@ def _validator(name: str) -> Any:
 
 
 def problems_for(src: Source, data: Any, name: str, root: tuple = ()) -> list[Problem]:
-    """Every schema error in ``data`` (which sits at ``root`` inside ``src``), clearest message first."""
+    """Every schema error in ``data`` (which sits at ``root`` inside ``src``), clearest message first.
+
+    Data that validated once is remembered (:func:`_known_valid`): every command loads the config, and
+    importing jsonschema and validating costs more than the rest of a quick command like ``ao status``."""
+    key = _key(name, data)
+    if key is not None and _known_valid(key):
+        return []
     problems: set[Problem] = set()
     for error in _validator(name).iter_errors(data):
         for leaf in _leaves(error):
             problems.update(_describe(src, leaf, root))
+    if not problems and key is not None:
+        _remember_valid(key)
     return sorted(problems)
+
+
+def _cache_dir() -> Path:
+    return paths.xdg_cache_home() / "ao" / "valid"
+
+
+def _key(name: str, data: Any) -> str | None:
+    """A digest of the schema, ao's version and the data: the same key can only mean the same verdict."""
+    import hashlib
+
+    from ao import __version__
+
+    try:
+        text = json.dumps(data, sort_keys=True, ensure_ascii=False, allow_nan=False)
+    except (TypeError, ValueError):
+        return None  # not plain JSON data: always validate
+    schema = (paths.data_folder("schemas") / name).read_bytes()
+    return hashlib.sha256(b"\0".join([__version__.encode(), name.encode(), schema, text.encode()])).hexdigest()
+
+
+def _known_valid(key: str) -> bool:
+    return (_cache_dir() / key).exists()
+
+
+CACHE_ENTRIES = 500  # verdicts kept; past this the folder starts afresh (a miss costs one validation)
+
+
+def _remember_valid(key: str) -> None:
+    import os
+    import shutil
+
+    try:
+        folder = _cache_dir()
+        if folder.is_dir() and sum(1 for _ in os.scandir(folder)) >= CACHE_ENTRIES:
+            shutil.rmtree(folder, ignore_errors=True)
+        folder.mkdir(parents=True, exist_ok=True)
+        (folder / key).touch()
+    except OSError:  # a read-only home: validate every time, that is all
+        pass
 
 
 def _leaves(error: Any) -> list[Any]:
@@ -56,7 +104,10 @@ def _describe(src: Source, error: Any, root: tuple) -> list[Problem]:
             out.append(src.problem(path + (key,), f"unknown key '{key}'{did_you_mean(key, allowed)}", key=True))
         return out
     if error.validator == "required":
-        return [src.problem(path, error.message.replace("is a required property", "is required"), key=bool(path))]
+        missing = error.message.split("'")[1] if error.message.count("'") >= 2 else ""
+        choices = ((schema.get("properties") or {}).get(missing) or {}).get("enum")
+        text = f"'{missing}' is required" + (f" (one of: {', '.join(map(str, choices))})" if choices else "")
+        return [src.problem(path, text, key=bool(path))]
     if "propertyNames" in error.relative_schema_path:  # jsonschema reports the failing name at its parent
         return [src.problem(path + (str(error.instance),), f"invalid name {error.instance!r}: must match "
                                                           f"{schema.get('pattern', '')}", key=True)]

@@ -337,6 +337,10 @@ class Sessions:
         from ao import prompts
 
         project = self.config.projects[project_id] if project_id else next(iter(self.config.projects.values()))
+        import dataclasses  # its own agent settings (orchestrator: in the config), else the project's
+
+        project = dataclasses.replace(project, agent=project.orchestrator_agent or project.agent,
+                                      agent_config=project.orchestrator_agent_config or project.agent_config)
         for s in self.store.list():
             if s.role == "orchestrator" and not s.terminal and s.runtime_handle:
                 if self.runtime(s.runtime or project.runtime).probe([s.runtime_handle])[s.runtime_handle].alive:

@@ -29,6 +29,7 @@ VARIABLES: dict[str, str] = {
     "branch": "the session's branch",
     "base_branch": "the branch the PR merges into",
     "issue": "the issue the session works on (untrusted text)",
+    "review": "the PR's review state: none, pending, approved or changes_requested",
     "ci_logs": "failing checks with their fenced log tails, ready to print",
     "failed_checks": "failing checks: list of {name, url, log_tail}; prints as fenced logs",
     "review_comments": "trusted review comments: list of {author, path, line, body, url}; prints fenced",

@@ -147,12 +147,13 @@ def loads(text: str, file: str = "<string>") -> Source:
         raise AoError(problems=[Problem(file, line, col, f"nested more than {MAX_DEPTH} levels deep; refusing to "
                                                          "load it")])
     try:
-        node = yaml.compose(text, Loader=yaml.SafeLoader)
+        node = yaml.compose(text, Loader=getattr(yaml, "CSafeLoader", yaml.SafeLoader))  # libyaml: ~5x faster
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark
         line, col = (mark.line + 1, mark.column + 1) if mark else (1, 1)
         message = exc.problem or exc.context or "invalid YAML"
-        if "'\\t'" in message or "\t" in message:
+        at = text.splitlines()[line - 1][col - 1:col] if 0 < line <= len(text.splitlines()) else ""
+        if "'\\t'" in message or "\t" in message or at == "\t":  # libyaml does not name the character
             message = "tab characters are not allowed for indentation; use spaces"
         raise AoError(problems=[Problem(file, line, col, f"invalid YAML: {message}")]) from None
     except yaml.YAMLError as exc:
@@ -262,7 +263,7 @@ class _Builder:
         if not node.tag.startswith("tag:yaml.org,2002:"):
             self._fail(node, f"custom tag {node.tag} is not allowed", path)
             return None
-        if node.style is None:
+        if not node.style:  # None from PyYAML, "" from libyaml
             self.src.plain.add(path)
         elif node.style in ("|", ">"):
             first = node.start_mark.line + 1  # 0-based: the text starts on the line after the indicator

@@ -239,7 +239,7 @@ def test_cli_not_found_exits_1_with_the_places(places):
 
 def test_cli_uses_the_discovered_file(places):
     _touch(places["top"] / "agent-orchestrator.yaml")
-    proc = run_ao("config", "validate", cwd=places["cwd"], home=places["home"])
+    proc = run_ao("config", "validate", "--file-only", cwd=places["cwd"], home=places["home"])
     assert proc.returncode == 0, proc.stderr
     assert str(places["top"] / "agent-orchestrator.yaml") in proc.stdout
 
@@ -560,28 +560,110 @@ def test_show_one_project_with_merged_reactions(tmp_path):
         config.effective(cfg, "frontnd")
 
 
-def test_cli_init_writes_a_valid_config_and_refuses_to_overwrite(tmp_path):
-    folder = tmp_path / "my-repo"
-    folder.mkdir()
-    proc = run_ao("config", "init", cwd=folder, home=tmp_path)
+def _repo(path: Path, branch: str = "main", origin: bool = True) -> Path:
+    """A git repository with one commit, and (with ``origin``) a bare origin that has ``branch``."""
+    ident = ["-c", "user.name=t", "-c", "user.email=t@t"]
+    subprocess.run(["git", "init", "-q", "-b", branch, str(path)], check=True)
+    subprocess.run(["git", *ident, "-C", str(path), "commit", "-q", "--allow-empty", "-m", "i"], check=True)
+    if origin:
+        bare = path.parent / f"{path.name}-origin.git"
+        subprocess.run(["git", "init", "-q", "--bare", "-b", branch, str(bare)], check=True)
+        subprocess.run(["git", "-C", str(path), "remote", "add", "origin", str(bare)], check=True)
+        subprocess.run(["git", "-C", str(path), "push", "-q", "-u", "origin", branch], check=True,
+                       capture_output=True)
+        subprocess.run(["git", "-C", str(path), "remote", "set-head", "origin", "--auto"], check=True,
+                       capture_output=True)
+    return path
+
+
+def test_cli_init_writes_a_valid_config_at_the_repository_top_and_refuses_to_overwrite(tmp_path):
+    folder = _repo(tmp_path / "my-repo", branch="master")
+    (folder / "src" / "deep").mkdir(parents=True)
+    proc = run_ao("config", "init", cwd=folder / "src" / "deep", home=tmp_path)  # from a subfolder
     assert proc.returncode == 0, proc.stderr
     written = folder / "agent-orchestrator.yaml"
+    assert not (folder / "src" / "deep" / "agent-orchestrator.yaml").exists()
     cfg = config.load(written, env={})
-    assert list(cfg.projects) == ["my-repo"] and cfg.projects["my-repo"].path == folder.resolve()
+    project = cfg.projects["my-repo"]
+    assert project.path == folder.resolve() and project.default_branch == "master"  # not main: detected
+    assert project.scm["plugin"] == "local" and "default branch: master (origin's HEAD)" in proc.stdout
     before = written.read_text()
     proc = run_ao("config", "init", cwd=folder, home=tmp_path)
     assert proc.returncode == 1 and "already exists" in proc.stderr
     assert written.read_text() == before
-    assert run_ao("config", "validate", cwd=folder, home=tmp_path).returncode == 0
+    check = run_ao("config", "validate", cwd=folder, home=tmp_path, env={"PATH": _agent_path(tmp_path)})
+    assert check.returncode == 0, check.stderr
+    assert "folders, origins and agents checked here" in check.stdout
     proc = run_ao("config", "init", "--force", cwd=folder, home=tmp_path)
     assert proc.returncode == 0
 
 
-def test_cli_init_to_a_path(tmp_path):
-    target = tmp_path / "sub" / "dir" / "ao.yaml"
-    proc = run_ao("config", "init", str(target), cwd=tmp_path, home=tmp_path)
+def _agent_path(tmp_path: Path) -> str:
+    """A PATH with a fake `claude` on it (init picks an installed agent; validate checks it is there)."""
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir(exist_ok=True)
+    fake = bin_dir / "claude"
+    fake.write_text("#!/bin/sh\necho '2.1.197 (Claude Code)'\n")
+    fake.chmod(0o755)
+    return f"{bin_dir}:/usr/bin:/bin"
+
+
+def _git_only_path(tmp_path: Path) -> str:
+    """A PATH with git and nothing else (no agent CLI installed)."""
+    import shutil
+
+    bin_dir = tmp_path / "git-only"
+    bin_dir.mkdir(exist_ok=True)
+    (bin_dir / "git").symlink_to(shutil.which("git"))
+    return str(bin_dir)
+
+
+def test_cli_init_refuses_a_folder_that_is_not_a_repository(tmp_path):
+    folder = tmp_path / "plain"
+    folder.mkdir()
+    proc = run_ao("config", "init", cwd=folder, home=tmp_path)
+    assert proc.returncode == 1 and "not in a git repository" in proc.stderr and "git init" in proc.stderr
+    assert not (folder / "agent-orchestrator.yaml").exists()
+
+
+def test_cli_init_says_what_it_found_origin_github_and_agents(tmp_path):
+    folder = _repo(tmp_path / "gh-app", origin=False)
+    subprocess.run(["git", "-C", str(folder), "remote", "add", "origin", "git@github.com:acme/gh-app.git"], check=True)
+    proc = run_ao("config", "init", cwd=folder, home=tmp_path, env={"PATH": _git_only_path(tmp_path)})
     assert proc.returncode == 0, proc.stderr
-    config.load(target, env={})
+    cfg = config.load(folder / "agent-orchestrator.yaml", env={})
+    assert cfg.projects["gh-app"].repo == "acme/gh-app" and cfg.projects["gh-app"].scm["plugin"] == "github"
+    assert "none of claude-code, codex, aider or opencode is installed" in proc.stdout
+    no_origin = _repo(tmp_path / "lonely", origin=False)
+    proc = run_ao("config", "init", cwd=no_origin, home=tmp_path, env={"PATH": _agent_path(tmp_path)})
+    assert proc.returncode == 0 and "origin: none!" in proc.stdout and "agent: claude-code" in proc.stdout
+    check = run_ao("config", "validate", cwd=no_origin, home=tmp_path, env={"PATH": _agent_path(tmp_path)})
+    assert check.returncode == 1 and "has no `origin` remote" in check.stderr and ":" in check.stderr.split()[0]
+
+
+def test_cli_init_to_a_path(tmp_path):
+    repo = _repo(tmp_path / "app")
+    target = tmp_path / "sub" / "dir" / "ao.yaml"
+    proc = run_ao("config", "init", str(target), "--repo", str(repo), cwd=tmp_path, home=tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    assert config.load(target, env={}).projects["app"].path == repo.resolve()
+
+
+def test_cli_validate_checks_paths_repository_tops_and_agents(tmp_path):
+    repo = _repo(tmp_path / "app")
+    (repo / "sub").mkdir()
+    cfg = tmp_path / "ao.yaml"
+    cfg.write_text(f"projects:\n  gone:\n    path: {tmp_path / 'nowhere'}\n  sub:\n    path: {repo / 'sub'}\n"
+                   f"  top:\n    path: {repo}\n    agent: codex\n  branch:\n    path: {repo}\n"
+                   "    sessionPrefix: br\n    defaultBranch: trunk\n")
+    proc = run_ao("config", "validate", str(cfg), home=tmp_path, env={"PATH": _agent_path(tmp_path)})
+    assert proc.returncode == 1
+    err = proc.stderr
+    assert f"{cfg}:3:11: {tmp_path / 'nowhere'} does not exist" in err
+    assert f"is inside the repository {repo.resolve()}, not its top; set `path: {repo.resolve()}`" in err
+    assert "agent 'codex' needs `codex`, which is not installed here" in err
+    assert "origin (" in err and "has no branch 'trunk'" in err
+    assert run_ao("config", "validate", "--file-only", str(cfg), home=tmp_path).returncode == 0
 
 
 def test_cli_schema_prints_a_valid_json_schema(tmp_path):
@@ -599,9 +681,9 @@ def test_cli_exit_codes(tmp_path):
     good.write_text("projects:\n  app:\n    path: /srv/app\n")
     bad = tmp_path / "bad.yaml"
     bad.write_text("projects:\n  app:\n    path: /srv/app\n    agent: claude\n")
-    ok = run_ao("config", "validate", str(good), home=tmp_path)
+    ok = run_ao("config", "validate", "--file-only", str(good), home=tmp_path)
     assert ok.returncode == 0 and "ok (1 project" in ok.stdout
-    assert run_ao("--config", str(good), "config", "validate", home=tmp_path).returncode == 0
+    assert run_ao("--config", str(good), "config", "validate", "--file-only", home=tmp_path).returncode == 0
     assert run_ao("config", "show", "-c", str(good), home=tmp_path).returncode == 0
     invalid = run_ao("config", "validate", str(bad), home=tmp_path)
     assert invalid.returncode == 1
@@ -632,7 +714,7 @@ def test_example_validates(example, tmp_path):
     assert text.startswith("$schema: ../schemas/config.schema.json\n# ")  # schema hint, then a header comment
     assert (example.parent / "../schemas/config.schema.json").resolve().is_file()
     config.load(example, env={})
-    proc = run_ao("config", "validate", str(example), home=tmp_path)
+    proc = run_ao("config", "validate", "--file-only", str(example), home=tmp_path)
     assert proc.returncode == 0, proc.stderr
 
 
@@ -652,3 +734,22 @@ def test_examples_say_what_they_show():
     assert load("auto-merge.yaml").projects["my-app"].reactions["approved-and-green"].action == "auto-merge"
     prod = load("production.yaml").projects["my-app"].reactions
     assert prod["agent-stuck"].threshold == 720 and prod["ci-failed"].limit == 3
+
+
+def test_a_config_that_validated_once_skips_the_schema_next_time_and_errors_are_never_cached(tmp_path):
+    good = tmp_path / "good.yaml"
+    good.write_text("projects:\n  app:\n    path: /srv/app\n")
+    probe = ("import sys; from ao import config\n"
+             "try:\n    config.load(sys.argv[1]); print('ok', 'jsonschema' in sys.modules)\n"
+             "except Exception as e:\n    print('error', 'jsonschema' in sys.modules)\n")
+    env = {**os.environ, "XDG_CACHE_HOME": str(tmp_path / "cache"), "HOME": str(tmp_path)}
+
+    def load(path: Path) -> str:
+        return subprocess.run([sys.executable, "-c", probe, str(path)], env=env, capture_output=True,
+                              text=True).stdout.strip()
+
+    assert load(good) == "ok True"     # validated with jsonschema, verdict remembered
+    assert load(good) == "ok False"    # same data: jsonschema not even imported
+    good.write_text("projects:\n  app:\n    path: /srv/app\n    agent: claude\n")
+    assert load(good) == "error True"  # changed and invalid: validated, and reported
+    assert load(good) == "error True"  # an invalid verdict is never remembered

@@ -339,7 +339,7 @@ def test_tabs_file(tmp_path):
 def _cli(path: Path, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
     clean = {k: v for k, v in os.environ.items() if not k.startswith(("AO_", "SLACK_"))}
     clean.update(env or {})
-    proc = subprocess.run([sys.executable, "-m", "ao", "config", "validate", path.name], cwd=path.parent,
+    proc = subprocess.run([sys.executable, "-m", "ao", "config", "validate", "--file-only", path.name], cwd=path.parent,
                           capture_output=True, text=True, env=clean, timeout=120)
     assert "Traceback" not in proc.stderr, proc.stderr
     return proc

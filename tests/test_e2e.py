@@ -201,7 +201,8 @@ def test_start_runs_until_stop_and_one_poller_per_data_dir(hooked):
     try:
         wait_for(lambda: (hooked.data / "poller.pid").exists(), timeout=15, what="ao start")
         second = hooked.ao("poll")
-        assert second.returncode == 1 and "another ao poller is running" in second.stderr
+        assert second.returncode == 1 and "ao start is already running for" in second.stderr
+        assert "ao stop" in second.stderr
         wait_for(lambda: "cycle:" in (hooked.data / "logs" / "orchestrator.log").read_text(), timeout=15,
                  what="a cycle")
         stop = hooked.ao("stop")
@@ -218,7 +219,7 @@ def test_start_runs_until_stop_and_one_poller_per_data_dir(hooked):
     try:
         (hooked.data / "poller.pid").write_text(f"{bystander.pid}\n")
         stale = hooked.ao("stop")
-        assert stale.returncode == 1 and "no ao poller is running" in stale.stderr
+        assert stale.returncode == 1 and "ao start is not running" in stale.stderr
         assert bystander.poll() is None and not (hooked.data / "poller.pid").exists()
     finally:
         bystander.kill()

@@ -101,13 +101,20 @@ def test_send_through_the_cli_from_a_file_and_unreadable_files(aoenv, tmp_path):
 
 # ------------------------------------------------------------------------------- liveness, restore
 
-def test_a_killed_tmux_session_is_detected_by_status(aoenv):
-    s = spawn(aoenv)
+def test_a_killed_tmux_session_is_detected_by_status_refresh(aoenv):
+    s = spawn(aoenv, "12")
     aoenv.tmux("kill-session", "-t", f"={s.runtime_handle}")
-    run = aoenv.ao("status", "--json")
-    assert run.returncode == 0, run.stderr
+    run = aoenv.ao("status", "--json")  # no observation since the kill: status shows the last one, and says so
     row = json.loads(run.stdout)[0]
-    assert row["session"] == s.id and row["alive"] is False and row["status"] == "exited"
+    assert row["session"] == s.id and row["status"] == "working" and row["observed_at"] is None
+    for _ in range(2):  # a runtime is gone after two failed probes in a row (one flaky probe ends nothing)
+        run = aoenv.ao("status", "--refresh", "--json")
+        assert run.returncode == 0, run.stderr
+    row = json.loads(run.stdout)[0]
+    assert row["alive"] is False and row["status"] == "exited" and row["observed_seconds_ago"] <= 5
+    explained = json.loads(aoenv.ao("rules", "explain", s.id, "--json").stdout)
+    listed = json.loads(aoenv.ao("session", "ls", "--json").stdout)[0]
+    assert explained["status"] == listed["status"] == "exited"  # every view tells the same story
 
 
 def test_restore_after_the_agent_exits(aoenv):
@@ -289,7 +296,7 @@ def test_the_process_runtime_spawns_sends_and_kills_without_tmux(aoenv):
     wait_for(lambda: aoenv.received(s.id), what="the prompt")
     manager.send(s.id, "one line")
     wait_for(lambda: any(m["text"] == "one line" for m in aoenv.received(s.id)), what="the message")
-    run = aoenv.ao("status", "--json")
+    run = aoenv.ao("status", "--refresh", "--json")
     assert json.loads(run.stdout)[0]["alive"] is True
     manager.kill(s.id)
     wait_for(lambda: not manager.runtime("process").probe([s.runtime_handle])[s.runtime_handle].alive, what="kill")

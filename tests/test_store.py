@@ -21,6 +21,7 @@ from ao import facts
 from ao import store as store_mod
 from ao.actions import RecordingExecutor
 from ao.errors import AoError
+from ao.events import iso
 from ao.ledger import PROJECT_KEY, Entry
 from ao.store import Session, SessionLedgerStore, SessionStore
 
@@ -567,7 +568,7 @@ def test_rules_explain_shows_the_stored_fact_and_ledger(tmp_path, data):
     assert report["fact"]["head_sha"] == "a2" and report["fact"]["status"] == "ci_failed"
     rows = {r["reaction"]: r for r in report["reactions"]}
     assert rows["ci-failed"]["matched"] and rows["ci-failed"]["ledger"]["attempts"] == 2
-    assert rows["ci-failed"]["ledger"]["occurrence"] == "a2" and rows["ci-failed"]["ledger"]["first_at"] == NOW
+    assert rows["ci-failed"]["ledger"]["occurrence"] == "a2" and rows["ci-failed"]["ledger"]["first_at"] == iso(NOW)
     assert rows["pr-closed"]["ledger"] is None
 
     table = _ao("rules", "explain", "app-1", "--now", str(NOW + 90), "--config", str(cfg.file), data=data)

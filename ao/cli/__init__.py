@@ -1,26 +1,44 @@
 """The ``ao`` command line. Thin: each command group lives in its own module and calls the library.
 
 Errors a user can cause (:class:`ao.errors.AoError`) are printed without a traceback; exit codes are 0 ok,
-1 failure, 2 usage.
+1 failure, 2 usage, 130 when interrupted (Ctrl-C), for every command.
 """
 
 
+import os
 import sys
 from typing import Any, Optional
 
 from ao import __version__
 
+HELP = """Run many AI coding agents in parallel and carry each one from issue to merged PR.
 
-def _build_app() -> Any:
+Start here: `ao config init` in your repository, `ao doctor`, then `ao spawn PROJECT ISSUE` and `ao start`."""
+
+
+# Top-level command -> the module that defines it (a group's module has ``app``; others ``register(app)``).
+# Only the invoked command's module is registered, which keeps typer's start-up work to one command; help,
+# completion and unknown names build everything. A new command group adds its line here.
+COMMANDS = {
+    "config": "config_cmd", "rules": "rules_cmd", "notify": "notify_cmd", "session": "session_cmd",
+    "issue": "issue_cmd", "spawn": "spawn_cmd", "batch-spawn": "spawn_cmd", "status": "status_cmd",
+    "attach": "session_cmd", "send": "session_cmd", "cleanup": "session_cmd", "review": "review_cmd",
+    "poll": "poll_cmd", "start": "poll_cmd", "stop": "poll_cmd", "events": "poll_cmd", "logs": "logs_cmd",
+    "doctor": "doctor_cmd", "demo": "demo_cmd", "merge": "merge_cmd", "dashboard": "dashboard_cmd",
+}
+GROUPS = ("config", "rules", "notify", "session", "issue")
+
+
+def _build_app(only: Optional[str] = None) -> Any:
+    import importlib
+
     import typer
 
-    from ao.cli import (config_cmd, dashboard_cmd, demo_cmd, merge_cmd, notify_cmd, poll_cmd, review_cmd, rules_cmd,
-                        session_cmd, spawn_cmd, status_cmd)
     from ao.cli.common import ConfigOption
 
     app = typer.Typer(
         name="ao",
-        help="Run many AI coding agents in parallel and carry each one from issue to merged PR.",
+        help=HELP,
         no_args_is_help=True,
         add_completion=True,
         pretty_exceptions_enable=False,
@@ -38,19 +56,67 @@ def _build_app() -> Any:
             raise typer.Exit()
         ctx.obj = {"config": config}
 
-    app.add_typer(config_cmd.app, name="config")
-    app.add_typer(rules_cmd.app, name="rules")
-    app.add_typer(notify_cmd.app, name="notify")
-    app.add_typer(session_cmd.app, name="session")
-    spawn_cmd.register(app)
-    status_cmd.register(app)
-    session_cmd.register(app)
-    review_cmd.register(app)
-    merge_cmd.register(app)
-    poll_cmd.register(app)
-    demo_cmd.register(app)
-    dashboard_cmd.register(app)
+    wanted = [COMMANDS[only]] if only in COMMANDS else list(dict.fromkeys(COMMANDS.values()))
+    for name in GROUPS:
+        if COMMANDS[name] in wanted:
+            app.add_typer(importlib.import_module(f"ao.cli.{COMMANDS[name]}").app, name=name)
+    for module in wanted:
+        registered = importlib.import_module(f"ao.cli.{module}")
+        if hasattr(registered, "register"):
+            registered.register(app)
     return app
+
+
+def _command_of(args: list[str]) -> Optional[str]:
+    """The top-level command named in ``args`` (past the global options), None when there is none."""
+    i = 0
+    while i < len(args):
+        arg = args[i]
+        if arg in ("--config", "-c"):
+            i += 2
+        elif arg.startswith("--config=") or (arg.startswith("-c") and len(arg) > 2):
+            i += 1
+        elif arg.startswith("-"):
+            return None  # --help, --version, completion options: the whole app
+        else:
+            return arg
+    return None
+
+
+def _tidy_help(command: Any) -> None:
+    """Help as people read it, for every command (those other modules add included): flags take no value,
+    so they show no type (typer prints ``<bool>``); a docstring's paragraphs are reflowed (typer keeps the
+    line breaks of the source code in all but the first one)."""
+    import inspect
+    import re
+
+    def no_type(param: Any) -> None:
+        if getattr(param, "param_type_name", "") == "argument":
+            param.display_type_rich = lambda ctx: None  # the argument's name says it all: no "<str>"
+            if param.required and hasattr(param, "display_name_raw"):  # SESSION, not {SESSION}, in the usage
+                name = param.display_name_raw
+                name += "..." if param.nargs != 1 and not name.endswith("...") else ""
+                param._usage_display_name = lambda name=name: name
+        elif (getattr(param, "is_flag", False) or getattr(param, "count", False)) and param.metavar is None:
+            param.metavar = ""
+
+    for param in getattr(command, "params", []):
+        no_type(param)
+    if hasattr(command, "get_help_option"):  # --help is made per context, not kept in params
+        made = command.get_help_option
+
+        def get_help_option(ctx: Any, made: Any = made) -> Any:
+            option = made(ctx)
+            if option is not None:
+                no_type(option)
+            return option
+
+        command.get_help_option = get_help_option
+    if getattr(command, "help", None):
+        paragraphs = inspect.cleandoc(command.help).split("\n\n")
+        command.help = "\n\n".join(re.sub(r"\s*\n\s*", " ", p.strip()) for p in paragraphs)
+    for sub in getattr(command, "commands", {}).values():
+        _tidy_help(sub)
 
 
 def _not_utf8(arg: str) -> bool:
@@ -68,19 +134,27 @@ def main(argv: Optional[list[str]] = None) -> None:
         print(f"ao {__version__}")
         return
     from ao.cli.common import install_safe_streams
-    from ao.errors import AoError, UsageError
+    from ao.errors import UsageError
 
     install_safe_streams()  # nothing printed reaches the terminal with raw control characters
     bad = next((i for i, a in enumerate(args) if _not_utf8(a)), None)
     if bad is not None:
         print(f"argument {bad + 1} is not valid UTF-8", file=sys.stderr)
         sys.exit(UsageError.exit_code)
-    app = _build_app()
     try:
-        app(args=args, prog_name="ao", standalone_mode=True)
-    except AoError as exc:
-        print(str(exc), file=sys.stderr)
-        sys.exit(exc.exit_code)
-    except KeyboardInterrupt:
-        sys.exit(130)
+        import typer.main
 
+        from ao.errors import AoError
+
+        completing = any(k.endswith("_COMPLETE") for k in os.environ)
+        command = typer.main.get_command(_build_app(None if completing else _command_of(args)))
+        _tidy_help(command)
+        try:
+            command.main(args=args, prog_name="ao", standalone_mode=True)
+        except AoError as exc:
+            print(str(exc), file=sys.stderr)
+            sys.exit(exc.exit_code)
+    except KeyboardInterrupt:
+        # click turns Ctrl-C into Abort (exit 1) inside main(); anything that reaches here is an interrupt too
+        print("", file=sys.stderr)
+        sys.exit(130)

@@ -1,14 +1,71 @@
-"""Options and helpers shared by the command modules."""
+"""Options, arguments and helpers shared by the command modules.
+
+For a new command: take ``config: ConfigOption = None`` and ``json: JsonOption = False``, print listings with
+:func:`ao.cli.output.listing`, and give it examples::
+
+    @app.command(epilog=examples(("ao queue ls", "what waits to be admitted"), ("ao queue ls --json", "")))
+"""
 
 from __future__ import annotations
 
 import contextlib
-import json
 import sys
 from pathlib import Path
 from typing import Annotated, Any, Iterator, Optional
 
 import typer
+
+from ao.cli.output import print_json  # noqa: F401 - re-exported: command modules import it from here
+
+
+# ------------------------------------------------------------------------------------------- completion
+
+def _quiet_config(ctx: Any) -> Any:
+    """The config for shell completion, or None: completion must never print an error or a traceback."""
+    from ao import config
+
+    chosen, node = None, ctx
+    while node is not None and not chosen:
+        chosen = (node.params or {}).get("config") or (node.obj or {}).get("config")
+        node = node.parent
+    try:
+        return config.load(chosen)
+    except Exception:  # noqa: BLE001 - any failure just means no suggestions
+        return None
+
+
+def complete_project(ctx: typer.Context, incomplete: str) -> list[str]:
+    cfg = _quiet_config(ctx)
+    return [p for p in (cfg.projects if cfg else []) if p.startswith(incomplete)]
+
+
+def complete_session(ctx: typer.Context, incomplete: str) -> list[str]:
+    cfg = _quiet_config(ctx)
+    if cfg is None:
+        return []
+    from ao.store import SessionStore
+
+    with contextlib.suppress(Exception):
+        return [s.id for s in SessionStore(cfg.data_dir, log=False).list() if s.id.startswith(incomplete)]
+    return []
+
+
+def complete_issue(ctx: typer.Context, incomplete: str) -> list[str]:
+    """Open local issues of the project named on the command line (or of every local-tracker project)."""
+    cfg = _quiet_config(ctx)
+    if cfg is None:
+        return []
+    wanted = (ctx.params or {}).get("project")
+    out: list[str] = []
+    with contextlib.suppress(Exception):
+        from ao.plugins.tracker.local import plugin
+
+        for project in cfg.projects.values():
+            if (wanted and project.id != wanted) or (project.tracker or {}).get("plugin", "local") != "local":
+                continue
+            tracker = plugin(project_path=project.path, settings=project.tracker)
+            out += [i.id for i in tracker.list("open") if i.id.startswith(incomplete)]
+    return list(dict.fromkeys(out))
 
 
 # ------------------------------------------------------------------------------ safe terminal output
@@ -69,14 +126,31 @@ def console(stderr: bool = False) -> Any:
     return Console(file=raw(stderr))
 
 
+# ------------------------------------------------------------------------------------------- options
+
 ConfigOption = Annotated[
     Optional[Path],
     typer.Option("--config", "-c", help="Config file (default: $AO_CONFIG_PATH, ./agent-orchestrator.yaml "
                                         "or a parent's, then ~/.config/agent-orchestrator/config.yaml).",
-                 dir_okay=False, show_default=False),
+                 dir_okay=False, show_default=False, metavar="FILE"),
 ]
-JsonOption = Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")]
-ProjectOption = Annotated[Optional[str], typer.Option("--project", "-p", help="Only this project.")]
+JsonOption = Annotated[bool, typer.Option("--json", help="Print JSON (times in ISO 8601 UTC).")]
+ProjectOption = Annotated[Optional[str], typer.Option("--project", "-p", help="Only this project.",
+                                                      metavar="PROJECT", autocompletion=complete_project)]
+ProjectArg = Annotated[Optional[str], typer.Argument(metavar="PROJECT", help="Only this project.",
+                                                     show_default=False, autocompletion=complete_project)]
+ProjectRequired = Annotated[str, typer.Argument(metavar="PROJECT", help="Project id from the config.",
+                                                show_default=False, autocompletion=complete_project)]
+SessionArg = Annotated[str, typer.Argument(metavar="SESSION", help="Session id, e.g. app-3.", show_default=False,
+                                           autocompletion=complete_session)]
+
+
+def examples(*items: tuple[str, str]) -> str:
+    """An ``Examples:`` section for a command's help: (command line, what it does) pairs."""
+    lines = ["[b]Examples[/b]"]
+    for command, what in items:
+        lines.append(f"  [cyan]$ {command}[/cyan]" + (f"   [dim]# {what}[/dim]" if what else ""))
+    return "\n".join(lines)
 
 
 def load_config(ctx: typer.Context, explicit: Optional[Path]) -> Any:
@@ -84,11 +158,6 @@ def load_config(ctx: typer.Context, explicit: Optional[Path]) -> Any:
 
     chosen = explicit or (ctx.obj or {}).get("config")
     return config.load(chosen)
-
-
-def print_json(data: Any) -> None:
-    json.dump(data, sys.stdout, indent=2, sort_keys=False, default=str)
-    sys.stdout.write("\n")
 
 
 class _Quiet:

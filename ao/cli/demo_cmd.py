@@ -6,11 +6,14 @@ from typing import Annotated
 
 import typer
 
-from ao.cli.common import JsonOption, print_json
+from ao.cli.common import JsonOption, examples, print_json
 
 
 def register(app: typer.Typer) -> None:
-    @app.command()
+    @app.command(epilog=examples(
+        ("ao demo", "about 10 s; prints the timeline of all three sessions"),
+        ("ao demo --keep", "keep the project and data dir afterwards to look around"),
+    ))
     def demo(
         json: JsonOption = False,
         keep: Annotated[bool, typer.Option("--keep", help="Keep the throwaway project and data dir afterwards "

@@ -1,5 +1,5 @@
 """``ao review SESSION --approve | --request-changes TEXT | --comment TEXT | --close | --list``: the reviewer's
-side of the local SCM (SPEC 8). On GitHub people review on GitHub; this is the stand-in for it."""
+side of the local SCM. On GitHub people review on GitHub; this is the stand-in for it."""
 
 from __future__ import annotations
 
@@ -8,10 +8,9 @@ from typing import Annotated, Any, Optional
 
 import typer
 
-from ao.cli.common import ConfigOption, JsonOption, load_config, print_json
+from ao.cli.common import ConfigOption, JsonOption, SessionArg, examples, load_config, print_json
+from ao.cli.output import with_iso_times
 from ao.errors import AoError, UsageError
-
-SessionArg = Annotated[str, typer.Argument(metavar="SESSION", help="Session id, e.g. app-3.", show_default=False)]
 
 
 def _scm(config: Any, session_id: str) -> tuple[Any, Any]:
@@ -55,17 +54,22 @@ def _print_record(session: Any, rec: dict[str, Any] | None) -> None:
 
 
 def register(root: typer.Typer) -> None:
-    @root.command()
+    @root.command(epilog=examples(
+        ("ao review app-3 --approve", ""),
+        ("ao review app-3 --request-changes \"Add a test for the empty list\"", "the agent is asked to change it"),
+        ("ao review app-3 --comment \"Nit: the name could be clearer\"", "the agent hears a comment, not a request"),
+        ("ao review app-3 --list", "the PR's reviews and ao's notes"),
+    ))
     def review(
         ctx: typer.Context,
         session: SessionArg,
         approve: Annotated[bool, typer.Option("--approve", help="Approve the session's PR.")] = False,
         request_changes: Annotated[Optional[str], typer.Option(
-            "--request-changes", metavar="TEXT", help="Request changes; the text goes to the agent as a trusted "
-            "review comment.", show_default=False)] = None,
+            "--request-changes", metavar="TEXT", help="Request changes (status changes_requested); the text goes "
+            "to the agent as a trusted review comment to address.", show_default=False)] = None,
         comment: Annotated[Optional[str], typer.Option(
-            "--comment", metavar="TEXT", help="Leave a review comment without a verdict.",
-            show_default=False)] = None,
+            "--comment", metavar="TEXT", help="Comment without a verdict: the review stays pending, and the "
+            "agent is told it is a comment, not a request for changes.", show_default=False)] = None,
         close: Annotated[bool, typer.Option("--close", help="Close the PR without merging.")] = False,
         list_: Annotated[bool, typer.Option("--list", help="Show the PR's reviews and notes.")] = False,
         json: JsonOption = False,
@@ -73,9 +77,9 @@ def register(root: typer.Typer) -> None:
     ) -> None:
         """Review a session's PR on the local SCM: approve it, request changes, comment, or close it.
 
-        Exactly one of --approve, --request-changes, --comment, --close, --list.
-        A review applies to the branch as it is on origin now.
-        Comments stay unresolved until the agent pushes again.
+        Exactly one of --approve, --request-changes, --comment, --close, --list. A review applies to the branch
+        as it is on origin now. Comments (from --request-changes or --comment) stay unresolved until an
+        --approve after them. On GitHub, review on GitHub instead.
         """
         chosen = [flag for flag, given in (("--approve", approve), ("--request-changes", request_changes is not None),
                                            ("--comment", comment is not None), ("--close", close),
@@ -92,7 +96,7 @@ def register(root: typer.Typer) -> None:
         if list_:
             rec = scm.record(branch)
             if json:
-                print_json({"session": found.id, "branch": branch, "pr": rec})
+                print_json(with_iso_times({"session": found.id, "branch": branch, "pr": rec}))
             else:
                 _print_record(found, rec)
             return
@@ -107,6 +111,6 @@ def register(root: typer.Typer) -> None:
                     "comment": "commented on"}[kind]
             line = f"{found.id}: {what} local PR #{done['number']} ({branch} at {done['head_sha'][:10]})"
         if json:
-            print_json({"session": found.id, **done})
+            print_json(with_iso_times({"session": found.id, **done}))
         else:
             print(line)

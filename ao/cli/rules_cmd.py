@@ -7,14 +7,19 @@ from typing import Annotated, Any, Optional
 
 import typer
 
-from ao.cli.common import ConfigOption, JsonOption, ProjectOption, load_config, print_json
-from ao.errors import AoError
+from ao.cli.common import ConfigOption, JsonOption, ProjectOption, complete_session, examples, load_config, print_json
+from ao.cli.output import Column, listing, warn, with_iso_times
+from ao.errors import AoError, UsageError, did_you_mean
 from ao.explain import explain as explain_fact, trigger_text
 
 app = typer.Typer(help="Inspect, explain and test the compiled reaction rules.", no_args_is_help=True)
 
 
-@app.command()
+@app.command(epilog=examples(
+    ("ao rules show", "every project's triggers, thresholds, escalation budgets and routing"),
+    ("ao rules show -p my-app | grep ci-failed", "piped: one plain line per trigger"),
+    ("ao rules show --json | jq '.[\"my-app\"].durable_rules'", "the durable_rules rulesets themselves"),
+))
 def show(ctx: typer.Context, project: ProjectOption = None, json: JsonOption = False,
          config: ConfigOption = None) -> None:
     """Print what the configuration compiles to: each reaction's trigger, settings and routing."""
@@ -34,32 +39,26 @@ def show(ctx: typer.Context, project: ProjectOption = None, json: JsonOption = F
             "durable_rules": compiled[pid].definition(),
         } for pid in chosen})
         return
-    from ao.cli.common import cell, console
-    from rich.table import Table
-
-    out = console()
     for pid in chosen:
         cp = compiled[pid]
-        table = Table(title=f"project {pid}", title_justify="left", show_lines=False)
-        for column in ("reaction", "trigger", "occurrence", "action", "priority", "escalation"):
-            table.add_column(column, overflow="fold")
+        rows = []
         for ct in cp.triggers:
             r = ct.reaction
-            action = r.action if r.auto else f"notify (auto off; {r.action})"
             budget = []
             if r.limit is not None:
                 budget.append(f"after {r.limit} attempt{'s' if r.limit != 1 else ''}")
             if r.escalate_seconds is not None:
                 budget.append(f"after {format_duration(r.escalate_seconds)}")
-            table.add_row(ct.reaction.key, cell(trigger_text(ct.when)), ct.trigger.occurrence, action,
-                          r.priority or "-", " or ".join(budget) or "never")
-        out.print(table)
-        routing = Table(title="routing", title_justify="left")
-        routing.add_column("priority")
-        routing.add_column("notifiers")
-        for priority, names in cp.routing.items():
-            routing.add_row(priority, cell(", ".join(names)))
-        out.print(routing)
+            rows.append({"project": pid, "reaction": r.key, "trigger": trigger_text(ct.when),
+                         "occurrence": ct.trigger.occurrence,
+                         "action": r.action if r.auto else f"notify (auto off; {r.action})",
+                         "priority": r.priority, "escalation": " or ".join(budget) or "never"})
+        listing(rows, [Column("project"), Column("reaction"), Column("trigger"), Column("occurrence"),
+                       Column("action"), Column("priority"), Column("escalation")], title=f"project {pid}")
+        routing = [{"project": pid, "what": "routing", "priority": p, "notifiers": list(n)}
+                   for p, n in cp.routing.items()]
+        listing(routing, [Column("project"), Column("what"), Column("priority"), Column("notifiers")],
+                title=f"routing of {pid}")
 
 
 def _load_fact(cfg: Any, session: str, stored: Any, fact_file: Optional[Path]) -> dict[str, Any]:
@@ -78,22 +77,26 @@ def _load_fact(cfg: Any, session: str, stored: Any, fact_file: Optional[Path]) -
     return dict(stored.fact)
 
 
-@app.command()
+@app.command(epilog=examples(
+    ("ao rules explain app-3", "why each reaction did or did not fire for the last observation"),
+    ("ao rules explain app-3 --fact fact.yaml", "for a fact of your own (fields of `ao rules explain --json`)"),
+))
 def explain(
     ctx: typer.Context,
-    session: Annotated[str, typer.Argument(help="Session id, e.g. app-3.")],
-    fact_file: Annotated[Optional[Path], typer.Option("--fact", help="Read the fact from this YAML/JSON file "
-                                                      "instead of the session's last stored one.")] = None,
-    now: Annotated[Optional[int], typer.Option(help="Evaluate at this epoch second (default: now).")] = None,
+    session: Annotated[str, typer.Argument(metavar="SESSION", help="Session id, e.g. app-3.",
+                                           autocompletion=complete_session)],
+    fact_file: Annotated[Optional[Path], typer.Option("--fact", metavar="FILE", help="Read the fact from this "
+                         "YAML/JSON file instead of the session's last observed one.")] = None,
+    now: Annotated[Optional[int], typer.Option(metavar="EPOCH", help="Evaluate at this epoch second "
+                                               "(default: now).")] = None,
     json: JsonOption = False,
     config: ConfigOption = None,
 ) -> None:
-    """For a session's latest fact, show every reaction: matched or not, which condition failed, and its ledger."""
+    """For a session's last observation (the one `ao status` shows), every reaction: matched or not, which
+    condition failed, and its ledger."""
     import time
 
-    import sys
-
-    from ao import engine, facts
+    from ao import engine, facts, overview
     from ao.store import SessionStore, valid_name
 
     cfg = load_config(ctx, config)
@@ -114,50 +117,81 @@ def explain(
     project = cfg.project(partial["project"]) if partial.get("project") else cfg.project_for_session(session)
     partial.setdefault("project", project.id)
     compiled = engine.compile_config(cfg)[project.id]
-    fact = facts.complete(partial, int(now if now is not None else time.time()), compiled.stuck_threshold)
+    at = time.time() if now is None else now
+    fact = facts.complete(partial, int(at), compiled.stuck_threshold)
     ledgers = stored.ledger_entries() if stored is not None else {}
     for problem in store.problems:
-        print(f"ao: warning: {problem}", file=sys.stderr)
+        warn(problem)
     from ao import merging
 
     merge = [] if fact.get("pr_state") != "open" else (
         merging.for_session(stored, fact) if stored is not None and fact_file is None
         else merging.criteria_for_fact(fact))
     report = explain_fact(compiled, fact, ledgers, merge)
+    seen = overview.view(stored, overview.poller_state(cfg.data_dir).last_cycle_at) \
+        if stored is not None and fact_file is None else None
+    status = seen.status if seen else fact["status"]
     if json:
-        print_json({"session": session, "fact": fact, "reactions": report,
-                    "merge": [c.to_dict() for c in merge]})
+        observed = seen.row(at) if seen else {}
+        # The fact keeps the types of the fact contract (last_activity_at in epoch seconds), so that it can be
+        # fed back with --fact; everything else has ISO times.
+        print_json({"session": session, "status": status, "observed_at": observed.get("observed_at"),
+                    "fact": fact, "reactions": with_iso_times(report), "merge": [c.to_dict() for c in merge]})
         return
-    from ao.cli.common import cell, console
-    from rich.table import Table
+    title = f"{session}  status={status}  activity={fact['activity']}  pr={fact['pr_state']}"
+    if seen is not None:
+        from ao.durations import ago
 
-    table = Table(title=f"{session}  status={fact['status']}  activity={fact['activity']}  pr={fact['pr_state']}",
-                  title_justify="left")
-    for column in ("reaction", "matched", "why not", "occurrence", "ledger"):
-        table.add_column(column, overflow="fold")
-    for row in report:
-        ledger = row["ledger"]
-        ledger_text = (f"attempts {ledger['attempts']}, occurrence {ledger['occurrence']}"
-                       + (", escalated" if ledger["escalated"] else "")) if ledger else "-"
-        table.add_row(row["rule"], "yes" if row["matched"] else "no", cell(row["failed"] or ""),
-                      cell(row["occurrence"]), ledger_text)
-    console().print(table)
+        title += f"  observed {ago(None if seen.observed_at is None else at - seen.observed_at)}"
+    rows = [{**row, "why not": row["failed"] or "",
+             "ledger text": (f"attempts {row['ledger']['attempts']}, occurrence {row['ledger']['occurrence']}"
+                             + (", escalated" if row["ledger"]["escalated"] else "")) if row["ledger"] else ""}
+            for row in report]
+    listing(rows, [Column("reaction"), Column("matched", style=lambda r: "green" if r["matched"] else None),
+                   Column("why not"), Column("occurrence"), Column("ledger text", "ledger")], title=title)
     if merge:
-        print(f"merge criteria (head {str(fact.get('head_sha') or '?')[:7]}):")
-        for c in merge:
-            print(f"  {'ok ' if c.ok else 'NO '} {c.name:<11} {c.detail}")
+        listing([{"what": "merge", **c.to_dict()} for c in merge],
+                [Column("what"), Column("name", "criterion"),
+                 Column("ok", style=lambda r: "green" if r["ok"] else "bold red"), Column("detail")],
+                title=f"merge criteria (head {str(fact.get('head_sha') or '?')[:7]})")
 
 
-@app.command("test")
+def shipped_examples() -> dict[str, Path]:
+    """The rule tests that ship with ao (``examples/rules-tests``), by name."""
+    from ao import paths
+
+    folder = paths.data_folder("examples") / "rules-tests"
+    return {p.stem: p for p in sorted(folder.glob("*.yaml"))} if folder.is_dir() else {}
+
+
+@app.command("test", epilog=examples(
+    ("ao rules test --examples", "run every rule test shipped with ao"),
+    ("ao rules test --example retry-escalation", "one of them (a wrong name lists them all)"),
+    ("ao rules test my-tests/ci-retries.yaml", "your own, written like the shipped examples"),
+))
 def test_cmd(
-    files: Annotated[list[Path], typer.Argument(help="Rule test files (SPEC 4.4 format).", exists=False)],
+    files: Annotated[Optional[list[Path]], typer.Argument(metavar="FILE...", help="Rule test files (written like "
+                     "the shipped examples: `ao rules test --examples`).", show_default=False)] = None,
+    example: Annotated[Optional[list[str]], typer.Option("--example", metavar="NAME", help="Run a rule test "
+                       "shipped with ao, by name (repeatable).", show_default=False)] = None,
+    all_examples: Annotated[bool, typer.Option("--examples", help="Run every rule test shipped with ao.")] = False,
     json: JsonOption = False,
 ) -> None:
     """Run rule tests: timelines of facts with the actions expected at each step. Exit 1 if any fails."""
     from ao import ruletest
 
+    chosen = list(files or [])
+    shipped = shipped_examples()
+    names = list(example or []) + (list(shipped) if all_examples else [])
+    for name in names:
+        if name not in shipped:
+            raise UsageError(f"no shipped example '{name}'{did_you_mean(name, shipped)}; examples: "
+                             f"{', '.join(shipped)}")
+        chosen.append(shipped[name])
+    if not chosen:
+        raise UsageError("give rule test files, or --example NAME (examples: " + ", ".join(shipped) + ")")
     results = []
-    for path in files:
+    for path in chosen:
         if not path.is_file():
             raise AoError(f"{path}: rule test file not found")
         results.extend(ruletest.run_file(path))

@@ -1,100 +1,120 @@
-"""``ao status``: what every session is doing now."""
+"""``ao status``: every session as the poller last observed it, and what needs a human."""
 
 from __future__ import annotations
 
+import sys
 import time
 from typing import Annotated, Any, Optional
 
 import typer
 
-from ao.cli.common import ConfigOption, JsonOption, load_config, print_json
+from ao.cli.common import ConfigOption, JsonOption, ProjectArg, examples, load_config
+from ao.cli.output import Column, listing, short_duration, warn, watch
 
-COLUMNS = ["session", "status", "activity", "branch", "pr", "ci", "review", "age"]
+COLUMNS = [
+    Column("session"),
+    Column("status", style=lambda r: _style(r["status"])),
+    Column("activity"),
+    Column("branch"),
+    Column("pr", "pr", text=lambda r: r["pr_url"] or (f"#{r['pr']}" if r["pr"] else None)),
+    Column("ci", style=lambda r: "red" if r["ci"] == "failing" else None),
+    Column("review", style=lambda r: "red" if r["review"] == "changes_requested" else None),
+    Column("needs", "needs a human", style=lambda r: "bold yellow" if r["needs"] else None),
+    Column("observed", text=lambda r: "never" if r["observed_seconds_ago"] is None
+           else f"{short_duration(r['observed_seconds_ago'])} ago"),
+    Column("age", text=lambda r: short_duration(r["age_seconds"])),
+]
 
 
-def _age(seconds: float) -> str:
-    seconds = int(seconds)
-    for unit, size in (("d", 86400), ("h", 3600), ("m", 60)):
-        if seconds >= size:
-            return f"{seconds // size}{unit}"
-    return f"{seconds}s"
+def _style(status: str) -> Optional[str]:
+    from ao.overview import status_style
+
+    return status_style(status)
 
 
-def rows_for(manager: Any, project: Optional[str], now: float) -> list[dict[str, Any]]:
-    from ao import observe
+def refresh(cfg: Any) -> None:
+    """One observation cycle, as ``ao poll`` runs it, unless ``ao start`` is running (it observes anyway)."""
+    from ao.cli.poll_cmd import run_cycle
+    from ao.poller import running_pid
 
-    # panes that printed since their last capture are read (a dialog is only on screen); quiet ones cost nothing
-    seen = observe.observe(manager, manager.store.list(project), now, capture=True)
+    pid = running_pid(cfg.data_dir)
+    if pid is not None:
+        print(f"ao: ao start (pid {pid}) is observing these sessions; showing its last observation",
+              file=sys.stderr)
+        return
+    report = run_cycle(cfg)
+    for line in report_lines(report):
+        print(f"ao: {line}", file=sys.stderr)
+
+
+def report_lines(report: Any) -> list[str]:
+    """What a refresh did, beyond observing: reactions fired, errors."""
+    out = []
+    for a in report.actions:
+        target = a["session"] or a["project"]
+        out.append(f"{'fired' if a['ok'] else 'FAILED'}: {a['reaction']} ({a['action']}) for {target}"
+                   + (f": {a['error']}" if a["error"] else ""))
+    out += [f"error: {e}" for e in report.errors]
+    return out
+
+
+def collect(cfg: Any, project: Optional[str]) -> tuple[list[dict[str, Any]], str, list[str]]:
+    """(rows, the freshness line, warnings). ``host`` says where a session runs when its runtime can be in
+    more than one place (a Docker engine)."""
+    from ao import overview
+    from ao.sessions import Sessions
+
+    now = time.time()
+    ov = overview.overview(cfg, project)
+    manager = Sessions(cfg, store=None)
     rows = []
-    for item in seen:
-        s, f = item.session, item.fact
-        rows.append({"session": s.id, "project": s.project, "status": f["status"], "activity": f["activity"],
-                     "last_activity_at": f["last_activity_at"], "alive": f["runtime_alive"], "branch": s.branch,
-                     "issue": s.issue, "pr": f["pr_number"] or None, "pr_url": f["pr_url"], "ci": f["ci"],
-                     "review": f["review"], "age_seconds": f["age_seconds"], "age": _age(f["age_seconds"]),
-                     "host": manager.host_of(s)})
-    return rows
+    for v in ov.sessions:
+        row = v.row(now)
+        row["host"] = manager.host_of(v.session) if v.session is not None and v.session.runtime not in \
+            ("tmux", "process", "") else None
+        rows.append(row)
+    return rows, overview.header(ov, now), ov.warnings()
 
 
-def columns_for(rows: list[dict[str, Any]]) -> list[str]:
+def columns_for(rows: list[dict[str, Any]]) -> list[Column]:
     """The table's columns; ``host`` only when some session runs somewhere other than here (docker)."""
-    return COLUMNS + ["host"] if any(r["host"] for r in rows) else COLUMNS
-
-
-def print_rows(rows: list[dict[str, Any]], columns: list[str], title: str) -> None:
-    from ao.cli.common import console
-
-    console().print(_table(rows, columns, title))
-
-
-def _table(rows: list[dict[str, Any]], columns: list[str], title: str) -> Any:
-    from rich.table import Table
-
-    from ao.cli.common import cell
-
-    table = Table(title=title, title_justify="left")
-    for column in columns:
-        table.add_column(column, overflow="fold")
-    for row in rows:
-        table.add_row(*(cell(str(row[c])) if row[c] not in (None, "", "none") else "-" for c in columns))
-    if not rows:
-        table.caption = "no sessions (start one with: ao spawn PROJECT ISSUE)"
-    return table
+    return COLUMNS + [Column("host")] if any(r["host"] for r in rows) else COLUMNS
 
 
 def register(app: typer.Typer) -> None:
-    @app.command()
+    @app.command(epilog=examples(
+        ("ao status", "every session: status, what the agent waits for, PR, CI, review"),
+        ("ao status my-app --refresh", "observe once now (when `ao start` is not running)"),
+        ("ao status | grep needs_input", "piped: one plain line per session"),
+        ("ao status --json | jq '.[] | select(.needs != \"\")'", "sessions that need you"),
+        ("ao status --watch", "redraw every 2 seconds until Ctrl-C"),
+    ))
     def status(
         ctx: typer.Context,
-        project: Annotated[Optional[str], typer.Argument(metavar="[PROJECT]", help="Only this project.",
-                                                         show_default=False)] = None,
-        watch: Annotated[bool, typer.Option("--watch", "-w", help="Refresh every 2 seconds until Ctrl-C.")] = False,
+        project: ProjectArg = None,
+        refresh_: Annotated[bool, typer.Option("--refresh", "-r", help="Observe once first (runtime, agent, "
+                            "PR, CI, reactions: one `ao poll` cycle) when no `ao start` is running.")] = False,
+        watch_: Annotated[bool, typer.Option("--watch", "-w", help="Redraw every 2 seconds until Ctrl-C "
+                          "(without a terminal: a timestamped listing each time).")] = False,
         json: JsonOption = False,
         config: ConfigOption = None,
     ) -> None:
-        """A table of sessions: status, activity, branch, PR, CI, review and age."""
-        from ao.sessions import Sessions
-
+        """Every session as the poller last observed it: status (needs_input, stuck, ci_failed...), what the
+        agent is waiting for, the PR, CI, review, escalations, and how long ago it was observed."""
         cfg = load_config(ctx, config)
         if project is not None:
             cfg.project(project)
-        manager = Sessions(cfg)
-        if json:
-            print_json(rows_for(manager, project, time.time()))
-            return
-        if not watch:
-            rows = rows_for(manager, project, time.time())
-            print_rows(rows, columns_for(rows), "sessions")
-            return
-        from rich.live import Live
+        if refresh_:
+            refresh(cfg)
+        if watch_:
+            def render() -> tuple[list[dict[str, Any]], list[Column], str]:
+                rows, head, _ = collect(cfg, project)
+                return rows, columns_for(rows), head
 
-        from ao.cli.common import console
-
-        with Live(auto_refresh=False, console=console()) as live:
-            try:
-                while True:
-                    rows = rows_for(manager, project, time.time())
-                    live.update(_table(rows, columns_for(rows), "sessions"), refresh=True)
-                    time.sleep(2)  # a display refresh period, not synchronisation
-            except KeyboardInterrupt:
-                pass
+            watch(render, 2.0, json=json)
+            return
+        rows, head, warnings = collect(cfg, project)
+        for warning in warnings:
+            warn(warning)
+        listing(rows, columns_for(rows), title=head, json=json,
+                empty="no sessions (start one with: ao spawn PROJECT ISSUE)")

@@ -1,8 +1,9 @@
 """The local tracker (SPEC 8): issues are markdown files in ``<project>/<tracker.dir>`` (default ``issues/``).
 
 ``login-page.md`` is issue ``login-page``; its title is the first markdown heading (else the first non-empty
-line, else the id) and its body the whole file. ``close()`` moves the file into ``closed/``; ``comment()``
-appends a block to it. No network, no clock.
+line, else the id) and its body the whole file. ``create()`` writes ``<n>.md`` (``ao issue new``);
+``close()`` moves the file into ``closed/`` (``ao issue close``, and ao itself when the session's PR is
+merged); ``comment()`` appends a block to it. No network, no clock.
 """
 
 from __future__ import annotations
@@ -129,6 +130,34 @@ class LocalTracker:
                 f.write(f"{sep}\n---\n\n## Comment\n\n{text.rstrip()}\n")
         except OSError as e:
             raise AoError(f"cannot comment on issue {issue_id} ({path}): {e.strerror or e}") from e
+
+    def create(self, title: str, body: str = "") -> Issue:
+        """A new issue ``<n>.md`` (n one more than the highest numeric id, open or closed): ``# title``, then
+        the body. Created exclusively, so two at once never get the same number."""
+        title = " ".join(title.split())
+        if not title:
+            raise AoError("an issue needs a title")
+        text = f"# {title}\n" + (f"\n{body.strip()}\n" if body.strip() else "")
+        numbers = [int(p.name[:-3]) for p, _ in self._files("all") if p.name[:-3].isdigit()]
+        n = max(numbers, default=0) + 1
+        try:
+            self.folder.mkdir(parents=True, exist_ok=True)
+        except OSError as e:
+            raise AoError(f"cannot create the issues folder {self.folder}: {e.strerror or e}") from e
+        while True:
+            path = self.folder / f"{n}.md"
+            if (self.folder / CLOSED / path.name).exists():
+                n += 1
+                continue
+            try:
+                with path.open("x", encoding="utf-8") as f:
+                    f.write(text)
+            except FileExistsError:
+                n += 1
+                continue
+            except OSError as e:
+                raise AoError(f"cannot write issue file {path}: {e.strerror or e}") from e
+            return self._read(path, "open")
 
     def close(self, issue_id: str) -> None:
         issue_id = self._check(issue_id)
