@@ -103,7 +103,7 @@ class Poller:
 
     def executors(self) -> Any:
         if self._executors is None:
-            from ao.executors import AgentExecutor, Executors, Journal, MergeExecutor
+            from ao.executors import AgentExecutor, Executors, Journal, KillExecutor, MergeExecutor, PauseExecutor
             from ao.outbox import NotifyExecutor
 
             self._executors = Executors(
@@ -111,7 +111,8 @@ class Poller:
                 notify=NotifyExecutor(self.outbox, self.clock),
                 merge=MergeExecutor(scm_for=self.scm, view_for=lambda sid: self._views.get(sid),
                                     method_for=lambda p: self.config.projects[p].scm.get("mergeMethod")),
-                comment=self._comment_on_pr)
+                comment=self._comment_on_pr, pause=PauseExecutor(self.manager, self.clock),
+                kill=KillExecutor(self.manager))
         return self._executors
 
     def _comment_on_pr(self, action: Any) -> None:

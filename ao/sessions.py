@@ -374,6 +374,9 @@ class Sessions:
             runtime.send(session.runtime_handle, text)
         events.log(self.config.data_dir, f"{session_id}: sent a message ({len(text)} characters)", console=None,
                    secrets=self.config.secrets())
+        if session.meta.get("paused"):  # a paused agent (the pause action) resumes with the message it was sent
+            session = self.store.modify(session_id, lambda s: s.meta.pop("paused", None), project.id)
+            self._event("session.resumed", session)
         return session
 
     def attach_argv(self, session_id: str) -> list[str]:

@@ -102,6 +102,8 @@ class IssueRec:
     labels: list[str] = field(default_factory=list)
     comments: list[str] = field(default_factory=list)
     state_reason: str | None = None
+    blocked_by: list[int] = field(default_factory=list)   # issue dependencies: "blocked by" these numbers
+    tracks: list[int] = field(default_factory=list)       # its task list: the issues it tracks
 
 
 @dataclass
@@ -847,9 +849,32 @@ class FakeGitHub:
             return {"__typename": "PullRequestConnection",
                     "nodes": [self._pr_obj(p) for p in found[: args.get("first") or 0]]}
 
+        def issue(args: dict) -> Any:
+            rec = self.issues.get(args.get("number"))
+            if rec is None:
+                args["__ctx"]["errors"].append({
+                    "type": "NOT_FOUND", "path": args["__path"],
+                    "message": f"Could not resolve to an Issue with the number of {args.get('number')}."})
+                return None
+            return self._issue_obj(rec)
+
         return {"__typename": "Repository", "nameWithOwner": self.full_name,
+                "issue": Field(issue, {"number"}, {"number"}),
                 "pullRequest": Field(pull_request, {"number"}, {"number"}),
                 "pullRequests": Field(pull_requests, {"headRefName", "first", "orderBy"}, {"first"})}
+
+    def _issue_obj(self, rec: IssueRec) -> dict[str, Any]:
+        def linked(numbers: list[int]) -> Callable[[dict], Any]:
+            def connection(args: dict) -> Any:
+                nodes = [{"__typename": "Issue", "number": n, "state": self.issues[n].state.upper(),
+                          "repository": {"__typename": "Repository", "nameWithOwner": self.full_name}}
+                         for n in numbers[: args["first"]] if n in self.issues]
+                return {"__typename": "IssueConnection", "nodes": nodes}
+            return connection
+
+        return {"__typename": "Issue", "number": rec.number, "title": rec.title, "state": rec.state.upper(),
+                "blockedBy": Field(linked(rec.blocked_by), {"first"}, {"first"}),
+                "trackedIssues": Field(linked(rec.tracks), {"first"}, {"first"})}
 
     def _pr_obj(self, pr: PR) -> dict[str, Any]:
         def threads(args: dict) -> Any:

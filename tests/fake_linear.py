@@ -22,6 +22,8 @@ OPERATIONS = {
     "AoIssues": ("query", set(), {"filter", "first"}),
     "AoComment": ("mutation", {"issueId", "body"}, set()),
     "AoClose": ("mutation", {"id", "stateId"}, set()),
+    "AoViewIssues": ("query", {"id"}, {"first"}),
+    "AoIssueLinks": ("query", set(), {"filter", "first"}),
 }
 _OPERATION = re.compile(r"^\s*(query|mutation)\s+(\w+)\s*(\([^)]*\))?\s*\{")
 
@@ -33,6 +35,8 @@ class FakeLinear:
     teams: dict[str, dict[str, Any]] = field(default_factory=dict)     # key -> {id, states: [...]}
     issues: dict[str, dict[str, Any]] = field(default_factory=dict)    # identifier -> issue node
     comments: list[dict[str, Any]] = field(default_factory=list)
+    views: dict[str, list[str]] = field(default_factory=dict)          # custom view id -> identifiers
+    blocks: list[tuple[str, str]] = field(default_factory=list)        # (blocker, blocked) "blocks" relations
     requests: list[dict[str, Any]] = field(default_factory=list)
     rejected: list[tuple[int, str]] = field(default_factory=list)
     port: int = 0
@@ -48,17 +52,20 @@ class FakeLinear:
         tid = f"team-{key.lower()}"
         self.teams[key] = {"id": tid, "states": [
             {"id": f"{tid}-todo", "name": "Todo", "type": "unstarted", "position": 1},
+            {"id": f"{tid}-progress", "name": "In Progress", "type": "started", "position": 2},
+            {"id": f"{tid}-review", "name": "In Review", "type": "started", "position": 2.5},
             {"id": f"{tid}-done", "name": "Done", "type": "completed", "position": 3},
             {"id": f"{tid}-shipped", "name": "Shipped", "type": "completed", "position": 4},
             {"id": f"{tid}-canceled", "name": "Canceled", "type": "canceled", "position": 5},
         ]}
 
     def add_issue(self, identifier: str, title: str, description: str = "", state: str = "unstarted",
-                  labels: tuple[str, ...] = ()) -> None:
+                  labels: tuple[str, ...] = (), state_name: str | None = None) -> None:
         team = identifier.split("-")[0]
         if team not in self.teams:
             self.add_team(team)
-        st = next(s for s in self.teams[team]["states"] if s["type"] == state)
+        st = next(s for s in self.teams[team]["states"] if s["type"] == state
+                  and (state_name is None or s["name"] == state_name))
         self.issues[identifier] = {
             "id": f"uuid-{identifier.lower()}", "identifier": identifier, "title": title,
             "description": description, "url": f"https://linear.app/acme/issue/{identifier}",
@@ -74,6 +81,40 @@ class FakeLinear:
                 "description": issue["description"], "url": issue["url"],
                 "state": {"type": issue["state"]["type"], "name": issue["state"]["name"]},
                 "labels": {"nodes": [{"name": n} for n in issue["labels"]]}}
+
+    def _matches(self, issue: dict[str, Any], flt: dict[str, Any]) -> bool:
+        """The subset of Linear's IssueFilter ao sends: team (key or id), number in, state (type in/nin, name
+        eq), labels (name eq), and `or` of those."""
+        if "or" in flt and not any(self._matches(issue, f) for f in flt["or"]):
+            return False
+        team = flt.get("team")
+        if team and ("key" in team and issue["team"] != team["key"]["eq"]
+                     or "id" in team and self.teams[issue["team"]]["id"] != team["id"]["eq"]):
+            return False
+        if "number" in flt and int(issue["identifier"].split("-")[1]) not in flt["number"]["in"]:
+            return False
+        state = flt.get("state") or {}
+        kind = state.get("type") or {}
+        if "in" in kind and issue["state"]["type"] not in kind["in"]:
+            return False
+        if "nin" in kind and issue["state"]["type"] in kind["nin"]:
+            return False
+        if "name" in state and issue["state"]["name"] != state["name"]["eq"]:
+            return False
+        if "labels" in flt and flt["labels"]["name"]["eq"] not in issue["labels"]:
+            return False
+        unknown = set(flt) - {"or", "team", "number", "state", "labels"}
+        if unknown:
+            raise AssertionError(f"filter keys the fake does not know: {unknown}")
+        return True
+
+    def _links(self, issue: dict[str, Any]) -> dict[str, Any]:
+        inverse = [{"type": "blocks", "issue": {"identifier": blocker,
+                                                "state": {"type": self.issues[blocker]["state"]["type"]}}}
+                   for blocker, blocked in self.blocks if blocked == issue["identifier"] and blocker in self.issues]
+        return {"identifier": issue["identifier"],
+                "state": {"type": issue["state"]["type"], "name": issue["state"]["name"]},
+                "inverseRelations": {"nodes": inverse}}
 
     # -- operations ------------------------------------------------------------------------------
 
@@ -94,23 +135,18 @@ class FakeLinear:
             return 200, {"data": {"issue": {"id": issue["id"], "identifier": issue["identifier"],
                                             "state": {"type": issue["state"]["type"]},
                                             "team": {"states": {"nodes": states}}}}}
-        if name == "AoIssues":
+        if name in ("AoIssues", "AoIssueLinks"):
             flt = v.get("filter") or {}
-            out = list(self.issues.values())
-            team = flt.get("team")
-            if team:
-                if "key" in team:
-                    out = [i for i in out if i["team"] == team["key"]["eq"]]
-                else:
-                    out = [i for i in out if self.teams[i["team"]]["id"] == team["id"]["eq"]]
-            state = (flt.get("state") or {}).get("type")
-            if state:
-                if "in" in state:
-                    out = [i for i in out if i["state"]["type"] in state["in"]]
-                else:
-                    out = [i for i in out if i["state"]["type"] not in state["nin"]]
+            out = [i for i in self.issues.values() if self._matches(i, flt)]
             first = v.get("first") or 50
-            return 200, {"data": {"issues": {"nodes": [self._node(i) for i in out[:first]]}}}
+            node = self._node if name == "AoIssues" else self._links
+            return 200, {"data": {"issues": {"nodes": [node(i) for i in out[:first]]}}}
+        if name == "AoViewIssues":
+            if v["id"] not in self.views:
+                return 200, {"errors": [{"message": "Entity not found: CustomView",
+                                         "extensions": {"code": "INVALID_INPUT"}}]}
+            nodes = [self._node(self.issues[i]) for i in self.views[v["id"]][: v.get("first") or 50]]
+            return 200, {"data": {"customView": {"issues": {"nodes": nodes}}}}
         if name == "AoComment":
             issue = self._by_any_id(v["issueId"])
             if not issue:

@@ -57,6 +57,19 @@ class Agent(Protocol):
     def activity(self, obs: Observation) -> Activity:
         """The agent's activity: from its own session files where they exist, else from the terminal."""
 
+    def interrupt_keys(self) -> list[str]:
+        """Keys that stop the current turn and keep the session (optional; default Escape)."""
+
+
+DEFAULT_INTERRUPT = ("Escape",)
+
+
+def interrupt_keys(agent: Any) -> list[str]:
+    """The keys (tmux key names) that stop the agent's current turn without ending it, for the `pause` action.
+    A plugin may define ``interrupt_keys()``; the default is Escape."""
+    keys = getattr(agent, "interrupt_keys", None)
+    return list(keys()) if callable(keys) else list(DEFAULT_INTERRUPT)
+
 
 def get(name: str, **options: Any) -> Agent:
     return plugins.load("agent", name, MODULES, **options)

@@ -27,6 +27,9 @@ class Aider:
             argv.append("--restore-chat-history")
         return join(argv)
 
+    def interrupt_keys(self) -> list[str]:
+        return ["C-c"]  # Ctrl-C stops aider's reply; a second one would exit it
+
     def activity(self, obs: Observation) -> Activity:
         base = terminal_activity(obs)
         try:

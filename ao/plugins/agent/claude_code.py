@@ -141,6 +141,9 @@ class ClaudeCode:
                     newest = (path, mtime)
         return newest
 
+    def interrupt_keys(self) -> list[str]:
+        return ["Escape"]  # Esc stops Claude Code's turn (a second Esc would open its rewind menu)
+
     def activity(self, obs: Observation) -> Activity:
         term = terminal_activity(obs)
         if term.state in ("exited", "waiting_input"):

@@ -27,6 +27,9 @@ class Codex:
             return join(["codex", "resume", "--last", *flags])
         return f"{join(['codex', *flags])} {prompt_argument(ctx.prompt_file)}"
 
+    def interrupt_keys(self) -> list[str]:
+        return ["Escape"]  # Esc interrupts Codex's turn ("esc to interrupt")
+
     def activity(self, obs: Observation) -> Activity:
         return terminal_activity(obs)
 

@@ -25,6 +25,9 @@ class OpenCode:
             return join([*argv, "--continue"])
         return f"{join(argv)} --prompt {prompt_argument(ctx.prompt_file)}"
 
+    def interrupt_keys(self) -> list[str]:
+        return ["Escape", "Escape"]  # opencode asks for Esc twice ("esc again to interrupt")
+
     def activity(self, obs: Observation) -> Activity:
         return terminal_activity(obs)
 

@@ -54,6 +54,9 @@ class Runtime(Protocol):
     def send(self, handle: str, text: str, *, confirm_timeout: float = 5.0) -> None:
         """Deliver ``text`` (already cleaned) followed by Enter; raise SendError when not confirmed."""
 
+    def send_keys(self, handle: str, keys: list[str]) -> None:
+        """Press keys (tmux names: Escape, C-c); raise SendError when the session is gone."""
+
     def capture(self, handle: str, lines: int = 200) -> str:
         """The last ``lines`` lines of the terminal, plain text ("" when gone)."""
 
