@@ -43,6 +43,7 @@ class CycleReport:
     actions: list[dict[str, Any]] = field(default_factory=list)
     cleaned: list[str] = field(default_factory=list)
     errors: list[str] = field(default_factory=list)
+    admissions: list[dict[str, Any]] = field(default_factory=list)  # the queue's decisions (ao/admission.py)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -68,6 +69,7 @@ class Poller:
         self._refresh: dict[str, set[str]] = {}  # project -> branches a webhook said changed
         self._refresh_lock = threading.Lock()
         self._pruned_at = 0.0
+        self._spend: Any = None  # SPEC 12: usage, admission and the fact record, made on first use
 
     def refresh(self, project: str, branches: list[str]) -> None:
         """A webhook said these branches changed (none named: the whole project): the next cycle re-reads
@@ -127,6 +129,14 @@ class Poller:
             events.log(self.config.data_dir, f"{action.session}: could not comment on the PR: {exc}",
                        console=self.console, secrets=self.config.secrets())
 
+    @property
+    def spend(self) -> Any:
+        if self._spend is None:
+            from ao.admission import Cycle
+
+            self._spend = Cycle(self.config, self.manager, self.clock, dry_run=self.dry_run, console=self.console)
+        return self._spend
+
     def backoff(self) -> float:
         """Extra seconds to wait before the next cycle: the most any SCM asks for to keep within its rate
         limit (GitHub: 0 while the budget is ample)."""
@@ -147,7 +157,8 @@ class Poller:
         sessions = [s for s in self.store.list() if s.project in self.config.projects]
         report.sessions = len(sessions)
         scm_fields, details = self._observe_scm(sessions, report)
-        seen = observe.observe(self.manager, sessions, now, capture=True, scm=scm_fields)
+        fresh = self.spend.observe(sessions, now, report.errors)  # usage, and the issues' states
+        seen = observe.observe(self.manager, sessions, now, capture=True, scm=scm_fields, fresh=fresh)
         seen = [self._settle_observation(item, now) for item in seen]
 
         by_project: dict[str, list[observe.Seen]] = {}
@@ -168,6 +179,8 @@ class Poller:
                 from ao.executors import Journal
 
                 Journal(self.config.data_dir).prune(now)
+                self.spend.prune(now)
+        report.admissions = self.spend.admit(now, self.dry_run)
         report.seconds = round(time.monotonic() - started, 4)
         return report
 
@@ -222,7 +235,8 @@ class Poller:
     def _react(self, project: str, items: list[observe.Seen], details: dict, now: float, report: CycleReport) -> None:
         engine = self.engine(project)
         executor = RecordingExecutor() if self.dry_run else self.executors()
-        queue = engine.evaluate([i.fact for i in items], int(now), details)
+        queue = engine.evaluate([i.fact for i in items], int(now), details, self.spend.totals(project))
+        self.spend.record(project, now, [i.fact for i in items], queue)
         if not self.dry_run:
             # The decision's id includes when its budget began: save that before acting, so a crash after
             # acting gives the restarted poller the same id (journal, outbox: no repeat). An ACT itself is

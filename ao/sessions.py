@@ -76,6 +76,7 @@ class SpawnRequest:
     agent: str | None = None       # overrides the project's agent plugin
     branch: str | None = None      # an explicit branch name (must not exist yet)
     role: str = "worker"
+    admission: str = ""            # the queue's admission token, written into the record as it is created
 
 
 @dataclass
@@ -220,7 +221,8 @@ class Sessions:
                workspace: Any, issue: Any, task: str, undo: _Undo) -> Session:
         session = self.store.create(
             project.id, project.session_prefix, role=request.role, status="spawning",
-            issue=issue.id if issue else "", task=task, agent=agent_name, runtime=project.runtime)
+            issue=issue.id if issue else "", task=task, agent=agent_name, runtime=project.runtime,
+            meta={"admission": request.admission} if request.admission else {})
         sid = session.id
         undo.push(f"remove the session record {sid}", lambda: self.store.delete(sid, project.id))
         self.progress(f"{sid}: session allocated")

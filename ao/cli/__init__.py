@@ -14,8 +14,8 @@ from ao import __version__
 def _build_app() -> Any:
     import typer
 
-    from ao.cli import (config_cmd, demo_cmd, notify_cmd, poll_cmd, review_cmd, rules_cmd, session_cmd, spawn_cmd,
-                        status_cmd)
+    from ao.cli import (config_cmd, demo_cmd, notify_cmd, poll_cmd, queue_cmd, review_cmd, rules_cmd, session_cmd,
+                        spawn_cmd, status_cmd)
     from ao.cli.common import ConfigOption
 
     app = typer.Typer(
@@ -42,6 +42,7 @@ def _build_app() -> Any:
     app.add_typer(rules_cmd.app, name="rules")
     app.add_typer(notify_cmd.app, name="notify")
     app.add_typer(session_cmd.app, name="session")
+    app.add_typer(queue_cmd.app, name="queue")
     spawn_cmd.register(app)
     status_cmd.register(app)
     session_cmd.register(app)

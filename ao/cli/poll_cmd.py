@@ -18,6 +18,9 @@ def _summary(report: Any) -> str:
         line += f"; {'would fire' if report.dry_run else 'fired'}: " + ", ".join(acted)
     if report.cleaned:
         line += f"; cleaned up: {', '.join(report.cleaned)}"
+    admitted = [f"{a['issue']}→{a['session']}" for a in report.admissions if a["result"] == "admitted"]
+    if admitted:
+        line += "; admitted: " + ", ".join(admitted)
     return line
 
 
@@ -54,6 +57,10 @@ def register(app: typer.Typer) -> None:
             extra = f" → {', '.join(a['notifiers'])}" if a["notifiers"] else ""
             print(f"{verb:<6} {a['reaction']:<20} {a['action']:<14} {target}{extra}"
                   + (f": {a['error']}" if a["error"] else ""))
+        for row in report.admissions:
+            what = " ".join(str(x) for x in (row["project"], row["issue"]) if x)
+            print(f"queue  {row['result']:<12} {what}" + (f" → {row['session']}" if row.get("session") else "")
+                  + (f": {row['detail']}" if row.get("detail") else ""))
         for error in report.errors:
             print(f"error: {error}")
         print(_summary(report))
