@@ -1,8 +1,8 @@
 """The fact record and replay (SPEC 12): ``ao rules test --replay FILE [--config NEW]``.
 
 The poller records, per project and cycle, the facts it decided on and the actions it took, in
-``<dataDir>/facts/<UTC day>.jsonl``: a session's fact is written when it changed (the ages that grow every
-cycle aside), so a quiet cycle is a line of a few dozen bytes. Files older than ``factRetention`` (7 days by
+``<dataDir>/facts/<UTC day>.jsonl``: a session's whole fact when it first appears, then only the fields that
+changed (the ages, which grow with the clock, are recomputed), so a quiet cycle is a line of a few dozen bytes. Files older than ``factRetention`` (7 days by
 default; 0 turns the record off) are removed.
 
 A replay rebuilds every recorded cycle's facts (ages grow with the clock, as the observer computes them) and
@@ -54,9 +54,12 @@ class FactLog:
         for f in facts:
             sid = str(f["session"])
             stable = {k: v for k, v in f.items() if k not in _VOLATILE}
-            if last.get(sid) != stable:
-                changed[sid] = dict(f)
-                last[sid] = stable
+            before = last.get(sid)
+            if before is None:
+                changed[sid] = {**f, "_new": True}  # the whole fact, ages included
+            elif before != stable:
+                changed[sid] = {k: v for k, v in stable.items() if before.get(k) != v}  # what changed
+            last[sid] = stable
         gone = sorted(set(last) - {str(f["session"]) for f in facts})
         for sid in gone:
             del last[sid]
@@ -124,7 +127,10 @@ def read(paths: list[Path]) -> list[Cycle]:
                 for sid in line.get("gone", []):
                     known.pop(sid, None)
                 for sid, fact in (line.get("facts") or {}).items():
-                    known[sid] = (fact, at)
+                    if fact.pop("_new", False) or sid not in known:
+                        known[sid] = (fact, at)
+                    else:
+                        known[sid] = ({**known[sid][0], **fact}, known[sid][1])
                 facts = []
                 for fact, since in known.values():
                     grown = dict(fact)

@@ -105,6 +105,13 @@ def test_an_issue_closed_while_its_agent_works_is_reconciled(aoenv):
         assert aoenv.tmux("has-session", "-t", s.runtime_handle).returncode != 0
         log = (aoenv.data / "logs" / "orchestrator.log").read_text()
         assert "kill the session in 1m" in log  # the warning went out through the log notifier
+        # the poller recorded what it decided on; replaying it with the same config decides the same
+        from ao import replay
+
+        cycles = replay.read([aoenv.data / "facts"])
+        assert len(cycles) == 4 and [a["action"] for _, _, a in replay.recorded(cycles)] == ["notify", "kill"]
+        diff = replay.compare(replay.recorded(cycles), replay.run(aoenv.load(), cycles))
+        assert (diff.only_before, diff.only_after) == ([], [])
     finally:
         poller.close()
 

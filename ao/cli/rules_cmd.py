@@ -8,7 +8,7 @@ from typing import Annotated, Any, Optional
 import typer
 
 from ao.cli.common import ConfigOption, JsonOption, ProjectOption, load_config, print_json
-from ao.errors import AoError
+from ao.errors import AoError, UsageError
 
 app = typer.Typer(help="Inspect, explain and test the compiled reaction rules.", no_args_is_help=True)
 
@@ -178,12 +178,34 @@ def _first_failure(node: Any, fact: dict[str, Any]) -> Optional[str]:
 
 @app.command("test")
 def test_cmd(
-    files: Annotated[list[Path], typer.Argument(help="Rule test files (SPEC 4.4 format).", exists=False)],
+    ctx: typer.Context,
+    files: Annotated[Optional[list[Path]], typer.Argument(help="Rule test files (SPEC 4.4 format).",
+                                                          exists=False, show_default=False)] = None,
+    replay: Annotated[Optional[list[Path]], typer.Option(
+        "--replay", help="Re-run the facts the poller recorded (a file or folder of <dataDir>/facts/) and print "
+                         "how the actions would differ. Repeatable.", show_default=False)] = None,
+    new_config: Annotated[Optional[Path], typer.Option(
+        "--config", help="With --replay: the changed config to compare with the current one (default: compare "
+                         "the current config with what ao actually did).", dir_okay=False, show_default=False)] = None,
     json: JsonOption = False,
 ) -> None:
-    """Run rule tests: timelines of facts with the actions expected at each step. Exit 1 if any fails."""
+    """Run rule tests: timelines of facts with the actions expected at each step. Exit 1 if any fails.
+
+    Examples:
+
+      ao rules test examples/rules-tests/*.yaml
+
+      ao rules test --replay ~/.agent-orchestrator/facts --config ./agent-orchestrator.new.yaml
+    """
     from ao import ruletest
 
+    if replay:
+        _replay(ctx, replay, new_config, json)
+        return
+    if not files:
+        raise UsageError("give rule test files, or --replay FILE")
+    if new_config is not None:
+        raise UsageError("--config goes with --replay (a rule test file names its own config)")
     results = []
     for path in files:
         if not path.is_file():
@@ -200,3 +222,28 @@ def test_cmd(
         print(f"{passed} passed, {failed} failed")
     if failed:
         raise typer.Exit(1)
+
+
+def _replay(ctx: typer.Context, paths: list[Path], new_config: Optional[Path], json: bool) -> None:
+    from ao import config as config_mod
+    from ao import replay
+
+    current = load_config(ctx, None)
+    cycles = replay.read(paths)
+    if not cycles:
+        raise AoError(f"{', '.join(map(str, paths))}: no recorded cycles to replay")
+    if new_config is None:
+        before, after = replay.recorded(cycles), replay.run(current, cycles)
+        labels = ("what ao did", f"the current config ({current.file})")
+    else:
+        candidate = config_mod.load(new_config)
+        before, after = replay.run(current, cycles), replay.run(candidate, cycles)
+        labels = (f"the current config ({current.file})", f"{new_config}")
+    diff = replay.compare(before, after)
+    if json:
+        rows = lambda items: [{"at": at, "project": p, **a} for at, p, a in items]  # noqa: E731
+        print_json({"cycles": len(cycles), "before": labels[0], "after": labels[1],
+                    "only_before": rows(diff.only_before), "only_after": rows(diff.only_after),
+                    "verdict": replay.verdict(diff)})
+        return
+    print(replay.report(diff, labels, len(cycles)))
