@@ -22,6 +22,7 @@ So at most one live session per admission, ever, and every admission happens.
 from __future__ import annotations
 
 import contextlib
+import itertools
 import re
 import time
 import uuid
@@ -189,6 +190,8 @@ class Admission:
         if not dry_run:
             self._recover(rows)
         live = [s for s in self.manager.store.list() if s.role == "worker" and not s.terminal]
+        if self.config.max_concurrent is not None and len(live) >= self.config.max_concurrent:
+            return rows  # at the cap: nothing to decide, not even the queue to read
         entries = self.queue.load()
         chosen = self._choose(entries, live, now, rows, spent)
         if dry_run:
@@ -206,9 +209,11 @@ class Admission:
             for e in current:
                 if e.key in tokens and e.state == "queued":
                     e.state, e.token = "admitting", tokens[e.key]
-        for e in chosen:
-            rows.append(self._spawn(e, tokens[e.key]))
-        return rows
+        # Spawn one by one; the queue hears of the results once, at the end: a crash before that leaves
+        # `admitting` entries whose sessions carry the tokens, which _recover settles.
+        results = [(e, tokens[e.key], self._spawn(e, tokens[e.key])) for e in chosen]
+        self._settle(results)
+        return rows + [row for _, _, row in results]
 
     def _choose(self, entries: list[Entry], live: list[Any], now: float, rows: list[dict[str, Any]],
                 spent: dict[str, float] | None) -> list[Entry]:
@@ -223,11 +228,13 @@ class Admission:
                              "detail": "already had a live session"})
         queued = [e for e in queued if e.state == "queued"]
         chosen: list[Entry] = []
-        while queued and r.total > 0:
-            batch = [e for e in queued if r.free(e.project) > 0][: max(20, 2 * int(min(r.total, 1000)))]
+        waiting = iter(queued)
+        while r.total > 0:
+            # the next candidates whose project has room: twice the room, so a few blocked ones cost no round trip
+            size = max(20, 2 * int(min(r.total, 1000)))
+            batch = [e for e in itertools.islice((e for e in waiting if r.free(e.project) > 0), size)]
             if not batch:
                 break
-            queued = [e for e in queued if e not in batch]
             states = self._states(batch, rows)
             for e in batch:
                 status = states.get(e.key)
@@ -295,25 +302,27 @@ class Admission:
         try:
             session = self.manager.spawn(SpawnRequest(project=entry.project, target=entry.issue, admission=token))
         except AoError as exc:  # spawn undid itself: the issue waits for another try
-            self._settle(entry, token, error=str(exc))
             failed = entry.attempts + 1 >= MAX_ATTEMPTS
             self._event("queue.failed" if failed else "queue.retry", entry, error=str(exc))
             return {**row, "result": "failed" if failed else "retry", "detail": str(exc)}
-        self._settle(entry, token, session=session.id)
         self._event("queue.admitted", entry, session=session.id)
         return {**row, "result": "admitted", "session": session.id, "detail": session.branch}
 
-    def _settle(self, entry: Entry, token: str, session: str = "", error: str = "") -> None:
+    def _settle(self, results: list[tuple[Entry, str, dict[str, Any]]]) -> None:
+        """Record spawn results in the queue: admitted to a session, or back in the queue (failed at last)."""
+        by_key = {(e.key, token): row for e, token, row in results}
         with self.queue.edit() as current:
             for e in current:
-                if e.key == entry.key and e.token == token:
-                    if session:
-                        e.state, e.session, e.error = "admitted", session, ""
-                    else:
-                        e.attempts += 1
-                        e.error = error
-                        e.state = "failed" if e.attempts >= MAX_ATTEMPTS else "queued"
-                        e.token = ""
+                row = by_key.get((e.key, e.token))
+                if row is None:
+                    continue
+                if row.get("session"):
+                    e.state, e.session, e.error = "admitted", row["session"], ""
+                else:
+                    e.attempts += 1
+                    e.error = row.get("detail", "")
+                    e.state = "failed" if e.attempts >= MAX_ATTEMPTS else "queued"
+                    e.token = ""
 
     # -- after a crash -------------------------------------------------------------------------------
 
@@ -326,7 +335,7 @@ class Admission:
         for e in pending:
             found = by_token.get(e.token)
             if found is not None and found.status != "spawning":
-                self._settle(e, e.token, session=found.id)
+                self._settle([(e, e.token, {"session": found.id})])
                 rows.append({"project": e.project, "issue": e.issue, "result": "admitted", "session": found.id,
                              "detail": "recovered after a crash: the session had been created"})
                 self._event("queue.admitted", e, session=found.id, recovered=True)

@@ -15,7 +15,7 @@ from __future__ import annotations
 import contextlib
 import json
 import re
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any, Iterator
 
@@ -49,12 +49,17 @@ class Entry:
         return (self.project, self.issue)
 
     def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        # by hand: dataclasses.asdict deep-copies, and a queue of thousands is written several times a cycle
+        out = dict(self.__dict__)
+        out["blocked_by"] = list(self.blocked_by)
+        return out
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> "Entry":
-        names = {f.name for f in fields(cls)}
-        return cls(**{k: v for k, v in data.items() if k in names})
+        return cls(**{k: v for k, v in data.items() if k in _NAMES})
+
+
+_NAMES = tuple(f.name for f in fields(Entry))
 
 
 def natural(text: str) -> tuple:
@@ -87,8 +92,10 @@ class WorkQueue:
                 from None
 
     def save(self, entries: list[Entry]) -> None:
-        body = {"version": 1, "entries": [e.to_dict() for e in entries]}
-        atomic_write(self.path, json.dumps(body, separators=(",", ":")) + "\n")
+        self._write([e.to_dict() for e in entries])
+
+    def _write(self, rows: list[dict[str, Any]]) -> None:
+        atomic_write(self.path, json.dumps({"version": 1, "entries": rows}, separators=(",", ":")) + "\n")
 
     @contextlib.contextmanager
     def edit(self) -> Iterator[list[Entry]]:
@@ -97,8 +104,9 @@ class WorkQueue:
             entries = self.load()
             before = [e.to_dict() for e in entries]
             yield entries
-            if [e.to_dict() for e in entries] != before:
-                self.save(entries)
+            after = [e.to_dict() for e in entries]
+            if after != before:
+                self._write(after)
 
     def add(self, project: str, issues: list[str], *, priority: int = 0, now: float, source: str = "manual",
             titles: dict[str, str] | None = None) -> tuple[list[Entry], list[Entry]]:

@@ -9,7 +9,7 @@ import typer
 
 from ao.cli.common import ConfigOption, JsonOption, load_config, print_json
 
-COLUMNS = ["session", "status", "activity", "branch", "pr", "ci", "review", "age"]
+COLUMNS = ["session", "status", "activity", "branch", "pr", "ci", "review", "age", "tokens", "cost"]
 
 
 def _age(seconds: float) -> str:
@@ -18,6 +18,16 @@ def _age(seconds: float) -> str:
         if seconds >= size:
             return f"{seconds // size}{unit}"
     return f"{seconds}s"
+
+
+def _tokens(tokens_in: int, tokens_out: int) -> str:
+    """``1.2M in, 40k out``: tokens the agent read and wrote (SPEC 12)."""
+    def short(n: int) -> str:
+        for unit, size in (("M", 1_000_000), ("k", 1000)):
+            if n >= size:
+                return f"{n / size:.1f}".rstrip("0").rstrip(".") + unit
+        return str(n)
+    return f"{short(tokens_in)} in, {short(tokens_out)} out"
 
 
 def rows_for(manager: Any, project: Optional[str], now: float) -> list[dict[str, Any]]:
@@ -30,7 +40,10 @@ def rows_for(manager: Any, project: Optional[str], now: float) -> list[dict[str,
         rows.append({"session": s.id, "project": s.project, "status": f["status"], "activity": f["activity"],
                      "last_activity_at": f["last_activity_at"], "alive": f["runtime_alive"], "branch": s.branch,
                      "issue": s.issue, "pr": f["pr_number"] or None, "pr_url": f["pr_url"], "ci": f["ci"],
-                     "review": f["review"], "age_seconds": f["age_seconds"], "age": _age(f["age_seconds"])})
+                     "review": f["review"], "age_seconds": f["age_seconds"], "age": _age(f["age_seconds"]),
+                     "tokens_in": f["tokens_in"], "tokens_out": f["tokens_out"], "cost_usd": f["cost_usd"],
+                     "tokens": _tokens(f["tokens_in"], f["tokens_out"]) if f["tokens_in"] or f["tokens_out"] else None,
+                     "cost": f"${f['cost_usd']:.2f}" if f["cost_usd"] else None, "paused": f["paused"]})
     return rows
 
 
