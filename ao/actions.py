@@ -35,8 +35,12 @@ class Action:
 
 @dataclass(frozen=True)
 class Outcome:
+    """What became of an action. ``held``: not done yet and not failed either (the agent waits for a human
+    or is busy): no attempt is counted, no delivery failure, and the next observation decides again."""
+
     ok: bool
     error: str = ""
+    held: bool = False
 
 
 class Executor(Protocol):

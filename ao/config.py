@@ -68,6 +68,7 @@ def discover(explicit: str | Path | None = None, cwd: Path | None = None,
 
 # ------------------------------------------------------------------------------------------ interpolation
 
+_UNSET = "environment variable "
 _VAR = re.compile(r"\$\$\{|\$\{([^}]*)\}|\$\{")
 _NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 
@@ -95,7 +96,7 @@ def _interpolate_text(text: str, env: Mapping[str, str]) -> tuple[str, bool, lis
             return env[name]
         if sep:
             return default
-        errors.append(f"environment variable {name} is not set (use ${{{name}:-default}} for a fallback)")
+        errors.append(f"{_UNSET}{name} is not set (use ${{{name}:-default}} for a fallback)")
         return token
 
     return _VAR.sub(replace, text), used_env, errors
@@ -211,12 +212,16 @@ class Config:
     prices: dict[str, Any] = field(default_factory=dict)  # the `prices:` mapping as written
     fact_retention: int = 7 * 86400  # seconds; 0: the poller records no facts
 
+    env_values: set[str] = field(default_factory=set)  # values of the environment variables interpolated
+
     def project(self, name: str | None) -> Project:
         """One project by id; with ``None``, the only project (an error when there are several)."""
         if name is None:
             if len(self.projects) == 1:
                 return next(iter(self.projects.values()))
             raise AoError(f"several projects are configured; choose one with --project: {', '.join(self.projects)}")
+        if not isinstance(name, str):
+            raise AoError(f"a project is named by its id (text), not {name!r}; configured: {', '.join(self.projects)}")
         if name not in self.projects:
             hint = did_you_mean(name, self.projects)
             raise AoError(f"unknown project '{name}'{hint}; configured: {', '.join(self.projects)}")
@@ -235,7 +240,7 @@ class Config:
 
     def secrets(self) -> set[str]:
         """Every value taken from the environment, for scrubbing logs and output."""
-        out = set()
+        out = {v for v in self.env_values if len(v) >= 4}
         for path in self.from_env:
             value = _get(self.data, path)
             if isinstance(value, str) and len(value) >= 4:
@@ -264,19 +269,69 @@ def load(explicit: str | Path | None = None, env: Mapping[str, str] | None = Non
 
 
 def from_source(src: Source, file: Path, env: Mapping[str, str] | None = None) -> Config:
-    """Validate already-parsed YAML (a config file, or an inline mapping in a rule test)."""
+    """Validate already-parsed YAML (a config file, or an inline mapping in a rule test). No problem message
+    shows a value that came from the environment (a schema error quotes the value it rejects)."""
     env = os.environ if env is None else env
+    values = _env_values(src.data, env)
+    try:
+        config = _from_source(src, file, env)
+    except AoError as exc:
+        if not values or not exc.problems:
+            raise
+        raise AoError(problems=[_scrubbed(p, values) for p in exc.problems]) from None
+    config.env_values = values
+    return config
+
+
+def _env_values(data: Any, env: Mapping[str, str]) -> set[str]:
+    """The values of every environment variable the document interpolates (its secrets, potentially)."""
+    found: set[str] = set()
+
+    def walk(value: Any) -> None:
+        if isinstance(value, dict):
+            for v in value.values():
+                walk(v)
+        elif isinstance(value, list):
+            for v in value:
+                walk(v)
+        elif isinstance(value, str) and "${" in value:
+            for match in _VAR.finditer(value):
+                name = (match.group(1) or "").partition(":-")[0]
+                if env.get(name):
+                    found.add(env[name])
+
+    walk(data)
+    return found
+
+
+def _scrubbed(problem: Problem, values: set[str]) -> Problem:
+    from dataclasses import replace
+
+    return replace(problem, message=scrub(problem.message, values))
+
+
+def _from_source(src: Source, file: Path, env: Mapping[str, str]) -> Config:
     data, from_env, problems = interpolate(src, env)
     if data is None:
         raise AoError(problems=[src.problem((), "the configuration is empty; it needs at least `projects:`")])
     unset = {p.path for p in problems}  # a value still holding ${VAR} would only add a confusing schema error
+    # Inside an agent session (the orchestrator runs `ao status`, `ao spawn`...) ao's secrets are deliberately
+    # not in the environment (ao.environment): the values that need them are left unexpanded, not errors.
+    absent = {p.path for p in problems if p.message.startswith(_UNSET)} if env.get("AO_SESSION") else set()
+
+    def relevant(found: list[Problem]) -> list[Problem]:
+        return [p for p in found if not any(p.path == a or p.path.startswith(a + ".") for a in absent)]
+
     problems += [p for p in schema_problems(src, data) if p.path not in unset]
     problems += _message_problems(src, data)  # independent of the rest, so reported even beside schema errors
+    problems += _nul_problems(src, data)
+    problems = relevant(problems)
     if problems:
         raise AoError(problems=sorted(set(problems)))
     config, problems = _build(src, file, data, from_env, env)
     if not problems:
         problems = _check_rules_and_templates(config)
+    problems = relevant(problems)
     if problems:
         raise AoError(problems=sorted(set(problems)))  # a top-level mistake is found once per project
     return config
@@ -464,6 +519,17 @@ def _check_rules_and_templates(config: Config) -> list[Problem]:
             if reaction.template is not None and not templates.exists(reaction.template, config.file.parent):
                 problems.append(src.problem(where + ("template",), f"template '{reaction.template}' not found"))
     return sorted(set(problems))
+
+
+def _nul_problems(src: Source, data: Any, path: tuple = ()) -> list[Problem]:
+    """A NUL byte in any value: no path, command or name can hold one (the OS would refuse it later)."""
+    if isinstance(data, dict):
+        return [p for k, v in data.items() for p in _nul_problems(src, v, path + (k,))]
+    if isinstance(data, list):
+        return [p for i, v in enumerate(data) for p in _nul_problems(src, v, path + (i,))]
+    if isinstance(data, str) and "\0" in data:
+        return [src.problem(path, "contains a NUL byte")]
+    return []
 
 
 def _message_problems(src: Source, data: Any) -> list[Problem]:

@@ -14,15 +14,15 @@ passed in. Facts fire every matching rule; a trigger callback runs the ledger st
 (session, reaction) and turns ACT or ESCALATE into an :class:`~ao.actions.Action`.
 
 durable_rules notes (2.0.28): its own regex dialect is a whole-string subset without anchors, so
-``matches`` conditions are evaluated with Python's ``re`` before the assert and reach the rules as
+``matches`` conditions are evaluated with RE2 (linear time, ``rulefiles.compile_regex``) before the assert and reach the rules as
 boolean flags; exceptions raised inside actions are swallowed into the state, so callbacks record them
 and we re-raise; its Host starts dispatch threads, which we do not want, so ``_QuietHost`` skips them.
 """
 
 from __future__ import annotations
 
+import functools
 import itertools
-import re
 from dataclasses import dataclass, field
 from typing import Any, Callable, Iterable, Mapping
 
@@ -33,7 +33,7 @@ from ao.durations import format_duration
 from ao.errors import AoError
 from ao.ledger import ACT, ESCALATE, PROJECT_KEY, Entry, LedgerStore, MemoryLedgerStore
 from ao.reactions import PRIORITIES, Reaction
-from ao.rulefiles import All, AnyOf, Cond, Node, Not, Ref, Rulebook, Trigger
+from ao.rulefiles import All, AnyOf, Cond, Node, Not, Ref, Rulebook, Trigger, compile_regex
 
 _NEGATE = {"eq": "ne", "ne": "eq", "gt": "lte", "gte": "lt", "lt": "gte", "lte": "gt", "matches": "nomatch",
            "nomatch": "matches"}
@@ -197,6 +197,11 @@ def _groups(condition: Any) -> int:
     return 0
 
 
+@functools.lru_cache(maxsize=256)
+def _regex(pattern: str) -> Any:
+    return compile_regex(pattern)
+
+
 def evaluate_node(node: Node, fact: Mapping[str, Any]) -> bool:
     """The same semantics as the compiled rules, in Python (for ``ao rules explain``)."""
     if isinstance(node, Not):
@@ -207,7 +212,7 @@ def evaluate_node(node: Node, fact: Mapping[str, Any]) -> bool:
         return any(evaluate_node(i, fact) for i in node.items)
     actual, value = fact.get(node.field), node.value
     if node.op == "matches":
-        return re.search(value, str(actual)) is not None
+        return _regex(value).search(str(actual)) is not None
     if node.op == "in":
         return actual in value
     if node.op in ("gt", "gte", "lt", "lte") and not isinstance(actual, (int, float)):
@@ -255,7 +260,7 @@ class Engine:
         self._pending_route: Action | None = None  # an escalation routed outside a cycle (see _route)
         self._sid = itertools.count(1)
         self._nid = itertools.count(1)
-        self._rx = {flag: (name, re.compile(pattern)) for flag, (name, pattern) in compiled.regexes.items()}
+        self._rx = {flag: (name, compile_regex(pattern)) for flag, (name, pattern) in compiled.regexes.items()}
         self._name = f"ao:{self.project}:{next(_ruleset_ids)}"
         definition: dict[str, Any] = {}
         for ct in compiled.triggers:
@@ -324,15 +329,20 @@ class Engine:
 
     def settle(self, action: Action, outcome: Outcome, now: int) -> list[Action]:
         """Record an action's delivery. Returns an escalation when delivery has failed too often."""
-        if action.action not in SETTLED:
-            return []
+        if action.action not in SETTLED or outcome.held:
+            return []  # held: the ledger stays as decided, so the same ACT comes again next cycle
         session = action.session or PROJECT_KEY
         entry = self.ledgers.get(session, {}).get(action.reaction, Entry())
-        entry, escalate = ledger.delivered(entry, action.occurrence, outcome.ok, outcome.error)
+        if action.reaction not in self.compiled.reactions:
+            return []  # a decision finished after a restart, for a reaction no longer configured
+        if outcome.ok and entry.occurrence == action.occurrence and entry.attempts >= action.attempt > 0:
+            return []  # settled already (a decision finished after a restart): count it once
+        reaction = self.compiled.reactions[action.reaction]
+        entry, escalate = ledger.delivered(entry, action.occurrence, outcome.ok, outcome.error,
+                                           ledger.handling(reaction))
         self._put(session, action.reaction, entry)
         if not escalate:
             return []
-        reaction = self.compiled.reactions[action.reaction]
         fact = action.fact
         return [self._make(reaction, fact, session, ESCALATE, f"could not deliver: {outcome.error}", entry, now,
                            action.occurrence)]

@@ -56,16 +56,44 @@ def scrub(value: Any, secrets: Iterable[str]) -> Any:
     return walk(value)
 
 
-def _append_line(path: Path, line: str) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
+_unwritable: dict[Path, str] = {}  # files that could not be written, and why (said once, until they work again)
+
+
+def _append_line(path: Path, line: str) -> bool:
+    """Append one line. A log that cannot be written (a full disk, no permission) never fails the work it
+    records: that is said once on stderr (and again once it works again), and False returned."""
+    data = line.encode("utf-8", "replace")
     try:
-        data = line.encode("utf-8")
-        written = os.write(fd, data)
-        while written < len(data):  # a short write only happens on a full disk or a signal; finish it
-            written += os.write(fd, data[written:])
-    finally:
-        os.close(fd)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
+        try:
+            written = os.write(fd, data)
+            while written < len(data):  # a short write only happens on a full disk or a signal; finish it
+                written += os.write(fd, data[written:])
+        finally:
+            os.close(fd)
+    except OSError as exc:
+        why = exc.strerror or str(exc)
+        if _unwritable.get(path) != why:
+            _unwritable[path] = why
+            _warn(f"ao: cannot write {path}: {why}; carrying on without it")
+        return False
+    if _unwritable.pop(path, None) is not None:
+        _warn(f"ao: {path} can be written again")
+    return True
+
+
+def unwritable() -> list[str]:
+    """The logs that cannot be written right now, each with why."""
+    return [f"{path}: cannot write: {why}" for path, why in _unwritable.items()]
+
+
+def _warn(text: str) -> None:
+    try:
+        sys.stderr.write(text + "\n")
+        sys.stderr.flush()
+    except (OSError, ValueError):
+        pass
 
 
 def append(data_dir: Path, event_type: str, *, ts: float | None = None, secrets: Iterable[str] = (),
@@ -76,15 +104,47 @@ def append(data_dir: Path, event_type: str, *, ts: float | None = None, secrets:
     return record
 
 
+RECENT_BYTES = 512 * 1024
+
+
+def recent_ids(data_dir: Path, size: int = RECENT_BYTES) -> set[str]:
+    """The ``id``s of the events in the last ``size`` bytes of the log (what a crashed poller may have
+    appended just before it died)."""
+    path = Path(data_dir) / EVENTS_FILE
+    try:
+        with open(path, "rb") as fh:
+            fh.seek(max(fh.seek(0, os.SEEK_END) - size, 0))
+            tail = fh.read()
+    except OSError:
+        return set()
+    found = set()
+    for line in tail.splitlines():
+        if b'"id"' not in line:
+            continue
+        try:
+            record = json.loads(line)
+        except ValueError:
+            continue
+        if isinstance(record, dict) and isinstance(record.get("id"), str):
+            found.add(record["id"])
+    return found
+
+
 def read(data_dir: Path) -> list[dict[str, Any]]:
     """Every event so far (tests, ``ao events``); a torn last line is skipped."""
     path = Path(data_dir) / EVENTS_FILE
+    try:
+        raw = path.read_bytes()
+    except OSError:
+        return []
     out = []
-    for line in path.read_text(encoding="utf-8").splitlines() if path.is_file() else []:
-        try:
-            out.append(json.loads(line))
+    for line in raw.splitlines():
+        try:  # a damaged line (not UTF-8, not JSON, not an object) is skipped, never fatal
+            record = json.loads(line.decode("utf-8"))
         except ValueError:
             continue
+        if isinstance(record, dict):
+            out.append(record)
     return out
 
 
@@ -100,11 +160,11 @@ def log(data_dir: Path, message: str, *, ts: float | None = None, secrets: Itera
     text = f"{stamp} {message}\n"
     if detail:
         text += "".join(f"    {line}\n" for line in scrub(detail, secrets).splitlines())
-    _append_line(Path(data_dir) / LOG_FILE, text)
     if console is not None:
         try:
             console.write(f"ao: {message}\n")
             console.flush()
         except (OSError, ValueError):  # a closed or broken console must not lose the log line or the event
             pass
+    _append_line(Path(data_dir) / LOG_FILE, text)
     return message

@@ -1,12 +1,28 @@
 """The real executors: what carries out the engine's actions (send-to-agent, notify, escalate, auto-merge,
 pause, kill).
 
-``send-to-agent`` goes through a journal so that a crash never duplicates an agent message: the action's
-deterministic id is written ``pending`` before the text is typed in and ``sent`` once delivery is confirmed.
-After a restart the engine decides the same action again (its ledger was not saved); a ``sent`` entry
-answers "delivered" without typing anything, a ``pending`` one is sent. A send that typed the text in but
-could not confirm it (``unconfirmed``) is never typed again: it counts as a failed delivery, and three of those
-escalate to a human. Only a crash inside the send itself (up to the confirmation timeout) could repeat one.
+Exactly once, by design (``docs/lifecycle.md``): the poller makes every decision of a cycle durable before it
+executes any (:meth:`Executors.prepare`): notifications are queued in the outbox (for them that *is* the
+execution), agent messages are written to the journal as ``decided``. Then the agent messages are typed in,
+one after another. A restarted poller finishes what the journal says was decided (:meth:`Journal.unsettled`)
+before it decides anything new.
+
+An agent message's journal entry (``<dataDir>/journal/<id>.json``, the id deterministic from the decision)
+goes ``decided`` -> ``sending`` (written just before the first key is typed) -> ``sent`` once the runtime
+confirms delivery, ``unconfirmed`` when the text was typed but delivery could not be confirmed, or ``failed``
+when nothing could be typed (the session is gone...). What a later execution of the same decision does:
+
+- ``sent``: "delivered", nothing typed;
+- ``unconfirmed``: never typed again; it counts as a failed delivery, and three of those escalate to a human;
+- ``sending`` (ao died while typing): the agent's own delivery receipt decides, where the agent gives one
+  (``Sessions.delivery_receipt``): received -> ``sent``; not received -> typed again. Without a receipt
+  it is treated as ``unconfirmed``: never retyped blindly;
+- ``decided``, ``failed`` or ``held``: typed in (once the agent is ready).
+
+A message for an agent that waits for a human or is busy is not typed at all (``held``, raised by
+``Sessions.send`` as ``AgentWaiting`` before any key is pressed): the outcome is neither an attempt nor a
+failure, so the engine decides the same action again next cycle and it goes out once the agent is ready; a
+duration ``escalateAfter`` still escalates meanwhile (SPEC 3.1).
 """
 
 from __future__ import annotations
@@ -19,12 +35,16 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
+from ao import failpoints
 from ao.actions import Action, Outcome
 from ao.errors import AoError
 from ao.ledger import atomic_write
 
 JOURNAL = "journal"
 JOURNAL_KEEP = 7 * 86400
+DECIDED, SENDING, SENT, UNCONFIRMED, FAILED, HELD = "decided", "sending", "sent", "unconfirmed", "failed", "held"
+_LEGACY = {"pending": SENDING}  # written by ao before the decided state existed: typing may have begun
+UNSETTLED = (DECIDED, SENDING)
 
 
 def action_id(action: Action) -> str:
@@ -34,6 +54,13 @@ def action_id(action: Action) -> str:
     return hashlib.sha256(key.encode()).hexdigest()[:32]
 
 
+def action_from_dict(data: dict[str, Any], fact: dict[str, Any] | None = None) -> Action:
+    """The :class:`Action` a journal entry holds (``Action.to_dict`` read back)."""
+    fields = dict(data)
+    fields["notifiers"] = tuple(fields.get("notifiers") or ())
+    return Action(**fields, fact=dict(fact or {}))
+
+
 @dataclass
 class Journal:
     root: Path
@@ -41,14 +68,49 @@ class Journal:
     def _path(self, aid: str) -> Path:
         return self.root / JOURNAL / f"{aid}.json"
 
-    def state(self, aid: str) -> str | None:
+    def entry(self, aid: str) -> dict[str, Any] | None:
         try:
-            return json.loads(self._path(aid).read_text(encoding="utf-8")).get("state")
-        except (OSError, ValueError, AttributeError):
+            data = json.loads(self._path(aid).read_text(encoding="utf-8"))
+        except (OSError, ValueError):
             return None
+        if not isinstance(data, dict):
+            return None
+        data["state"] = _LEGACY.get(data.get("state"), data.get("state"))
+        return data
+
+    def state(self, aid: str) -> str | None:
+        entry = self.entry(aid)
+        return entry.get("state") if entry else None
+
+    def decide(self, action: Action, now: float) -> str:
+        """Journal an agent message as decided (a no-op when this decision is journalled already)."""
+        aid = action_id(action)
+        if self.entry(aid) is None:
+            self._write(aid, {"state": DECIDED, "at": now, "decided_at": now, "action": action.to_dict(),
+                              "fact": action.fact})
+            failpoints.hit("journal.decided")
+        return aid
 
     def mark(self, aid: str, state: str, now: float, **extra: Any) -> None:
-        atomic_write(self._path(aid), json.dumps({"state": state, "at": now, **extra}) + "\n")
+        """Move an entry to ``state``, keeping the decision it records."""
+        entry = self.entry(aid) or {}
+        entry.update(extra, state=state, at=now)
+        self._write(aid, entry)
+
+    def _write(self, aid: str, entry: dict[str, Any]) -> None:
+        atomic_write(self._path(aid), json.dumps(entry, default=str) + "\n")
+
+    def unsettled(self) -> list[tuple[str, dict[str, Any]]]:
+        """Decisions a crash left unfinished (``decided`` or ``sending``), oldest first."""
+        folder = self.root / JOURNAL
+        out = []
+        for entry in os.scandir(folder) if folder.is_dir() else []:
+            if not entry.name.endswith(".json"):
+                continue
+            data = self.entry(entry.name[:-5])
+            if data and data.get("state") in UNSETTLED and isinstance(data.get("action"), dict):
+                out.append((entry.name[:-5], data))
+        return sorted(out, key=lambda item: float(item[1].get("decided_at") or 0))
 
     def prune(self, now: float, keep: float = JOURNAL_KEEP) -> None:
         folder = self.root / JOURNAL
@@ -71,41 +133,85 @@ class AgentExecutor:
     def execute(self, action: Action) -> Outcome:
         if not action.session:
             return Outcome(False, "a project-wide action has no agent to send to")
-        from ao.plugins.runtime import Unconfirmed
-
         aid = action_id(action)
-        state = self.journal.state(aid)
-        if state == "sent":
+        entry = self.journal.entry(aid) or {}
+        state = entry.get("state")
+        if state == SENT:
             return Outcome(True)  # delivered before a crash; the ledger just did not hear of it
-        if state == "unconfirmed":  # typed in once already: never again; failures escalate to a human
+        if state == UNCONFIRMED:  # typed in once already: never again; failures escalate to a human
             return Outcome(False, "an earlier delivery of this message was not confirmed; not typing it again")
-        self.journal.mark(aid, "pending", self.clock(), session=action.session, reaction=action.reaction)
+        if state == SENDING:  # ao died while typing it in: only the agent can say whether it arrived
+            received = self._receipt(action, float(entry.get("at") or 0))
+            if received:
+                self.journal.mark(aid, SENT, self.clock(), by="receipt")
+                return Outcome(True)
+            if received is None:
+                error = ("ao stopped while typing this message in, and the agent keeps no delivery receipt; "
+                         "not typing it again")
+                self.journal.mark(aid, UNCONFIRMED, self.clock(), error=error)
+                return Outcome(False, error)
+        try:
+            self.journal.mark(aid, SENDING, self.clock(), session=action.session, reaction=action.reaction)
+        except AoError as exc:  # without the journal a crash could repeat it: do not type it in
+            return Outcome(False, f"cannot journal the message: {exc}")
+        failpoints.hit("journal.sending")
+        outcome, state = self._deliver(action)
+        if outcome.ok:
+            failpoints.hit("agent.typed")
+        try:
+            self.journal.mark(aid, state, self.clock(), error=outcome.error)
+        except AoError:
+            if outcome.ok:
+                # Delivered: report it as delivered. The entry still says `sending`, and a restarted poller
+                # asks the agent's receipt rather than typing it again.
+                return outcome
+            raise
+        failpoints.hit("journal.sent")
+        return outcome
+
+    def _deliver(self, action: Action) -> tuple[Outcome, str]:
+        """Type the message in: the outcome, and the journal state it leaves."""
+        from ao.plugins.runtime import AgentWaiting, Unconfirmed
+
         try:
             self.manager.send(action.session, action.text)
+        except AgentWaiting as exc:
+            # nothing typed: held until the agent is ready (the human has the agent-needs-input notice)
+            return Outcome(False, f"held: {exc.waiting_for}", held=True), HELD
         except Unconfirmed as exc:
-            self.journal.mark(aid, "unconfirmed", self.clock(), session=action.session, error=str(exc))
-            return Outcome(False, str(exc))
+            return Outcome(False, str(exc)), UNCONFIRMED
         except AoError as exc:
-            self.journal.mark(aid, "failed", self.clock(), session=action.session, error=str(exc))
-            return Outcome(False, str(exc))
-        self.journal.mark(aid, "sent", self.clock(), session=action.session, reaction=action.reaction)
-        return Outcome(True)
+            return Outcome(False, str(exc)), FAILED
+        return Outcome(True), SENT
+
+    def _receipt(self, action: Action, since: float) -> bool | None:
+        """The agent's own word on whether it received ``action.text`` since ``since``; None: it keeps none."""
+        check = getattr(self.manager, "delivery_receipt", None)
+        if check is None:
+            return None
+        try:
+            return check(action.session, action.text, since)
+        except AoError:
+            return None
 
 
 @dataclass
 class MergeExecutor:
-    """Merges the session's PR through its project's SCM, with the head SHA observed this cycle pinned."""
+    """Merges the session's PR through its project's SCM, with the head SHA observed this cycle pinned, and only
+    when every merge criterion holds on it (:func:`ao.merging.merge_view`), whatever rule asked for the merge."""
 
     scm_for: Callable[[str], Any]            # project id -> SCM plugin
     view_for: Callable[[str], Any]           # session id -> the PRView observed this cycle (or None)
     method_for: Callable[[str], str | None]  # project id -> configured merge method
 
     def execute(self, action: Action) -> Outcome:
+        from ao.merging import merge_view
+
         view = self.view_for(action.session or "")
         if view is None or view.state != "open":
             return Outcome(False, "no open PR was observed for this session")
         try:
-            self.scm_for(action.project).merge(view, self.method_for(action.project))
+            merge_view(self.scm_for(action.project), view, self.method_for(action.project))
         except AoError as exc:
             return Outcome(False, str(exc))
         return Outcome(True)
@@ -139,13 +245,11 @@ class PauseExecutor:
         return Outcome(not errors, "; ".join(errors))
 
     def pause(self, session_id: str, activity: str, reason: str) -> None:
-        from ao.plugins.agent import interrupt_keys
-
         session, project = self.manager.find(session_id)
         if activity in ("active", "unknown") and session.runtime_handle:
             agent = self.manager.agent(session.agent or project.agent)
             self.manager.runtime(session.runtime or project.runtime).send_keys(session.runtime_handle,
-                                                                                interrupt_keys(agent))
+                                                                                agent.interrupt_keys())
 
         def mark(s: Any) -> None:
             s.meta = {**s.meta, "paused": {"at": self.clock(), "by": reason}}
@@ -180,6 +284,20 @@ class Executors:
     comment: Callable[[Action], None] | None = None
     pause: Any = None
     kill: Any = None
+
+    def prepare(self, action: Action, now: float) -> Outcome | None:
+        """Make a decision durable before anything slow is executed. Notifications are queued in the outbox,
+        which is all their execution is: their outcome is returned. Agent messages are journalled as decided
+        (None: execute them next; a journal that cannot be written fails the action, so nothing is typed
+        that a crash could repeat). Merges are pinned to a head SHA and decided again after a crash: None."""
+        if action.action in ("notify", "escalate"):
+            return self.execute(action)
+        if action.action == "send-to-agent" and action.session:
+            try:
+                self.agent.journal.decide(action, now)
+            except AoError as exc:
+                return Outcome(False, f"cannot journal the message: {exc}")
+        return None
 
     def execute(self, action: Action) -> Outcome:
         if action.action == "send-to-agent":

@@ -83,11 +83,13 @@ SPAWN_GRACE_SECONDS = 60  # a session this young that has said nothing yet is st
 
 
 def is_mergeable(fact: Mapping[str, Any]) -> bool:
-    """The seed's merge-readiness list: open, CI passing or none, approved or no review, clean, current."""
-    return (fact.get("pr_state") == "open"
-            and fact.get("ci", "none") in ("passing", "none")
-            and fact.get("review", "none") in ("approved", "none")
-            and not fact.get("conflicts") and not fact.get("behind") and not fact.get("draft"))
+    """Every merge criterion the fact can tell (:func:`ao.merging.criteria_for_fact`): open, not a draft,
+    approved, CI passing (or ``none``: provably no CI), no conflicts, not behind. The SCM observer sets
+    ``mergeable`` itself from the full evidence (:attr:`ao.plugins.scm.PRView.mergeable`); this derives it
+    only where no observer did (rule tests, ``--fact`` files)."""
+    from ao.merging import criteria_for_fact
+
+    return all(c.ok for c in criteria_for_fact(fact))
 
 
 def derive_status(fact: Mapping[str, Any], stuck_threshold: int = 600, previous: str | None = None) -> str:

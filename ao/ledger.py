@@ -8,8 +8,10 @@ delivered must neither count as an attempt nor mark its occurrence handled.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
+import re
 import threading
 from dataclasses import asdict, dataclass, fields, replace
 from pathlib import Path
@@ -32,6 +34,7 @@ class Entry:
     clear_streak: int = 0
     delivery_failures: int = 0
     last_error: str = ""
+    handled_as: str = ""  # the reaction's action when it handled ``occurrence`` (see handling())
 
     @classmethod
     def from_dict(cls, data: dict) -> "Entry":
@@ -49,8 +52,15 @@ class Step:
     reason: str = ""
 
 
+def handling(reaction: Reaction) -> str:
+    """What handling an occurrence means for ``reaction`` now: its action, or ``notify`` while auto is off."""
+    return reaction.action if reaction.auto else "notify"
+
+
 def step(entry: Entry, holds: bool, occurrence: str, now: int, reaction: Reaction) -> Step:
-    """One observation of one (session, reaction). The pseudo-code of SPEC 3.1, line for line."""
+    """One observation of one (session, reaction). The pseudo-code of SPEC 3.1, line for line, and one rule
+    more: an occurrence handled under another action than the reaction's current one (the config changed, e.g.
+    ``approved-and-green`` from notify to ``auto-merge``) is handled again, as a new occurrence."""
     if not holds:
         streak = entry.clear_streak + 1
         if streak >= 2:
@@ -61,7 +71,7 @@ def step(entry: Entry, holds: bool, occurrence: str, now: int, reaction: Reactio
         return Step(NOTHING, entry)
     if reaction.escalate_seconds is not None and now - entry.first_at >= reaction.escalate_seconds:
         return Step(ESCALATE, replace(entry, escalated=True), "time passed")
-    if occurrence != entry.occurrence:
+    if occurrence != entry.occurrence or (entry.handled_as and entry.handled_as != handling(reaction)):
         limit = reaction.limit
         if limit is not None and entry.attempts >= limit:
             return Step(ESCALATE, replace(entry, escalated=True), "retries used up")
@@ -69,11 +79,11 @@ def step(entry: Entry, holds: bool, occurrence: str, now: int, reaction: Reactio
     return Step(NOTHING, entry)
 
 
-def delivered(entry: Entry, occurrence: str, ok: bool, error: str = "") -> tuple[Entry, bool]:
+def delivered(entry: Entry, occurrence: str, ok: bool, error: str = "", handled_as: str = "") -> tuple[Entry, bool]:
     """Record the outcome of an ACT. Returns (new entry, whether to escalate now)."""
     if ok:
         return replace(entry, attempts=entry.attempts + 1, occurrence=occurrence, delivery_failures=0,
-                       last_error=""), False
+                       last_error="", handled_as=handled_as), False
     failures = entry.delivery_failures + 1
     if failures >= MAX_DELIVERY_FAILURES:
         return replace(entry, delivery_failures=failures, last_error=error, escalated=True), True
@@ -117,6 +127,46 @@ def atomic_write(path: Path, text: str) -> None:
     except OSError as exc:
         tmp.unlink(missing_ok=True)
         raise AoError(f"{path}: cannot write: {exc.strerror or exc}") from None
+
+
+_TEMP = re.compile(r"^\..+\.(\d+)\.\d+\.tmp$")
+_TEMP_DEPTH = 3  # data dir / projects / <project> / sessions
+
+
+def sweep_temp_files(root: Path) -> int:
+    """Remove temp files that :func:`atomic_write` left when its process was killed mid-write (their pid is
+    no longer running). The workspaces are not searched: they are the agents'. Returns how many."""
+    removed = 0
+
+    def walk(folder: Path, depth: int) -> None:
+        nonlocal removed
+        try:
+            entries = list(os.scandir(folder))
+        except OSError:
+            return
+        for entry in entries:
+            if entry.is_dir(follow_symlinks=False):
+                if depth < _TEMP_DEPTH and entry.name not in ("workspaces", "run"):
+                    walk(Path(entry.path), depth + 1)
+                continue
+            m = _TEMP.match(entry.name)
+            if m and not _pid_alive(int(m.group(1))):
+                with contextlib.suppress(OSError):
+                    os.unlink(entry.path)
+                    removed += 1
+
+    walk(Path(root), 0)
+    return removed
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
 
 
 class JsonLedgerStore:

@@ -27,7 +27,7 @@ CAPTURE_LINES = 60
 CAPTURE_WORKERS = 8
 CARRIED_FIELDS = ("tokens_in", "tokens_out", "cost_usd", "issue_state")
 SCM_FIELDS = ("pr_state", "pr_number", "pr_url", "head_sha", "base_branch", "ci", "review", "human_comments",
-              "bot_comments", "comments_fingerprint", "bot_fingerprint", "untrusted_comments", "untrusted_fingerprint", "conflicts", "behind", "draft")
+              "bot_comments", "comments_fingerprint", "bot_fingerprint", "untrusted_comments", "untrusted_fingerprint", "conflicts", "behind", "draft", "mergeable")
 
 
 @dataclass
@@ -89,24 +89,30 @@ def observe(manager: "Sessions", sessions: list[Session], now: float, capture: b
 
 def _worth_capturing(s: Session, probe: "Probe | None") -> bool:
     """Capture a pane only if it may show something new: output since the last capture (the runtime's
-    last-output time has 1 s resolution, hence the margin), or a question or limit shown last time (whose
-    answer is the next output anyway, but the pattern must be seen again to keep the state). Quiet panes,
-    most of them in a large fleet, cost nothing."""
+    last-output time has 1 s resolution, hence the margin), a question or limit shown last time (whose
+    answer is the next output anyway, but the pattern must be seen again to keep the state), or a screen
+    that lacked the agent's input box (still, it becomes an unrecognised dialog). Quiet panes, most of them
+    in a large fleet, cost nothing."""
     if probe is None or not probe.alive:
         return False
-    captured = s.meta.get("activity", {}).get("captured_at")
+    memo = s.meta.get("activity", {})
+    captured = memo.get("captured_at")
     if captured is None or probe.last_output_at is None or probe.last_output_at >= captured - 1:
         return True
-    return s.fact.get("activity") in ("waiting_input", "blocked")
+    # a screen without the agent's input box must be seen again once still (an unrecognised dialog)
+    return s.fact.get("activity") in ("waiting_input", "blocked") or bool(memo.get("recheck"))
 
 
 def _activity(manager: "Sessions", s: Session, default_agent: str, probe: "Probe", pane: str | None,
               now: float) -> "Activity":
     from ao.plugins.agent import Observation
 
-    obs = Observation(now=now, alive=probe.alive, workspace=Path(s.workspace or "."), started_at=s.created_at,
+    restored = s.meta.get("restored_at")
+    started = max(s.created_at, restored) if isinstance(restored, (int, float)) else s.created_at
+    obs = Observation(now=now, alive=probe.alive, workspace=Path(s.workspace or "."), started_at=started,
                       ready_threshold=manager.config.ready_threshold, pane=pane,
-                      last_output_at=probe.last_output_at, memo=dict(s.meta.get("activity", {})))
+                      last_output_at=probe.last_output_at, memo=dict(s.meta.get("activity", {})),
+                      run_dir=manager.run_dir(s.project, s.id), pid=probe.pid)
     return manager.agent(s.agent or default_agent).activity(obs)
 
 

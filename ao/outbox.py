@@ -44,7 +44,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import IO, Any, Callable, Iterable, Iterator, Mapping
 
-from ao import events
+from ao import events, failpoints
 from ao.actions import Action, Outcome
 from ao.errors import AoError
 from ao.ledger import atomic_write
@@ -290,6 +290,7 @@ class Outbox:
                 return False
             deliveries = {name: Delivery(next_attempt_at=now) for name in dict.fromkeys(notification.notifiers)}
             self._write(Record(notification, deliveries, now, max_attempts), None)
+        failpoints.hit("outbox.queued")
         return True
 
     def next_due_at(self) -> float | None:
@@ -390,6 +391,7 @@ class Outbox:
             if notifier is None:
                 raise DeliveryError(f"notifier '{claim.notifier}' is not configured", permanent=True)
             notifier.send(claim.notification)
+            failpoints.hit("outbox.delivered")
         except DeliveryError as exc:
             ok, error, permanent = False, str(exc), exc.permanent
         except Exception as exc:  # a bug or an unexpected library error: retried like any failure
@@ -397,6 +399,7 @@ class Outbox:
         result: Result | None
         try:
             result = self._finish(claim, ok, error, permanent, now, _clock() - start)
+            failpoints.hit("outbox.recorded")
         except Exception as exc:  # the record could not be written: say so; the pair stays due
             result = Result(claim.notification.id, claim.notifier, claim.plugin, False, claim.attempt,
                             f"cannot record the outcome: {exc}", final=False)

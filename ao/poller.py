@@ -21,15 +21,17 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Iterator
 
-from ao import events, lifecycle, observe
+from ao import events, failpoints, lifecycle, observe
 from ao.actions import Outcome, RecordingExecutor
 from ao.config import Config
+from ao.executors import action_id
 from ao.errors import AoError
 from ao.sessions import CleanupItem, Sessions
 from ao.store import Session, SessionLedgerStore
 
 LOCK_FILE = "poller.lock"
 PID_FILE = "poller.pid"
+TROUBLE_REPEAT = 300.0  # seconds between repeats of a lasting failure on the console
 _VOLATILE = ("idle_seconds", "age_seconds", "last_activity_at")  # change every cycle: not worth a write
 
 
@@ -69,6 +71,8 @@ class Poller:
         self._refresh: dict[str, set[str]] = {}  # project -> branches a webhook said changed
         self._refresh_lock = threading.Lock()
         self._pruned_at = 0.0
+        self._unfinished = True  # the journal may hold decisions a crashed poller did not finish
+        self._logged: set[str] | None = None  # ids of events in the log's tail (see _event)
         self._spend: Any = None  # SPEC 12: usage, admission and the fact record, made on first use
 
     def refresh(self, project: str, branches: list[str]) -> None:
@@ -151,9 +155,22 @@ class Poller:
     # -- one cycle ------------------------------------------------------------------------------
 
     def cycle(self) -> CycleReport:
+        try:
+            return self._cycle()
+        except BaseException:
+            self._unfinished = True  # it may have stopped between deciding and executing
+            raise
+
+    def _cycle(self) -> CycleReport:
         now = self.clock()
         started = time.monotonic()
         report = CycleReport(at=now, dry_run=self.dry_run)
+        if self._unfinished and not self.dry_run:
+            from ao.ledger import sweep_temp_files
+
+            sweep_temp_files(self.config.data_dir)
+            self._finish_decided(now, report)
+            self._unfinished = False
         sessions = [s for s in self.store.list() if s.project in self.config.projects]
         report.sessions = len(sessions)
         scm_fields, details = self._observe_scm(sessions, report)
@@ -165,12 +182,13 @@ class Poller:
         for item in seen:
             by_project.setdefault(item.session.project, []).append(item)
             for kind in lifecycle.transitions(item.session.fact or {"status": item.session.status}, item.fact):
-                report.events.append(self._event(kind, item.session, now, status=item.fact["status"]))
+                key = (kind, item.session.id, _digest(_stable(item.session.fact)), _digest(_stable(item.fact)))
+                report.events.append(self._event(kind, item.session, now, key=key, status=item.fact["status"]))
         for project, items in by_project.items():
             self._react(project, items, details, now, report)
         if not self.dry_run:
             for item in seen:
-                self._persist(item, now)
+                self._persist(item, now, report)
             self._auto_cleanup(seen, now, report)
             with contextlib.suppress(AoError):
                 self.outbox.deliver_due(self.clock())
@@ -234,37 +252,72 @@ class Poller:
 
     def _react(self, project: str, items: list[observe.Seen], details: dict, now: float, report: CycleReport) -> None:
         engine = self.engine(project)
-        executor = RecordingExecutor() if self.dry_run else self.executors()
         queue = engine.evaluate([i.fact for i in items], int(now), details, self.spend.totals(project))
         self.spend.record(project, now, [i.fact for i in items], queue)
-        if not self.dry_run:
-            # The decision's id includes when its budget began: save that before acting, so a crash after
-            # acting gives the restarted poller the same id (journal, outbox: no repeat). An ACT itself is
-            # recorded only once settled.
-            engine.save()
-        while queue:
-            action = queue.pop(0)
-            outcome = executor.execute(action) if not self.dry_run else Outcome(True)
-            row = {"project": action.project, "session": action.session, "reaction": action.reaction,
-                   "action": action.action, "priority": action.priority, "title": action.title,
-                   "attempt": action.attempt, "ok": outcome.ok, "error": outcome.error,
-                   "notifiers": list(action.notifiers), "would": self.dry_run}
-            report.actions.append(row)
-            if not self.dry_run:
-                for kind in lifecycle.action_events(action.reaction, action.action, outcome.ok):
-                    report.events.append(self._event(kind, None, now, session=action.session, project=project,
-                                                     reaction=action.reaction, action=action.action,
-                                                     ok=outcome.ok, error=outcome.error))
-                queue.extend(engine.settle(action, outcome, int(now)))
-        if not self.dry_run:
+        if self.dry_run:
+            executor = RecordingExecutor()
+            for action in queue:
+                executor.execute(action)
+                report.actions.append(self._row(action, Outcome(True)))
+            return
+        executors = self.executors()
+        # Decide, then execute (docs/lifecycle.md). Every decision is made durable first: notifications go
+        # into the outbox, agent messages into the journal, and the ledgers (with when each budget began, part
+        # of every decision's id) are saved. Only then does anything slow run, so a crash while an agent
+        # message is being typed in loses no notification decided in the same cycle.
+        known = [(action, executors.prepare(action, now)) for action in queue]
+        engine.save()
+        failpoints.hit("cycle.decided")
+        for action, outcome in known:
+            self._settle(engine, action, outcome or executors.execute(action), now, report)
+        engine.save()
+
+    def _settle(self, engine: Any, action: Any, outcome: Outcome, now: float, report: CycleReport) -> None:
+        """Record an executed action: report, events, ledger. An escalation it causes is executed at once (a
+        notification: queued, so durable)."""
+        report.actions.append(self._row(action, outcome))
+        if outcome.held:  # nothing was typed: not an attempt, not a failure; decided again next cycle
+            return
+        for kind in lifecycle.action_events(action.reaction, action.action, outcome.ok):
+            key = (kind, action_id(action)) if outcome.ok else ()  # each failed attempt is an event of its own
+            report.events.append(self._event(kind, None, now, key=key, session=action.session, project=action.project,
+                                             reaction=action.reaction, action=action.action, ok=outcome.ok,
+                                             error=outcome.error))
+        for escalation in engine.settle(action, outcome, int(now)):
+            self._settle(engine, escalation, self.executors().execute(escalation), now, report)
+
+    def _row(self, action: Any, outcome: Outcome) -> dict[str, Any]:
+        return {"project": action.project, "session": action.session, "reaction": action.reaction,
+                "action": action.action, "priority": action.priority, "title": action.title,
+                "attempt": action.attempt, "ok": outcome.ok, "error": outcome.error,
+                "held": outcome.held, "notifiers": list(action.notifiers), "would": self.dry_run}
+
+    def _finish_decided(self, now: float, report: CycleReport) -> None:
+        """A restart finishes what was decided and does not decide it again: agent messages a crash left
+        journalled as decided (or half typed) are executed (or resolved by the agent's receipt) and settled
+        into their ledgers before the engine looks at anything. Notifications need nothing: the outbox has
+        them."""
+        from ao.executors import action_from_dict
+
+        executors = self.executors()
+        for _, entry in executors.agent.journal.unsettled():
+            try:
+                action = action_from_dict(entry["action"], entry.get("fact"))
+            except TypeError:
+                continue  # not a decision this ao wrote; prune removes it in time
+            if action.project not in self.config.projects:
+                continue
+            engine = self.engine(action.project)
+            self._settle(engine, action, executors.execute(action), now, report)
             engine.save()
 
-    def _persist(self, item: observe.Seen, now: float) -> None:
+    def _persist(self, item: observe.Seen, now: float, report: CycleReport) -> None:
         s, fact = item.session, item.fact
         misses = 0 if item.probe is None or item.probe.alive else int(s.meta.get("probe_misses", 0)) + 1
-        memo = {**item.activity.memo, "at": item.activity.at}
+        memo = {**item.activity.memo, "at": item.activity.at, "detail": item.activity.detail}
+        merge = self._merge_memo(s)
         if (s.status == fact["status"] and _stable(s.fact) == _stable(fact) and s.meta.get("activity") == memo
-                and int(s.meta.get("probe_misses", 0)) == misses):
+                and int(s.meta.get("probe_misses", 0)) == misses and s.meta.get("merge") == merge):
             return
 
         def update(session: Session) -> None:
@@ -274,10 +327,25 @@ class Poller:
                 return  # changed by another command during this cycle (spawn finished, restore, kill): its
                 # status and meta win; the next cycle observes them
             session.status = fact["status"]
-            session.meta = {**session.meta, "activity": memo, "probe_misses": misses}
+            session.meta = {**session.meta, "activity": memo, "probe_misses": misses, "merge": merge}
 
-        with contextlib.suppress(AoError):  # archived meanwhile: nothing left to record
+        try:
             self.store.modify(s.id, update, s.project)
+        except AoError as exc:
+            if self.store.get(s.id, s.project) is not None:  # not archived meanwhile: a disk error
+                report.errors.append(f"{s.id}: {exc}")
+
+    def _merge_memo(self, s: Session) -> dict[str, Any] | None:
+        """The merge criteria of the PR observed this cycle (``meta["merge"]``, for ``rules explain``, ``status``
+        and the dashboard); the stored ones when the SCM was not read this cycle."""
+        from ao.merging import criteria
+
+        view = self._views.get(s.id)
+        if view is None:
+            return s.meta.get("merge")
+        if view.state != "open":
+            return None
+        return {"head_sha": view.head_sha, "criteria": [c.to_dict() for c in criteria(view)]}
 
     def _auto_cleanup(self, seen: list[observe.Seen], now: float, report: CycleReport) -> None:
         """Merged sessions are cleaned up once their agent is quiet, or after the grace while it is busy."""
@@ -301,16 +369,34 @@ class Poller:
             except AoError as exc:
                 report.errors.append(f"{item.session.id}: cleanup failed: {exc}")
 
-    def _event(self, kind: str, subject: Session | None, now: float, **fields: Any) -> dict[str, Any]:
+    def _event(self, kind: str, subject: Session | None, now: float, key: tuple = (), **fields: Any) -> dict[str, Any]:
+        """Append an event. ``key`` says what it is about: an event a crashed poller appended before it could
+        save what it had observed is not appended again by its successor (the tail of the log is read once)."""
         if subject is not None:
             fields = {"session": subject.id, "project": subject.project, **fields}
         if self.dry_run:
             return {"ts": events.iso(now), "type": kind, **fields}
-        return events.append(self.config.data_dir, kind, ts=now, secrets=self.config.secrets(), **fields)
+        eid = _digest(key) if key else None
+        if self._logged is None:
+            self._logged = events.recent_ids(self.config.data_dir)
+        if eid is not None and eid in self._logged:
+            return {"ts": events.iso(now), "type": kind, **fields, "id": eid, "repeat": True}
+        record = events.append(self.config.data_dir, kind, ts=now, secrets=self.config.secrets(),
+                               **fields, **({"id": eid} if eid else {}))
+        if eid is not None:
+            self._logged.add(eid)
+        return record
 
 
 def _stable(fact: dict[str, Any]) -> dict[str, Any]:
     return {k: v for k, v in fact.items() if k not in _VOLATILE}
+
+
+def _digest(value: Any) -> str:
+    import hashlib
+    import json
+
+    return hashlib.sha256(json.dumps(value, sort_keys=True, default=str).encode()).hexdigest()[:20]
 
 
 # ----------------------------------------------------------------------------------------- running
@@ -320,8 +406,11 @@ def poller_lock(data_dir: Path) -> Iterator[None]:
     """Only one poller per data dir. Raises AoError naming the running one's pid."""
     import fcntl
 
-    data_dir.mkdir(parents=True, exist_ok=True)
-    fd = os.open(data_dir / LOCK_FILE, os.O_RDWR | os.O_CREAT, 0o600)
+    try:
+        data_dir.mkdir(parents=True, exist_ok=True)
+        fd = os.open(data_dir / LOCK_FILE, os.O_RDWR | os.O_CREAT, 0o600)
+    except OSError as exc:
+        raise AoError(f"{data_dir / LOCK_FILE}: cannot open the poller lock: {exc.strerror or exc}") from None
     try:
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
@@ -329,7 +418,10 @@ def poller_lock(data_dir: Path) -> Iterator[None]:
             pid = running_pid(data_dir)
             raise AoError(f"another ao poller is running for {data_dir}" + (f" (pid {pid})" if pid else "")
                           + "; stop it with `ao stop`") from None
-        (data_dir / PID_FILE).write_text(f"{os.getpid()}\n")
+        try:
+            (data_dir / PID_FILE).write_text(f"{os.getpid()}\n")
+        except OSError as exc:  # the lock is what counts; `ao stop` needs the pid file
+            raise AoError(f"{data_dir / PID_FILE}: cannot write: {exc.strerror or exc}") from None
         try:
             yield
         finally:
@@ -376,9 +468,26 @@ class Loop:
         self.stopping = threading.Event()
         self._wake = threading.Event()
         self.skipped = 0
+        self._trouble_said = ""  # the failure last said on the console ("" while cycles succeed)
+        self._trouble_at = 0.0
 
     def wake(self) -> None:
         self._wake.set()
+
+    def _trouble(self, message: str) -> None:
+        """Say loudly, on the console too, that cycles are failing (a full disk...); once, then every
+        TROUBLE_REPEAT seconds while it lasts, so a long outage is neither silent nor a flood."""
+        now = time.monotonic()
+        if message != self._trouble_said or now - self._trouble_at >= TROUBLE_REPEAT:
+            events.log(self.poller.config.data_dir, f"{message} (ao keeps trying every cycle)",
+                       console=self.poller.console or events.STDERR)
+            self._trouble_said, self._trouble_at = message, now
+
+    def _recovered(self) -> None:
+        if self._trouble_said:
+            events.log(self.poller.config.data_dir, "cycles succeed again; carrying on",
+                       console=self.poller.console or events.STDERR)
+            self._trouble_said = ""
 
     def stop(self, *_: Any) -> None:
         self.stopping.set()
@@ -396,9 +505,13 @@ class Loop:
                 report = self.poller.cycle()
             except Exception as exc:  # one bad cycle must not end `ao start`; the next one tries again
                 kind = "" if isinstance(exc, AoError) else f"{type(exc).__name__}: "
-                events.log(self.poller.config.data_dir, f"poll cycle failed: {kind}{exc}",
-                           console=self.poller.console)
+                self._trouble(f"poll cycle failed: {kind}{exc}")
             else:
+                unwritable = [e for e in report.errors if "cannot write" in e] + events.unwritable()
+                if unwritable:
+                    self._trouble(f"cannot record what it observes and decides: {unwritable[0]}")
+                else:
+                    self._recovered()
                 self.on_cycle(report)
             extra = self.poller.backoff()
             if extra:

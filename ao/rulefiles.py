@@ -7,7 +7,6 @@ several rules for one reaction in one layer are alternatives (any of them trigge
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Iterator, Union
@@ -193,9 +192,9 @@ def _condition(src: Source, name: str, op: str, operand: Any, at: tuple, known: 
             problems.append(src.problem(at, f"matches needs a text field; '{name}' is {facts.kind_name(kind)}"))
             return None
         try:
-            re.compile(operand)
-        except re.error as exc:
-            problems.append(src.problem(at, f"invalid regex {operand!r}: {exc}"))
+            compile_regex(operand)
+        except ValueError as exc:
+            problems.append(src.problem(at, str(exc)))
             return None
         return Cond(name, op, operand)
     values = operand if op == "in" else [operand]
@@ -205,6 +204,32 @@ def _condition(src: Source, name: str, op: str, operand: Any, at: tuple, known: 
             problems.append(src.problem(at, message))
             return None
     return Cond(name, op, tuple(values) if op == "in" else operand)
+
+
+MAX_PATTERN = 1000  # characters of a `matches` pattern
+REGEX_MEMORY = 8 << 20  # bytes RE2 may use for one compiled pattern
+
+
+def compile_regex(pattern: Any) -> Any:
+    """A ``matches`` pattern compiled with RE2, whose matching time is linear in the text: no pattern can
+    hang a cycle (Python's ``re`` backtracks: ``^hotfix/(a|aa)+$`` on 50 characters never ends). What RE2
+    cannot bound (backreferences, lookaround) is refused with a ValueError naming the pattern."""
+    import re2
+
+    if not isinstance(pattern, str):
+        raise ValueError(f"a regex must be text, not {type(pattern).__name__}")
+    if len(pattern) > MAX_PATTERN:
+        raise ValueError(f"regex of {len(pattern)} characters; at most {MAX_PATTERN} are allowed")
+    options = re2.Options()
+    options.log_errors = False
+    options.max_mem = REGEX_MEMORY
+    try:
+        return re2.compile(pattern, options=options)
+    except re2.error as exc:
+        reason = exc.args[0].decode("utf-8", "replace") if exc.args and isinstance(exc.args[0], bytes) else str(exc)
+        hint = ("; backreferences and lookarounds are not supported: regexes run with RE2, whose matching time "
+                "is bounded" if "perl operator" in reason or "escape sequence" in reason else "")
+        raise ValueError(f"invalid regex {pattern!r}: {reason}{hint}") from None
 
 
 def _value_problem(name: str, kind: Any, value: Any) -> str | None:

@@ -25,7 +25,10 @@ AGENT_PROGRAMS = {"claude-code": "claude", "codex": "codex", "aider": "aider", "
 RUN_DIR = "run"                 # projects/<p>/run/<id>/: launch script, prompt, runtime files
 WORKSPACES = "workspaces"       # <dataDir>/workspaces/<p>/<id>: the worktrees and clones
 BRANCH_ATTEMPTS = 20            # feat/issue-7, feat/issue-7-2, ... for repeated work on one issue
-PROMPT_READY_TIMEOUT = 15.0     # how long a "send" agent may take to show its first output
+PROMPT_READY_TIMEOUT = 30.0     # how long a "send" agent may take to be ready for its prompt
+RECEIPT_TIMEOUT = 10.0          # how long an agent may take to record a message it was given
+GIT_LOCK_TIMEOUT = 600.0        # a fetch of a big repository by a concurrent spawn
+SESSION_LOCK_TIMEOUT = 60.0     # a send (confirmation included) or a cleanup of the same session
 _SLUG = re.compile(r"[^a-z0-9]+")
 
 
@@ -228,7 +231,7 @@ class Sessions:
         self.progress(f"{sid}: session allocated")
 
         ws_path = self.workspace_path(project.id, sid)
-        env = self._session_env(project, sid)
+        env = self._agent_env(project, sid)
         branch = self._create_workspace(project, workspace, request, sid, issue, task, ws_path, env, undo)
         self.progress(f"{sid}: workspace ready at {ws_path} on {branch}")
 
@@ -240,35 +243,69 @@ class Sessions:
             default_branch=project.default_branch, agent_rules=project.agent_rules,
             agent_rules_file=project.agent_rules_file)
         handle, prompt_file = self._launch(project, agent, runtime, sid, ws_path, prompt, undo)
-        now = self.clock()
-        session = self.store.update(
-            sid, project.id, status="working", branch=branch, workspace=str(ws_path), prompt=prompt,
-            runtime_handle=handle, meta={**session.meta, "activity": {"at": now}, "prompt_file": str(prompt_file)})
+        with self.session_lock(session):
+            if self._recheck(session).status != "spawning":  # `ao session kill` while it was being set up
+                raise AoError(f"session {sid} was stopped while it was being spawned; spawn undone")
+            session = self.store.update(
+                sid, project.id, status="working", branch=branch, workspace=str(ws_path), prompt=prompt,
+                runtime_handle=handle, meta={**session.meta, "activity": {"at": self.clock()},
+                                             "prompt_file": str(prompt_file)})
         undo.steps.clear()  # the session exists now: from here on a failure is the session's, not the spawn's
         self._event("session.spawned", session, branch=branch, issue=session.issue, agent=agent_name)
         self._event("session.working", session)
         return session
 
     def _launch(self, project: Project, agent: Any, runtime: Any, sid: str, cwd: Path, prompt: str,
-                undo: _Undo) -> tuple[str, Path]:
+                undo: _Undo, created: bool = True) -> tuple[str, Path]:
         """Write the prompt and launch script, start the runtime, and type the prompt in for agents that take
         it that way. Returns (runtime handle, prompt file); each step pushes its undo."""
         from ao.plugins.agent import LaunchContext
-        from ao.plugins.runtime import LaunchSpec
 
         run_dir = self.run_dir(project.id, sid)
         undo.push(f"remove {run_dir}", lambda: _rmtree(run_dir))
-        prompt_file, script = self._write_launch(run_dir, cwd, agent, LaunchContext(
-            session_id=sid, workspace=cwd, prompt_file=run_dir / "prompt.md", settings=project.agent_config), prompt)
-        handle = runtime.start(LaunchSpec(name=handle_name(self.config.data_dir, sid), cwd=cwd, script=script,
-                                          env=self._session_env(project, sid), run_dir=run_dir))
+        ctx = LaunchContext(session_id=sid, workspace=cwd, prompt_file=run_dir / "prompt.md",
+                            settings=project.agent_config, run_dir=run_dir, created_workspace=created)
+        prompt_file, script = self._write_launch(run_dir, cwd, agent, ctx, prompt)
+        handle = self._start(project, runtime, sid, cwd, script, run_dir)
         undo.push(f"stop the {project.runtime} session {handle}", lambda: runtime.kill(handle))
         self.progress(f"{sid}: agent started in {project.runtime} ({handle})")
         if agent.prompt_delivery(project.agent_config) == "send":
-            self._wait_for_output(runtime, handle)
-            runtime.send(handle, prompt)
-            self.progress(f"{sid}: prompt sent ({len(prompt)} characters)")
+            self._give_prompt(project, agent, runtime, sid, cwd, handle, prompt)
         return handle, prompt_file
+
+    def _start(self, project: Project, runtime: Any, sid: str, cwd: Path, script: Path, run_dir: Path) -> str:
+        from ao.plugins.runtime import LaunchSpec
+
+        return runtime.start(LaunchSpec(name=handle_name(self.config.data_dir, sid), cwd=cwd, script=script,
+                                        env=self._agent_env(project, sid), run_dir=run_dir))
+
+    def _give_prompt(self, project: Project, agent: Any, runtime: Any, sid: str, cwd: Path, handle: str,
+                     prompt: str) -> None:
+        """Type the prompt in once the agent can take it (``promptDelivery: send``, aider): it has drawn
+        something, shows no dialog and says it is ready. A dialog or an exit first fails the launch."""
+        from ao.plugins.runtime import AgentBusy, AgentWaiting
+
+        deadline = time.monotonic() + PROMPT_READY_TIMEOUT
+        started = self.clock()
+        while True:
+            obs, act = self._observe_now(agent, runtime, handle, cwd, self.run_dir(project.id, sid), started, {})
+            if act.state == "exited":
+                raise AoError(f"the agent exited before it could be given its prompt:\n{runtime.capture(handle)}")
+            try:
+                if obs.pane and obs.pane.strip():
+                    self._check_ready(sid, agent, obs, act)
+                    break
+            except AgentBusy:
+                pass
+            except AgentWaiting as exc:
+                raise AoError(f"{exc}: the prompt was not sent (answer it in the session, or fix the agent's "
+                              "setup, then spawn again)") from None
+            if time.monotonic() >= deadline:
+                raise AoError(f"the agent was not ready for its prompt after {PROMPT_READY_TIMEOUT:.0f} s, so the "
+                              f"prompt was not sent; its screen:\n{runtime.capture(handle, 20)}")
+            time.sleep(0.1)
+        self._type(agent, runtime, handle, obs, prompt_message(prompt, cwd))
+        self.progress(f"{sid}: prompt sent ({len(prompt)} characters)")
 
     def spawn_orchestrator(self, project_id: str | None = None) -> Session:
         """The orchestrator agent (``ao start``): one per data dir, in the project's own checkout (it manages
@@ -293,7 +330,7 @@ class Sessions:
             prompt = prompts.build_orchestrator_prompt(
                 session_id=sid, project=project.id, projects=list(self.config.projects),
                 scm_plugin=project.scm.get("plugin", "local"), orchestrator_rules=project.orchestrator_rules)
-            handle, _ = self._launch(project, agent, runtime, sid, project.path, prompt, undo)
+            handle, _ = self._launch(project, agent, runtime, sid, project.path, prompt, undo, created=False)
             session = self.store.update(sid, project.id, status="working", prompt=prompt, runtime_handle=handle,
                                         meta={"activity": {"at": self.clock()}})
             undo.steps.clear()
@@ -316,7 +353,8 @@ class Sessions:
                                  symlinks=project.symlinks, post_create=project.post_create, env=env)
             try:
                 # concurrent fetches of one repository fight over its ref locks
-                with file_lock(self.store.project_dir(project.id) / ".git.lock"):
+                with file_lock(self.store.project_dir(project.id) / ".git.lock",
+                               f"another spawn's git fetch in project '{project.id}'", GIT_LOCK_TIMEOUT):
                     workspace.create(spec)
             except BranchExists as exc:
                 if request.branch:
@@ -326,36 +364,48 @@ class Sessions:
             return branch
         raise AoError(f"branches {names[0]} to {names[-1]} all exist already; name one with --branch")
 
-    def _session_env(self, project: Project, sid: str) -> dict[str, str]:
-        """What the agent (and postCreate) can read: who it is, and how its own `ao` calls find this setup."""
+    def _agent_env(self, project: Project, sid: str) -> dict[str, str]:
+        """The complete environment of the agent (and postCreate): an allowlist of ao's own, never its
+        secrets (ao.environment), plus who it is and how its own `ao` calls find this setup."""
+        from ao.environment import agent_environment
+
+        return agent_environment(self.config, project, self._session_vars(project, sid))
+
+    def _session_vars(self, project: Project, sid: str) -> dict[str, str]:
         return {"AO_SESSION": sid, "AO_PROJECT": project.id, "AO_HOME": str(self.config.data_dir),
                 "AO_CONFIG_PATH": str(Path(self.config.file).resolve()),
                 "AO_PROMPT_FILE": str(self.run_dir(project.id, sid) / "prompt.md")}
 
     def _write_launch(self, run_dir: Path, ws_path: Path, agent: Any, ctx: Any, prompt: str) -> tuple[Path, Path]:
-        """The prompt file and an executable launch script that starts the agent in the workspace."""
+        """The prompt file, the agent's own launch files (``prepare``) and an executable launch script that
+        starts the agent in the workspace."""
         from ao.ledger import atomic_write
 
         run_dir.mkdir(parents=True, exist_ok=True)
         atomic_write(ctx.prompt_file, prompt)
+        agent.prepare(ctx)
+        exports = "".join(f"export {k}={shlex.quote(v)}\n" for k, v in sorted(ctx.env.items()))
         script = run_dir / ("restore.sh" if ctx.resume else "launch.sh")
         atomic_write(script, "#!/usr/bin/env bash\n"
                              f"# written by ao for session {ctx.session_id}\n"
+                             f"{exports}"
                              f"cd {shlex.quote(str(ws_path))} || exit 1\n"
                              f"exec {agent.launch_command(ctx)}\n")
         script.chmod(0o700)
         return ctx.prompt_file, script
 
-    def _wait_for_output(self, runtime: Any, handle: str) -> None:
-        """Wait until the agent has drawn something: text typed before it reads its input could be lost."""
-        deadline = time.monotonic() + PROMPT_READY_TIMEOUT
-        while time.monotonic() < deadline:
-            if runtime.capture(handle, 50).strip():
-                return
-            if not runtime.probe([handle])[handle].alive:
-                raise AoError(f"the agent exited before it could be given its prompt:\n{runtime.capture(handle)}")
-            time.sleep(0.05)
-        raise AoError(f"the agent showed nothing for {PROMPT_READY_TIMEOUT:.0f} s, so its prompt was not sent")
+    # -- per-session lock ------------------------------------------------------------------------
+
+    def session_lock(self, session: Session) -> Any:
+        """The lock every operation on one session takes (send, kill, restore, cleanup, the end of spawn), so
+        each re-checks the session under it before acting rather than acting on what it read earlier."""
+        path = self.store.project_dir(session.project) / "locks" / f"{session.id}.lock"
+        return file_lock(path, f"session {session.id} (another ao command is sending to it, stopping, restoring "
+                               "or cleaning it up)", SESSION_LOCK_TIMEOUT)
+
+    def _recheck(self, session: Session) -> Session:
+        """The session as it is now (under its lock); AoError when it was cleaned up meanwhile."""
+        return self.store.find(session.id, session.project)
 
     def _event(self, kind: str, session: Session, **fields: Any) -> None:
         events.append(self.config.data_dir, kind, ts=self.clock(), session=session.id, project=session.project,
@@ -363,23 +413,110 @@ class Sessions:
 
     # -- talking to a session -------------------------------------------------------------------
 
-    def send(self, session_id: str, text: str) -> Session:
-        """Type ``text`` into a live session's agent, confirmed; AoError (exit 1) when it cannot be delivered."""
-        session, project = self.find(session_id)
-        if session.terminal:
-            raise AoError(f"session '{session_id}' has ended ({session.status}); "
-                          f"`ao session restore {session_id}` starts its agent again")
+    def send(self, session_id: str, text: str, *, answer: bool = False, wait: float = 0.0) -> Session:
+        """Type ``text`` into a live session's agent, confirmed by the agent's own receipt where it has one.
+
+        The agent's state is read first: when it waits for a human (a dialog, a question, a login or trust
+        screen, a screen ao cannot classify) or is blocked, nothing is typed and
+        :class:`~ao.plugins.runtime.AgentWaiting` says what it waits for, unless ``answer`` (the caller is
+        answering it). An agent that is only busy (:class:`~ao.plugins.runtime.AgentBusy`) is waited for up
+        to ``wait`` seconds. AoError (exit 1) when the text cannot be delivered."""
+        from ao.plugins.runtime import AgentBusy
+
         if not text.strip():
             raise AoError("the message is empty")
-        runtime = self.runtime(session.runtime or project.runtime)
-        with file_lock(self.run_dir(project.id, session_id) / ".send.lock"):  # two senders would interleave
-            runtime.send(session.runtime_handle, text)
-        events.log(self.config.data_dir, f"{session_id}: sent a message ({len(text)} characters)", console=None,
-                   secrets=self.config.secrets())
+        session, project = self.find(session_id)
+        deadline = time.monotonic() + wait
+        with self.session_lock(session):  # two senders would interleave; a kill or cleanup waits for us
+            session = self._recheck(session)
+            if session.terminal:
+                raise AoError(f"session '{session_id}' has ended ({session.status}); "
+                              f"`ao session restore {session_id}` starts its agent again")
+            runtime = self.runtime(session.runtime or project.runtime)
+            agent = self.agent(session.agent or project.agent)
+            run_dir = self.run_dir(project.id, session_id)
+            while True:
+                obs, act = self._observe_now(agent, runtime, session.runtime_handle, Path(session.workspace or "."),
+                                             run_dir, session.created_at, session.meta.get("activity", {}))
+                if answer:
+                    break
+                try:
+                    self._check_ready(session_id, agent, obs, act)
+                    break
+                except AgentBusy:
+                    if time.monotonic() >= deadline:
+                        raise
+                    time.sleep(0.25)
+            self._type(agent, runtime, session.runtime_handle, obs, text, typed=answer)
+        events.log(self.config.data_dir, f"{session_id}: sent a message ({len(text)} characters)"
+                   + (" answering what it asked" if answer else ""), console=None, secrets=self.config.secrets())
         if session.meta.get("paused"):  # a paused agent (the pause action) resumes with the message it was sent
             session = self.store.modify(session_id, lambda s: s.meta.pop("paused", None), project.id)
             self._event("session.resumed", session)
         return session
+
+    def _observe_now(self, agent: Any, runtime: Any, handle: str, workspace: Path, run_dir: Path,
+                     started_at: float, memo: dict[str, Any]) -> tuple[Any, Any]:
+        """The agent's state right now: one probe, one capture, the agent's activity."""
+        from ao.observe import CAPTURE_LINES
+        from ao.plugins.agent import Observation
+
+        probe = runtime.probe([handle])[handle]
+        if not probe.alive:
+            from ao.plugins.runtime import SendError
+
+            raise SendError(f"cannot send to session {handle}: its agent has exited (or the session is gone)")
+        obs = Observation(now=self.clock(), alive=True, workspace=workspace, started_at=started_at,
+                          ready_threshold=self.config.ready_threshold,
+                          pane=runtime.capture(handle, CAPTURE_LINES), last_output_at=probe.last_output_at,
+                          memo=dict(memo), run_dir=run_dir, pid=probe.pid)
+        return obs, agent.activity(obs)
+
+    @staticmethod
+    def _check_ready(session_id: str, agent: Any, obs: Any, act: Any) -> None:
+        """Raise AgentWaiting (a human is needed) or AgentBusy (not now) unless text may be typed."""
+        from ao.plugins.runtime import AgentBusy, AgentWaiting
+
+        if act.state == "waiting_input":
+            raise AgentWaiting(f"{session_id} is waiting for a human ({act.detail}); nothing was typed",
+                               act.detail)
+        if act.state == "blocked":
+            raise AgentWaiting(f"{session_id} is blocked ({act.detail}); nothing was typed", act.detail,
+                               state="blocked")
+        why = agent.not_ready(obs, act)
+        if why:
+            raise AgentBusy(f"{session_id} cannot take a message now ({why}); nothing was typed", why)
+
+    @staticmethod
+    def _type(agent: Any, runtime: Any, handle: str, obs: Any, text: str, typed: bool = False) -> None:
+        """Hand ``text`` over: through the agent's own API where it has one (never when answering a dialog,
+        which needs keys), else typed in; confirmed by the agent's receipt when it offers one."""
+        from ao.plugins.runtime import Unconfirmed
+
+        receipt = agent.receipt(obs, text)
+        if not typed and agent.deliver(obs, text):
+            deadline = time.monotonic() + RECEIPT_TIMEOUT
+            while receipt is not None and not receipt():
+                if time.monotonic() >= deadline:
+                    raise Unconfirmed(f"delivery to session {handle} not confirmed: the agent took the message "
+                                      f"but recorded no receipt within {RECEIPT_TIMEOUT:g} s (not resent)")
+                time.sleep(0.05)
+            return
+        if receipt is None:
+            runtime.send(handle, text)
+        else:
+            runtime.send(handle, text, receipt=receipt, confirm_timeout=RECEIPT_TIMEOUT)
+
+    def delivery_receipt(self, session_id: str, text: str, since: float) -> bool | None:
+        """The agent's own word on whether it received ``text`` at or after ``since`` (epoch s): the journal
+        asks it about a message ao was typing in when it died (``ao.executors``). None when the agent keeps no
+        receipt it can be asked about afterwards (an agent plugin offers one with
+        ``received_since(workspace, run_dir, text, since) -> bool | None``)."""
+        session, project = self.find(session_id)
+        check = getattr(self.agent(session.agent or project.agent), "received_since", None)
+        if check is None:
+            return None
+        return check(Path(session.workspace or "."), self.run_dir(project.id, session_id), text, since)
 
     def attach_argv(self, session_id: str) -> list[str]:
         session, project = self.find(session_id)
@@ -393,18 +530,25 @@ class Sessions:
     def kill(self, session_id: str) -> Session:
         """End a session on purpose: stop its runtime; the workspace stays until cleanup."""
         session, project = self.find(session_id)
-        if session.runtime_handle:
-            self.runtime(session.runtime or project.runtime).kill(session.runtime_handle)
-        session = self.store.update(session_id, session.project, status="killed")
+        with self.session_lock(session):
+            session = self._recheck(session)
+            if session.runtime_handle:
+                self.runtime(session.runtime or project.runtime).kill(session.runtime_handle)
+            session = self.store.update(session_id, session.project, status="killed")
         self._event("session.killed", session)
         return session
 
     def restore(self, session_id: str) -> Session:
-        """Start the agent of a session whose runtime has gone, in the same workspace, resuming if it can."""
-        from ao.plugins.agent import LaunchContext
-        from ao.plugins.runtime import LaunchSpec
-
+        """Start the agent of a session whose runtime has gone, in the same workspace: resuming its
+        conversation when there is one, else a fresh launch with the session's prompt."""
         session, project = self.find(session_id)
+        with self.session_lock(session):
+            return self._restore(self._recheck(session), project)
+
+    def _restore(self, session: Session, project: Project) -> Session:
+        from ao.plugins.agent import LaunchContext
+
+        session_id = session.id
         runtime = self.runtime(session.runtime or project.runtime)
         runtime.check()
         if session.runtime_handle and runtime.probe([session.runtime_handle])[session.runtime_handle].alive:
@@ -418,17 +562,24 @@ class Sessions:
         agent = self.agent(session.agent or project.agent)
         run_dir = self.run_dir(project.id, session_id)
         ctx = LaunchContext(session_id=session_id, workspace=ws_path, prompt_file=run_dir / "prompt.md",
-                            settings=project.agent_config, resume=True)
+                            settings=project.agent_config, resume=True, run_dir=run_dir,
+                            created_workspace=session.role != "orchestrator")
+        ctx.resume = agent.can_resume(ctx)  # nothing to continue: a fresh launch with the prompt
         _, script = self._write_launch(run_dir, ws_path, agent, ctx, session.prompt)
         if session.runtime_handle:
             runtime.kill(session.runtime_handle)  # a dead pane kept for its last output: make room
-        handle = runtime.start(LaunchSpec(name=handle_name(self.config.data_dir, session_id), cwd=ws_path,
-                                          script=script, env=self._session_env(project, session_id),
-                                          run_dir=run_dir))
+        handle = self._start(project, runtime, session_id, ws_path, script, run_dir)
+        if not ctx.resume and agent.prompt_delivery(project.agent_config) == "send" and session.prompt:
+            try:
+                self._give_prompt(project, agent, runtime, session_id, ws_path, handle, session.prompt)
+            except BaseException:
+                runtime.kill(handle)
+                raise
         now = self.clock()
         session = self.store.update(session_id, project.id, status="working", runtime_handle=handle,
-                                    meta={**session.meta, "activity": {"at": now}, "restored_at": now})
-        self._event("session.working", session, restored=True)
+                                    meta={**session.meta, "activity": {"at": now}, "restored_at": now,
+                                          "resumed": ctx.resume})
+        self._event("session.working", session, restored=True, resumed=ctx.resume)
         return session
 
     # -- cleanup --------------------------------------------------------------------------------
@@ -468,11 +619,29 @@ class Sessions:
         return done
 
     def _clean_one(self, item: CleanupItem) -> CleanupItem:
-        session = item.session
-        project = self.config.projects.get(session.project)
+        project = self.config.projects.get(item.session.project)
         if project is None:
-            raise AoError(f"project '{session.project}' is no longer configured; its workspace "
-                          f"{session.workspace or '(none)'} was left alone")
+            raise AoError(f"project '{item.session.project}' is no longer configured; its workspace "
+                          f"{item.session.workspace or '(none)'} was left alone")
+        with self.session_lock(item.session):
+            # The plan was made before the lock: act only on what is still true (a concurrent restore
+            # brings the agent back; a concurrent cleanup has done the work already).
+            session = self.store.get(item.session.id, item.session.project)
+            if session is None:
+                if self.store.is_archived(item.session.id, item.session.project):
+                    return CleanupItem(item.session, "clean", f"{item.reason} (already cleaned up)")
+                raise AoError(f"session '{item.session.id}' is gone")
+            changed = _changed_since_plan(item.session, session)
+            if changed:
+                return CleanupItem(session, "keep", f"{changed} since the plan was made; left alone")
+            if session.runtime_handle and item.session.status not in ("merged", "done", "cleanup", "killed") and \
+                    self.runtime(session.runtime or project.runtime).probe([session.runtime_handle])[
+                        session.runtime_handle].alive:
+                return CleanupItem(session, "keep", "its agent is running again; left alone")
+            return self._clean_locked(CleanupItem(session, item.action, item.reason), project)
+
+    def _clean_locked(self, item: CleanupItem, project: Project) -> CleanupItem:
+        session = item.session
         if session.runtime_handle:
             self.runtime(session.runtime or project.runtime).kill(session.runtime_handle)
         if session.workspace and session.role != "orchestrator":  # the orchestrator's is the user's checkout
@@ -486,6 +655,19 @@ class Sessions:
 
 # ------------------------------------------------------------------------------------------ helpers
 
+def prompt_message(prompt: str, workspace: Path) -> str:
+    """The prompt as typed in: a prompt too large to type is put in a git-ignored file in the workspace
+    and the message says where."""
+    from ao.plugins.agent.command import ARG_LIMIT, LARGE_PROMPT, exclude, large_prompt_note
+
+    if len(prompt.encode("utf-8")) <= ARG_LIMIT:
+        return prompt
+    path = workspace / LARGE_PROMPT
+    path.write_text(prompt, encoding="utf-8")
+    exclude(workspace, LARGE_PROMPT)
+    return large_prompt_note(path)
+
+
 def check_agent_installed(agent: str) -> None:
     """An agent CLI that is not on PATH would start and die at once in its terminal: say so up front."""
     import shutil
@@ -494,6 +676,17 @@ def check_agent_installed(agent: str) -> None:
     if program and shutil.which(program) is None:
         raise AoError(f"the {agent} agent needs `{program}` on PATH, and it is not installed here; install it, "
                       "or choose another agent (agent: in the config, or --agent)")
+
+
+def _changed_since_plan(planned: Session, now: Session) -> str:
+    """What happened to a session between a cleanup plan and its execution that calls the plan off."""
+    if now.meta.get("restored_at") != planned.meta.get("restored_at"):
+        return "it was restored"
+    if now.runtime_handle != planned.runtime_handle:
+        return "it was started again"
+    if now.status != planned.status and not now.terminal:
+        return f"it is {now.status} again"
+    return ""
 
 
 def _rmtree(path: Path) -> None:

@@ -50,6 +50,7 @@ LOCK_FILE, COUNTER_FILE, PROJECT_FILE = ".lock", "ids.json", "project.json"
 ROLES = ("worker", "orchestrator")
 _NAME = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]*$")  # project ids, prefixes and session ids: one path part
 _LIST_LIMIT = 30  # ids named in an "unknown session" message
+LOCK_TIMEOUT = 30.0  # seconds a store write waits for another process's (the lock is held for milliseconds)
 
 
 def _check_name(kind: str, name: Any) -> str:
@@ -235,7 +236,9 @@ class SessionStore:
             raise AoError(f"{folder / LOCK_FILE}: cannot open the session store lock: {exc.strerror or exc}") from None
         try:
             if fcntl is not None:
-                fcntl.flock(fd, fcntl.LOCK_EX)
+                from ao.locks import acquire
+
+                acquire(fd, folder / LOCK_FILE, f"the session store of project '{project}'", LOCK_TIMEOUT)
             held.add(key)
             try:
                 yield

@@ -11,7 +11,7 @@ what we already counted:
   (``info.total_token_usage``), and ``turn_context`` entries the model. Differences of the total are counted.
 - **opencode**: its SQLite store (``opencode.db``): the assistant messages of the sessions whose
   ``directory`` is the workspace, summed by model; queried again only when the database file changed.
-- **aider**: the cost it reports in ``.aider.chat.history.md`` ("Tokens: 2.4k sent, 187 received. Cost:
+- **aider**: the cost it reports in its chat history (``<run dir>/aider.chat.history.md``, as ao launches it) ("Tokens: 2.4k sent, 187 received. Cost:
   $0.01 message, $0.05 session."): its own price, since its token counts are rounded for display.
 
 Offsets (per file) and what was counted live in ``<dataDir>/usage/<project>.json``, one file per project,
@@ -371,7 +371,8 @@ def read_opencode(db: Path, workspace: Path, state: dict[str, Any]) -> bool:
 
 # ------------------------------------------------------------------------------------------------ aider
 
-AIDER_HISTORY = ".aider.chat.history.md"
+AIDER_HISTORY = ".aider.chat.history.md"      # aider's default, in the workspace
+AIDER_RUN_HISTORY = "aider.chat.history.md"   # where ao launches it (ao.plugins.agent.aider)
 _AIDER_TOKENS = re.compile(r"Tokens: ([\d.]+k?) sent(?:, ([\d.]+k?) cache write)?(?:, ([\d.]+k?) cache hit)?, "
                            r"([\d.]+k?) received\.")
 _AIDER_COST = re.compile(r"Cost: \$([\d.]+) message, \$([\d.]+) session\.")
@@ -471,7 +472,8 @@ class UsageTracker:
             record = self._project(s.project)["sessions"].get(s.id)
             if agent and s.workspace and not (record or {}).get("final"):
                 record = self._project(s.project)["sessions"].setdefault(s.id, {"agent": agent, "sources": {}})
-                if self._read(agent, Path(s.workspace), record["sources"]):
+                run_dir = Path(self.config.data_dir) / "projects" / s.project / "run" / s.id
+                if self._read(agent, Path(s.workspace), run_dir, record["sources"]):
                     self._dirty.add(s.project)
                 if s.terminal:  # one last read after the agent ended, then the counts are final
                     record["final"] = True
@@ -480,7 +482,7 @@ class UsageTracker:
                 out[s.id] = summarize(merged(record["sources"]), self.prices).fact_fields()
         return out
 
-    def _read(self, agent: str, workspace: Path, sources: dict[str, Any]) -> bool:
+    def _read(self, agent: str, workspace: Path, run_dir: Path, sources: dict[str, Any]) -> bool:
         if agent == "claude-code":
             files = claude_files(workspace, self.locations.claude)
             return any([read_claude(p, sources.setdefault(str(p), {})) for p in files])
@@ -488,8 +490,10 @@ class UsageTracker:
             return any([read_codex(p, sources.setdefault(str(p), {})) for p in self.codex.files(workspace)])
         if agent == "opencode":
             return read_opencode(self.locations.opencode, workspace, sources.setdefault("opencode", {}))
-        path = workspace / AIDER_HISTORY
-        return read_aider(path, sources.setdefault(str(path), {}))
+        # ao launches aider with its chat history in the session's run folder; older sessions have it in the
+        # workspace
+        paths = [p for p in (run_dir / AIDER_RUN_HISTORY, workspace / AIDER_HISTORY) if p.is_file()]
+        return any([read_aider(p, sources.setdefault(str(p), {})) for p in paths])
 
     def totals(self, project: str) -> dict[str, Any]:
         """Usage of every session of the project this data dir remembers, cleaned-up ones included."""

@@ -3,8 +3,13 @@
 Each project whose ``scm.webhook`` is configured gets a path (default ``/webhooks/<project>``). A delivery
 must carry GitHub's ``X-Hub-Signature-256`` (HMAC-SHA256 of the raw body with the secret read from the
 environment variable named by ``secretEnv``); anything else is refused before the body is parsed. Bodies
-over ``maxBodyBytes`` are refused unread, delivery ids (``X-GitHub-Delivery``) are deduplicated, and a good
+over ``maxBodyBytes`` are refused unread, and a body nested too deeply to parse is a 400. Delivery ids
+(``X-GitHub-Delivery``) are deduplicated across restarts (``<dataDir>/webhooks/deliveries``), but only once
+the signature and the body have been accepted: a forged or broken request cannot burn a real id. A good
 delivery wakes the poller with the branches it concerns, so the affected sessions are observed at once.
+
+Every connection has an overall deadline (``REQUEST_DEADLINE``), so a client drip-feeding its request a byte
+at a time cannot hold a thread; a client hanging up mid-request is dropped quietly (no traceback).
 
 Binds to the config's ``host`` (127.0.0.1 by default).
 """
@@ -12,12 +17,16 @@ Binds to the config's ``host`` (127.0.0.1 by default).
 from __future__ import annotations
 
 import collections
+import contextlib
 import hashlib
 import hmac
 import json
 import os
+import socket
+import sys
 import threading
 from dataclasses import dataclass
+from pathlib import Path
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any, Callable
 
@@ -25,6 +34,52 @@ from ao.errors import AoError
 
 DEFAULT_MAX_BODY = 1024 * 1024
 SEEN_DELIVERIES = 10_000
+REQUEST_DEADLINE = 30.0  # seconds for a whole request, however slowly it arrives
+SEEN_FILE = Path("webhooks") / "deliveries"
+
+
+class _Seen:
+    """Delivery ids already accepted: the last SEEN_DELIVERIES, in memory and, when a file is given, on disk
+    (one id per line, appended; compacted when it has grown to twice the limit), so a restart still knows."""
+
+    def __init__(self, path: Path | None) -> None:
+        self.path = path
+        self.ids: collections.OrderedDict[str, None] = collections.OrderedDict()
+        self.lines = 0
+        if path is not None:
+            try:
+                for line in path.read_bytes().decode("utf-8", "replace").splitlines():
+                    if line.strip():
+                        self._remember(line.strip())
+                        self.lines += 1
+            except OSError:
+                pass
+
+    def __contains__(self, delivery: str) -> bool:
+        return delivery in self.ids
+
+    def _remember(self, delivery: str) -> None:
+        self.ids[delivery] = None
+        self.ids.move_to_end(delivery)
+        while len(self.ids) > SEEN_DELIVERIES:
+            self.ids.popitem(last=False)
+
+    def add(self, delivery: str) -> None:
+        self._remember(delivery)
+        if self.path is None:
+            return
+        from ao import events
+        from ao.ledger import atomic_write
+
+        if self.lines >= 2 * SEEN_DELIVERIES:
+            try:
+                atomic_write(self.path, "".join(f"{d}\n" for d in self.ids))
+                self.lines = len(self.ids)
+            except AoError:
+                pass
+            return
+        if events._append_line(self.path, delivery + "\n"):
+            self.lines += 1
 
 
 @dataclass
@@ -88,21 +143,41 @@ class WebhookServer:
     """A small threaded HTTP server; ``on_delivery(project, event, branches)`` is called for each good one."""
 
     def __init__(self, hooks: list[Hook], on_delivery: Callable[[str, str, list[str]], None],
-                 host: str = "127.0.0.1", port: int = 3000) -> None:
+                 host: str = "127.0.0.1", port: int = 3000, data_dir: Path | None = None) -> None:
         self.hooks = {h.path: h for h in hooks}
         self.on_delivery = on_delivery
-        self._seen: collections.OrderedDict[str, None] = collections.OrderedDict()
+        self._seen = _Seen(Path(data_dir) / SEEN_FILE if data_dir is not None else None)
         self._lock = threading.Lock()
         server = self
 
         class Handler(BaseHTTPRequestHandler):
-            timeout = 10  # a client that stalls mid-request does not hold a thread for ever
+            timeout = 10  # one read that stalls this long ends the request
+
+            def setup(self) -> None:
+                super().setup()
+                # The whole request has a deadline too: a drip-feeding client is cut off when it passes.
+                self._deadline = threading.Timer(REQUEST_DEADLINE, self._expire)
+                self._deadline.daemon = True
+                self._deadline.start()
+
+            def _expire(self) -> None:
+                with contextlib.suppress(OSError):
+                    self.connection.shutdown(socket.SHUT_RDWR)
+
+            def finish(self) -> None:
+                self._deadline.cancel()
+                with contextlib.suppress(OSError):
+                    super().finish()
 
             def log_message(self, *args: Any) -> None:  # no per-request stderr noise
                 pass
 
             def do_POST(self) -> None:  # noqa: N802 (http.server's naming)
-                code, text = server.handle(self.path, self.headers, self.rfile)
+                answer = server.handle(self.path, self.headers, self.rfile)
+                if answer is None:  # the client hung up (or ran out of time) mid-request: nobody to answer
+                    self.close_connection = True
+                    return
+                code, text = answer
                 body = (text + "\n").encode()
                 self.send_response(code)
                 self.send_header("Content-Type", "text/plain; charset=utf-8")
@@ -115,11 +190,20 @@ class WebhookServer:
                 self.send_header("Content-Length", "0")
                 self.end_headers()
 
+        class Server(ThreadingHTTPServer):
+            daemon_threads = True
+
+            def handle_error(self, request: Any, client_address: Any) -> None:
+                """A client that hangs up or stalls is routine: no traceback on `ao start`'s console."""
+                exc = sys.exc_info()[1]
+                if isinstance(exc, (ConnectionError, TimeoutError, OSError)):
+                    return
+                sys.stderr.write(f"ao: webhook request failed: {type(exc).__name__}: {exc}\n")
+
         try:
-            self.httpd = ThreadingHTTPServer((host, port), Handler)
+            self.httpd = Server((host, port), Handler)
         except OSError as exc:
             raise AoError(f"cannot serve webhooks on {host}:{port}: {exc.strerror or exc}") from None
-        self.httpd.daemon_threads = True
         self._thread: threading.Thread | None = None
 
     @property
@@ -136,8 +220,9 @@ class WebhookServer:
         self.httpd.shutdown()
         self.httpd.server_close()
 
-    def handle(self, path: str, headers: Any, stream: Any) -> tuple[int, str]:
-        """(status, text) for one POST. The body is read only after the size check, parsed only when signed."""
+    def handle(self, path: str, headers: Any, stream: Any) -> tuple[int, str] | None:
+        """(status, text) for one POST; None when the client went away before sending its whole body. The
+        body is read only after the size check, parsed only when signed, its id marked only once parsed."""
         hook = self.hooks.get(path.split("?", 1)[0])
         if hook is None:
             return 404, "no webhook here"
@@ -147,22 +232,27 @@ class WebhookServer:
             return 411, "Content-Length required"
         if length < 0 or length > hook.max_body:
             return 413, f"body over {hook.max_body} bytes"
-        body = stream.read(length)
+        try:
+            body = stream.read(length)
+        except OSError:
+            return None
+        if len(body) < length:
+            return None
         if not signature_ok(hook.secret, body, headers.get("X-Hub-Signature-256")):
             return 401, "bad or missing X-Hub-Signature-256"
+        event = headers.get("X-GitHub-Event") or ""
+        try:
+            payload = json.loads(body) if body else {}
+        except RecursionError:
+            return 400, "body is nested too deeply"
+        except ValueError:
+            return 400, "body is not JSON"
         delivery = headers.get("X-GitHub-Delivery") or ""
         with self._lock:
             if delivery and delivery in self._seen:
                 return 200, "duplicate delivery ignored"
             if delivery:
-                self._seen[delivery] = None
-                while len(self._seen) > SEEN_DELIVERIES:
-                    self._seen.popitem(last=False)
-        event = headers.get("X-GitHub-Event") or ""
-        try:
-            payload = json.loads(body) if body else {}
-        except ValueError:
-            return 400, "body is not JSON"
+                self._seen.add(delivery)
         if event == "ping":
             return 200, "pong"
         self.on_delivery(hook.project, event, branches_of(event, payload))

@@ -8,6 +8,7 @@ custom tags, and files too large to be a config.
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -16,6 +17,7 @@ from ao.errors import AoError, Problem
 
 MAX_BYTES = 1024 * 1024  # a config or rule file over 1 MiB is a mistake, not a config
 MAX_NODES = 100_000  # constructed values, counting every alias expansion
+MAX_DEPTH = 50  # nesting of mappings and lists: a config is a few levels deep, a rule condition a dozen
 
 Path_ = tuple  # a data path: ("projects", "app", "reactions", "ci-failed", "retries")
 
@@ -81,17 +83,46 @@ def _position_of_byte(raw: bytes, index: int) -> tuple[int, int]:
     return line, col
 
 
+def read_bytes(path: Path, label: str, limit: int = MAX_BYTES) -> bytes:
+    """A regular file's bytes, at most ``limit`` of them. A device (``/dev/zero``), a FIFO or a folder is
+    refused before anything is read (opened non-blocking, so a FIFO with no writer cannot hang us)."""
+    import stat
+
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_CLOEXEC", 0))
+    except ValueError:  # a NUL byte in the path
+        raise AoError(f"{label}: not a usable file name (it contains a NUL byte)") from None
+    except OSError as exc:
+        raise AoError(f"{label}: cannot read: {exc.strerror or exc}") from None
+    try:
+        info = os.fstat(fd)
+        if not stat.S_ISREG(info.st_mode):
+            kind = "a folder" if stat.S_ISDIR(info.st_mode) else "a FIFO" if stat.S_ISFIFO(info.st_mode) else \
+                "a device" if stat.S_ISCHR(info.st_mode) or stat.S_ISBLK(info.st_mode) else "not a regular file"
+            raise AoError(f"{label}: cannot read: {kind}, not a regular file")
+        if info.st_size > limit:
+            raise AoError(problems=[Problem(label, 1, 1, f"file is {info.st_size / 1048576:.1f} MiB; refusing to load "
+                                                         f"more than {limit // 1048576} MiB")])
+        chunks, total = [], 0
+        while total <= limit:
+            chunk = os.read(fd, 1 << 16)
+            if not chunk:
+                break
+            chunks.append(chunk)
+            total += len(chunk)
+        if total > limit:  # it grew while we read it
+            raise AoError(problems=[Problem(label, 1, 1, f"file is over {limit // 1048576} MiB; refusing to load it")])
+        return b"".join(chunks)
+    except OSError as exc:
+        raise AoError(f"{label}: cannot read: {exc.strerror or exc}") from None
+    finally:
+        os.close(fd)
+
+
 def read_text(path: Path, label: str | None = None) -> str:
     """Read a UTF-8 text file with the size limit, reporting failures as problems."""
     label = label or str(path)
-    try:
-        size = path.stat().st_size
-        if size > MAX_BYTES:
-            raise AoError(problems=[Problem(label, 1, 1, f"file is {size / 1048576:.1f} MiB; refusing to load "
-                                                         f"more than {MAX_BYTES // 1048576} MiB")])
-        raw = path.read_bytes()
-    except OSError as exc:
-        raise AoError(f"{label}: cannot read: {exc.strerror or exc}") from None
+    raw = read_bytes(path, label)
     try:
         return raw.decode("utf-8")
     except UnicodeDecodeError as exc:
@@ -110,6 +141,11 @@ def loads(text: str, file: str = "<string>") -> Source:
 
     if len(text.encode("utf-8", "surrogatepass")) > MAX_BYTES:
         raise AoError(problems=[Problem(file, 1, 1, f"document is larger than {MAX_BYTES // 1048576} MiB; refusing to load it")])
+    deep = _flow_too_deep(text)
+    if deep is not None:
+        line, col = deep
+        raise AoError(problems=[Problem(file, line, col, f"nested more than {MAX_DEPTH} levels deep; refusing to "
+                                                         "load it")])
     try:
         node = yaml.compose(text, Loader=yaml.SafeLoader)
     except yaml.MarkedYAMLError as exc:
@@ -121,6 +157,9 @@ def loads(text: str, file: str = "<string>") -> Source:
         raise AoError(problems=[Problem(file, line, col, f"invalid YAML: {message}")]) from None
     except yaml.YAMLError as exc:
         raise AoError(problems=[Problem(file, 1, 1, f"invalid YAML: {exc}")]) from None
+    except RecursionError:  # PyYAML composes recursively: far deeper than MAX_DEPTH
+        raise AoError(problems=[Problem(file, 1, 1, f"nested more than {MAX_DEPTH} levels deep; refusing to "
+                                                    "load it")]) from None
     src = Source(file=file, data=None)
     if node is None:
         src.values[()] = (1, 1)
@@ -132,12 +171,31 @@ def loads(text: str, file: str = "<string>") -> Source:
     return src
 
 
+def _flow_too_deep(text: str) -> tuple[int, int] | None:
+    """Where flow collections (``[`` and ``{``) first nest deeper than MAX_DEPTH, if they do. Checked before
+    parsing because PyYAML's time grows with the square of that depth (a megabyte of ``[`` would take hours).
+    Brackets inside quoted strings count too: a config never has fifty of them open at once."""
+    import re
+
+    depth = 0
+    for m in re.finditer(r"[\[{\]}]", text):
+        if m.group() in "[{":
+            depth += 1
+            if depth > MAX_DEPTH:
+                before = text[:m.start()]
+                return before.count("\n") + 1, m.start() - (before.rfind("\n") + 1) + 1
+        elif depth:
+            depth -= 1
+    return None
+
+
 class _Builder:
     def __init__(self, src: Source, lines: list[str]) -> None:
         self.src = src
         self.lines = lines
         self.count = 0
         self.problems: list[Problem] = []
+        self.open: set[int] = set()  # ids of the collection nodes being built: an alias to one is a cycle
         import yaml
 
         self.constructor = yaml.constructor.SafeConstructor()
@@ -161,6 +219,24 @@ class _Builder:
                                             f"document expands to more than {MAX_NODES} values "
                                             "(an alias bomb?); refusing to load it")])
         self.src.values.setdefault(path, self._pos(node))
+        if isinstance(node, (yaml.MappingNode, yaml.SequenceNode)):
+            line, col = self._pos(node)
+            if id(node) in self.open:
+                raise AoError(problems=[Problem(self.src.file, line, col, "an alias refers to a value that "
+                                                "contains it (a cycle); refusing to load it")])
+            if len(path) >= MAX_DEPTH:
+                raise AoError(problems=[Problem(self.src.file, line, col, f"nested more than {MAX_DEPTH} levels "
+                                                "deep; refusing to load it")])
+            self.open.add(id(node))
+            try:
+                return self._collection(node, path)
+            finally:
+                self.open.discard(id(node))
+        return self._scalar(node, path)
+
+    def _collection(self, node: Any, path: Path_) -> Any:
+        import yaml
+
         if isinstance(node, yaml.MappingNode):
             out: dict[str, Any] = {}
             for key_node, value_node in node.value:
@@ -178,9 +254,7 @@ class _Builder:
                 self.src.keys[child] = self._pos(key_node)
                 out[key] = self.build(value_node, child)
             return out
-        if isinstance(node, yaml.SequenceNode):
-            return [self.build(item, path + (i,)) for i, item in enumerate(node.value)]
-        return self._scalar(node, path)
+        return [self.build(item, path + (i,)) for i, item in enumerate(node.value)]
 
     def _scalar(self, node: Any, path: Path_) -> Any:
         import yaml

@@ -25,13 +25,16 @@ def receiver():
 @pytest.fixture
 def aoenv(tmp_path, monkeypatch):
     """A real project (git with a bare origin), config and data dir; tmux on a private socket, killed after."""
-    from sessionkit import kill_tmux_server, make_env
+    from sessionkit import kill_process_agents, kill_tmux_server, make_env
 
     env = make_env(tmp_path)
     for key, value in env.env.items():
         monkeypatch.setenv(key, value)
-    yield env
-    kill_tmux_server(env.socket)
+    try:
+        yield env
+    finally:
+        kill_tmux_server(env.socket)
+        kill_process_agents(env.data)
 
 
 @pytest.fixture

@@ -123,6 +123,25 @@ def kill_tmux_server(socket: str, timeout: float = 10.0) -> None:
     (folder / socket).unlink(missing_ok=True)
 
 
+def kill_process_agents(data: Path) -> list[str]:
+    """End every process-runtime agent a test started under this data dir, whatever the test's outcome (a
+    failing assertion must not leave one running after the test run). Returns the handles it ended."""
+    from ao.plugins.runtime.process import ProcessRuntime
+
+    ended = []
+    for path in list(data.glob("projects/*/sessions/*.json")) + list(data.glob("archive/*/*.json")):
+        try:
+            record = json.loads(path.read_text())
+        except (OSError, ValueError):
+            continue
+        if isinstance(record, dict) and record.get("runtime") == "process" and record.get("runtime_handle"):
+            runtime = ProcessRuntime(term_timeout=1.0)
+            if runtime.probe([record["runtime_handle"]])[record["runtime_handle"]].alive:
+                runtime.kill(record["runtime_handle"])
+                ended.append(record["runtime_handle"])
+    return ended
+
+
 def _alive(pid: int) -> bool:
     try:
         with open(f"/proc/{pid}/stat") as fh:

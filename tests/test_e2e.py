@@ -106,22 +106,23 @@ def test_a_poller_killed_between_decision_and_delivery_sends_exactly_once_after_
     wait_for(lambda: hooked.received(s.id), what="the prompt")
     _push_failing_work(hooked, s)
 
-    from ao import sessions
+    from ao import executors
 
-    real_send = sessions.Sessions.send
+    real_execute = executors.AgentExecutor.execute
 
-    def killed(self, sid, text):  # the process dies as it is about to type the message in
+    def killed(self, action):  # the process dies once the decision is durable, before it is executed
         raise KeyboardInterrupt
 
-    monkeypatch.setattr(sessions.Sessions, "send", killed)
+    monkeypatch.setattr(executors.AgentExecutor, "execute", killed)
     with pytest.raises(KeyboardInterrupt):
         _wait_ci(poller, s.id, "failing")
-    monkeypatch.setattr(sessions.Sessions, "send", real_send)
+    monkeypatch.setattr(executors.AgentExecutor, "execute", real_execute)
     assert len(hooked.received(s.id)) == 1  # only the prompt
+    assert [e["state"] for _, e in executors.Journal(hooked.data).unsettled()] == ["decided"]
 
     restarted = Poller(hooked.load(), console=None, clock=lambda: time.time() + 7)  # restarted seconds later
     report = restarted.cycle()
-    assert [(a["reaction"], a["ok"]) for a in report.actions] == [("ci-failed", True)]
+    assert [(a["reaction"], a["ok"], a["error"]) for a in report.actions] == [("ci-failed", True, "")]
     for _ in range(3):
         assert restarted.cycle().actions == []
     messages = wait_for(lambda: len(hooked.received(s.id)) >= 2 and hooked.received(s.id), what="the fix request")
@@ -292,3 +293,91 @@ def test_a_signed_webhook_wakes_ao_start_at_once(hooked):
         proc.terminate()
         proc.communicate(timeout=20)
     assert proc.returncode == 0
+
+
+def _decide_both_in_one_cycle(env, poller):
+    """Session A's CI fails (a message for its agent) and session B's agent is gone (a notification for a
+    human), so that one cycle decides both."""
+    from ao.plugins.scm import for_project
+
+    a = poller.manager.spawn(SpawnRequest(project="app", target="12"))
+    b = poller.manager.spawn(SpawnRequest(project="app", target="12"))  # an issue: exited, not done
+    wait_for(lambda: env.received(a.id) and env.received(b.id), what="the prompts")
+    poller.cycle()
+    _push_failing_work(env, a)
+    scm = for_project(env.load(), env.load().projects["app"])
+    wait_for(lambda: scm.view(a.branch).ci == "failing", timeout=20, what="CI to fail")
+    env.tmux("kill-session", "-t", f"={b.runtime_handle}")
+    poller.store.update(b.id, "app", meta={**poller.store.get(b.id).meta, "probe_misses": 1})
+    return a, b
+
+
+def test_a_notification_decided_beside_an_agent_message_survives_a_crash_while_typing(hooked, monkeypatch):
+    """The reported loss: ao dies while typing one message in; a notification decided in the same cycle was
+    already in the outbox, and goes out after the restart although the engine would not decide it again."""
+    cfg = _config(hooked, scm={"plugin": "local", "ci": "sh ci.sh"})
+    hooked.receiver.mode = "fail"  # nothing is delivered before the crash: only the outbox can have it
+    poller = Poller(cfg, console=None)
+    a, b = _decide_both_in_one_cycle(hooked, poller)
+    from ao import executors
+
+    real = executors.AgentExecutor._deliver
+    monkeypatch.setattr(executors.AgentExecutor, "_deliver", lambda self, action: (_ for _ in ()).throw(KeyboardInterrupt))
+    with pytest.raises(KeyboardInterrupt):
+        poller.cycle()
+    monkeypatch.setattr(executors.AgentExecutor, "_deliver", real)
+    from ao.outbox import Outbox
+
+    queued = [r.notification for r in Outbox.from_config(hooked.load(), console=None).records()]
+    assert [(n.type, n.session) for n in queued] == [("agent-exited", b.id)]
+    # the situation passes before the restart: B is cleaned up, so nothing would decide agent-exited again
+    poller.store.archive(b.id, "app", status="cleanup")
+    hooked.receiver.mode = "ok"
+    restarted = Poller(hooked.load(), console=None, clock=lambda: time.time() + 10)
+    reports = [restarted.cycle() for _ in range(3)]
+    wait_for(lambda: _notified(hooked.receiver, "agent-exited"), what="the notification after the restart")
+    # the half-typed message: no receipt from this agent, so it is never typed again; after three failed
+    # deliveries a human hears of it
+    assert all("CI is failing" not in m["text"] for m in hooked.received(a.id))
+    errors = [x["error"] for r in reports for x in r.actions if x["reaction"] == "ci-failed" and x["action"] != "escalate"]
+    assert len(errors) == 3 and "not typing it again" in errors[0]
+    assert [x["action"] for r in reports for x in r.actions][-1] == "escalate"
+    assert len(_notified(hooked.receiver, "agent-exited")) == 1
+    restarted.close()
+
+
+@pytest.mark.parametrize("received", [True, False])
+def test_a_message_half_typed_when_ao_died_is_resolved_by_the_agents_receipt(hooked, monkeypatch, received):
+    from ao import executors, sessions
+
+    cfg = _config(hooked, scm={"plugin": "local", "ci": "sh ci.sh"})
+    poller = Poller(cfg, console=None)
+    s = poller.manager.spawn(SpawnRequest(project="app", target="12"))
+    wait_for(lambda: hooked.received(s.id), what="the prompt")
+    _push_failing_work(hooked, s)
+    real = executors.AgentExecutor._deliver
+    monkeypatch.setattr(executors.AgentExecutor, "_deliver", lambda self, action: (_ for _ in ()).throw(KeyboardInterrupt))
+    with pytest.raises(KeyboardInterrupt):
+        _wait_ci(poller, s.id, "failing")
+    monkeypatch.setattr(executors.AgentExecutor, "_deliver", real)
+    asked = []
+
+    def receipt(self, sid, text, since):
+        asked.append((sid, "CI is failing" in text, since > 0))
+        return received
+
+    monkeypatch.setattr(sessions.Sessions, "delivery_receipt", receipt, raising=False)
+    restarted = Poller(hooked.load(), console=None, clock=lambda: time.time() + 7)
+    report = restarted.cycle()
+    assert asked == [(s.id, True, True)]
+    assert [(a["reaction"], a["ok"]) for a in report.actions] == [("ci-failed", True)]
+    for _ in range(2):
+        assert restarted.cycle().actions == []
+    fixes = lambda: [m for m in hooked.received(s.id) if "CI is failing" in m["text"]]  # noqa: E731
+    if received:  # the agent had it: nothing is typed
+        assert fixes() == []
+    else:  # the agent says it never arrived: typed in once
+        wait_for(fixes, what="the message")
+        assert len(fixes()) == 1
+    assert restarted.store.get(s.id).ledgers["ci-failed"]["attempts"] == 1
+    restarted.close()

@@ -648,7 +648,7 @@ ENUM_VALUES = {**facts.ENUMS, "status": facts.STATUSES}
 TEXT_POOL = {"branch": ["", "main", "hotfix/a", "feat/x", "hotfix/b-x", "1"], "head_sha": ["", "a1", "b2", "007"],
              "issue": ["", "12", "x y"]}
 INT_POOL = [0, 1, 2, 5, 299, 300, 301, 600]
-REGEXES = ["^hotfix/", "x$", "a1|b2", "^$", "[0-9]", "^(feat|fix)/", "pr_|ci_", "^(?!main$)"]
+REGEXES = ["^hotfix/", "x$", "a1|b2", "^$", "[0-9]", "^(feat|fix)/", "pr_|ci_", "^ma?in$"]
 BOOL_FIELDS = [f for f, (t, _) in facts.FIELDS.items() if t is bool]
 INT_FIELDS = [f for f, (t, _) in facts.FIELDS.items() if t is int and f != "last_activity_at"]
 COND_FIELDS = list(ENUM_VALUES) + list(TEXT_POOL) + INT_FIELDS + BOOL_FIELDS
@@ -792,3 +792,46 @@ def test_engine_never_reads_the_clock(harness):
     h.tick(days=365)
     assert [a.action for a in h.engine.evaluate([fact], 1000)] == ["send-to-agent"]
     assert h.engine.ledgers["app-1"]["ci-failed"].first_at == 1000
+
+
+# ------------------------------------------------------------------------- held messages (issue 11)
+
+class HoldingExecutor(RecordingExecutor):
+    """Holds every agent message while ``hold`` (the agent waits for a human), like AgentExecutor does."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.hold = True
+
+    def execute(self, action: Action) -> Any:
+        from ao.actions import Outcome
+
+        self.actions.append(action)
+        if action.action == "send-to-agent" and self.hold:
+            return Outcome(False, "held: a permission dialog", held=True)
+        return Outcome(True)
+
+
+def test_a_held_message_is_no_attempt_and_no_failure_and_goes_out_once_the_agent_is_ready(harness):
+    h = harness(MIXED)
+    executor = HoldingExecutor()
+    for _ in range(5):  # five cycles while the agent shows a dialog: decided again each time, never failed
+        assert h.observe({"app-1": failing("a1")}, executor) == [("app-1", "ci-failed", "send-to-agent", None)]
+        entry = h.engine.ledgers["app-1"]["ci-failed"]
+        assert (entry.attempts, entry.delivery_failures, entry.occurrence, entry.escalated) == (0, 0, None, False)
+        h.tick(minutes=1)
+    executor.hold = False
+    assert h.observe(executor=executor) == [("app-1", "ci-failed", "send-to-agent", None)]
+    assert h.engine.ledgers["app-1"]["ci-failed"].attempts == 1
+    assert h.observe(executor=executor) == []  # this occurrence is handled now
+
+
+def test_a_duration_escalation_still_fires_while_messages_are_held(harness):
+    h = harness(MIXED)
+    executor = HoldingExecutor()
+    assert h.observe({"app-1": failing("a1")}, executor) == [("app-1", "ci-failed", "send-to-agent", None)]
+    h.tick(minutes=59)
+    assert h.observe(executor=executor) == [("app-1", "ci-failed", "send-to-agent", None)]
+    h.tick(minutes=1)
+    assert h.observe(executor=executor) == [("app-1", "ci-failed", "escalate", "urgent")]
+    assert h.actions[0].reason == "time passed"

@@ -38,7 +38,8 @@ STATUS_CASES = [
     ({"pr_state": "open", "ci": "failing", "review": "changes_requested", "conflicts": True}, None, "ci_failed"),
     ({"pr_state": "open", "ci": "passing", "review": "changes_requested"}, None, "changes_requested"),
     ({"pr_state": "open", "ci": "passing", "review": "approved"}, None, "mergeable"),
-    ({"pr_state": "open"}, None, "mergeable"),  # nothing in the way: no CI, no review required
+    ({"pr_state": "open", "review": "approved"}, None, "mergeable"),  # approved, and the repository has no CI
+    ({"pr_state": "open"}, None, "pr_open"),  # no approval: no positive evidence for the review criterion
     ({"pr_state": "open", "ci": "pending", "review": "approved"}, None, "approved"),
     ({"pr_state": "open", "ci": "passing", "review": "approved", "conflicts": True}, None, "approved"),
     ({"pr_state": "open", "ci": "passing", "review": "approved", "mergeable": False}, None, "approved"),
@@ -87,9 +88,10 @@ def test_statuses_and_terminal_sets():
 # -------------------------------------------------------------------------------------------- mergeable
 
 @pytest.mark.parametrize("fields,expected", [
-    ({"pr_state": "open"}, True),
+    ({"pr_state": "open"}, False),                       # nobody approved: no evidence for "review"
+    ({"pr_state": "open", "review": "approved"}, True),  # ci none: the repository provably has no CI
     ({"pr_state": "open", "ci": "passing", "review": "approved"}, True),
-    ({"pr_state": "open", "ci": "none", "review": "none"}, True),
+    ({"pr_state": "open", "ci": "none", "review": "none"}, False),
     ({"pr_state": "none", "ci": "passing", "review": "approved"}, False),
     ({"pr_state": "merged"}, False),
     ({"pr_state": "closed"}, False),
@@ -126,8 +128,10 @@ def test_complete_derives_last_activity_mergeable_and_status():
     fact = facts.complete({"session": "a", "idle_seconds": 700, "activity": "idle"}, NOW)
     assert fact["last_activity_at"] == NOW - 700 and fact["status"] == "stuck"
     assert facts.complete({"session": "a", "idle_seconds": 700, "activity": "idle"}, NOW, 800)["status"] == "working"
-    fact = facts.complete({"session": "a", "pr_state": "open", "ci": "passing"}, NOW)
+    fact = facts.complete({"session": "a", "pr_state": "open", "ci": "passing", "review": "approved"}, NOW)
     assert fact["mergeable"] is True and fact["status"] == "mergeable"
+    fact = facts.complete({"session": "a", "pr_state": "open", "ci": "passing"}, NOW)
+    assert fact["mergeable"] is False and fact["status"] == "review_pending"
 
 
 def test_complete_keeps_what_is_given():

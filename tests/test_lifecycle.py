@@ -47,8 +47,9 @@ def test_an_agent_message_is_delivered_exactly_once_across_a_crash(aoenv):
     journal = Journal(aoenv.data)
     action = _action(s.id, "CI failed: fix test_x")
 
-    # Crash after the decision, before delivery: the journal says pending; the restarted poller sends it once.
-    journal.mark(action_id(action), "pending", 0)
+    # Crash after the decision, before delivery: the journal says decided; the restarted poller sends it once.
+    journal.decide(action, 0)
+    assert journal.state(action_id(action)) == "decided"
     assert AgentExecutor(manager, journal).execute(action).ok
     # Crash after delivery, before the ledger was saved: the same decision again is not typed in again.
     assert AgentExecutor(aoenv.manager(), Journal(aoenv.data)).execute(action).ok

@@ -143,7 +143,7 @@ rules:
     (4, 11, "'failng' is not a value of 'ci' (did you mean 'failing'?); one of: none, pending, passing, failing "
             "(at rules[0].when.ci)"),
     (5, 7, "unknown session fact field 'pr_sate' (did you mean 'pr_state'?) (at rules[0].when.pr_sate)"),
-    (6, 25, "invalid regex '([a-': unterminated character set at position 1 (at rules[0].when.branch.matches)"),
+    (6, 25, "invalid regex '([a-': missing ]: [a- (at rules[0].when.branch.matches)"),
     (7, 22, "gt needs a number field; 'head_sha' is str (at rules[0].when.head_sha.gt)"),
     (8, 27, "unknown reaction setting $thresold; use one of $auto"),
     (9, 18, "'conflicts' is bool; 1 can never match (at rules[0].when.conflicts)"),

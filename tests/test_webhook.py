@@ -95,3 +95,98 @@ def test_hooks_need_a_secret_from_the_environment(aoenv):
     aoenv.write_config(scm={"plugin": "local", "webhook": {}})
     with pytest.raises(AoError, match="needs secretEnv"):
         hooks_from_config(aoenv.load(), env={})
+
+
+def _server(tmp_path, calls=None):
+    def delivered(project, event, branches):
+        if calls is not None:
+            calls.append((project, event, branches))
+
+    srv = WebhookServer([Hook("app", "/webhooks/app", SECRET, 1 << 20)], delivered, port=0, data_dir=tmp_path).start()
+    host, port = srv.address
+    return srv, f"http://{host}:{port}"
+
+
+def test_delivery_ids_are_deduplicated_across_restarts(tmp_path):
+    srv, base = _server(tmp_path)
+    try:
+        assert post(base, PR_EVENT, delivery="d-1").status_code == 202
+    finally:
+        srv.stop()
+    srv, base = _server(tmp_path)
+    try:
+        r = post(base, PR_EVENT, delivery="d-1")
+        assert r.status_code == 200 and "duplicate" in r.text
+        assert post(base, PR_EVENT, delivery="d-2").status_code == 202
+    finally:
+        srv.stop()
+
+
+def test_an_id_is_marked_only_once_signature_and_body_are_accepted(tmp_path):
+    calls = []
+    srv, base = _server(tmp_path, calls)
+    try:
+        assert post(base, PR_EVENT, delivery="d-forged", signature=sign(PR_EVENT, b"wrong")).status_code == 401
+        broken = b'{"pull_request": '
+        assert post(base, broken, delivery="d-broken").status_code == 400
+        deep = b"[" * 30_000 + b"]" * 30_000
+        r = post(base, deep, delivery="d-deep")
+        assert r.status_code == 400 and "nested too deeply" in r.text
+        for delivery in ("d-forged", "d-broken", "d-deep"):  # the real deliveries with those ids still count
+            assert post(base, PR_EVENT, delivery=delivery).status_code == 202
+        assert len(calls) == 3
+    finally:
+        srv.stop()
+
+
+def test_a_client_hanging_up_mid_request_prints_nothing(tmp_path, capfd):
+    import socket
+
+    srv, base = _server(tmp_path)
+    host, port = srv.address
+    try:
+        for _ in range(3):
+            with socket.create_connection((host, port)) as sock:
+                sock.sendall(b"POST /webhooks/app HTTP/1.1\r\nHost: x\r\nContent-Length: 1000\r\n"
+                             b"X-Hub-Signature-256: sha256=00\r\n\r\n{\"partial\": ")
+            with socket.create_connection((host, port)) as sock:
+                sock.sendall(b"POST /webhooks/app HTTP/1.1\r\nHost: x\r\nContent-Length: 2\r\n\r\n{}")
+                sock.shutdown(socket.SHUT_WR)
+                sock.close()  # gone before the answer is written
+        assert post(base, PR_EVENT, delivery="after").status_code == 202
+    finally:
+        srv.stop()
+    out, err = capfd.readouterr()
+    assert "Traceback" not in err and "Error" not in err
+
+
+def test_a_drip_fed_request_is_cut_off_at_the_deadline(tmp_path, monkeypatch):
+    import socket
+    import time
+
+    from ao import webhook
+
+    monkeypatch.setattr(webhook, "REQUEST_DEADLINE", 0.6)
+    srv, base = _server(tmp_path)
+    host, port = srv.address
+    try:
+        with socket.create_connection((host, port)) as sock:
+            sock.settimeout(5)
+            started = time.monotonic()
+            request = b"POST /webhooks/app HTTP/1.1\r\nHost: x\r\nContent-Length: 5000\r\n\r\n" + b" " * 5000
+            closed = False
+            for byte in request:  # a byte every 0.1 s: each read is quick, the whole would take minutes
+                try:
+                    sock.sendall(bytes([byte]))
+                except OSError:
+                    closed = True
+                    break
+                time.sleep(0.1)
+                if time.monotonic() - started > 5:
+                    break
+            if not closed:
+                closed = sock.recv(100) == b""
+            assert closed and time.monotonic() - started < 3
+        assert post(base, PR_EVENT, delivery="after").status_code == 202
+    finally:
+        srv.stop()

@@ -52,13 +52,28 @@ def _build_app() -> Any:
     return app
 
 
+def _not_utf8(arg: str) -> bool:
+    """Python decodes undecodable argv bytes to lone surrogates; nothing downstream could store them."""
+    try:
+        arg.encode("utf-8")
+    except UnicodeEncodeError:
+        return True
+    return False
+
+
 def main(argv: Optional[list[str]] = None) -> None:
     args = sys.argv[1:] if argv is None else argv
     if args == ["--version"]:  # the common case, answered before importing anything heavy
         print(f"ao {__version__}")
         return
-    from ao.errors import AoError
+    from ao.cli.common import install_safe_streams
+    from ao.errors import AoError, UsageError
 
+    install_safe_streams()  # nothing printed reaches the terminal with raw control characters
+    bad = next((i for i, a in enumerate(args) if _not_utf8(a)), None)
+    if bad is not None:
+        print(f"argument {bad + 1} is not valid UTF-8", file=sys.stderr)
+        sys.exit(UsageError.exit_code)
     app = _build_app()
     try:
         app(args=args, prog_name="ao", standalone_mode=True)

@@ -62,8 +62,7 @@ def test(
     if json:
         print_json({"id": notification.id, "priority": notification.priority, "results": rows})
     else:
-        from rich.console import Console
-        from rich.markup import escape
+        from ao.cli.common import cell, console
         from rich.table import Table
 
         table = Table(title=f"test notification {notification.id} ({notification.priority})", title_justify="left")
@@ -71,8 +70,8 @@ def test(
             table.add_column(column, overflow="fold")
         for row in rows:
             took = f"{row['elapsed_ms']} ms" if row["elapsed_ms"] is not None else "-"
-            table.add_row(escape(row["notifier"]), row["plugin"], "[green]sent[/]" if row["ok"] else "[red]failed[/]",
-                          took, escape(row["error"]))
-        Console().print(table)
+            table.add_row(cell(row["notifier"]), row["plugin"], "[green]sent[/]" if row["ok"] else "[red]failed[/]",
+                          took, cell(row["error"]))
+        console().print(table)
     if not all(row["ok"] for row in rows):
         raise typer.Exit(1)

@@ -172,17 +172,17 @@ def register(app: typer.Typer) -> None:
                 time.sleep(0.5)  # tailing a file: a display refresh period
                 if not path.exists() or path.stat().st_size <= offset:
                     continue
-                with open(path, encoding="utf-8") as fh:
+                with open(path, "rb") as fh:
                     fh.seek(offset)
                     chunk = fh.read()
-                complete = chunk[:chunk.rfind("\n") + 1]
-                offset += len(complete.encode("utf-8"))
+                complete = chunk[:chunk.rfind(b"\n") + 1]
+                offset += len(complete)
                 for line in complete.splitlines():
-                    try:
-                        e = jsonlib.loads(line)
+                    try:  # a damaged line (not UTF-8, not JSON) is skipped
+                        e = jsonlib.loads(line.decode("utf-8"))
                     except ValueError:
                         continue
-                    if wanted(e):
+                    if isinstance(e, dict) and wanted(e):
                         show(e)
         except KeyboardInterrupt:
             pass
@@ -200,7 +200,7 @@ def _start_services(cfg: Any, poller: Any, loop: Any, orchestrator: bool) -> lis
             poller.refresh(project, branches)
             loop.wake()
 
-        server = WebhookServer(hooks, delivered, host=cfg.host, port=cfg.port).start()
+        server = WebhookServer(hooks, delivered, host=cfg.host, port=cfg.port, data_dir=cfg.data_dir).start()
         servers.append(server)
         host, port = server.address
         events.log(cfg.data_dir, f"webhooks: listening on http://{host}:{port} "

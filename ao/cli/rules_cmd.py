@@ -45,11 +45,10 @@ def show(ctx: typer.Context, project: ProjectOption = None, json: JsonOption = F
             "durable_rules": compiled[pid].definition(),
         } for pid in chosen})
         return
-    from rich.console import Console
-    from rich.markup import escape
+    from ao.cli.common import cell, console
     from rich.table import Table
 
-    console = Console()
+    out = console()
     for pid in chosen:
         cp = compiled[pid]
         table = Table(title=f"project {pid}", title_justify="left", show_lines=False)
@@ -63,15 +62,15 @@ def show(ctx: typer.Context, project: ProjectOption = None, json: JsonOption = F
                 budget.append(f"after {r.limit} attempt{'s' if r.limit != 1 else ''}")
             if r.escalate_seconds is not None:
                 budget.append(f"after {format_duration(r.escalate_seconds)}")
-            table.add_row(ct.reaction.key, escape(_trigger_text(ct.when)), ct.trigger.occurrence, action,
+            table.add_row(ct.reaction.key, cell(_trigger_text(ct.when)), ct.trigger.occurrence, action,
                           r.priority or "-", " or ".join(budget) or "never")
-        console.print(table)
+        out.print(table)
         routing = Table(title="routing", title_justify="left")
         routing.add_column("priority")
         routing.add_column("notifiers")
         for priority, names in cp.routing.items():
-            routing.add_row(priority, escape(", ".join(names)))
-        console.print(routing)
+            routing.add_row(priority, cell(", ".join(names)))
+        out.print(routing)
 
 
 def _load_fact(cfg: Any, session: str, stored: Any, fact_file: Optional[Path]) -> dict[str, Any]:
@@ -142,8 +141,7 @@ def explain(
     if json:
         print_json({"session": session, "fact": fact, "reactions": report})
         return
-    from rich.console import Console
-    from rich.markup import escape
+    from ao.cli.common import cell, console
     from rich.table import Table
 
     table = Table(title=f"{session}  status={fact['status']}  activity={fact['activity']}  pr={fact['pr_state']}",
@@ -154,9 +152,9 @@ def explain(
         ledger = row["ledger"]
         ledger_text = (f"attempts {ledger['attempts']}, occurrence {ledger['occurrence']}"
                        + (", escalated" if ledger["escalated"] else "")) if ledger else "-"
-        table.add_row(row["rule"], "yes" if row["matched"] else "no", escape(row["failed"] or ""),
-                      escape(row["occurrence"]), ledger_text)
-    Console().print(table)
+        table.add_row(row["rule"], "yes" if row["matched"] else "no", cell(row["failed"] or ""),
+                      cell(row["occurrence"]), ledger_text)
+    console().print(table)
 
 
 def _first_failure(node: Any, fact: dict[str, Any]) -> Optional[str]:

@@ -90,10 +90,25 @@ def register(root: typer.Typer) -> None:
         message: Annotated[Optional[str], typer.Argument(help="The text to type in.", show_default=False)] = None,
         file: Annotated[Optional[Path], typer.Option("--file", "-f", help="Read the message from a file "
                         "('-' for stdin).", show_default=False)] = None,
+        answer: Annotated[bool, typer.Option("--answer", help="The agent is showing a dialog or question and "
+                          "this message answers it: type it in anyway.")] = False,
+        wait: Annotated[float, typer.Option("--wait", metavar="SECONDS", help="How long to wait for a busy "
+                        "agent to be ready for a message.")] = 30.0,
         config: ConfigOption = None,
     ) -> None:
-        """Type a message into a session's agent and press Enter; fails (exit 1) if delivery is not confirmed."""
+        """Type a message into a session's agent and press Enter; fails (exit 1) if delivery is not confirmed.
+
+        Nothing is typed into an agent that waits for a human (a permission dialog, a question, a login or
+        trust screen, a screen ao does not recognise) or is blocked by a usage limit: ao send says what it
+        waits for and exits 1. If your message is the answer, say so with --answer.
+
+        Examples:
+          ao send app-3 "Please rebase on main"
+          ao send app-3 -f review-notes.md
+          ao send app-3 --answer "2"
+        """
         from ao.errors import UsageError
+        from ao.plugins.runtime import AgentBusy, AgentWaiting
 
         if (message is None) == (file is None):
             raise UsageError("give the message as an argument or with --file, not both or neither")
@@ -103,8 +118,16 @@ def register(root: typer.Typer) -> None:
             except (OSError, UnicodeDecodeError) as exc:
                 raise AoError(f"{file}: cannot read the message: {getattr(exc, 'strerror', None) or exc}") from None
         assert message is not None
-        _manager(ctx, config).send(session, message)
-        print(f"sent to {session}")
+        try:
+            _manager(ctx, config).send(session, message, answer=answer, wait=max(wait, 0.0))
+        except AgentBusy as exc:
+            raise AoError(f"{session} is not ready for a message: {exc.waiting_for}; nothing was typed "
+                          f"(waited {wait:g} s; try again later, or raise --wait)") from None
+        except AgentWaiting as exc:
+            what = "is blocked" if exc.state == "blocked" else "is waiting for you"
+            raise AoError(f"{session} {what}: {exc.waiting_for}\nnothing was typed. If your message answers "
+                          f"it, run again with --answer (or attach: ao attach {session})") from None
+        print(f"sent to {session}" + (" (as an answer)" if answer else ""))
 
     @root.command()
     def cleanup(

@@ -48,20 +48,21 @@ def rows_for(manager: Any, project: Optional[str], now: float) -> list[dict[str,
 
 
 def print_rows(rows: list[dict[str, Any]], columns: list[str], title: str) -> None:
-    from rich.console import Console
-    from rich.markup import escape
+    from ao.cli.common import console
 
-    Console().print(_table(rows, columns, title, escape))
+    console().print(_table(rows, columns, title))
 
 
-def _table(rows: list[dict[str, Any]], columns: list[str], title: str, escape: Any) -> Any:
+def _table(rows: list[dict[str, Any]], columns: list[str], title: str) -> Any:
     from rich.table import Table
+
+    from ao.cli.common import cell
 
     table = Table(title=title, title_justify="left")
     for column in columns:
         table.add_column(column, overflow="fold")
     for row in rows:
-        table.add_row(*(escape(str(row[c])) if row[c] not in (None, "", "none") else "-" for c in columns))
+        table.add_row(*(cell(str(row[c])) if row[c] not in (None, "", "none") else "-" for c in columns))
     if not rows:
         table.caption = "no sessions (start one with: ao spawn PROJECT ISSUE)"
     return table
@@ -91,12 +92,13 @@ def register(app: typer.Typer) -> None:
             print_rows(rows_for(manager, project, time.time()), COLUMNS, "sessions")
             return
         from rich.live import Live
-        from rich.markup import escape
 
-        with Live(auto_refresh=False) as live:
+        from ao.cli.common import console
+
+        with Live(auto_refresh=False, console=console()) as live:
             try:
                 while True:
-                    live.update(_table(rows_for(manager, project, time.time()), COLUMNS, "sessions", escape),
+                    live.update(_table(rows_for(manager, project, time.time()), COLUMNS, "sessions"),
                                 refresh=True)
                     time.sleep(2)  # a display refresh period, not synchronisation
             except KeyboardInterrupt:

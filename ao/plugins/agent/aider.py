@@ -1,28 +1,85 @@
-"""aider (``aider``). The prompt is typed in once it is up: ``--message`` would make aider exit after one
-reply. Activity: the terminal, plus the chat history file aider appends to as the conversation goes."""
+"""aider (``aider``). The prompt is typed in once aider shows its ``>`` prompt (``--message`` would make aider
+exit after one reply; typed earlier, before aider reads input and has bracketed paste on, a multi-line
+prompt arrived as several messages).
+
+Launch: ``aider --no-show-model-warnings --no-gitignore --input-history-file <run dir>/… --chat-history-file
+<run dir>/… [--yes-always] [--model M]``: no question about unknown models, none about ``.gitignore``
+(``.aider*`` goes into the repository's ``info/exclude`` instead, so nothing of aider's is ever committed),
+and its histories live beside ao's other files for the session, not in the workspace.
+
+Delivery receipt: the input history, where aider records exactly what it read (``+``-prefixed lines under
+a ``#`` timestamp line). Activity: the screen (its ``>`` prompt is the input box; ``(Y)es/(N)o`` questions
+wait for a human; litellm's rate-limit messages are ``blocked``) and the chat history file as a sign of life.
+
+Known limits: ``--yes-always`` answers "no" to "Run shell command?", so with ``permissions: skip`` aider never
+runs shell commands (nor pushes); it commits its edits itself (``--auto-commits``, its default).
+"""
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
-from typing import Any
+from pathlib import Path
+from typing import Any, Callable
 
-from ao.activity import combine, terminal_activity
-from ao.plugins.agent import Activity, LaunchContext, Observation
-from ao.plugins.agent.command import join, model_flags, permission_flags
+from ao.activity import Screen, combine, pattern, shows_input_box, terminal_activity
+from ao.plugins.agent import Activity, BaseAgent, LaunchContext, Observation
+from ao.plugins.agent.command import exclude, join, model_flags, permission_flags, same_text
 
-HISTORY = ".aider.chat.history.md"
+INPUT_HISTORY, CHAT_HISTORY = "aider.input.history", "aider.chat.history.md"
 PERMISSION_FLAGS = {"skip": ["--yes-always"]}  # aider edits files without asking anyway; it has no plan mode
+ALWAYS = ["--no-show-model-warnings", "--no-gitignore"]
+_PROMPT = re.compile(r"^(?:[a-z-]+ ?)?> ?")   # ">", "> typed text", "ask> ", "architect> "
+
+
+def _input_box(lines: list[str]) -> bool:
+    return bool(lines) and bool(_PROMPT.match(lines[-1]))
+
+
+SCREEN = Screen(
+    agent="aider",
+    limits=(pattern("rate limit", r"\bThe API provider has rate limited you\b|\bRateLimitError\b", 4),),
+    input_box=_input_box,
+)
+
+
+def history_entries(text: str) -> list[str]:
+    """The messages of an aider input history: ``# <time>`` starts one, ``+`` prefixes its lines."""
+    entries: list[list[str]] = []
+    for line in text.split("\n"):
+        if line.startswith("# "):
+            entries.append([])
+        elif line.startswith("+") and entries:
+            entries[-1].append(line[1:])
+    return ["\n".join(lines) for lines in entries]
 
 
 @dataclass
-class Aider:
+class Aider(BaseAgent):
     name: str = "aider"
+
+    @property
+    def screen(self) -> Screen:
+        return SCREEN
 
     def prompt_delivery(self, settings: dict[str, Any]) -> str:
         return "send"
 
+    def prepare(self, ctx: LaunchContext) -> None:
+        exclude(ctx.workspace, ".aider*")
+
+    def can_resume(self, ctx: LaunchContext) -> bool:
+        try:
+            return ctx.run_dir is not None and (ctx.run_dir / CHAT_HISTORY).stat().st_size > 0
+        except OSError:
+            return False
+
     def launch_command(self, ctx: LaunchContext) -> str:
-        argv = ["aider", *permission_flags(self.name, ctx.settings, PERMISSION_FLAGS), *model_flags(ctx.settings)]
+        argv = ["aider", *ALWAYS, *permission_flags(self.name, ctx.settings, PERMISSION_FLAGS),
+                *model_flags(ctx.settings)]
+        if ctx.run_dir is not None:
+            argv += ["--input-history-file", str(ctx.run_dir / INPUT_HISTORY),
+                     "--chat-history-file", str(ctx.run_dir / CHAT_HISTORY)]
         if ctx.resume:
             argv.append("--restore-chat-history")
         return join(argv)
@@ -30,13 +87,46 @@ class Aider:
     def interrupt_keys(self) -> list[str]:
         return ["C-c"]  # Ctrl-C stops aider's reply; a second one would exit it
 
+    def _history(self, obs: Observation, name: str) -> Path:
+        """ao launches aider with its histories in the run folder; a session launched before that has
+        them in the workspace."""
+        legacy = obs.workspace / ("." + name)
+        if obs.run_dir is None or (legacy.exists() and not (obs.run_dir / name).exists()):
+            return legacy
+        return obs.run_dir / name
+
     def activity(self, obs: Observation) -> Activity:
-        base = terminal_activity(obs)
+        base = terminal_activity(obs, SCREEN)
         try:
-            written = (obs.workspace / HISTORY).stat().st_mtime
+            written = self._history(obs, CHAT_HISTORY).stat().st_mtime
         except OSError:
             return base
         return combine(obs, base, written, "chat history updated")
+
+    def not_ready(self, obs: Observation, activity: Activity) -> str | None:
+        """aider reads input only at its ``>`` prompt: anything else on the screen means not now."""
+        if obs.pane is not None and shows_input_box(obs.pane, SCREEN) is False:
+            return "aider is not at its > prompt (busy)"
+        return None
+
+    def receipt(self, obs: Observation, text: str) -> Callable[[], bool] | None:
+        path = self._history(obs, INPUT_HISTORY)
+        try:
+            before = len(path.read_bytes())
+        except OSError:
+            before = 0
+
+        def received() -> bool:
+            try:
+                data = path.read_bytes()
+            except OSError:
+                return False
+            if len(data) < before:
+                return False
+            new = data[before:].decode("utf-8", "replace")
+            return any(same_text(entry, text) for entry in history_entries(new))
+
+        return received
 
 
 def plugin(**options: Any) -> Aider:

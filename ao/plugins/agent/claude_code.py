@@ -1,22 +1,30 @@
 """Claude Code (``claude``), the default agent.
 
-Activity comes from Claude Code's own session log when there is one, combined with the terminal:
+Launch: ``claude [permission flags] [--model M] --settings <run dir>/claude-settings.json "$(cat prompt)"``.
+The settings file is this launch's only (the user's own settings are untouched) and holds:
 
-* Claude Code appends every message of a conversation to
-  ``<config dir>/projects/<cwd with each non-alphanumeric character replaced by '-'>/<session uuid>.jsonl``
-  (config dir: the ``config_dir`` option, else ``$CLAUDE_CONFIG_DIR``, else ``~/.claude``). The newest file
-  there belongs to this workspace's agent; its mtime is the last time the agent did something.
-* The last user/assistant entry tells where the turn is (malformed lines and other entry types are skipped):
-  - an assistant message with no ``tool_use`` -> the turn is finished and the agent waits for its next
-    instruction: ``ready`` (after a short settle, since content blocks are written one by one), then
-    ``idle`` after the ready threshold;
-  - an assistant ``tool_use``, or a user message / tool result -> the turn is in progress: ``active`` even
-    though nothing is written while a long tool runs, until the ready threshold passes with nothing new on
-    screen or in the log (``idle``: probably stuck);
-  - a short API-error message about a usage/rate limit -> ``blocked``.
-* The terminal still decides what the log cannot show: the process gone -> ``exited``; a permission dialog
-  or question on screen -> ``waiting_input`` (permission requests are not written to the log). Screen
-  changes count as activity too (the spinner's elapsed-time counter moves while a tool runs).
+* hooks for SessionStart, UserPromptSubmit, PermissionRequest, Notification, Stop, StopFailure and
+  SessionEnd. Each is ``cat >> <run dir>/claude-events.jsonl; echo >> …``: the event JSON Claude Code gives
+  on stdin becomes one line, with no interpreter started per hook;
+* with ``permissions: skip``, ``skipDangerousModePermissionPrompt`` (its first use would otherwise ask,
+  defaulting to "No, exit"). As root, Claude Code refuses the bypass flag outright unless ``IS_SANDBOX=1``,
+  which the launch script then sets.
+
+Activity, newest knowledge first (each source is checked and skipped when missing or malformed, so a
+changed CLI falls back to the screen):
+
+* the per-process status file ``<config>/sessions/<pid>.json`` (``status``: busy, idle, waiting, shell;
+  ``waitingFor``): what the agent is doing now, including a permission prompt it has open;
+* the hook log: a turn started (UserPromptSubmit), a permission request (with the tool and its input, for
+  the detail), a turn that ended (Stop) or failed (StopFailure: rate_limit and billing_error are
+  ``blocked``, authentication_failed waits for a human);
+* the transcript ``<config>/projects/<cwd key>/<session>.jsonl``: API errors (``isApiErrorMessage``,
+  ``error``) and, without the other two, where the last turn stands;
+* the screen (:mod:`ao.activity`): dialogs drawn before any hook runs (theme, login, API key, trust, the
+  bypass warning) and usage-limit messages.
+
+Delivery receipt: a UserPromptSubmit hook whose ``prompt`` is the text sent, or (a message typed while a
+turn runs is queued) a ``queue-operation`` entry in the transcript with that content.
 """
 
 from __future__ import annotations
@@ -24,28 +32,67 @@ from __future__ import annotations
 import json
 import os
 import re
+import shlex
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
-from ao.activity import DEFAULT_BLOCKED, MEMO_AT, find, state_for, terminal_activity
-from ao.plugins.agent import Activity, LaunchContext, Observation
-from ao.plugins.agent.command import join, model_flags, permission_flags, prompt_argument
+from ao.activity import Screen, Signals, merge, newest, pattern, terminal_activity
+from ao.errors import AoError
+from ao.plugins.agent import Activity, BaseAgent, LaunchContext, Observation
+from ao.plugins.agent.command import (
+    join, model_flags, permission_flags, prompt_argument, read_new_lines, same_text, update_json,
+    version_at_least,
+)
 
 PERMISSION_FLAGS = {
     "skip": ["--dangerously-skip-permissions"],
     "auto-edit": ["--permission-mode", "acceptEdits"],
     "plan": ["--permission-mode", "plan"],
 }
-SETTLE = 10.0           # a finished-looking turn must stay quiet this long: the next block may be on its way
-TAIL_BYTES = 1 << 20    # how much of the log's end is read for its last entry (tool results can be large)
-ERROR_TEXT_CAP = 500    # a limit message is short; a long answer that mentions rate limits is not one
+SETTINGS, EVENTS = "claude-settings.json", "claude-events.jsonl"
+HOOKS = ("SessionStart", "UserPromptSubmit", "PermissionRequest", "Notification", "Stop", "StopFailure",
+         "SessionEnd")
+CHECKED = "2.1.197"          # the version these signals were checked against
+HOOKS_SINCE = (2, 1)         # StopFailure and the status file are 2.1's; older versions get the screen only
+SETTLE = 10.0                # a finished-looking turn in the transcript must stay quiet this long
+TAIL_BYTES = 1 << 20         # how much of the transcript's end is read for its last entry
+ERROR_TEXT_CAP = 500         # a limit message is short; a long answer that mentions rate limits is not one
+BLOCKING_ERRORS = {"rate_limit": "rate limit", "billing_error": "out of credits"}
+HUMAN_ERRORS = {"authentication_failed": "authentication failed: log in again"}
+WAITING_NOTIFICATIONS = {"permission_prompt": "permission prompt", "elicitation_dialog": "question"}
 
 DONE, WORKING, BLOCKED = "done", "working", "blocked"
 
 
+def _input_box(lines: list[str]) -> bool:
+    """Claude's input box: a ``❯`` line (not a menu's cursor) right under a horizontal rule."""
+    for i in range(len(lines) - 1, 0, -1):
+        line = lines[i]
+        if re.match(r"^❯(\s|$)", line) and not re.match(r"^❯\s*\d{1,2}[.)]\s", line) \
+                and re.fullmatch(r"\s*─{8,}\s*", lines[i - 1]):
+            return True
+    return False
+
+
+APOS = "['’]"
+SCREEN = Screen(
+    agent="Claude",
+    dialogs=(pattern("login: paste the sign-in code", r"\bPaste code here if prompted\b"),),
+    limits=(
+        pattern("API rate limit", r"^(?:● )?API Error:.*(?:\b429\b|rate.?limit)", 5, re.IGNORECASE),
+        pattern("usage limit", rf"\bYou{APOS}ve hit your (?:\w+ )?limit\b", 10),
+        pattern("usage limit", rf"\bYou{APOS}re out of (?:\w+ )?credits\b|\bYour org is out of usage\b", 10),
+        pattern("usage limit", r"\bClaude AI usage limit reached\b", 5),
+    ),
+    input_box=_input_box,
+    generic_limits=(),
+)
+
+
 def project_key(path: Path | str) -> str:
-    """Claude Code's folder name for a working directory: every non-alphanumeric character becomes '-'."""
+    """Claude Code's folder name for a working directory: every non-alphanumeric character becomes '-'
+    (cut to 200 characters plus a hash beyond that; such keys are matched by their prefix)."""
     return re.sub(r"[^A-Za-z0-9]", "-", str(path))
 
 
@@ -69,8 +116,11 @@ def classify(entry: dict[str, Any]) -> str | None:
         if message.get("stop_reason") == "tool_use" or any(
                 isinstance(b, dict) and b.get("type") == "tool_use" for b in blocks):
             return WORKING
+        if entry.get("isApiErrorMessage") and entry.get("error") in BLOCKING_ERRORS:
+            return BLOCKED
         text = _text(content)
-        if (entry.get("isApiErrorMessage") or len(text) <= ERROR_TEXT_CAP) and find(text, DEFAULT_BLOCKED):
+        if (entry.get("isApiErrorMessage") or len(text) <= ERROR_TEXT_CAP) and any(
+                p.regex.search(line) for p in SCREEN.limits for line in text.splitlines()):
             return BLOCKED
         return DONE
     if entry.get("isMeta"):  # bookkeeping Claude Code adds around local commands: not a prompt
@@ -81,7 +131,7 @@ def classify(entry: dict[str, Any]) -> str | None:
 
 
 def last_turn(path: Path) -> str | None:
-    """The state the log's last turn entry implies; unreadable or malformed lines are skipped."""
+    """The state the transcript's last turn entry implies; unreadable or malformed lines are skipped."""
     try:
         with path.open("rb") as f:
             size = f.seek(0, os.SEEK_END)
@@ -104,26 +154,155 @@ def last_turn(path: Path) -> str | None:
     return None
 
 
+def hook_command(events: Path) -> str:
+    target = shlex.quote(str(events))
+    return f"cat >> {target}; echo >> {target}"
+
+
+def settings_for(events: Path, skip: bool) -> dict[str, Any]:
+    """This launch's ``--settings``: the hooks, and for skip the bypass warning answered in advance."""
+    command = hook_command(events)
+    settings: dict[str, Any] = {"hooks": {name: [{"hooks": [{"type": "command", "command": command}]}]
+                                          for name in HOOKS}}
+    if skip:
+        settings["skipDangerousModePermissionPrompt"] = True
+    return settings
+
+
+def _tool_summary(event: dict[str, Any]) -> str:
+    tool = event.get("tool_name")
+    if not isinstance(tool, str):
+        return ""
+    data = event.get("tool_input")
+    arg = ""
+    if isinstance(data, dict):
+        for key in ("command", "file_path", "path", "url", "pattern", "prompt"):
+            if isinstance(data.get(key), str):
+                arg = data[key]
+                break
+    arg = " ".join(arg.split())
+    if len(arg) > 80:
+        arg = arg[:79] + "…"
+    return f"{tool}({arg})" if arg else tool
+
+
+def fold(state: dict[str, Any], event: dict[str, Any]) -> dict[str, Any]:
+    """The hook log's running summary after one more event (only what activity needs: small, JSON-safe)."""
+    name = event.get("hook_event_name")
+    state = dict(state)
+    if isinstance(event.get("session_id"), str):
+        state["session"] = event["session_id"]
+    if isinstance(event.get("transcript_path"), str):
+        state["transcript"] = event["transcript_path"]
+    if name == "SessionStart":
+        state.update(event="start", detail="session started")
+    elif name == "UserPromptSubmit":
+        state.update(event="prompt", detail="turn in progress", error=None)
+    elif name == "PermissionRequest":
+        state.update(event="waiting", detail=f"Claude permission prompt: {_tool_summary(event) or 'a tool'}")
+    elif name == "Notification":
+        kind = event.get("notification_type")
+        if kind in WAITING_NOTIFICATIONS and state.get("event") != "waiting":
+            state.update(event="waiting", detail=f"Claude {WAITING_NOTIFICATIONS[kind]}")
+        elif kind == "idle_prompt":
+            state.update(event="stop", detail="waiting for a message")
+    elif name == "Stop":
+        state.update(event="stop", detail="turn finished", error=None)
+    elif name == "StopFailure":
+        error = event.get("error") if isinstance(event.get("error"), str) else "unknown"
+        state.update(event="failed", detail=f"turn failed: {error}", error=error)
+    elif name == "SessionEnd":
+        state.update(event="end", detail="session ended")
+    return state
+
+
 @dataclass
-class ClaudeCode:
+class ClaudeCode(BaseAgent):
     config_dir: Path | str | None = None
     name: str = "claude-code"
+    program: str = "claude"
+
+    @property
+    def screen(self) -> Screen:
+        return SCREEN
 
     def prompt_delivery(self, settings: dict[str, Any]) -> str:
         return "argument"
 
-    def launch_command(self, ctx: LaunchContext) -> str:
-        argv = ["claude", *permission_flags(self.name, ctx.settings, PERMISSION_FLAGS), *model_flags(ctx.settings)]
-        if ctx.resume:  # the newest conversation in this directory, with the same permissions as before
-            return join([*argv, "--continue"])
-        return f"{join(argv)} {prompt_argument(ctx.prompt_file)}"
+    # -- paths --------------------------------------------------------------------------------------
+
+    def home(self) -> Path:
+        base = self.config_dir or os.environ.get("CLAUDE_CONFIG_DIR") or Path.home() / ".claude"
+        return Path(base).expanduser()
 
     def projects_dir(self) -> Path:
-        base = self.config_dir or os.environ.get("CLAUDE_CONFIG_DIR") or Path.home() / ".claude"
-        return Path(base).expanduser() / "projects"
+        return self.home() / "projects"
+
+    def state_file(self) -> Path:
+        """The file holding onboarding, approved keys and per-folder trust."""
+        if self.config_dir or os.environ.get("CLAUDE_CONFIG_DIR"):
+            return self.home() / ".claude.json"
+        return Path.home() / ".claude.json"
+
+    # -- launching ----------------------------------------------------------------------------------
+
+    def hooks_supported(self) -> bool:
+        from ao.plugins.agent.command import installed_version
+
+        return version_at_least(installed_version(self.program), HOOKS_SINCE)
+
+    def prepare(self, ctx: LaunchContext) -> None:
+        mode = ctx.settings.get("permissions") or "default"
+        skip = mode == "skip"
+        if skip and os.geteuid() == 0:
+            # Claude Code exits at once when the bypass flag runs as root, unless told it is sandboxed
+            ctx.env["IS_SANDBOX"] = "1"
+        if ctx.run_dir is not None and self.hooks_supported():
+            events = ctx.run_dir / EVENTS
+            from ao.ledger import atomic_write
+
+            atomic_write(ctx.run_dir / SETTINGS, json.dumps(settings_for(events, skip), indent=2) + "\n")
+        if ctx.settings.get("trustWorkspace") and ctx.created_workspace:
+            self.trust(ctx.workspace)
+
+    def trust(self, workspace: Path) -> None:
+        """Pre-seed Claude Code's folder trust for a workspace ao created (``agentConfig.trustWorkspace``)."""
+        def accept(data: dict[str, Any]) -> None:
+            projects = data.setdefault("projects", {})
+            if not isinstance(projects, dict):
+                raise AoError(f"{self.state_file()}: 'projects' is not an object; not changing it")
+            entry = projects.setdefault(str(workspace), {})
+            if isinstance(entry, dict):
+                entry["hasTrustDialogAccepted"] = True
+
+        update_json(self.state_file(), accept)
+
+    def can_resume(self, ctx: LaunchContext) -> bool:
+        return self.session_file(ctx.workspace) is not None
+
+    def launch_command(self, ctx: LaunchContext) -> str:
+        argv = ["claude", *permission_flags(self.name, ctx.settings, PERMISSION_FLAGS), *model_flags(ctx.settings)]
+        if ctx.run_dir is not None and (ctx.run_dir / SETTINGS).is_file():
+            argv += ["--settings", str(ctx.run_dir / SETTINGS)]
+        if ctx.resume:  # the workspace's conversation, with the same permissions as before
+            session = self._last_session(ctx.run_dir)
+            return join([*argv, "--resume", session] if session else [*argv, "--continue"])
+        return f"{join(argv)} {prompt_argument(ctx.prompt_file, ctx.workspace)}"
+
+    def _last_session(self, run_dir: Path | None) -> str | None:
+        """The conversation the previous launch of this session had (from its hook log)."""
+        if run_dir is None:
+            return None
+        state: dict[str, Any] = {}
+        for event in read_new_lines(run_dir / EVENTS, 0)[0]:
+            state = fold(state, event)
+        session = state.get("session")
+        return session if isinstance(session, str) and re.fullmatch(r"[0-9a-fA-F-]{8,64}", session) else None
+
+    # -- observing ----------------------------------------------------------------------------------
 
     def session_file(self, workspace: Path) -> tuple[Path, float] | None:
-        """The newest session log of ``workspace`` and its mtime, if Claude Code has written one."""
+        """The newest transcript of ``workspace`` and its mtime, if Claude Code has written one."""
         root = self.projects_dir()
         keys = dict.fromkeys([project_key(workspace), project_key(workspace.resolve())])
         newest: tuple[Path, float] | None = None
@@ -144,38 +323,145 @@ class ClaudeCode:
     def interrupt_keys(self) -> list[str]:
         return ["Escape"]  # Esc stops Claude Code's turn (a second Esc would open its rewind menu)
 
+    def status(self, pid: int | None) -> dict[str, Any] | None:
+        """The live status file of the agent process ``pid`` (None: no such file, or not one we understand)."""
+        if pid is None:
+            return None
+        try:
+            data = json.loads((self.home() / "sessions" / f"{pid}.json").read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            return None
+        if not isinstance(data, dict) or data.get("pid") != pid or data.get("status") not in (
+                "busy", "idle", "waiting", "shell"):
+            return None
+        return data
+
+    def hooks(self, obs: Observation) -> tuple[dict[str, Any], float | None]:
+        """The hook log's summary (kept in the memo, read on from where the last observation stopped)."""
+        memo = obs.memo.get("claude_hooks")
+        state = dict(memo) if isinstance(memo, dict) else {}
+        if obs.run_dir is None:
+            return state, None
+        path = obs.run_dir / EVENTS
+        try:
+            mtime = path.stat().st_mtime
+        except OSError:
+            return {}, None
+        offset = state.get("offset") if isinstance(state.get("offset"), int) else 0
+        if _size(path) < offset:  # the log was replaced: start over
+            state, offset = {}, 0
+        events, offset = read_new_lines(path, offset)
+        for event in events:
+            state = fold(state, event)
+        state["offset"] = offset
+        return state, mtime
+
     def activity(self, obs: Observation) -> Activity:
-        term = terminal_activity(obs)
-        if term.state in ("exited", "waiting_input"):
+        term = terminal_activity(obs, SCREEN)
+        if term.state == "exited":
             return term
+        hooks, hooks_at = self.hooks(obs)
+        sig = Signals(memo={"claude_hooks": hooks} if hooks else {})
+        status = self.status(obs.pid)
+        transcript = self._transcript_turn(obs, sig.memo)
+        if status is not None:
+            at = status.get("statusUpdatedAt")
+            at = at / 1000 if isinstance(at, (int, float)) else None
+            if status["status"] == "waiting":
+                what = status.get("waitingFor") if isinstance(status.get("waitingFor"), str) else "input"
+                detail = hooks.get("detail") if hooks.get("event") == "waiting" and what == "permission prompt" \
+                    else f"Claude: {what}"
+                sig.state, sig.at, sig.detail = "waiting_input", at, detail
+            elif status["status"] == "busy":
+                sig.state, sig.at, sig.detail = "active", newest(at, hooks_at, transcript[1]), "turn in progress"
+            else:
+                sig.state, sig.at, sig.detail = self._after_turn(hooks, transcript, at)
+        elif hooks.get("event") in ("prompt", "waiting", "stop", "failed"):
+            event = hooks["event"]
+            if event == "waiting" and (term.at is None or hooks_at is None or hooks_at >= term.at):
+                sig.state, sig.at, sig.detail = "waiting_input", hooks_at, hooks["detail"]
+            elif event == "prompt":
+                sig.state, sig.at, sig.detail = "active", newest(hooks_at, transcript[1]), "turn in progress"
+            elif event != "waiting":
+                sig.state, sig.at, sig.detail = self._after_turn(hooks, transcript, hooks_at)
+        elif transcript[1] is not None:
+            sig.state, sig.at, sig.detail = self._from_transcript(obs, term, transcript)
+        return merge(obs, term, sig)
+
+    @staticmethod
+    def _after_turn(hooks: dict[str, Any], transcript: tuple[str | None, float | None],
+                    at: float | None) -> tuple[str, float | None, str]:
+        error = hooks.get("error") if hooks.get("event") == "failed" else None
+        if error in BLOCKING_ERRORS:
+            return "blocked", at, f"Claude: {BLOCKING_ERRORS[error]} (StopFailure {error})"
+        if error in HUMAN_ERRORS:
+            return "waiting_input", at, f"Claude: {HUMAN_ERRORS[error]}"
+        if transcript[0] == BLOCKED:
+            return "blocked", at, "Claude: the transcript ends with a usage-limit error"
+        return "ready", at, "turn finished" if not error else f"turn failed: {error}"
+
+    def _transcript_turn(self, obs: Observation, memo: dict[str, Any]) -> tuple[str | None, float | None]:
+        """(where the transcript's last turn stands, its mtime); re-read only when it changed."""
         found = self.session_file(obs.workspace)
         if found is None:
-            return term
+            return None, None
         path, mtime = found
-        memo = dict(term.memo)
-        if memo.get("claude_file") == str(path) and memo.get("claude_mtime") == mtime:
-            turn = memo.get("claude_turn")  # unchanged since last time: no need to read it again
+        old = obs.memo
+        if old.get("claude_file") == str(path) and old.get("claude_mtime") == mtime:
+            turn = old.get("claude_turn")  # unchanged since last time: no need to read it again
         else:
             turn = last_turn(path)
-            memo.update(claude_file=str(path), claude_mtime=mtime, claude_turn=turn)
-        at = max(term.at, mtime) if term.at is not None else mtime
-        memo[MEMO_AT] = at
-        quiet = obs.now - at
+        memo.update(claude_file=str(path), claude_mtime=mtime, claude_turn=turn)
+        return turn, mtime
+
+    @staticmethod
+    def _from_transcript(obs: Observation, term: Activity,
+                         transcript: tuple[str | None, float | None]) -> tuple[str, float | None, str]:
+        """Without hooks or status file (an older or newer CLI): the transcript's last turn."""
+        turn, mtime = transcript
+        at = newest(term.at, mtime)
         if turn == BLOCKED:
-            return Activity("blocked", at, memo, "session log ends with a usage-limit message")
-        if term.state == "blocked" and state_for(obs.now, at, obs.ready_threshold) != "active":
-            return Activity("blocked", at, memo, term.detail)
+            return "blocked", at, "Claude: the transcript ends with a usage-limit error"
         if turn == WORKING:
-            if quiet < obs.ready_threshold:
-                return Activity("active", at, memo, "turn in progress")
-            return Activity("idle", at, memo, f"turn in progress but nothing new for {quiet:.0f}s")
-        if turn == DONE:
-            if quiet < SETTLE:
-                return Activity("active", at, memo, "turn just finished")
-            state = "ready" if quiet < obs.ready_threshold else "idle"
-            return Activity(state, at, memo, f"turn finished {quiet:.0f}s ago")
-        state = state_for(obs.now, at, obs.ready_threshold)
-        return Activity(state, at, memo, "session log updated" if state == "active" else f"quiet for {quiet:.0f}s")
+            return "active", at, "turn in progress"
+        if turn is None:
+            return "seen", at, "transcript updated"  # a sign of life; time decides
+        if at is not None and obs.now - at < SETTLE:
+            return "active", at, "turn just finished"
+        return "ready", at, "turn finished"
+
+    # -- delivery -----------------------------------------------------------------------------------
+
+    def receipt(self, obs: Observation, text: str) -> Callable[[], bool] | None:
+        """True once Claude Code submitted ``text`` (UserPromptSubmit) or queued it behind the running turn."""
+        if obs.run_dir is None or not (obs.run_dir / EVENTS).is_file():
+            return None  # no hook has ever run in this launch: the pane has to do
+        events_path = obs.run_dir / EVENTS
+        offset = _size(events_path)
+        found = self.session_file(obs.workspace)
+        transcript = found[0] if found else None
+        t_offset = _size(transcript) if transcript else 0
+        pos = {"events": offset, "transcript": t_offset}
+
+        def received() -> bool:
+            events, pos["events"] = read_new_lines(events_path, pos["events"])
+            if any(e.get("hook_event_name") == "UserPromptSubmit" and same_text(e.get("prompt"), text)
+                   for e in events):
+                return True
+            if transcript is not None:
+                entries, pos["transcript"] = read_new_lines(transcript, pos["transcript"])
+                return any(e.get("type") == "queue-operation" and e.get("operation") == "enqueue"
+                           and same_text(e.get("content"), text) for e in entries)
+            return False
+
+        return received
+
+
+def _size(path: Path) -> int:
+    try:
+        return path.stat().st_size
+    except OSError:
+        return 0
 
 
 def plugin(**options: Any) -> ClaudeCode:

@@ -6,24 +6,195 @@ Also home to the small command-line helpers the specific agents share.
 
 from __future__ import annotations
 
+import json
+import os
+import re
 import shlex
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from ao.activity import terminal_activity
 from ao.errors import AoError
-from ao.plugins.agent import Activity, LaunchContext, Observation
+from ao.plugins.agent import BaseAgent, LaunchContext
 
 PERMISSIONS = ("default", "skip", "auto-edit", "plan")
 DELIVERIES = ("send", "none")
+# Linux refuses one argument longer than 128 KiB (MAX_ARG_STRLEN) with E2BIG: a larger prompt goes in as a
+# short instruction to read it from a file in the workspace (git-ignored) instead.
+ARG_LIMIT = 100_000
+LARGE_PROMPT = ".ao-prompt.md"
 
 
-def prompt_argument(prompt_file: Path) -> str:
+def large_prompt_note(path: Path) -> str:
+    return (f"Your instructions are too long for a command line, so they are in the file {path}. "
+            "Read that file first and follow it.")
+
+
+def prompt_argument(prompt_file: Path, workspace: Path | None = None) -> str:
     """``"$(cat '/path/prompt.md')"``: the launch script's shell reads the prompt file into one argument, so
-    the prompt (issue text included) never becomes part of a command line ao writes."""
+    the prompt (issue text included) never becomes part of a command line ao writes. A prompt too large
+    for one argument is copied into the workspace and the argument says where it is."""
+    try:
+        size = prompt_file.stat().st_size
+    except OSError:
+        size = 0
+    if size > ARG_LIMIT and workspace is not None:
+        copy = workspace / LARGE_PROMPT
+        copy.write_bytes(prompt_file.read_bytes())
+        exclude(workspace, LARGE_PROMPT)
+        return shlex.quote(large_prompt_note(copy))
     return f'"$(cat {shlex.quote(str(prompt_file))})"'
+
+
+def exclude(workspace: Path, pattern: str) -> None:
+    """Add ``pattern`` to the repository's ``info/exclude`` (shared by its worktrees), so files an agent
+    keeps in the workspace never show as changes and are never committed. Best effort: not a git folder,
+    nothing to do."""
+    from ao import git
+
+    try:
+        common = Path(git.run(["rev-parse", "--git-common-dir"], cwd=workspace).strip())
+    except AoError:
+        return
+    path = (workspace / common if not common.is_absolute() else common) / "info" / "exclude"
+    try:
+        text = path.read_text(encoding="utf-8") if path.exists() else ""
+        if pattern not in text.splitlines():
+            from ao.ledger import atomic_write
+
+            atomic_write(path, text + ("" if not text or text.endswith("\n") else "\n") + pattern + "\n")
+    except (OSError, AoError):
+        pass
+
+
+def read_new_lines(path: Path, offset: int, cap: int = 8 << 20) -> tuple[list[dict[str, Any]], int]:
+    """The JSON objects on the complete lines of ``path`` after byte ``offset`` (at most ``cap`` bytes),
+    and the offset to read on from. A half-written last line is left for next time; other lines that are
+    not JSON objects are skipped."""
+    try:
+        with path.open("rb") as f:
+            size = f.seek(0, 2)
+            if size < offset:
+                offset = 0  # replaced or truncated: read it again from the start
+            f.seek(offset)
+            data = f.read(min(size - offset, cap))
+    except OSError:
+        return [], offset
+    end = data.rfind(b"\n") + 1
+    out = []
+    for raw in data[:end].split(b"\n"):
+        if not raw.strip():
+            continue
+        try:
+            value = json.loads(raw)
+        except ValueError:
+            continue
+        if isinstance(value, dict):
+            out.append(value)
+    return out, offset + end
+
+
+def same_text(received: Any, sent: str) -> bool:
+    """Whether what an agent recorded is the text ao sent (after the cleaning a send applies; terminals and
+    agents change line ends and trailing spaces, so whitespace runs compare equal)."""
+    if not isinstance(received, str):
+        return False
+    from ao.templates import clean
+
+    def norm(text: str) -> str:
+        return " ".join(clean(text, len(text) + 1).split())
+
+    return norm(received) == norm(sent)
+
+
+def update_json(path: Path, change: Callable[[dict[str, Any]], None]) -> None:
+    """Read-modify-write a JSON object file that another program also writes (an agent's own state file):
+    atomically, keeping its mode, and only if it did not change while we worked (else try again)."""
+    from ao.ledger import atomic_write
+
+    for _ in range(5):
+        try:
+            before = path.read_bytes() if path.exists() else b""
+            data = json.loads(before) if before.strip() else {}
+        except (OSError, ValueError) as exc:
+            raise AoError(f"{path}: cannot read it as JSON ({exc}); not changing it") from None
+        if not isinstance(data, dict):
+            raise AoError(f"{path}: not a JSON object; not changing it")
+        change(data)
+        after = json.dumps(data, indent=2) + "\n"
+        if json.loads(before or b"{}") == data:
+            return
+        current = path.read_bytes() if path.exists() else b""
+        if current != before:
+            continue  # the agent wrote it meanwhile: start again from its version
+        mode = path.stat().st_mode & 0o777 if path.exists() else 0o600
+        atomic_write(path, after)
+        os.chmod(path, mode)
+        return
+    raise AoError(f"{path} keeps changing; could not update it")
+
+
+_VERSION = re.compile(r"(\d+)\.(\d+)(?:\.(\d+))?")
+_versions: dict[tuple[str, float], str | None] = {}
+
+
+def installed_version(program: str) -> str | None:
+    """The version of an agent CLI on PATH, read from its package (npm's package.json, a Python
+    distribution's metadata) without starting it; ``--version`` only when neither is there. Cached per
+    executable and mtime."""
+    import shutil
+
+    exe = shutil.which(program)
+    if exe is None:
+        return None
+    real = Path(os.path.realpath(exe))
+    try:
+        key = (str(real), real.stat().st_mtime)
+    except OSError:
+        return None
+    if key not in _versions:
+        _versions[key] = _package_version(real) or _run_version(exe)
+    return _versions[key]
+
+
+def _package_version(real: Path) -> str | None:
+    for folder in list(real.parents)[:4]:
+        manifest = folder / "package.json"
+        if manifest.is_file():
+            try:
+                version = json.loads(manifest.read_text(encoding="utf-8")).get("version")
+            except (OSError, ValueError, AttributeError):
+                return None
+            return version if isinstance(version, str) else None
+    venv = real.parent.parent  # <venv>/bin/aider
+    for dist in venv.glob("lib/python*/site-packages/*.dist-info"):
+        if dist.name.startswith(real.name.split(".")[0].replace("-", "_")):
+            match = _VERSION.search(dist.name)
+            if match:
+                return match.group(0)
+    return None
+
+
+def _run_version(exe: str) -> str | None:
+    import subprocess
+
+    try:
+        out = subprocess.run([exe, "--version"], capture_output=True, text=True, timeout=10,
+                             stdin=subprocess.DEVNULL).stdout
+    except (OSError, subprocess.SubprocessError):
+        return None
+    match = _VERSION.search(out)
+    return match.group(0) if match else None
+
+
+def version_at_least(version: str | None, minimum: tuple[int, int]) -> bool:
+    """Whether ``version`` is ``minimum`` or newer; an unknown version gets the benefit of the doubt (its
+    signals are still checked as they are read)."""
+    match = _VERSION.search(version or "")
+    if match is None:
+        return True
+    return (int(match.group(1)), int(match.group(2))) >= minimum
 
 
 def join(argv: Sequence[str]) -> str:
@@ -44,7 +215,7 @@ def model_flags(settings: Mapping[str, Any], flag: str = "--model") -> list[str]
 
 
 @dataclass
-class CommandAgent:
+class CommandAgent(BaseAgent):
     name: str = "command"
 
     def prompt_delivery(self, settings: dict[str, Any]) -> str:
@@ -59,9 +230,6 @@ class CommandAgent:
             raise AoError("agent 'command' needs agentConfig.command: the shell command line that starts the agent")
         # The user's own shell line, run as written; resuming runs it again (it has no conversation to continue).
         return command
-
-    def activity(self, obs: Observation) -> Activity:
-        return terminal_activity(obs)
 
 
 def plugin(**options: Any) -> CommandAgent:

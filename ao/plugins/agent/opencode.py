@@ -1,35 +1,249 @@
-"""opencode (``opencode``): the prompt goes in with ``--prompt``; permissions live in opencode's own config,
-so ``agentConfig.permissions`` adds no flag. Activity comes from the terminal."""
+"""opencode (``opencode``).
+
+Launch: ``opencode --port N [--auto] [--model provider/model] --prompt "$(cat prompt)"``. ``skip`` is
+``--auto`` (auto-approve permissions that are not explicitly denied); a ``--model`` without ``provider/`` is
+silently ignored by opencode, so ao refuses it up front. The TUI embeds an HTTP server on 127.0.0.1:N, which
+ao protects with a random password per session (``OPENCODE_SERVER_PASSWORD``; port and password live in the
+run folder, mode 0600) and uses:
+
+* ``GET /session/status`` -> busy / retry (a rate limit: ``blocked``) / idle, per session of the folder;
+* ``GET /permission`` -> pending permission requests: ``waiting_input`` with the command asked for;
+* ``POST /session/{id}/prompt_async`` -> delivers a message without typing; the receipt is the user
+  message appearing in ``GET /session/{id}/message``.
+
+When the server does not answer (an older or newer opencode), the screen decides and messages are typed.
+"""
 
 from __future__ import annotations
 
+import json
+import os
+import re
+import secrets
+import socket
 from dataclasses import dataclass
-from typing import Any
+from pathlib import Path
+from typing import Any, Callable
 
-from ao.activity import terminal_activity
-from ao.plugins.agent import Activity, LaunchContext, Observation
-from ao.plugins.agent.command import join, model_flags, permission_flags, prompt_argument
+from ao.activity import Screen, Signals, merge, pattern, terminal_activity
+from ao.errors import AoError
+from ao.plugins.agent import Activity, BaseAgent, LaunchContext, Observation
+from ao.plugins.agent.command import join, model_flags, permission_flags, prompt_argument, same_text
+
+PERMISSION_FLAGS = {"skip": ["--auto"]}
+SERVER = "opencode-server.json"   # {"port": N, "password": "..."} in the run folder
+CHECKED = "1.18.33"
+TIMEOUT = 2.0
+
+
+def _input_box(lines: list[str]) -> bool:
+    """opencode's input box ends with a ``╹▀▀▀`` line just above its footer."""
+    return any(line.lstrip().startswith("╹▀") for line in lines[-3:])
+
+
+SCREEN = Screen(
+    agent="opencode",
+    dialogs=(pattern("permission prompt", r"^△ Permission required\b"),
+             pattern("permission prompt", r"\bAllow once\s+Allow always\s+Reject\b", 4)),
+    limits=(pattern("rate limit", r"\brate limit\b[^\n]*\[retrying in\b", 3, re.IGNORECASE),),
+    input_box=_input_box,
+)
+
+
+def free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+class ServerError(Exception):
+    """The embedded server did not answer as expected (not up yet, gone, or another API version)."""
 
 
 @dataclass
-class OpenCode:
+class Server:
+    """The TUI's embedded server for one session's folder."""
+
+    port: int
+    password: str
+    directory: Path
+
+    def get(self, path: str) -> Any:
+        return self._call("GET", path)
+
+    def _call(self, method: str, path: str, body: Any = None) -> Any:
+        import httpx
+
+        try:
+            response = httpx.request(method, f"http://127.0.0.1:{self.port}{path}",
+                                     params={"directory": str(self.directory)}, json=body,
+                                     auth=("opencode", self.password), timeout=TIMEOUT)
+            response.raise_for_status()
+            return response.json() if response.content else None
+        except (httpx.HTTPError, ValueError) as exc:
+            raise ServerError(f"opencode's server on port {self.port}: {exc}") from None
+
+    def session(self) -> str | None:
+        """The folder's newest session."""
+        sessions = self.get("/session")
+        if not isinstance(sessions, list):
+            return None
+        known = [s for s in sessions if isinstance(s, dict) and isinstance(s.get("id"), str)]
+        known.sort(key=lambda s: (s.get("time") or {}).get("updated", 0) if isinstance(s.get("time"), dict) else 0)
+        return known[-1]["id"] if known else None
+
+    def prompt(self, session: str, text: str) -> None:
+        self._call("POST", f"/session/{session}/prompt_async", {"parts": [{"type": "text", "text": text}]})
+
+    def user_texts(self, session: str) -> list[str]:
+        messages = self.get(f"/session/{session}/message")
+        out = []
+        for m in messages if isinstance(messages, list) else []:
+            info = m.get("info") if isinstance(m, dict) else None
+            if isinstance(info, dict) and info.get("role") == "user":
+                out.append("".join(p.get("text", "") for p in m.get("parts", [])
+                                   if isinstance(p, dict) and p.get("type") == "text"))
+        return out
+
+
+@dataclass
+class OpenCode(BaseAgent):
     name: str = "opencode"
+
+    @property
+    def screen(self) -> Screen:
+        return SCREEN
 
     def prompt_delivery(self, settings: dict[str, Any]) -> str:
         return "argument"
 
+    def prepare(self, ctx: LaunchContext) -> None:
+        model = ctx.settings.get("model")
+        if model and "/" not in str(model).strip("/"):
+            raise AoError(f"agentConfig.model '{model}': opencode needs 'provider/model' (e.g. "
+                          "'anthropic/claude-sonnet-4'); without the provider it silently uses its default model")
+        if ctx.run_dir is not None:
+            server = {"port": free_port(), "password": secrets.token_urlsafe(24)}
+            path = ctx.run_dir / SERVER
+            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+            with os.fdopen(fd, "w", encoding="utf-8") as f:
+                json.dump(server, f)
+            ctx.env["OPENCODE_SERVER_PASSWORD"] = server["password"]
+
+    def can_resume(self, ctx: LaunchContext) -> bool:
+        return self._stored_session(ctx.run_dir) is not None
+
     def launch_command(self, ctx: LaunchContext) -> str:
-        permission_flags(self.name, ctx.settings, {})  # still reject a misspelt mode
-        argv = ["opencode", *model_flags(ctx.settings)]
+        argv = ["opencode", *permission_flags(self.name, ctx.settings, PERMISSION_FLAGS), *model_flags(ctx.settings)]
+        server = self._server_file(ctx.run_dir)
+        if server:
+            argv += ["--port", str(server["port"])]
         if ctx.resume:
-            return join([*argv, "--continue"])
-        return f"{join(argv)} --prompt {prompt_argument(ctx.prompt_file)}"
+            session = self._stored_session(ctx.run_dir)
+            return join([*argv, "--session", session] if session else [*argv, "--continue"])
+        return f"{join(argv)} --prompt {prompt_argument(ctx.prompt_file, ctx.workspace)}"
+
+    @staticmethod
+    def _server_file(run_dir: Path | None) -> dict[str, Any] | None:
+        if run_dir is None:
+            return None
+        try:
+            data = json.loads((run_dir / SERVER).read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            return None
+        if isinstance(data, dict) and isinstance(data.get("port"), int) and isinstance(data.get("password"), str):
+            return data
+        return None
+
+    def _stored_session(self, run_dir: Path | None) -> str | None:
+        data = self._server_file(run_dir)
+        session = data.get("session") if data else None
+        return session if isinstance(session, str) else None
+
+    def server(self, obs: Observation) -> Server | None:
+        data = self._server_file(obs.run_dir)
+        return Server(data["port"], data["password"], obs.workspace) if data else None
+
+    def _remember(self, obs: Observation, session: str) -> None:
+        """Keep the session id for a restore (``--session``)."""
+        data = self._server_file(obs.run_dir)
+        if obs.run_dir is None or data is None or data.get("session") == session:
+            return
+        data["session"] = session
+        path = obs.run_dir / SERVER
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
+            json.dump(data, f)
 
     def interrupt_keys(self) -> list[str]:
         return ["Escape", "Escape"]  # opencode asks for Esc twice ("esc again to interrupt")
 
     def activity(self, obs: Observation) -> Activity:
-        return terminal_activity(obs)
+        term = terminal_activity(obs, SCREEN)
+        if term.state == "exited":
+            return term
+        server = self.server(obs)
+        sig = Signals()
+        if server is not None:
+            try:
+                pending = server.get("/permission")
+                status = server.get("/session/status")
+            except ServerError:  # not up yet, gone, or a different API: the screen decides
+                return term
+            if isinstance(pending, list) and pending:
+                first = pending[0] if isinstance(pending[0], dict) else {}
+                patterns = first.get("patterns") if isinstance(first.get("patterns"), list) else []
+                what = f"{first.get('permission', 'a tool')}: {' '.join(str(p) for p in patterns)[:100]}"
+                sig.state, sig.detail = "waiting_input", f"opencode permission prompt: {what}"
+            elif isinstance(status, dict):
+                states = [v for v in status.values() if isinstance(v, dict)]
+                retry = next((v for v in states if v.get("type") == "retry"), None)
+                if retry is not None and "rate" in str(retry.get("message", "")).lower():
+                    sig.state, sig.detail = "blocked", f"opencode: {retry.get('message')} (retrying)"
+                elif any(v.get("type") in ("busy", "retry") for v in states):
+                    sig.state, sig.detail = "active", "turn in progress"
+                else:
+                    sig.state, sig.detail = "ready", "turn finished"
+                sig.at = term.at
+        return merge(obs, term, sig)
+
+    # -- delivery -----------------------------------------------------------------------------------
+
+    def deliver(self, obs: Observation, text: str) -> bool:
+        """Through the server, never typed: it cannot answer a dialog by accident."""
+        server = self.server(obs)
+        if server is None:
+            return False
+        try:
+            session = server.session()
+            if session is None:
+                return False
+            server.prompt(session, text)
+        except ServerError:
+            return False
+        self._remember(obs, session)
+        return True
+
+    def receipt(self, obs: Observation, text: str) -> Callable[[], bool] | None:
+        server = self.server(obs)
+        if server is None:
+            return None
+        try:
+            session = server.session()
+            before = len(server.user_texts(session)) if session else 0
+        except ServerError:
+            return None
+        if session is None:
+            return None
+
+        def received() -> bool:
+            try:
+                texts = server.user_texts(session)
+            except ServerError:
+                return False
+            return any(same_text(t, text) for t in texts[before:])
+
+        return received
 
 
 def plugin(**options: Any) -> OpenCode:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any, Callable, Protocol
 
 from ao import plugins
 from ao.errors import AoError
@@ -21,12 +21,33 @@ class Unconfirmed(SendError):
     it must not be typed in again."""
 
 
+class AgentWaiting(SendError):
+    """Nothing was typed: the agent is waiting for a human (a dialog, question, login or trust screen, or
+    a screen ao cannot classify) or is blocked by a limit. ``waiting_for`` says what it waits for. A
+    reaction's message is held until the agent is ready; ``ao send --answer`` types anyway."""
+
+    def __init__(self, message: str, waiting_for: str, state: str = "waiting_input") -> None:
+        super().__init__(message)
+        self.waiting_for = waiting_for
+        self.state = state
+
+
+class AgentBusy(AgentWaiting):
+    """Nothing was typed: no human is needed, but the agent cannot take a message now (it reads input only
+    at its prompt, or records a message only once its turn ends). Held like a waiting agent's."""
+
+    def __init__(self, message: str, waiting_for: str) -> None:
+        super().__init__(message, waiting_for, state="busy")
+
+
 @dataclass
 class LaunchSpec:
     name: str                 # unique, safe handle name, e.g. "ao-1a2b3c-app-3"
     cwd: Path                 # the workspace
     script: Path              # an executable launch script (written by ao.sessions); the runtime runs it
-    env: dict[str, str] = field(default_factory=dict)  # added to the inherited environment
+    # The complete environment of the agent (ao.environment.agent_environment): a runtime must not let the
+    # agent inherit ao's own (or, for tmux, the server's global environment).
+    env: dict[str, str] = field(default_factory=dict)
     run_dir: Path | None = None  # a private folder the runtime may use (fifos, output logs)
 
 
@@ -51,8 +72,10 @@ class Runtime(Protocol):
     def probe(self, handles: list[str]) -> dict[str, Probe]:
         """Liveness of many sessions in one call (tmux: one list-panes for all). Missing handle -> alive False."""
 
-    def send(self, handle: str, text: str, *, confirm_timeout: float = 5.0) -> None:
-        """Deliver ``text`` (already cleaned) followed by Enter; raise SendError when not confirmed."""
+    def send(self, handle: str, text: str, *, confirm_timeout: float = 5.0,
+             receipt: Callable[[], bool] | None = None) -> None:
+        """Deliver ``text`` followed by Enter; raise SendError when not confirmed. ``receipt``, when given, is
+        the agent's own confirmation (it received the text): nothing else counts then."""
 
     def send_keys(self, handle: str, keys: list[str]) -> None:
         """Press keys (tmux names: Escape, C-c); raise SendError when the session is gone."""

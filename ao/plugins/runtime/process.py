@@ -23,9 +23,10 @@ import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Callable
 
 from ao.errors import AoError
-from ao.plugins.runtime import LaunchSpec, Probe, SendError
+from ao.plugins.runtime import LaunchSpec, Probe, SendError, Unconfirmed
 from ao.templates import clean
 
 FIFO, LOG = "input.fifo", "output.log"
@@ -102,7 +103,7 @@ class ProcessRuntime:
                 pass  # the default 64 KiB still works; send refuses what does not fit
             with open(log, "ab") as out:
                 proc = subprocess.Popen(
-                    [str(spec.script)], cwd=spec.cwd, env={**os.environ, **spec.env}, stdin=stdin,
+                    [str(spec.script)], cwd=spec.cwd, env=dict(spec.env), stdin=stdin,
                     stdout=out, stderr=subprocess.STDOUT, start_new_session=True, close_fds=True)
         except OSError as e:
             raise AoError(f"cannot start session {spec.name}: {spec.script}: {e.strerror or e}") from e
@@ -131,7 +132,8 @@ class ProcessRuntime:
             result[handle] = Probe(alive=alive, last_output_at=at, pid=h.pid if alive else None)
         return result
 
-    def send(self, handle: str, text: str, *, confirm_timeout: float = 5.0) -> None:
+    def send(self, handle: str, text: str, *, confirm_timeout: float = 5.0,
+             receipt: Callable[[], bool] | None = None) -> None:
         h = _parse(handle)
         if h is None:
             raise SendError(f"cannot send: '{handle}' is not a process-runtime handle")
@@ -168,6 +170,11 @@ class ProcessRuntime:
                     raise SendError(f"cannot send to process {h.pid}: it closed its input") from e
         finally:
             os.close(fd)
+        while receipt is not None and not receipt():
+            if time.monotonic() >= deadline:
+                raise Unconfirmed(f"delivery to process {h.pid} not confirmed: the agent recorded no receipt of it "
+                                  f"within {confirm_timeout:g} s (not resent, to avoid duplicates)")
+            time.sleep(0.02)
 
     def send_keys(self, handle: str, keys: list[str]) -> None:
         """Without a terminal, C-c is SIGINT to the agent's process group and Escape is an ESC byte on stdin."""

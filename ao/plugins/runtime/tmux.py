@@ -21,6 +21,7 @@ import shutil
 import subprocess
 import time
 from dataclasses import dataclass
+from typing import Callable
 
 from ao.errors import AoError
 from ao.plugins.runtime import LaunchSpec, Probe, SendError, Unconfirmed
@@ -31,7 +32,11 @@ MISSING = "tmux is not installed (or not on PATH): install tmux, or set runtime:
 # accepted and mapped the same way here: the returned handle is the name tmux really uses.
 _NAME = re.compile(r"[A-Za-z0-9_.-]+")
 _NO_SERVER = ("no server running", "error connecting to", "server exited unexpectedly")
-_GONE = ("can't find session", "no such session", "can't find window", "can't find pane") + _NO_SERVER
+# "no current target": the server is exiting because its last session just ended (a kill racing the exit of
+# that server): as gone as a missing session.
+_NO_SESSIONS = _NO_SERVER + ("no current target",)
+_GONE = ("can't find session", "no such session", "can't find window", "can't find pane",
+         "no current target") + _NO_SERVER
 
 SEND_CAP = 100_000      # characters; longer text is cut with a visible marker (templates.clean)
 SHORT = 200             # up to this many characters of single-line text are typed rather than pasted
@@ -45,12 +50,14 @@ CALL_TIMEOUT = 10.0     # a wedged tmux server must not hang ao forever
 class TmuxRuntime:
     """Runtime options: ``socket`` (tmux ``-L``; default ``$AO_TMUX_SOCKET``, else tmux's own default server),
     ``tmux_bin`` (the tmux executable), ``settle`` (max seconds to let a paste land before Enter) and
-    ``poll`` (seconds between pane captures while settling and confirming)."""
+    ``poll`` (seconds between pane captures while settling and confirming) and ``term_timeout`` (how long
+    ``kill`` lets the agent's processes end after the hang-up before it signals them)."""
 
     socket: str | None = None
     tmux_bin: str = "tmux"
     settle: float = 0.3
     poll: float = 0.02
+    term_timeout: float = 3.0
     name: str = "tmux"
 
     def __post_init__(self) -> None:
@@ -67,7 +74,8 @@ class TmuxRuntime:
         try:
             return subprocess.run(
                 self._argv(*args), check=False, input=input,
-                stdin=None if input is not None else subprocess.DEVNULL, capture_output=True, text=True, encoding="utf-8", errors="replace", timeout=CALL_TIMEOUT)
+                stdin=None if input is not None else subprocess.DEVNULL, capture_output=True, text=True,
+                encoding="utf-8", errors="replace", timeout=CALL_TIMEOUT, env=_client_env())
         except FileNotFoundError as e:
             raise AoError(MISSING) from e
         except subprocess.TimeoutExpired as e:
@@ -104,7 +112,6 @@ class TmuxRuntime:
             raise AoError(f"cannot start session {name}: folder {spec.cwd} does not exist")
         if not os.access(spec.script, os.X_OK):
             raise AoError(f"cannot start session {name}: {spec.script} is not an executable file")
-        env = [a for k, v in spec.env.items() for a in ("-e", f"{k}={v}")]
         pane = self._pane(name)
         # history-limit only applies to panes created after it is set, so the session starts on a throwaway
         # placeholder window; the agent's window is made after the options, and remain-on-exit is set in the
@@ -113,7 +120,7 @@ class TmuxRuntime:
             "new-session", "-d", "-s", name, "-x", str(WIDTH), "-y", str(HEIGHT), "-c", str(spec.cwd),
             "exec cat", ";",
             "set-option", "-t", pane, "history-limit", str(HISTORY), ";",
-            "new-window", "-t", pane, "-c", str(spec.cwd), *env, "exec " + shlex.quote(str(spec.script)), ";",
+            "new-window", "-t", pane, "-c", str(spec.cwd), _command(spec), ";",
             "set-option", "-w", "-t", pane, "remain-on-exit", "on", ";",
             "kill-window", "-a", "-t", pane)
         if r.returncode != 0:
@@ -128,11 +135,11 @@ class TmuxRuntime:
         if not handles:
             return {}
         r = self._run("list-panes", "-a", "-F", "#{session_name}\t#{pane_dead}\t#{pane_pid}\t#{window_activity}")
-        if r.returncode != 0 and not any(m in r.stderr for m in _NO_SERVER):
+        if r.returncode != 0 and not any(m in r.stderr for m in _NO_SESSIONS):
             # an unexplained failure must not read as "every agent died": that would end live sessions
             raise AoError(f"tmux list-panes failed: {r.stderr.strip() or 'exit status ' + str(r.returncode)}")
         seen: dict[str, Probe] = {}
-        for line in r.stdout.splitlines() if r.returncode == 0 else []:
+        for line in r.stdout.splitlines() if r.returncode == 0 else []:  # no server, or one exiting: none alive
             parts = line.split("\t")
             if len(parts) != 4:
                 continue
@@ -149,7 +156,8 @@ class TmuxRuntime:
                     old.last_output_at = at
         return {h: seen.get(h) or Probe(alive=False) for h in handles}
 
-    def send(self, handle: str, text: str, *, confirm_timeout: float = 5.0) -> None:
+    def send(self, handle: str, text: str, *, confirm_timeout: float = 5.0,
+             receipt: Callable[[], bool] | None = None) -> None:
         pane = self._pane(handle)
         # list-panes, not display-message: display-message prints nothing yet succeeds for a missing target
         r = self._run("list-panes", "-t", pane, "-F", "#{pane_active}#{pane_dead}")
@@ -194,18 +202,22 @@ class TmuxRuntime:
         if r.returncode != 0:
             raise SendError(f"could not press Enter in session {handle}: {r.stderr.strip() or 'tmux failed'}")
 
-        # Confirm: after Enter the agent redraws (clears its input, prints a reply, or its pane dies).
+        # Confirm: the agent's own receipt when it has one (a changed pane proves nothing: a dialog that took
+        # the keys changes it too); else, after Enter the agent redraws (clears its input, prints a reply).
         deadline = time.monotonic() + confirm_timeout
         while True:
+            if receipt is not None and receipt():
+                return
             now = self._visible(handle)
             if now is None:
                 raise SendError(f"session {handle} went away before delivery was confirmed")
-            if now != before:
+            if receipt is None and now != before:
                 return
             if time.monotonic() >= deadline:
+                what = "the agent recorded no receipt of it" if receipt is not None else "the pane did not change"
                 raise Unconfirmed(
-                    f"delivery to session {handle} not confirmed: the pane did not change within "
-                    f"{confirm_timeout:g} s after Enter (the agent may be busy; not resent, to avoid duplicates)")
+                    f"delivery to session {handle} not confirmed: {what} within {confirm_timeout:g} s after "
+                    "Enter (the agent may be busy; not resent, to avoid duplicates)")
             time.sleep(self.poll)
 
     def send_keys(self, handle: str, keys: list[str]) -> None:
@@ -225,14 +237,22 @@ class TmuxRuntime:
         return "\n".join(rows[-lines:])
 
     def kill(self, handle: str) -> None:
+        """End the session and every process started in its panes: some agents outlive the hang-up tmux
+        sends (opencode takes its time; Codex's background server would live on), so what is left after
+        ``term_timeout`` gets SIGTERM, then SIGKILL."""
+        from ao.plugins.runtime import procs
+
         try:
-            r = self._run("kill-session", "-t", f"={handle}")
+            panes = self._run("list-panes", "-s", "-t", f"={handle}", "-F", "#{pane_pid}")
         except AoError:
             if shutil.which(self.tmux_bin) is None:
                 return  # no tmux, so no session to kill
             raise
+        started = procs.tree([int(p) for p in panes.stdout.split() if p.isdigit()]) if panes.returncode == 0 else []
+        r = self._run("kill-session", "-t", f"={handle}")
         if r.returncode != 0 and not self._gone(r):
             raise AoError(f"tmux could not kill session {handle}: {r.stderr.strip()}")
+        procs.end(started, self.term_timeout)
 
     def attach_argv(self, handle: str) -> list[str]:
         inside = os.environ.get("TMUX", "")
@@ -245,8 +265,27 @@ class TmuxRuntime:
         return self._argv("attach-session", "-t", f"={handle}")
 
 
+def _command(spec: LaunchSpec) -> str:
+    """The agent's command line: its launch script under ``env -i`` with exactly ``spec.env``, so it inherits
+    nothing from the tmux server's global environment (a server the user started holds whatever their shell
+    held). TERM is the one tmux sets for the pane."""
+    assignments = [f"{k}={v}" for k, v in spec.env.items() if k != "TERM"]
+    if not any(a.startswith("PATH=") for a in assignments):
+        assignments.append(f"PATH={os.defpath}")
+    return " ".join(["exec", "env", "-i", 'TERM="${TERM:-tmux-256color}"', *map(shlex.quote, assignments),
+                     shlex.quote(str(spec.script))])
+
+
+def _client_env() -> dict[str, str]:
+    """The tmux client's environment: a server it starts copies it as its global environment, so it gets
+    the same allowlist as an agent, never ao's secrets."""
+    from ao.environment import allowed_environment
+
+    return allowed_environment(("TMUX", "TMUX_TMPDIR"))
+
+
 def plugin(**options: object) -> TmuxRuntime:
-    allowed = {"socket", "tmux_bin", "settle", "poll"}
+    allowed = {"socket", "tmux_bin", "settle", "poll", "term_timeout"}
     unknown = sorted(set(options) - allowed)
     if unknown:
         raise AoError(f"unknown tmux runtime option(s): {', '.join(unknown)}; known: {', '.join(sorted(allowed))}")

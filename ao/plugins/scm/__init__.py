@@ -29,10 +29,26 @@ class MergeError(AoError):
 
 @dataclass
 class Check:
-    name: str
+    name: str                  # not unique: two workflows may both have a "test" job
     state: str                 # passing | failing | pending
     url: str = ""
     log_tail: str = ""         # failing checks only: the end of the log, ANSI stripped, capped (untrusted)
+    id: str = ""               # unique per head commit: GitHub's check run id, or the status context's name
+    conclusion: str = ""       # what the host said (GitHub: SUCCESS, FAILURE, STALE, ...), for humans
+
+
+@dataclass
+class Review:
+    """A reviewer's latest opinion (approving or requesting changes) on the PR."""
+
+    id: str
+    author: str                # "ghost" for a deleted account
+    state: str                 # approved | changes_requested
+    commit: str = ""           # the head SHA the review was given on
+    trusted: bool = False      # by association or login (scm.trustedAssociations, scm.trustedLogins)
+    association: str = ""
+    bot: bool = False
+    url: str = ""
 
 
 @dataclass
@@ -65,6 +81,12 @@ class PRView:
     review: str = "none"       # REVIEW_STATES
     checks: list[Check] = field(default_factory=list)
     comments: list[Comment] = field(default_factory=list)  # unresolved review threads (first comment each)
+    # the merge evidence (ao.merging): why ci and review read as they do, what the host computed
+    reviews: list[Review] = field(default_factory=list)   # the latest opinion of each reviewer
+    review_note: str = ""
+    ci_note: str = ""
+    mergeability: str = ""     # mergeable | conflicting | unknown ("" = from ``conflicts``)
+    blocked: bool = False      # the host reports the merge as blocked (GitHub's mergeStateStatus BLOCKED)
 
     @property
     def human_comments(self) -> list[Comment]:
@@ -91,7 +113,15 @@ class PRView:
             "untrusted_comments": len(self.untrusted_comments),
             "untrusted_fingerprint": fingerprint(c.id for c in self.untrusted_comments),
             "conflicts": self.conflicts, "behind": self.behind, "draft": self.draft,
+            "mergeable": self.mergeable,
         }
+
+    @property
+    def mergeable(self) -> bool:
+        """Every merge criterion holds (:func:`ao.merging.criteria`)."""
+        from ao.merging import criteria
+
+        return all(c.ok for c in criteria(self))
 
     def details(self) -> dict[str, Any]:
         """Template variables (SPEC 6) beyond the fact: failed checks with logs, trusted comments, bot comments."""
@@ -128,6 +158,7 @@ class ScmContext:
     settings: dict[str, Any]       # the project's scm: mapping without "plugin"
     state_dir: Path                # private, persistent folder: ETags, CI results, reviews, counters
     clock: Callable[[], float]     # the one injectable clock (rate-limit windows, cache ages)
+    pass_env: tuple[str, ...] = ()  # names the config adds to CI's environment (ao.environment)
 
 
 class SCM(Protocol):
@@ -152,10 +183,13 @@ def context_for(config: Any, project: Any, clock: Callable[[], float] | None = N
     """The ScmContext of ``project`` (an :class:`ao.config.Project`): its private state under the data dir."""
     import time
 
+    from ao.environment import pass_names
+
     settings = {k: v for k, v in (project.scm or {}).items() if k != "plugin"}
     return ScmContext(project=project.id, project_path=Path(project.path), repo=project.repo,
                       default_branch=project.default_branch, settings=settings,
-                      state_dir=Path(config.data_dir) / "projects" / project.id / "scm", clock=clock or time.time)
+                      state_dir=Path(config.data_dir) / "projects" / project.id / "scm", clock=clock or time.time,
+                      pass_env=tuple(pass_names(config, project)))
 
 
 def for_project(config: Any, project: Any, clock: Callable[[], float] | None = None) -> SCM:

@@ -37,10 +37,12 @@ from pathlib import Path
 from typing import Any
 
 from ao import git
+from ao.environment import ci_environment
 from ao.errors import AoError
 from ao.git import GitError
 from ao.locks import file_lock
-from ao.plugins.scm import Check, Comment, MergeError, PRView, ScmContext
+from ao.merging import review_verdict
+from ao.plugins.scm import Check, Comment, MergeError, PRView, Review, ScmContext
 
 STATE_FILE = "prs.json"
 STATE_VERSION = 1
@@ -166,6 +168,11 @@ class LocalScm:
     @property
     def ci_timeout(self) -> int:
         return _ci_timeout(self.ctx.settings.get("ciTimeout"))
+
+    @property
+    def accept_stale(self) -> bool:
+        """``scm.staleApprovals``: an approval of an earlier commit still counts after a push."""
+        return bool(self.ctx.settings.get("staleApprovals", False))
 
     @property
     def merge_method(self) -> str:
@@ -343,18 +350,29 @@ class LocalScm:
         view = PRView(branch=branch, state=state, number=number, url=self.url(number), head_sha=head,
                       base_branch=self.default)
         reviews = rec.get("reviews") or []
-        verdicts = [r for r in reviews if r.get("kind") in VERDICTS]
-        if verdicts:
-            view.review = "approved" if verdicts[-1]["kind"] == "approve" else "changes_requested"
-        elif state == "open":
-            view.review = "pending"
+        latest: dict[str, dict[str, Any]] = {}  # the latest verdict of each reviewer
+        for r in reviews:
+            if r.get("kind") in VERDICTS:
+                latest[str(r.get("author") or "local")] = r
+        view.reviews = [Review(id=str(r["id"]), author=author, commit=str(r.get("head_sha") or ""), trusted=True,
+                               state="approved" if r["kind"] == "approve" else "changes_requested",
+                               association="OWNER", url=f"{self.url(number)}/{r['id']}")
+                        for author, r in latest.items()]
+        if state == "open":
+            view.review, view.review_note = review_verdict(view.reviews, head, required=True,
+                                                           accept_stale=self.accept_stale)
+        elif view.reviews:
+            view.review = review_verdict(view.reviews, head, accept_stale=True)[0]
         check = self._ci_check(head, branch, start=start_ci and state == "open")
         if check is not None:
             view.checks = [check]
             view.ci = check.state
+        elif not self.ci_command:
+            view.ci_note = "the project has no CI (scm.ci is not set)"
         if state == "open":
             base = refs.default_sha(self.default)
             view.conflicts = bool(base) and self.conflicts(base, head)
+            view.mergeability = "conflicting" if view.conflicts else "mergeable" if base else "unknown"
             # A thread stays unresolved until the reviewer approves after it. A push alone does not resolve
             # it (as on GitHub, an outdated thread is still open): otherwise the comments would "change" from
             # some to none while changes are still requested, and the agent would be told twice.
@@ -430,7 +448,7 @@ class LocalScm:
             os.ftruncate(fd, 0)
             os.pwrite(fd, str(attempts + 1).encode(), 0)
             job = {"repo": str(self.repo), "sha": sha, "branch": branch, "command": self.ci_command,
-                   "timeout": self.ci_timeout, "ci_dir": str(self.ci_dir)}
+                   "timeout": self.ci_timeout, "ci_dir": str(self.ci_dir), "pass_env": list(self.ctx.pass_env)}
             import ao
 
             with open(self.ci_dir / "runner.log", "ab") as errors:
@@ -440,7 +458,7 @@ class LocalScm:
                     # so a source checkout run without installing starts the same code.
                     cwd=str(Path(ao.__file__).resolve().parent.parent),
                     stdin=subprocess.DEVNULL, stdout=errors, stderr=errors, pass_fds=(fd,),
-                    env=git.clean_env(),
+                    env=ci_environment(self.ctx.pass_env),  # the runner holds no secret of ours either
                     start_new_session=True,  # not in our process group: a Ctrl-C of `ao start` leaves it be
                 )
             self._runners.append(proc)
@@ -625,7 +643,8 @@ def run_ci(job: dict[str, Any]) -> dict[str, Any]:
     note = ""
     try:
         with scratch(Path(job["repo"]), sha, ci_dir / "work") as work, open(log_path, "wb") as log:
-            env = git.clean_env({"CI": "true", "AO_CI_SHA": sha, "AO_CI_BRANCH": job.get("branch", "")})
+            # CI runs code the agent pushed: an allowlisted environment, never ao's secrets
+            env = ci_environment(job.get("pass_env") or (), {"AO_CI_SHA": sha, "AO_CI_BRANCH": job.get("branch", "")})
             proc = subprocess.Popen(["/bin/sh", "-c", command], cwd=work, env=env, stdin=subprocess.DEVNULL,
                                     stdout=log, stderr=subprocess.STDOUT,
                                     start_new_session=True)  # its own group: a timeout kills its children too

@@ -19,7 +19,7 @@ class WorkspaceSpec:
     default_branch: str = "main"
     symlinks: list[str] = field(default_factory=list)  # relative paths, linked from repo into the workspace
     post_create: list[str] = field(default_factory=list)  # shell commands run in the workspace, in order
-    env: dict[str, str] = field(default_factory=dict)  # extra environment for post_create
+    env: dict[str, str] = field(default_factory=dict)  # post_create's complete environment (ao.environment)
     post_create_timeout: float = 600.0
 
 

@@ -293,7 +293,8 @@ def _escape_pattern(rel: str) -> str:
 
 def run_post_create(workspace: Path, spec: WorkspaceSpec) -> None:
     """Run each postCreate command with /bin/sh in the workspace; each gets ``post_create_timeout`` seconds."""
-    env = git.clean_env(spec.env)
+    # the complete environment (ao.environment.agent_environment): postCreate runs the repository's code
+    env = dict(spec.env) if spec.env else git.clean_env()
     for cmd in spec.post_create:
         _run_one(cmd, workspace, env, spec.post_create_timeout)
 

@@ -1,0 +1,395 @@
+"""The agents' own signals (issue 11), with the files and APIs in the formats the real CLIs were seen to
+write (notes in docs/sessions.md): Claude Code's hooks, status file and transcript; Codex's rollouts;
+opencode's embedded server; aider's input history. Each one falls back to the screen when it is missing."""
+
+from __future__ import annotations
+
+import json
+import os
+import shlex
+import subprocess
+import threading
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+
+import pytest
+
+from ao.errors import AoError
+from ao.plugins import agent
+from ao.plugins.agent import LaunchContext, Observation
+from ao.plugins.agent import claude_code as cc
+from ao.plugins.agent import codex as cx
+from ao.plugins.agent import opencode as oc
+from ao.plugins.agent.aider import history_entries
+
+T0 = 1_700_000_000.0
+CLAUDE_IDLE = ("╭─── Claude Code v2.1.197 ───╮\n❯ Fix it\n● Done.\n✻ Brewed for 1s\n" + "─" * 60 + "\n❯ \n"
+               + "─" * 60 + "\n  ? for shortcuts · ← for agents")
+
+
+def obs(tmp_path: Path, now: float = T0 + 100, pane: str | None = CLAUDE_IDLE, memo: dict | None = None,
+        pid: int | None = None, alive: bool = True) -> Observation:
+    return Observation(now=now, alive=alive, workspace=tmp_path / "ws", started_at=T0, ready_threshold=300,
+                       pane=pane, memo=memo or {}, run_dir=tmp_path / "run", pid=pid)
+
+
+def launch_ctx(tmp_path: Path, resume: bool = False, **settings) -> LaunchContext:
+    (tmp_path / "run").mkdir(exist_ok=True)
+    (tmp_path / "ws").mkdir(exist_ok=True)
+    prompt = tmp_path / "run" / "prompt.md"
+    prompt.write_text("Fix the bug")
+    return LaunchContext(session_id="app-1", workspace=tmp_path / "ws", prompt_file=prompt, settings=settings,
+                         resume=resume, run_dir=tmp_path / "run")
+
+
+# --------------------------------------------------------------------------------------------- Claude
+
+def claude(tmp_path: Path) -> cc.ClaudeCode:
+    return agent.get("claude-code", config_dir=tmp_path / "claude")
+
+
+def hook(tmp_path: Path, event: dict) -> None:
+    """Run the hook command exactly as Claude Code does: the event JSON on stdin, no trailing newline."""
+    command = cc.hook_command(tmp_path / "run" / cc.EVENTS)
+    subprocess.run(["sh", "-c", command], input=json.dumps(event).encode(), check=True)
+
+
+def status_file(tmp_path: Path, pid: int, status: str, at: float, **extra) -> None:
+    folder = tmp_path / "claude" / "sessions"
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / f"{pid}.json").write_text(json.dumps({"pid": pid, "sessionId": "s1", "status": status,
+                                                    "statusUpdatedAt": int(at * 1000), **extra}))
+
+
+def test_claude_launch_injects_this_launchs_hooks_and_leaves_user_settings_alone(tmp_path, monkeypatch):
+    monkeypatch.setattr(os, "geteuid", lambda: 1000)
+    c = launch_ctx(tmp_path, permissions="auto-edit")
+    plugin = claude(tmp_path)
+    plugin.prepare(c)
+    argv = shlex.split(plugin.launch_command(c))
+    assert argv[:4] == ["claude", "--permission-mode", "acceptEdits", "--settings"]
+    settings = json.loads(Path(argv[4]).read_text())
+    assert set(settings["hooks"]) == set(cc.HOOKS) and "skipDangerousModePermissionPrompt" not in settings
+    assert settings["hooks"]["Stop"][0]["hooks"][0]["command"].startswith("cat >> ")
+    assert c.env == {} and not (tmp_path / "claude" / "settings.json").exists()
+
+
+def test_claude_skip_as_root_is_sandboxed_and_skips_the_bypass_warning(tmp_path, monkeypatch):
+    monkeypatch.setattr(os, "geteuid", lambda: 0)
+    c = launch_ctx(tmp_path, permissions="skip")
+    plugin = claude(tmp_path)
+    plugin.prepare(c)
+    assert c.env == {"IS_SANDBOX": "1"}  # else Claude Code exits at once as root
+    assert json.loads((c.run_dir / cc.SETTINGS).read_text())["skipDangerousModePermissionPrompt"] is True
+    assert "--dangerously-skip-permissions" in shlex.split(plugin.launch_command(c))
+
+
+def test_the_hook_command_appends_one_line_per_event(tmp_path):
+    (tmp_path / "run").mkdir()
+    hook(tmp_path, {"hook_event_name": "UserPromptSubmit", "prompt": "line 1\nline 2 'quoted' $HOME"})
+    hook(tmp_path, {"hook_event_name": "Stop"})
+    lines = (tmp_path / "run" / cc.EVENTS).read_text().splitlines()
+    assert [json.loads(x)["hook_event_name"] for x in lines] == ["UserPromptSubmit", "Stop"]
+
+
+def test_claude_hooks_say_working_waiting_finished_and_rate_limited(tmp_path):
+    (tmp_path / "run").mkdir()
+    plugin = claude(tmp_path)
+    hook(tmp_path, {"hook_event_name": "SessionStart", "session_id": "s1"})
+    hook(tmp_path, {"hook_event_name": "UserPromptSubmit", "prompt": "Fix it"})
+    a = plugin.activity(obs(tmp_path, now=T0 + 200, memo={"pane_hash": "x", "last_activity_at": T0}))
+    assert (a.state, a.detail) == ("active", "turn in progress")  # though the screen is still
+    hook(tmp_path, {"hook_event_name": "PermissionRequest", "tool_name": "Bash",
+                    "tool_input": {"command": "curl -s http://example.invalid/ > out.txt"}})
+    a = plugin.activity(obs(tmp_path, now=T0 + 200, memo=a.memo))
+    assert a.state == "waiting_input" and a.detail == "Claude permission prompt: Bash(curl -s http://example.invalid/ > out.txt)"
+    hook(tmp_path, {"hook_event_name": "Stop", "last_assistant_message": "done"})
+    a = plugin.activity(obs(tmp_path, now=T0 + 200, memo=a.memo))
+    assert (a.state, a.detail) == ("ready", "turn finished")
+    hook(tmp_path, {"hook_event_name": "UserPromptSubmit", "prompt": "LIMIT429"})
+    hook(tmp_path, {"hook_event_name": "StopFailure", "error": "rate_limit"})
+    a = plugin.activity(obs(tmp_path, now=T0 + 200, memo=a.memo))
+    assert a.state == "blocked" and "rate_limit" in a.detail
+    hook(tmp_path, {"hook_event_name": "StopFailure", "error": "authentication_failed"})
+    assert plugin.activity(obs(tmp_path, now=T0 + 200, memo=a.memo)).state == "waiting_input"
+
+
+def test_claude_status_file_is_the_truth_about_now(tmp_path):
+    """A rejected permission dialog fires no hook: only the status file says the agent is idle again."""
+    (tmp_path / "run").mkdir()
+    plugin = claude(tmp_path)
+    hook(tmp_path, {"hook_event_name": "PermissionRequest", "tool_name": "Bash", "tool_input": {"command": "ls"}})
+    status_file(tmp_path, 4242, "waiting", T0 + 50, waitingFor="permission prompt")
+    a = plugin.activity(obs(tmp_path, pid=4242))
+    assert (a.state, a.at, a.detail) == ("waiting_input", T0 + 50, "Claude permission prompt: Bash(ls)")
+    status_file(tmp_path, 4242, "idle", T0 + 60)
+    assert plugin.activity(obs(tmp_path, pid=4242, memo=a.memo)).state == "ready"
+    status_file(tmp_path, 4242, "busy", T0 + 70)
+    assert plugin.activity(obs(tmp_path, now=T0 + 250, pid=4242, memo=a.memo)).state == "active"
+    # another process's file, or one we do not understand, is not used
+    status_file(tmp_path, 4243, "weird", T0 + 80)
+    assert plugin.status(4243) is None and plugin.status(999) is None
+
+
+def test_claude_dialogs_on_screen_win_over_a_busy_status(tmp_path):
+    (tmp_path / "run").mkdir()
+    status_file(tmp_path, 7, "busy", T0 + 50)
+    trust = ("Accessing workspace:\n/ws\nQuick safety check: Is this a project you trust?\n"
+             "❯ 1. Yes, I trust this folder\n  2. No, exit\nEnter to confirm · Esc to cancel")
+    a = claude(tmp_path).activity(obs(tmp_path, pane=trust, pid=7))
+    assert a.state == "waiting_input" and "trust" in a.detail
+
+
+def test_claude_receipt_is_the_exact_prompt_or_the_queued_message(tmp_path):
+    (tmp_path / "run").mkdir()
+    plugin = claude(tmp_path)
+    o = obs(tmp_path)
+    assert plugin.receipt(o, "hello") is None  # no hook ever ran: the pane has to do
+    hook(tmp_path, {"hook_event_name": "SessionStart"})
+    received = plugin.receipt(o, "Fix the\nfailing test ")
+    assert received is not None and not received()
+    hook(tmp_path, {"hook_event_name": "UserPromptSubmit", "prompt": "something else"})
+    assert not received()
+    hook(tmp_path, {"hook_event_name": "UserPromptSubmit", "prompt": "Fix the\r\nfailing test"})
+    assert received()
+    # typed while a turn runs: queued, recorded in the transcript at once
+    transcript = tmp_path / "claude" / "projects" / cc.project_key(tmp_path / "ws") / "s1.jsonl"
+    transcript.parent.mkdir(parents=True)
+    transcript.write_text(json.dumps({"type": "user", "message": {"content": "x"}}) + "\n")
+    queued = plugin.receipt(o, "please rebase")
+    with transcript.open("a") as f:
+        f.write(json.dumps({"type": "queue-operation", "operation": "enqueue", "content": "please rebase"}) + "\n")
+    assert queued()
+
+
+def test_claude_restore_resumes_the_conversation_or_starts_afresh(tmp_path):
+    plugin = claude(tmp_path)
+    c = launch_ctx(tmp_path, resume=True)
+    assert not plugin.can_resume(c)  # no transcript: `claude --continue` would exit at once
+    c.resume = False
+    assert shlex.split(plugin.launch_command(c))[-1] == "$(cat {})".format(shlex.quote(str(c.prompt_file)))
+    transcript = tmp_path / "claude" / "projects" / cc.project_key(tmp_path / "ws") / "abc.jsonl"
+    transcript.parent.mkdir(parents=True)
+    transcript.write_text("{}\n")
+    hook(tmp_path, {"hook_event_name": "SessionStart", "session_id": "0b9c1d2e-aaaa-bbbb-cccc-123456789abc"})
+    c.resume = plugin.can_resume(c)
+    assert c.resume and shlex.split(plugin.launch_command(c))[-2:] == ["--resume", "0b9c1d2e-aaaa-bbbb-cccc-123456789abc"]
+
+
+def test_claude_trust_option_preseeds_only_the_workspace(tmp_path):
+    state = tmp_path / "claude" / ".claude.json"
+    state.parent.mkdir(parents=True)
+    state.write_text(json.dumps({"hasCompletedOnboarding": True, "projects": {"/other": {"x": 1}}}))
+    os.chmod(state, 0o600)
+    plugin = claude(tmp_path)
+    plugin.prepare(launch_ctx(tmp_path))  # off by default
+    assert json.loads(state.read_text())["projects"] == {"/other": {"x": 1}}
+    plugin.prepare(launch_ctx(tmp_path, trustWorkspace=True))
+    data = json.loads(state.read_text())
+    assert data["projects"][str(tmp_path / "ws")] == {"hasTrustDialogAccepted": True}
+    assert data["projects"]["/other"] == {"x": 1} and data["hasCompletedOnboarding"] is True
+    assert state.stat().st_mode & 0o777 == 0o600
+    state.write_text("{not json")
+    with pytest.raises(AoError, match="not changing it"):
+        plugin.prepare(launch_ctx(tmp_path, trustWorkspace=True))
+
+
+# ---------------------------------------------------------------------------------------------- Codex
+
+def rollout(tmp_path: Path, cwd: Path, *events: dict, name: str = "rollout-2026-12-03T06-47-29-abc.jsonl") -> Path:
+    path = tmp_path / "codex" / "sessions" / "2026" / "12" / "03" / name
+    path.parent.mkdir(parents=True, exist_ok=True)
+    meta = {"type": "session_meta", "payload": {"id": "01a23aa8-7a80", "cwd": str(cwd)}}
+    path.write_text("".join(json.dumps(e) + "\n" for e in (meta, *events)))
+    return path
+
+
+def ev(kind: str, **payload) -> dict:
+    return {"type": "event_msg", "payload": {"type": kind, **payload}}
+
+
+def user_item(text: str) -> dict:
+    return ev("item_completed", item={"type": "UserMessage", "content": [{"type": "text", "text": text}]})
+
+
+CODEX_IDLE = "  >_ OpenAI Codex (v0.171.0)\n› Fix it\n• Done.\n› Ask Codex to do anything\n  fake-model default\n  ← for agents"
+
+
+def test_codex_rollout_says_working_finished_and_usage_limited(tmp_path):
+    plugin = agent.get("codex", home_dir=tmp_path / "codex")
+    ws = tmp_path / "ws"
+    ws.mkdir()
+    rollout(tmp_path, ws, ev("task_started"))
+    a = plugin.activity(obs(tmp_path, now=T0 + 200, pane=CODEX_IDLE, memo={"pane_hash": "x", "last_activity_at": T0}))
+    assert (a.state, a.detail) == ("active", "turn in progress")
+    assert plugin.not_ready(obs(tmp_path, pane=CODEX_IDLE), a) == "Codex is in the middle of a turn"
+    rollout(tmp_path, ws, ev("task_started"), ev("task_complete", last_agent_message="done"))
+    a = plugin.activity(obs(tmp_path, now=T0 + 200, pane=CODEX_IDLE))
+    assert (a.state, a.detail) == ("ready", "turn finished")
+    rollout(tmp_path, ws, ev("task_started"), ev("task_complete", error={
+        "message": "You’ve hit your usage limit.", "codex_error_info": "usage_limit_exceeded"}))
+    a = plugin.activity(obs(tmp_path, now=T0 + 200, pane=CODEX_IDLE))
+    assert a.state == "blocked" and "usage_limit_exceeded" in a.detail
+
+
+def test_codex_receipt_resume_and_trust(tmp_path):
+    plugin = agent.get("codex", home_dir=tmp_path / "codex")
+    c = launch_ctx(tmp_path, resume=True, trustWorkspace=True)
+    assert not plugin.can_resume(c)  # `codex resume --last` would open an empty session: launch afresh
+    path = rollout(tmp_path, c.workspace, ev("task_complete"))
+    assert plugin.can_resume(c)
+    argv = shlex.split(plugin.launch_command(c))
+    assert argv[:3] == ["codex", "resume", "--no-daemon"] and argv[-1] == "01a23aa8-7a80"
+    received = plugin.receipt(obs(tmp_path, pane=CODEX_IDLE), "Fix the test")
+    with path.open("a") as f:
+        f.write(json.dumps(user_item("Fix the test")) + "\n")
+    assert received()
+    (tmp_path / "codex" / "config.toml").write_text('model = "x"\n[projects."/elsewhere"]\ntrust_level = "untrusted"\n')
+    plugin.prepare(c)
+    plugin.prepare(c)  # once only
+    import tomllib
+
+    projects = tomllib.loads((tmp_path / "codex" / "config.toml").read_text())["projects"]
+    assert projects == {"/elsewhere": {"trust_level": "untrusted"}, str(c.workspace): {"trust_level": "trusted"}}
+
+
+# -------------------------------------------------------------------------------------------- opencode
+
+class FakeOpencode:
+    """opencode's embedded server as seen in 1.18.33: basic auth, directory-scoped, JSON."""
+
+    def __init__(self, password: str) -> None:
+        self.password, self.status, self.permissions, self.messages = password, {}, [], []
+        fake = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def log_message(self, *a): pass
+
+            def _send(self, code, body=None):
+                data = b"" if body is None else json.dumps(body).encode()
+                self.send_response(code)
+                self.send_header("Content-Length", str(len(data)))
+                self.end_headers()
+                self.wfile.write(data)
+
+            def _auth(self) -> bool:
+                import base64
+
+                want = "Basic " + base64.b64encode(f"opencode:{fake.password}".encode()).decode()
+                if self.headers.get("Authorization") != want:
+                    self._send(401, {"error": "unauthorized"})
+                    return False
+                return True
+
+            def do_GET(self):
+                if not self._auth():
+                    return
+                path = self.path.split("?")[0]
+                if path == "/session":
+                    return self._send(200, [{"id": "ses_1", "time": {"updated": 1}}])
+                if path == "/session/status":
+                    return self._send(200, fake.status)
+                if path == "/permission":
+                    return self._send(200, fake.permissions)
+                if path == "/session/ses_1/message":
+                    return self._send(200, fake.messages)
+                self._send(404, {})
+
+            def do_POST(self):
+                if not self._auth():
+                    return
+                body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+                fake.messages.append({"info": {"role": "user"}, "parts": body["parts"]})
+                self._send(204)
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def close(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+
+def test_opencode_launch_validates_the_model_and_maps_skip(tmp_path):
+    plugin = agent.get("opencode")
+    with pytest.raises(AoError, match="provider/model"):
+        plugin.prepare(launch_ctx(tmp_path, model="claude-sonnet-4"))
+    c = launch_ctx(tmp_path, permissions="skip", model="anthropic/claude-sonnet-4")
+    plugin.prepare(c)
+    server = json.loads((c.run_dir / oc.SERVER).read_text())
+    assert (c.run_dir / oc.SERVER).stat().st_mode & 0o777 == 0o600
+    assert c.env == {"OPENCODE_SERVER_PASSWORD": server["password"]}
+    argv = shlex.split(plugin.launch_command(c))
+    assert argv[:6] == ["opencode", "--auto", "--model", "anthropic/claude-sonnet-4", "--port", str(server["port"])]
+
+
+def test_opencode_server_gives_state_and_delivers_without_typing(tmp_path):
+    plugin = agent.get("opencode")
+    c = launch_ctx(tmp_path)
+    plugin.prepare(c)
+    data = json.loads((c.run_dir / oc.SERVER).read_text())
+    fake = FakeOpencode(data["password"])
+    data["port"] = fake.server.server_address[1]
+    (c.run_dir / oc.SERVER).write_text(json.dumps(data))
+    try:
+        fake.status = {"ses_1": {"type": "busy"}}
+        assert plugin.activity(obs(tmp_path, pane="x")).state == "active"
+        fake.permissions = [{"id": "per_1", "permission": "bash", "patterns": ["curl -s x > out.txt"]}]
+        a = plugin.activity(obs(tmp_path, pane="x"))
+        assert a.state == "waiting_input" and "bash: curl -s x > out.txt" in a.detail
+        fake.permissions, fake.status = [], {"ses_1": {"type": "retry", "message": "Rate limit reached for requests"}}
+        assert plugin.activity(obs(tmp_path, pane="x")).state == "blocked"
+        fake.status = {}
+        assert plugin.activity(obs(tmp_path, pane="x")).state == "ready"
+        received = plugin.receipt(obs(tmp_path), "Fix it")
+        assert plugin.deliver(obs(tmp_path), "Fix it") and received()
+        assert json.loads((c.run_dir / oc.SERVER).read_text())["session"] == "ses_1"  # for a restore
+        assert shlex.split(plugin.launch_command(launch_ctx(tmp_path, resume=True)))[-2:] == ["--session", "ses_1"]
+        data["password"] = "wrong"
+        (c.run_dir / oc.SERVER).write_text(json.dumps(data))
+        assert not plugin.deliver(obs(tmp_path), "x")  # refused: ao types instead
+    finally:
+        fake.close()
+    assert plugin.activity(obs(tmp_path, pane="x")).state in ("active", "ready")  # server gone: the screen
+
+
+# ----------------------------------------------------------------------------------------------- aider
+
+def test_aider_input_history_is_the_receipt(tmp_path):
+    plugin = agent.get("aider")
+    history = tmp_path / "run" / "aider.input.history"
+    history.parent.mkdir()
+    history.write_text("\n# 2026-12-03 06:40:00.1\n+old message\n")
+    received = plugin.receipt(obs(tmp_path), "line 1\nline 2")
+    assert not received()
+    with history.open("a") as f:
+        f.write("\n# 2026-12-03 06:41:00.2\n+line 1\n+line 2\n")
+    assert received()
+    assert history_entries(history.read_text()) == ["old message", "line 1\nline 2"]
+
+
+def test_aider_takes_text_only_at_its_prompt(tmp_path):
+    plugin = agent.get("aider")
+    busy = "> Fix it\n   ░█    Waiting for gpt-4o"
+    o = obs(tmp_path, pane=busy)
+    assert plugin.not_ready(o, plugin.activity(o)) == "aider is not at its > prompt (busy)"
+    o = obs(tmp_path, pane="Tokens: 2.6k sent\n" + "─" * 40 + "\nREADME.md\n> ")
+    assert plugin.not_ready(o, plugin.activity(o)) is None
+
+
+def test_installed_version_reads_the_package_without_running_it(tmp_path, monkeypatch):
+    from ao.plugins.agent.command import installed_version, version_at_least
+
+    pkg = tmp_path / "node_modules" / "@openai" / "codex"
+    (pkg / "bin").mkdir(parents=True)
+    (pkg / "package.json").write_text('{"name": "@openai/codex", "version": "0.171.0"}')
+    exe = pkg / "bin" / "codex.js"
+    exe.write_text("#!/bin/sh\nexit 99\n")
+    exe.chmod(0o755)
+    bindir = tmp_path / "bin"
+    bindir.mkdir()
+    (bindir / "codex").symlink_to(exe)
+    monkeypatch.setenv("PATH", f"{bindir}:{os.environ['PATH']}")
+    assert installed_version("codex") == "0.171.0"
+    assert version_at_least("0.171.0", (0, 171)) and not version_at_least("0.170.9", (0, 171))
+    assert version_at_least(None, (9, 9))  # unknown: signals are used and checked as they are read
