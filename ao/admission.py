@@ -116,7 +116,6 @@ class Admission:
     manager: Any
     clock: Callable[[], float] = time.time
     memory: Callable[[], int | None] = mem_available
-    console: Any = None
     queue: WorkQueue = field(init=False)
     _trackers: dict[str, Any] = field(default_factory=dict, init=False)
 
@@ -390,14 +389,13 @@ class Cycle:
     """SPEC 12's part of a poll cycle, behind one small hook in the poller: usage and the issues' states go
     into the facts, the project totals into the project fact, the facts into the record, then admission."""
 
-    def __init__(self, config: Any, manager: Any, clock: Callable[[], float], *, dry_run: bool = False,
-                 console: Any = None) -> None:
+    def __init__(self, config: Any, manager: Any, clock: Callable[[], float], *, dry_run: bool = False) -> None:
         from ao.replay import FactLog
         from ao.usage import UsageTracker
 
         self.dry_run = dry_run
         self.usage = UsageTracker(config)
-        self.admission = Admission(config, manager, clock, console=console)
+        self.admission = Admission(config, manager, clock)
         self.log = FactLog(config.data_dir, config.fact_retention)
         self._totals: dict[str, dict[str, Any]] = {}
 

@@ -138,7 +138,7 @@ class Poller:
         if self._spend is None:
             from ao.admission import Cycle
 
-            self._spend = Cycle(self.config, self.manager, self.clock, dry_run=self.dry_run, console=self.console)
+            self._spend = Cycle(self.config, self.manager, self.clock, dry_run=self.dry_run)
         return self._spend
 
     def backoff(self) -> float:

@@ -366,3 +366,26 @@ def test_queue_cli_add_ls_rm(tmp_path):
     missing = ao("rm", "a", "1")
     assert missing.returncode == 1 and "not in the queue" in missing.stderr
     assert ao("ls", "nope").returncode == 1
+
+
+def test_admission_and_budget_keys_are_read_and_checked(tmp_path):
+    root = Path(__file__).resolve().parent.parent
+    cfg = config_mod.load(root / "examples" / "admission-and-budgets.yaml", env={})
+    app = cfg.projects["my-app"]
+    assert (cfg.max_concurrent, app.max_concurrent, cfg.max_per_status) == (20, 8, {"ci_failed": 3})
+    assert cfg.min_free_memory == 4 * 2**30 and cfg.fact_retention == 14 * 86400
+    assert app.budget == {"session": 5, "project": 200} and app.pickup == {"label": "ao"}
+    assert app.reactions["issue-closed"].threshold == 900 and app.reactions["budget-exceeded"].action == "pause"
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("projects:\n  a:\n    path: .\n    maxConcurrent: 0\nadmission:\n  maxPerStatus: {ci_fialed: 2}\n"
+                   "  minFreeMemory: lots\nbudget: {session: -1}\n")
+    from ao.errors import AoError
+
+    with pytest.raises(AoError) as err:
+        config_mod.load(bad, env={})
+    text = str(err.value)
+    assert f"{bad}:4:20:" in text and "minFreeMemory: a size such as 2GiB" in text and f"{bad}:8:" in text
+    bad.write_text("projects:\n  a:\n    path: .\nadmission:\n  maxPerStatus: {ci_fialed: 2}\n")
+    with pytest.raises(AoError) as err:
+        config_mod.load(bad, env={})
+    assert f"{bad}:5:18: unknown status 'ci_fialed' (did you mean 'ci_failed'?)" in str(err.value)

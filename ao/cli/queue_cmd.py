@@ -9,6 +9,7 @@ from typing import Annotated, Any, Optional
 import typer
 
 from ao.cli.common import ConfigOption, JsonOption, load_config, print_json
+from ao.cli.status_cmd import _age
 from ao.errors import AoError
 
 app = typer.Typer(help="The work queue: issues waiting for a session, spawned under the caps by `ao start` and "
@@ -17,17 +18,9 @@ app = typer.Typer(help="The work queue: issues waiting for a session, spawned un
 COLUMNS = ("project", "issue", "priority", "state", "waiting", "session", "blocked_by", "title")
 
 
-def _age(seconds: float) -> str:
-    seconds = int(max(0, seconds))
-    for unit, size in (("d", 86400), ("h", 3600), ("m", 60)):
-        if seconds >= size:
-            return f"{seconds // size}{unit}"
-    return f"{seconds}s"
-
-
 def _row(e: Any, now: float) -> dict[str, Any]:
     return {"project": e.project, "issue": e.issue, "priority": e.priority, "state": e.state,
-            "waiting": _age(now - e.added_at), "added_at": e.added_at, "source": e.source,
+            "waiting": _age(max(0.0, now - e.added_at)), "added_at": e.added_at, "source": e.source,
             "session": e.session or None, "blocked_by": list(e.blocked_by), "attempts": e.attempts,
             "error": e.error or None, "title": e.title}
 
