@@ -74,13 +74,18 @@ class FactLog:
         if done:
             line["actions"] = done
         path = self.root / f"{_day(now)}.jsonl"
-        path.parent.mkdir(parents=True, exist_ok=True)
-        # one write on an O_APPEND descriptor: a line is never interleaved or half there after a crash
-        fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
         try:
-            os.write(fd, (json.dumps(line, separators=(",", ":"), default=str) + "\n").encode())
-        finally:
-            os.close(fd)
+            path.parent.mkdir(parents=True, exist_ok=True)
+            # one write on an O_APPEND descriptor: a line is never interleaved or half there after a crash
+            fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
+            try:
+                os.write(fd, (json.dumps(line, separators=(",", ":"), default=str) + "\n").encode())
+            finally:
+                os.close(fd)
+        except OSError:
+            # A record that cannot be written (a full disk) never fails the cycle; the sessions whose
+            # changes were lost are written whole next time.
+            self._last.pop(project, None)
 
     def prune(self, now: float) -> None:
         if not self.root.is_dir():
