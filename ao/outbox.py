@@ -54,6 +54,7 @@ PENDING, SENT, FAILED = "pending", "sent", "failed"
 SENT_DIR, FAILED_DIR = "sent", "failed"
 DEADLINE_GRACE = 0.25  # seconds past a notifier's timeout before the pass stops waiting for it
 STRIPES = 16  # record locks
+PASS_WAIT = 300.0  # seconds to wait for another process's delivery pass
 KEEP_SENT = 7 * 86400  # sent notifications are kept this long (deduplication and inspection), then pruned
 
 
@@ -206,7 +207,10 @@ class Outbox:
     def _pass_locked(self) -> Iterator[None]:
         self.root.mkdir(parents=True, exist_ok=True)
         with self._pass_lock, open(self.root / ".deliver.lock", "a") as fh:
-            _flock(fh.fileno(), True)
+            from ao.locks import acquire
+
+            # bounded, and said: another pass (ao start, ao notify test) takes at most its notifiers' timeouts
+            acquire(fh.fileno(), self.root / ".deliver.lock", "another delivery pass of the outbox", PASS_WAIT)
             try:
                 yield
             finally:

@@ -261,12 +261,13 @@ class Poller:
                 report.actions.append(self._row(action, Outcome(True)))
             return
         executors = self.executors()
-        # Decide, then execute (docs/lifecycle.md). Every decision is made durable first: notifications go
-        # into the outbox, agent messages into the journal, and the ledgers (with when each budget began, part
-        # of every decision's id) are saved. Only then does anything slow run, so a crash while an agent
-        # message is being typed in loses no notification decided in the same cycle.
-        known = [(action, executors.prepare(action, now)) for action in queue]
+        # Decide, then execute (docs/lifecycle.md). Every decision is made durable first: the ledgers are
+        # saved (when each budget began is part of every decision's id: a restarted poller deciding again gets
+        # the same ids), notifications go into the outbox and agent messages into the journal. Only then does
+        # anything slow run, so a crash while an agent message is being typed in loses no notification
+        # decided in the same cycle.
         engine.save()
+        known = [(action, executors.prepare(action, now)) for action in queue]
         failpoints.hit("cycle.decided")
         for action, outcome in known:
             self._settle(engine, action, outcome or executors.execute(action), now, report)

@@ -2,9 +2,10 @@
 
 Usage: python bench/github_api_cost.py [--prs 10 50 200] [--cycles 120] [--interval 30]
 
-For each N: a fake GitHub (tests/fake_github.py) holding N open PRs whose CI has settled (passing: no PR is
-re-read for pending CI, and no failing check brings a log), and the github SCM with a fresh state dir and an
-injected clock. A first cycle reads everything (reported as "first"). Then one simulated hour (120 cycles, 30 s
+For each N: a fake GitHub (tests/fake_github.py: GraphQL executed against GitHub's published schema, REST
+validated against its OpenAPI description, a query's points counted with GitHub's formula) holding N open PRs
+whose CI has settled (passing: no PR is re-read for pending CI, and no failing check brings a log), each with a
+review required, and the github SCM with a fresh state dir and an injected clock. A first cycle reads everything (reported as "first"). Then one simulated hour (120 cycles, 30 s
 apart: the default pollInterval), twice: (a) nothing changes; (b) one PR changes before every cycle (a review
 comment, 15 s before the cycle). The hour includes the full refreshes (every open PR re-read every 10 min:
 base-branch moves do not show on the PR list).
@@ -54,7 +55,7 @@ def run(n: int, changing: bool, cycles: int, interval: float) -> tuple[dict, lis
     clock = Clock()
     fake = FakeGitHub(clock=clock, limit=10**9, graphql_limit=10**9).start()
     try:
-        prs = [fake.add_pr(f"session-{i}", checks=[Run("build"), Run("test")], review="REVIEW_REQUIRED")
+        prs = [fake.add_pr(f"session-{i}", checks=[Run("build"), Run("test")], decision="REVIEW_REQUIRED")
                for i in range(n)]
         branches = [p.branch for p in prs]
         with tempfile.TemporaryDirectory() as state:
@@ -78,6 +79,7 @@ def run(n: int, changing: bool, cycles: int, interval: float) -> tuple[dict, lis
                 if changing:  # the change was seen in this very cycle
                     assert views[prs[i % n].branch].comments[-1].body == f"comment {i}"
                 per_cycle.append(cost(fake.log))
+            assert fake.rejected == [] and fake.violations == [], (fake.rejected, fake.violations)
             return first, per_cycle
     finally:
         fake.stop()

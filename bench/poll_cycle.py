@@ -14,7 +14,8 @@ In the child, in-process (config loaded, ``Poller(config, console=None)`` made, 
 - then cycles run (not timed) until every PR's CI result is in (``ci: passing`` in every PR session's
   fact), plus one more, so nothing is left to change;
 - steady: the median of ``--runs`` further cycles in which nothing changes (one tmux probe, N pane
-  captures, one git fetch, N PR views, the engine over N facts, no writes).
+  captures, one git fetch, N PR views, the engine over N facts, no writes); wall time, and CPU time (this
+  process plus the tmux and git processes it ran), which the load of a shared machine disturbs far less.
 
 Memory: the child's peak RSS (``getrusage(RUSAGE_SELF).ru_maxrss``) after all cycles, i.e. the whole
 process (interpreter, ao, durable_rules, the set-up itself); "before" is the same figure just before the
@@ -68,13 +69,13 @@ def main() -> None:
         rows.append((n, run_child(n, args.runs)))
 
     print(f"{'sessions':>8} {'PRs':>5} {'first cycle':>12} {f'steady (median of {args.runs})':>22} "
-          f"{'steady max':>11} {'peak RSS':>9} {'RSS before':>11}")
+          f"{'steady max':>11} {'steady CPU':>11} {'peak RSS':>9} {'RSS before':>11}")
     for n, r in rows:
         if "error" in r:
             print(f"{n:>8} failed: {r['error']}")
             continue
         print(f"{n:>8} {r['prs']:>5} {r['first_ms']:>9.0f} ms {r['steady_ms']:>19.0f} ms {r['steady_max_ms']:>8.0f} ms "
-              f"{r['rss_mb']:>6.0f} MB {r['rss_before_mb']:>8.0f} MB")
+              f"{r['steady_cpu_ms']:>8.0f} ms {r['rss_mb']:>6.0f} MB {r['rss_before_mb']:>8.0f} MB")
     print(REFERENCE)
     for n, r in rows:
         notes = []
@@ -209,20 +210,30 @@ def measure(poller, pushed: set[str], runs: int, setup_s: float) -> dict:
     ci_wait_s = time.monotonic() - t1
     errors += poller.cycle().errors
 
-    samples, actions, events = [], 0, 0
+    samples, cpu, actions, events = [], [], 0, 0
     for _ in range(runs):
+        c0 = _cpu_s()
         t0 = time.perf_counter()
         report = poller.cycle()
         samples.append((time.perf_counter() - t0) * 1000)
+        cpu.append((_cpu_s() - c0) * 1000)
         errors += report.errors
         actions += len(report.actions)
         events += len(report.events)
     return {"sessions": report.sessions, "prs": len(pushed), "first_ms": round(first_ms, 1),
             "steady_ms": round(statistics.median(samples), 1), "steady_max_ms": round(max(samples), 1),
-            "steady_samples_ms": [round(s, 1) for s in samples], "rss_mb": round(_rss_mb(), 1),
+            "steady_samples_ms": [round(s, 1) for s in samples], "steady_cpu_ms": round(statistics.median(cpu), 1),
+            "rss_mb": round(_rss_mb(), 1),
             "rss_before_mb": round(rss_before, 1), "setup_s": round(setup_s, 2), "ci_wait_s": round(ci_wait_s, 2),
             "first_events": len(first.events), "first_actions": len(first.actions),
             "steady_actions": actions, "steady_events": events, "errors": sorted(set(errors))[:5]}
+
+
+def _cpu_s() -> float:
+    """CPU seconds used so far by this process and the children it has waited for (tmux, git): a cycle's
+    cost that the load of a shared machine changes far less than its wall time."""
+    own, children = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
+    return own.ru_utime + own.ru_stime + children.ru_utime + children.ru_stime
 
 
 def _rss_mb() -> float:

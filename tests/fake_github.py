@@ -1,18 +1,29 @@
-"""A strict fake of the GitHub API subset ao uses (REST + GraphQL), on 127.0.0.1, for tests and the benchmark.
+"""A strict fake of the GitHub API ao uses, on 127.0.0.1, held to GitHub's published descriptions.
 
-It holds one repository's PRs (head commit, checks, review threads), issues and job logs in plain Python
-data, and answers exactly the requests ao makes: anything else is a 404/405, an unknown query parameter or
-body key a 400/422, a request without the token a 401. GraphQL is parsed and executed for real over a small
-schema (the fields ao asks for, nothing more): an unknown field or argument is a 400.
+- **GraphQL** is executed by graphql-core against GitHub's own SDL (``tests/api/github/schema.graphql``, from
+  ``@octokit/graphql-schema``): a field, argument, type or variable GitHub would reject is rejected here, with
+  GitHub's answer (HTTP 200, ``errors``, no ``data``), and recorded in :attr:`FakeGitHub.rejected` (the test
+  fixtures fail on any). A connection without ``first``/``last``, or asking for more than 100, is refused as
+  GitHub refuses it. A query costs what GitHub's formula says (connection requests / 100, at least 1).
+- **REST** requests are matched to the operations of GitHub's OpenAPI description (``tests/api/github/
+  rest-openapi.json``, from ``@octokit/openapi``); their path and query parameters and bodies are validated
+  against it (and unknown ones refused), and every answer an operation gives is completed into the full
+  object the description defines and validated against it. A violation on our side is recorded in
+  :attr:`FakeGitHub.violations` and answered 500.
 
-Like GitHub: GET answers carry a strong ETag, and a matching ``If-None-Match`` gets a bodiless 304 that does
-not count against the rate limit; every answer carries ``x-ratelimit-*`` headers; a GraphQL query costs what
-GitHub's formula says (connections requested / 100, at least 1) and its ``rateLimit`` field reports it.
+What is not an operation's answer is GitHub's front door: 401 without the token, 301 for a renamed repository
+or a transferred issue, 304 for a matching ``If-None-Match`` (no rate limit spent), primary and secondary rate
+limits, and the faults tests inject.
 
-Every request is logged (:attr:`FakeGitHub.log`: method, path, status, graphql, counted, PRs queried).
-Faults: :meth:`fail` (5xx for the next N requests), :meth:`hold` (answer late: a client timeout),
-:meth:`secondary_limit` (403 + retry-after), :meth:`malformed` (a 200 with broken JSON), and
-:meth:`push_after_read` (a PR pushed to right after it is read: the pinned merge then gets a 409).
+The real cases the fake can produce (docs/github.md, "What GitHub really returns"): ``reviewDecision`` null with
+a changes-requested review (:meth:`FakeGitHub.review`; ``decision`` is whatever the test sets, null by default,
+as in a repository that does not require reviews), a null ``statusCheckRollup`` until the first check exists
+(:meth:`FakeGitHub.push` without checks), renamed repositories (:meth:`rename`) and transferred issues
+(:meth:`transfer`), a GHE.com or GHES layout (``host=``/``prefix=``), deleted authors (``author=None``), more
+than 50 checks or threads (paged), ``STALE`` check runs, primary and secondary rate limits.
+
+Every request is logged (:attr:`FakeGitHub.log`). Faults: :meth:`fail`, :meth:`hold`, :meth:`secondary_limit`,
+:meth:`primary_limit`, :meth:`malformed`, :meth:`push_after_read`.
 """
 
 from __future__ import annotations
@@ -30,7 +41,10 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any, Callable
 from urllib.parse import parse_qsl, urlsplit
 
+from api_descriptions import Invalid, ResolverError, connection, github_rest, github_schema, graphql_errors
+
 TOKEN = "ghp_fakeToken0123456789abcdefABCDEF0123"
+MAX_PAGE = 100   # GitHub's limit for first/last
 
 
 def iso(epoch: float) -> str:
@@ -46,22 +60,23 @@ def sha_of(text: str) -> str:
 
 @dataclass
 class Run:
-    """A check on the PR's head commit: a CheckRun (GitHub Actions unless ``actions=False``) or, with
-    ``kind="StatusContext"``, a commit status."""
+    """A check on a commit: a CheckRun (GitHub Actions unless ``actions=False``) or, with
+    ``kind="StatusContext"``, a commit status (``conclusion`` is then its state)."""
 
     name: str
-    conclusion: str | None = "SUCCESS"    # CheckRun: SUCCESS FAILURE ...; StatusContext: its state
+    conclusion: str | None = "SUCCESS"    # CheckRun: SUCCESS FAILURE STALE ...; StatusContext: SUCCESS PENDING ...
     status: str = "COMPLETED"             # CheckRun: QUEUED IN_PROGRESS COMPLETED
     kind: str = "CheckRun"
     actions: bool = True
     log: str = ""
     id: int = 0
+    workflow: str = "CI"                  # the Actions workflow it belongs to (names repeat across workflows)
 
 
 @dataclass
 class Thread:
     body: str
-    author: str = "alice"
+    author: str | None = "alice"          # None: a deleted account (GraphQL ``author: null``)
     association: str = "MEMBER"
     bot: bool = False
     resolved: bool = False
@@ -69,6 +84,18 @@ class Thread:
     path: str = "src/app.py"
     line: int | None = 3
     id: str = ""
+
+
+@dataclass
+class Review:
+    author: str | None = "alice"
+    state: str = "APPROVED"               # APPROVED CHANGES_REQUESTED COMMENTED DISMISSED
+    body: str = ""
+    association: str = "MEMBER"
+    bot: bool = False
+    commit: str = ""                      # the head it was given on (the head when added)
+    id: str = ""
+    at: int = 0
 
 
 @dataclass
@@ -80,17 +107,20 @@ class PR:
     state: str = "OPEN"                   # OPEN CLOSED MERGED
     draft: bool = False
     mergeable: str = "MERGEABLE"          # MERGEABLE CONFLICTING UNKNOWN
-    merge_state: str = "CLEAN"            # CLEAN DIRTY BEHIND BLOCKED UNKNOWN UNSTABLE
-    review: str | None = None             # APPROVED CHANGES_REQUESTED REVIEW_REQUIRED
+    merge_state: str = "CLEAN"            # CLEAN DIRTY BEHIND BLOCKED UNKNOWN UNSTABLE HAS_HOOKS DRAFT
+    decision: str | None = None           # reviewDecision: null unless the base requires reviews
     rollup: str | None = None             # overrides the state computed from ``checks``
     checks: list[Run] = field(default_factory=list)
     threads: list[Thread] = field(default_factory=list)
-    head_repo: str = ""
+    reviews: list[Review] = field(default_factory=list)
+    head_repo: str = ""                   # "": the same repository; another name: a fork; None-like "gone"
     title: str = ""
     updated: int = 0
+    created: int = 0
     merge_commit_sha: str = ""
     merged_with: str = ""
     comments: list[str] = field(default_factory=list)
+    author: str = "agent-bot"
 
 
 @dataclass
@@ -102,8 +132,8 @@ class IssueRec:
     labels: list[str] = field(default_factory=list)
     comments: list[str] = field(default_factory=list)
     state_reason: str | None = None
-    blocked_by: list[int] = field(default_factory=list)   # issue dependencies: "blocked by" these numbers
-    tracks: list[int] = field(default_factory=list)       # its task list: the issues it tracks
+    sub_issues: list[int] = field(default_factory=list)   # its sub-issues (children)
+    tracks: list[int] = field(default_factory=list)       # the issues its task list tracks
 
 
 @dataclass
@@ -117,6 +147,7 @@ class Logged:
     cost: int = 0             # GraphQL points
     body: Any = None          # the JSON sent (REST writes)
     auth: bool = False        # an Authorization header came with it
+    host: str = ""            # the Host header
 
 
 @dataclass
@@ -129,209 +160,39 @@ class Fault:
     retry_after: int | None = 60
 
 
-class Bad(Exception):
-    """A request the fake does not understand: answered 400 with the message."""
-
-
-# -------------------------------------------------------------------------------------- GraphQL subset
-
-_TOKENS = re.compile(r'(?P<skip>[\s,]+|#[^\n]*)|(?P<spread>\.\.\.)|(?P<punct>[!$():=@\[\]{}|])'
-                     r'|(?P<name>[_A-Za-z][_0-9A-Za-z]*)|(?P<num>-?\d+)|(?P<str>"(?:[^"\\\n]|\\.)*")')
-
-
-@dataclass
-class Sel:
-    kind: str                 # field | inline | spread
-    name: str                 # field name, type condition or fragment name
-    alias: str = ""
-    args: dict[str, Any] = field(default_factory=dict)
-    selections: list[Sel] | None = None
-
-
-class Var:
-    def __init__(self, name: str) -> None:
-        self.name = name
-
-
-class Enum(str):
-    pass
-
-
-class Parser:
-    """Queries, variable definitions, fields with aliases and arguments, fragments; no directives."""
-
-    def __init__(self, text: str) -> None:
-        self.tokens: list[tuple[str, str]] = []
-        pos = 0
-        while pos < len(text):
-            m = _TOKENS.match(text, pos)
-            if not m:
-                raise Bad(f"GraphQL syntax error at offset {pos}")
-            pos = m.end()
-            if m.lastgroup != "skip":
-                self.tokens.append((m.lastgroup or "", m.group()))
-        self.i = 0
-
-    def peek(self) -> tuple[str, str]:
-        return self.tokens[self.i] if self.i < len(self.tokens) else ("eof", "")
-
-    def take(self, value: str | None = None, kind: str | None = None) -> str:
-        k, v = self.peek()
-        if (value is not None and v != value) or (kind is not None and k != kind) or k == "eof":
-            raise Bad(f"GraphQL syntax error: expected {value or kind}, got {v or 'end of query'!r}")
-        self.i += 1
-        return v
-
-    def document(self) -> tuple[list[Sel], dict[str, str], dict[str, tuple[str, list[Sel]]]]:
-        operation, declared, fragments = None, {}, {}
-        while self.peek()[0] != "eof":
-            if self.peek()[1] == "fragment":
-                self.take("fragment")
-                name = self.take(kind="name")
-                self.take("on")
-                fragments[name] = (self.take(kind="name"), self.selection_set())
-                continue
-            if operation is not None:
-                raise Bad("only one operation per document")
-            if self.peek()[1] == "query":
-                self.take("query")
-                if self.peek()[0] == "name":
-                    self.take()
-                if self.peek()[1] == "(":
-                    self.take("(")
-                    while self.peek()[1] != ")":
-                        self.take("$")
-                        name = self.take(kind="name")
-                        self.take(":")
-                        declared[name] = self.type_ref()
-                    self.take(")")
-            elif self.peek()[1] != "{":
-                raise Bad(f"unsupported operation {self.peek()[1]!r}")
-            operation = self.selection_set()
-        if operation is None:
-            raise Bad("no operation")
-        return operation, declared, fragments
-
-    def type_ref(self) -> str:
-        if self.peek()[1] == "[":
-            self.take("[")
-            inner = self.type_ref()
-            self.take("]")
-            text = f"[{inner}]"
-        else:
-            text = self.take(kind="name")
-        if self.peek()[1] == "!":
-            self.take("!")
-            text += "!"
-        return text
-
-    def selection_set(self) -> list[Sel]:
-        self.take("{")
-        out = []
-        while self.peek()[1] != "}":
-            if self.peek()[0] == "spread":
-                self.take()
-                if self.peek()[1] == "on":
-                    self.take("on")
-                    out.append(Sel("inline", self.take(kind="name"), selections=self.selection_set()))
-                else:
-                    out.append(Sel("spread", self.take(kind="name")))
-                continue
-            name, alias = self.take(kind="name"), ""
-            if self.peek()[1] == ":":
-                self.take(":")
-                alias, name = name, self.take(kind="name")
-            args = {}
-            if self.peek()[1] == "(":
-                self.take("(")
-                while self.peek()[1] != ")":
-                    key = self.take(kind="name")
-                    self.take(":")
-                    args[key] = self.value()
-                self.take(")")
-            selections = self.selection_set() if self.peek()[1] == "{" else None
-            out.append(Sel("field", name, alias, args, selections))
-        self.take("}")
-        if not out:
-            raise Bad("empty selection set")
-        return out
-
-    def value(self) -> Any:
-        kind, text = self.peek()
-        if text == "$":
-            self.take("$")
-            return Var(self.take(kind="name"))
-        if kind == "num":
-            self.take()
-            return int(text)
-        if kind == "str":
-            self.take()
-            return json.loads(text)
-        if text == "{":
-            self.take("{")
-            obj = {}
-            while self.peek()[1] != "}":
-                key = self.take(kind="name")
-                self.take(":")
-                obj[key] = self.value()
-            self.take("}")
-            return obj
-        if text == "[":
-            self.take("[")
-            items = []
-            while self.peek()[1] != "]":
-                items.append(self.value())
-            self.take("]")
-            return items
-        if kind == "name":
-            self.take()
-            return {"true": True, "false": False, "null": None}.get(text, Enum(text))
-        raise Bad(f"GraphQL syntax error: unexpected {text!r}")
-
-
-class Field:
-    """A field that takes arguments: ``fn(args)`` gives its value; ``allowed`` are the argument names."""
-
-    def __init__(self, fn: Callable[[dict[str, Any]], Any], allowed: set[str], required: set[str] = frozenset()):
-        self.fn, self.allowed, self.required = fn, allowed, required
-
-
-def _connection_cost(selections: list[Sel], fragments: dict, variables: dict, mult: int = 1) -> int:
-    """GitHub's count of the requests a query needs: each connection counts once per parent node."""
-    total = 0
-    for sel in selections:
-        if sel.kind == "spread":
-            total += _connection_cost(fragments[sel.name][1], fragments, variables, mult)
-        elif sel.kind == "inline":
-            total += _connection_cost(sel.selections or [], fragments, variables, mult)
-        elif sel.selections:
-            size = next((sel.args[k] for k in ("first", "last") if k in sel.args), None)
-            if isinstance(size, Var):
-                size = variables.get(size.name)
-            if isinstance(size, int):
-                total += mult
-                total += _connection_cost(sel.selections, fragments, variables, mult * size)
-            else:
-                total += _connection_cost(sel.selections, fragments, variables, mult)
-    return total
-
-
 # ------------------------------------------------------------------------------------------ the server
 
 
 class FakeGitHub:
+    """One repository (plus the repositories issues were transferred to) on 127.0.0.1.
+
+    ``host``: the API host the client must name in ``Host`` (a GHE.com host, ``api.acme.ghe.com``; the client
+    reaches us through a transport that maps it here); ``prefix``: GitHub Enterprise Server's ``/api/v3``
+    (GraphQL then at ``/api/graphql``)."""
+
     def __init__(self, owner: str = "acme", repo: str = "app", token: str = TOKEN,
-                 clock: Callable[[], float] = time.time, limit: int = 5000, graphql_limit: int = 5000) -> None:
+                 clock: Callable[[], float] = time.time, limit: int = 5000, graphql_limit: int = 5000,
+                 host: str | None = None, prefix: str = "") -> None:
         self.owner, self.repo, self.token, self.clock = owner, repo, token, clock
-        self.full_name = f"{owner}/{repo}"
+        self.host, self.prefix = host, prefix.rstrip("/")
+        self.repo_id = 4242
         self.prs: dict[int, PR] = {}
         self.issues: dict[int, IssueRec] = {}
+        self.elsewhere: dict[int, tuple[str, dict[int, IssueRec]]] = {}   # repo id -> (name, issues)
+        self.moved_issues: dict[int, tuple[int, int]] = {}                # number -> (repo id, number there)
+        self.old_names: set[str] = set()
+        self.workflows: list[dict[str, str]] = [{"name": "CI", "path": ".github/workflows/ci.yml", "state": "active"}]
+        self.default_commits: list[tuple[str, list[Run]]] = []           # newest first: (sha, checks)
         self.log: list[Logged] = []
+        self.rejected: list[str] = []        # GraphQL documents GitHub would refuse (and their errors)
+        self.violations: list[str] = []      # REST requests or answers outside the OpenAPI description
         self.faults: list[Fault] = []
         self.after_read: dict[int, str] = {}
         self.limits = {"core": limit, "graphql": graphql_limit}
         self.remaining = dict(self.limits)
         self.reset = int(clock()) + 3600
+        self.limit_status = 403
+        self.redirect_host: str | None = None  # 301s point at another host (what a client must never follow)
         self.lock = threading.RLock()
         self.release = threading.Event()
         self._number = 0
@@ -343,8 +204,18 @@ class FakeGitHub:
     # -- data helpers ------------------------------------------------------------------------------
 
     @property
+    def full_name(self) -> str:
+        return f"{self.owner}/{self.repo}"
+
+    @property
     def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
+        """The base URL to configure (``scm.baseUrl``)."""
+        return f"http://127.0.0.1:{self.port}{self.prefix}"
+
+    @property
+    def api_root(self) -> str:
+        """Where this fake's REST API lives, as the client sees it (for Location headers and Link pages)."""
+        return f"http://{self.host}{self.prefix}" if self.host else self.url
 
     def _next(self) -> int:
         self._number += 1
@@ -358,14 +229,16 @@ class FakeGitHub:
         with self.lock:
             n = self._next()
             kw.setdefault("head_sha", sha_of(f"{branch}-{n}-0"))
-            kw.setdefault("head_repo", self.full_name)
             kw.setdefault("title", f"Work on {branch}")
             kw.setdefault("updated", int(self.clock()))
+            kw.setdefault("created", kw["updated"])
             pr = PR(number=n, branch=branch, **kw)
             for run in pr.checks:
                 run.id = run.id or self._id()
             for t in pr.threads:
-                t.id = t.id or f"PRRC_{self._id()}"
+                t.id = t.id or f"PRRT_{self._id()}"
+            for r in pr.reviews:
+                self._fill_review(pr, r)
             self.prs[n] = pr
             return pr
 
@@ -381,21 +254,63 @@ class FakeGitHub:
             pr.updated = max(int(self.clock()), pr.updated + 1)
 
     def push(self, pr: PR, sha: str | None = None, checks: list[Run] | None = None) -> str:
+        """A new head commit. Without ``checks`` it has none yet: ``statusCheckRollup`` is null, as on GitHub
+        right after a push."""
         with self.lock:
             pr.head_sha = sha or sha_of(f"{pr.head_sha}+")
-            if checks is not None:
-                for run in checks:
-                    run.id = run.id or self._id()
-                pr.checks = checks
+            for run in checks or []:
+                run.id = run.id or self._id()
+            pr.checks = list(checks or [])
             self.touch(pr)
             return pr.head_sha
 
+    def add_check(self, pr: PR, run: Run) -> Run:
+        """A check starts reporting on the head (does not change ``updated_at``, as on GitHub)."""
+        with self.lock:
+            run.id = run.id or self._id()
+            pr.checks.append(run)
+            return run
+
     def add_thread(self, pr: PR, thread: Thread) -> Thread:
         with self.lock:
-            thread.id = thread.id or f"PRRC_{self._id()}"
+            thread.id = thread.id or f"PRRT_{self._id()}"
             pr.threads.append(thread)
             self.touch(pr)
             return thread
+
+    def _fill_review(self, pr: PR, review: Review) -> None:
+        review.id = review.id or f"PRR_{self._id()}"
+        review.commit = review.commit or pr.head_sha
+        review.at = review.at or int(self.clock())
+
+    def review(self, pr: PR, author: str | None = "alice", state: str = "APPROVED", body: str = "", **kw: Any) -> Review:
+        """A submitted review (on the current head unless ``commit=``). ``reviewDecision`` does not change: set
+        ``pr.decision`` for a base that requires reviews."""
+        with self.lock:
+            review = Review(author=author, state=state, body=body, **kw)
+            self._fill_review(pr, review)
+            pr.reviews.append(review)
+            self.touch(pr)
+            return review
+
+    def rename(self, owner: str, repo: str) -> None:
+        """The repository is renamed (or transferred): REST requests to the old name get a 301 to
+        ``/repositories/{id}/...``; GraphQL ``repository(owner:, name:)`` follows renames (``followRenames``
+        defaults to true)."""
+        with self.lock:
+            self.old_names.add(self.full_name.lower())
+            self.owner, self.repo = owner, repo
+
+    def transfer(self, issue: IssueRec, to: str = "acme/other", repo_id: int = 777) -> int:
+        """The issue moves to another repository (same host): its old URL answers 301 there."""
+        with self.lock:
+            del self.issues[issue.number]
+            name, issues = self.elsewhere.setdefault(repo_id, (to, {}))
+            number = max(issues, default=0) + 1
+            issues[number] = IssueRec(number=number, title=issue.title, body=issue.body, state=issue.state,
+                                      labels=issue.labels)
+            self.moved_issues[issue.number] = (repo_id, number)
+            return number
 
     # -- faults ------------------------------------------------------------------------------------
 
@@ -412,8 +327,18 @@ class FakeGitHub:
         """Answer the next ``count`` requests only after ``seconds`` (longer than a client timeout)."""
         self._fault("hold", count, match, seconds=seconds)
 
-    def secondary_limit(self, retry_after: int | None = 60, count: int = 1, match: str | None = None) -> None:
-        self._fault("secondary", count, match, retry_after=retry_after)
+    def secondary_limit(self, retry_after: int | None = 60, count: int = 1, match: str | None = None,
+                        status: int = 403) -> None:
+        """GitHub's secondary (abuse) limit: 403 or 429, with ``retry-after`` or without."""
+        self._fault("secondary", count, match, retry_after=retry_after, status=status)
+
+    def primary_limit(self, resource: str = "core", reset_in: int = 1800, status: int = 403) -> None:
+        """The hourly budget of ``resource`` is spent until ``reset_in`` seconds from now: REST answers ``status``
+        (403 or 429) with ``x-ratelimit-remaining: 0``; GraphQL answers a ``RATE_LIMITED`` error."""
+        with self.lock:
+            self.remaining[resource] = 0
+            self.reset = int(self.clock()) + reset_in
+            self.limit_status = status
 
     def malformed(self, count: int = 1, match: str | None = None) -> None:
         self._fault("malformed", count, match)
@@ -439,6 +364,8 @@ class FakeGitHub:
 
     def start(self) -> FakeGitHub:
         fake = self
+        github_schema()  # parse once, before the first request's clock starts
+        github_rest()
 
         class Handler(BaseHTTPRequestHandler):
             protocol_version = "HTTP/1.1"
@@ -483,13 +410,15 @@ class FakeGitHub:
         split = urlsplit(h.path)
         path, query = split.path, parse_qsl(split.query, keep_blank_values=True)
         method = h.command
-        entry = Logged(method, h.path, 0, graphql=path == "/graphql", auth="Authorization" in h.headers)
+        graphql_path = "/api/graphql" if self.prefix else "/graphql"
+        entry = Logged(method, h.path, 0, graphql=path == graphql_path, auth="Authorization" in h.headers,
+                       host=h.headers.get("Host", ""))
 
         def reply(status: int, body: Any = None, headers: dict[str, str] | None = None, counted: bool = False,
                   resource: str = "core", raw_body: bytes | None = None) -> None:
             with self.lock:
-                if counted:
-                    self.remaining[resource] = max(0, self.remaining[resource] - (0 if entry.graphql else 1))
+                if counted and not entry.graphql:
+                    self.remaining[resource] = max(0, self.remaining[resource] - 1)
                 entry.status, entry.counted = status, counted
                 self.log.append(entry)
                 rate = self._rate_headers(resource)
@@ -498,7 +427,7 @@ class FakeGitHub:
             for k, v in {**rate, **(headers or {})}.items():
                 h.send_header(k, v)
             if data or status not in (204, 304):
-                h.send_header("Content-Type", "text/plain" if isinstance(body, str) else "application/json")
+                h.send_header("Content-Type", "text/plain" if isinstance(body, str) else "application/json; charset=utf-8")
             h.send_header("Content-Length", str(len(data)))
             h.end_headers()
             h.wfile.write(data)
@@ -513,10 +442,13 @@ class FakeGitHub:
             else:
                 reply(200, raw_body=job.log.encode("utf-8"), body="")
             return
-
+        if self.host is not None and entry.host.split(":")[0] != self.host:
+            reply(404, {"message": f"this fake serves the API host {self.host}, not {entry.host or 'no Host'}"})
+            return
         auth = h.headers.get("Authorization") or ""
         if auth not in (f"Bearer {self.token}", f"token {self.token}"):
-            reply(401, {"message": "Bad credentials", "documentation_url": "https://docs.github.com/rest"})
+            reply(401, {"message": "Bad credentials", "documentation_url": "https://docs.github.com/rest",
+                        "status": "401"})
             return
         fault = self._take_fault(method, path)
         resource = "graphql" if entry.graphql else "core"
@@ -528,8 +460,11 @@ class FakeGitHub:
                 return
             elif fault.kind == "secondary":
                 headers = {"retry-after": str(fault.retry_after)} if fault.retry_after is not None else {}
-                reply(403, {"message": "You have exceeded a secondary rate limit. Please wait a few minutes "
-                                       "before you try again."}, headers, resource=resource)
+                reply(fault.status, {"message": "You have exceeded a secondary rate limit. Please wait a few "
+                                                "minutes before you try again.",
+                                     "documentation_url": "https://docs.github.com/rest/overview/rate-limits-for-"
+                                                          "the-rest-api#about-secondary-rate-limits"},
+                      headers, resource=resource)
                 return
             elif fault.kind == "malformed":
                 reply(200, raw_body=b'{"data": {"repository": {"p0": {"number": 1, "sta', counted=True,
@@ -541,21 +476,27 @@ class FakeGitHub:
                 self.remaining = dict(self.limits)
             spent = self.remaining[resource] <= 0
         if spent:
-            reply(403, {"message": "API rate limit exceeded"}, resource=resource)
+            message = "API rate limit exceeded for user ID 1."
+            if entry.graphql:
+                reply(200, {"errors": [{"type": "RATE_LIMITED", "message": message}]}, resource=resource)
+            else:
+                reply(self.limit_status, {"message": message, "documentation_url": "https://docs.github.com/rest/"
+                                          "overview/rate-limits-for-the-rest-api"}, resource=resource)
             return
         try:
             body = json.loads(raw) if raw else None
         except ValueError:
             reply(400, {"message": "Problems parsing JSON"}, resource=resource)
             return
-        if not entry.graphql:
-            entry.body = body
-        try:
-            with self.lock:
-                status, answer, headers = self._route(method, path, dict(query), len(query), body, entry)
-        except Bad as exc:
-            reply(400, {"message": str(exc)}, resource=resource)
+        if entry.graphql:
+            if method != "POST":
+                reply(404, {"message": "Not Found"}, resource=resource)
+                return
+            status, answer = self._graphql(body, entry)
+            reply(status, answer, counted=True, resource=resource)
             return
+        entry.body = body
+        status, answer, headers = self._rest(method, path, query, body)
         if status == 200 and method == "GET" and answer is not None:
             data = json.dumps(answer).encode()
             etag = '"' + hashlib.sha256(data).hexdigest() + '"'
@@ -563,11 +504,11 @@ class FakeGitHub:
             if h.headers.get("If-None-Match") == etag:
                 reply(304, None, headers, resource=resource)
                 return
-        if method == "GET" and (m := re.fullmatch(rf"/repos/{self.full_name}/pulls/(\d+)", path)):
+        if method == "GET" and (m := re.fullmatch(r".*/pulls/(\d+)", path)) and status == 200:
             with self.lock:  # the answer is already made: the push lands between this read and what follows
                 late = self.after_read.pop(int(m.group(1)), None)
                 if late:
-                    self.push(self.prs[int(m.group(1))], late)
+                    self.push(self.prs[int(m.group(1))], late, checks=self.prs[int(m.group(1))].checks)
         reply(status, answer, headers, counted=status < 500, resource=resource)
 
     def _take_fault(self, method: str, path: str) -> Fault | None:
@@ -589,93 +530,124 @@ class FakeGitHub:
         return next((r for pr in self.prs.values() for r in pr.checks
                      if r.id == int(text) and r.kind == "CheckRun" and r.actions), None)
 
-    def _params(self, query: dict[str, str], count: int, allowed: dict[str, Callable[[str], bool]]) -> None:
-        if count != len(query):
-            raise Bad("a query parameter is repeated")
-        for key, value in query.items():
-            if key not in allowed:
-                raise Bad(f"unknown query parameter '{key}'")
-            if not allowed[key](value):
-                raise Bad(f"invalid value for '{key}': {value!r}")
-
-    def _route(self, method: str, path: str, query: dict[str, str], count: int, body: Any,
-               entry: Logged) -> tuple[int, Any, dict[str, str] | None]:
-        if path == "/graphql":
-            if method != "POST":
-                return 405, {"message": "Not Found"}, None
-            return self._graphql(body, entry)
-        prefix = f"/repos/{self.full_name}"
-        if not path.startswith(prefix + "/"):
-            return 404, {"message": "Not Found"}, None
-        rest = path[len(prefix):]
-        digits = lambda v: v.isdigit()
-        routes: list[tuple[str, str, Callable[..., Any]]] = [
-            ("GET", r"/pulls", self._list_pulls),
-            ("GET", r"/pulls/(\d+)", self._get_pull),
-            ("PUT", r"/pulls/(\d+)/merge", self._merge),
-            ("GET", r"/issues", self._list_issues),
-            ("GET", r"/issues/(\d+)", self._get_issue),
-            ("PATCH", r"/issues/(\d+)", self._patch_issue),
-            ("POST", r"/issues/(\d+)/comments", self._comment),
-            ("GET", r"/actions/jobs/(\d+)/logs", self._job_logs),
-        ]
-        known_path = False
-        for verb, pattern, fn in routes:
-            if m := re.fullmatch(pattern, rest):
-                known_path = True
-                if verb == method:
-                    if verb == "GET" and fn in (self._list_pulls, self._list_issues):
-                        allowed = {"state": lambda v: v in ("open", "closed", "all"), "per_page": digits,
-                                   "page": digits, "sort": lambda v: v in ("created", "updated"),
-                                   "direction": lambda v: v in ("asc", "desc")}
-                        if fn == self._list_issues:
-                            allowed["labels"] = lambda v: bool(v)
-                        self._params(query, count, allowed)
-                        return fn(query)
-                    if query:
-                        raise Bad(f"unexpected query parameters {sorted(query)}")
-                    return fn(int(m.group(1)), body) if m.groups() else fn(body)
-        return (405 if known_path else 404), {"message": "Not Found"}, None
-
     # -- REST --------------------------------------------------------------------------------------
 
-    def _html(self, kind: str, n: int) -> str:
-        return f"https://github.com/{self.full_name}/{kind}/{n}"
+    def _moved(self, status: int, path: str) -> tuple[int, Any, dict[str, str]]:
+        root = self.api_root if self.redirect_host is None else f"http://{self.redirect_host}:{self.port}{self.prefix}"
+        location = f"{root}{path}"
+        return status, {"message": "Moved Permanently", "url": location,
+                        "documentation_url": "https://docs.github.com/rest/guides/best-practices-for-using-the-rest-api"
+                                             "#follow-redirects"}, {"Location": location}
+
+    def _rest(self, method: str, path: str, query: list[tuple[str, str]], body: Any
+              ) -> tuple[int, Any, dict[str, str] | None]:
+        if self.prefix:
+            if not path.startswith(self.prefix + "/"):
+                return 404, {"message": "Not Found"}, None
+            path = path[len(self.prefix):]
+        with self.lock:
+            m = re.match(r"/repos/([^/]+/[^/]+)(/.*)?$", path)
+            if m and m.group(1).lower() in self.old_names:  # a renamed repository: 301 to its id
+                return self._moved(301, f"/repositories/{self.repo_id}{m.group(2) or ''}")
+            m = re.match(r"/repositories/(\d+)(/.*)?$", path)
+            repo_id = int(m.group(1)) if m else self.repo_id
+            if m:
+                if repo_id != self.repo_id and repo_id not in self.elsewhere:
+                    return 404, {"message": "Not Found"}, None
+                owner_repo = self.full_name if repo_id == self.repo_id else self.elsewhere[repo_id][0]
+                path = f"/repos/{owner_repo}{m.group(2) or ''}"
+            m = re.fullmatch(r"/repos/[^/]+/[^/]+/issues/(\d+)(/.*)?", path)
+            if m and repo_id == self.repo_id and int(m.group(1)) in self.moved_issues:
+                target, number = self.moved_issues[int(m.group(1))]
+                return self._moved(301, f"/repositories/{target}/issues/{number}{m.group(2) or ''}")
+            rest = github_rest()
+            op, params, known = rest.match(method, path)
+            if op is None:
+                return (405 if known else 404), {"message": "Not Found"}, None
+            owner_repo = f"{params['owner']}/{params['repo']}".lower()
+            names = {self.full_name.lower(): self.repo_id, **{n.lower(): i for i, (n, _) in self.elsewhere.items()}}
+            if owner_repo not in names:
+                return 404, {"message": "Not Found"}, None
+            try:
+                rest.check_request(op, params, query, body)
+            except Invalid as exc:
+                self.violations.append(f"{method} {path}: {exc}")
+                return 422, {"message": f"Invalid request: {exc}"}, None
+            handler = getattr(self, "_op_" + op.spec["operationId"].replace("/", "_").replace("-", "_"))
+            status, partial, headers = handler(names[owner_repo], params, dict(query), body)
+            if status == 404 and partial == {"message": "Not Found"}:
+                return 404, partial, headers  # GitHub's answer to anything missing or hidden, listed or not
+            listed, schema = rest.response_schema(op, status)
+            if not listed:
+                self.violations.append(f"{method} {path}: {op.spec['operationId']} does not answer {status}")
+                return 500, {"message": f"the fake answered {status}, which the description does not list"}, None
+            answer = partial if schema is None or partial is None else rest.complete(schema, partial)
+            problems = rest.problems(schema, answer, "read") if schema is not None and answer is not None else []
+            if problems:
+                self.violations.append(f"{method} {path}: answer {status}: {problems[0]}")
+                return 500, {"message": f"the fake's answer breaks the description: {problems[0]}"}, None
+            return status, answer, headers
+
+    def _html(self, kind: str, n: int, repo: str | None = None) -> str:
+        return f"https://github.com/{repo or self.full_name}/{kind}/{n}"
+
+    def _user(self, login: str | None, bot: bool = False) -> dict[str, Any] | None:
+        if login is None:
+            return None
+        return {"login": login, "id": int(hashlib.sha1(login.encode()).hexdigest()[:6], 16), "type": "Bot" if bot else "User",
+                "html_url": f"https://github.com/{login}", "node_id": f"U_{login}"}
+
+    def _repo_json(self, name: str, repo_id: int) -> dict[str, Any]:
+        owner = name.split("/")[0]
+        return {"id": repo_id, "node_id": f"R_{repo_id}", "name": name.split("/")[1], "full_name": name,
+                "owner": self._user(owner), "private": False, "html_url": f"https://github.com/{name}",
+                "url": f"{self.api_root}/repos/{name}", "default_branch": "main", "fork": name != self.full_name}
 
     def _pull_json(self, pr: PR, full: bool) -> dict[str, Any]:
+        base_repo = self._repo_json(self.full_name, self.repo_id)
+        if pr.head_repo == "gone":
+            head_repo = None  # the fork was deleted
+        elif pr.head_repo and pr.head_repo != self.full_name:
+            head_repo = self._repo_json(pr.head_repo, self.repo_id + 1 + sum(map(ord, pr.head_repo)))
+        else:
+            head_repo = base_repo
         data = {
-            "number": pr.number, "title": pr.title, "state": "open" if pr.state == "OPEN" else "closed",
-            "html_url": self._html("pull", pr.number), "updated_at": iso(pr.updated), "draft": pr.draft,
+            "number": pr.number, "id": 90000 + pr.number, "node_id": f"PR_{pr.number}", "title": pr.title,
+            "state": "open" if pr.state == "OPEN" else "closed", "locked": False, "user": self._user(pr.author),
+            "html_url": self._html("pull", pr.number), "url": f"{self.api_root}/repos/{self.full_name}/pulls/{pr.number}",
+            "created_at": iso(pr.created), "updated_at": iso(pr.updated), "draft": pr.draft,
+            "closed_at": iso(pr.updated) if pr.state != "OPEN" else None,
             "merged_at": iso(pr.updated) if pr.state == "MERGED" else None,
-            "head": {"ref": pr.branch, "sha": pr.head_sha, "repo": {"full_name": pr.head_repo} if pr.head_repo else None},
-            "base": {"ref": pr.base, "repo": {"full_name": self.full_name}},
+            "merge_commit_sha": pr.merge_commit_sha or None, "author_association": "MEMBER", "labels": [],
+            "head": {"ref": pr.branch, "sha": pr.head_sha, "label": f"{self.owner}:{pr.branch}", "repo": head_repo,
+                     "user": self._user(self.owner)},
+            "base": {"ref": pr.base, "sha": sha_of(pr.base), "label": f"{self.owner}:{pr.base}", "repo": base_repo,
+                     "user": self._user(self.owner)},
         }
         if full:
-            data.update(merged=pr.state == "MERGED", merge_commit_sha=pr.merge_commit_sha or None,
+            data.update(merged=pr.state == "MERGED",
                         mergeable={"MERGEABLE": True, "CONFLICTING": False}.get(pr.mergeable),
-                        mergeable_state=pr.merge_state.lower())
+                        mergeable_state=pr.merge_state.lower(), commits=1, additions=1, deletions=0, changed_files=1,
+                        comments=len(pr.comments), review_comments=len(pr.threads))
         return data
 
-    def _list_pulls(self, query: dict[str, str]) -> tuple[int, Any, None]:
+    def _op_pulls_list(self, repo_id: int, params: dict, query: dict[str, str], body: Any) -> tuple:
         state = query.get("state", "open")
         prs = [p for p in self.prs.values() if state == "all" or (p.state == "OPEN") == (state == "open")]
-        key = (lambda p: p.updated) if query.get("sort") == "updated" else (lambda p: p.number)
+        key = (lambda p: p.updated) if query.get("sort") == "updated" else (lambda p: p.created)
         prs.sort(key=lambda p: (key(p), p.number), reverse=query.get("direction", "desc") == "desc")
-        per_page, page = min(int(query.get("per_page", 30)), 100), int(query.get("page", 1))
+        per_page, page = int(query.get("per_page", 30)), int(query.get("page", 1))
         return 200, [self._pull_json(p, False) for p in prs[(page - 1) * per_page: page * per_page]], None
 
-    def _get_pull(self, n: int, body: Any) -> tuple[int, Any, None]:
-        pr = self.prs.get(n)
+    def _op_pulls_get(self, repo_id: int, params: dict, query: dict, body: Any) -> tuple:
+        pr = self.prs.get(int(params["pull_number"]))
         return (200, self._pull_json(pr, True), None) if pr else (404, {"message": "Not Found"}, None)
 
-    def _merge(self, n: int, body: Any) -> tuple[int, Any, None]:
-        pr = self.prs.get(n)
+    def _op_pulls_merge(self, repo_id: int, params: dict, query: dict, body: Any) -> tuple:
+        pr = self.prs.get(int(params["pull_number"]))
+        body = body or {}
         if pr is None:
             return 404, {"message": "Not Found"}, None
-        if not isinstance(body, dict) or set(body) - {"sha", "merge_method", "commit_title", "commit_message"}:
-            return 422, {"message": "Invalid request: unexpected keys"}, None
-        if body.get("merge_method", "merge") not in ("merge", "squash", "rebase"):
-            return 422, {"message": "Invalid merge_method"}, None
         if pr.state != "OPEN" or pr.draft or pr.mergeable == "CONFLICTING":
             return 405, {"message": "Pull Request is not mergeable"}, None
         if "sha" in body and body["sha"] != pr.head_sha:
@@ -687,232 +659,233 @@ class FakeGitHub:
         self.touch(pr)
         return 200, {"sha": pr.merge_commit_sha, "merged": True, "message": "Pull Request successfully merged"}, None
 
-    def _issue_json(self, n: int) -> dict[str, Any] | None:
-        if n in self.prs:
+    def _issue_json(self, repo_id: int, n: int) -> dict[str, Any] | None:
+        if repo_id == self.repo_id and n in self.prs:
             pr = self.prs[n]
-            return {"number": n, "title": pr.title, "body": "", "state": "open" if pr.state == "OPEN" else "closed",
-                    "html_url": self._html("pull", n), "labels": [], "pull_request": {"url": self._html("pull", n)}}
-        issue = self.issues.get(n)
+            return {"number": n, "id": 80000 + n, "node_id": f"I_{n}", "title": pr.title, "body": None,
+                    "state": "open" if pr.state == "OPEN" else "closed", "html_url": self._html("pull", n),
+                    "url": f"{self.api_root}/repos/{self.full_name}/issues/{n}", "labels": [],
+                    "user": self._user(pr.author), "created_at": iso(pr.created), "updated_at": iso(pr.updated),
+                    "pull_request": {"url": f"{self.api_root}/repos/{self.full_name}/pulls/{n}",
+                                     "html_url": self._html("pull", n), "diff_url": None, "patch_url": None}}
+        name, issues = (self.full_name, self.issues) if repo_id == self.repo_id else self.elsewhere[repo_id]
+        issue = issues.get(n)
         if issue is None:
             return None
-        return {"number": n, "title": issue.title, "body": issue.body or None, "state": issue.state,
-                "state_reason": issue.state_reason, "html_url": self._html("issues", n),
-                "labels": [{"name": label} for label in issue.labels]}
+        return {"number": n, "id": 70000 + n + repo_id, "node_id": f"I_{repo_id}_{n}", "title": issue.title,
+                "body": issue.body or None, "state": issue.state, "state_reason": issue.state_reason,
+                "html_url": self._html("issues", n, name), "url": f"{self.api_root}/repos/{name}/issues/{n}",
+                "user": self._user("octocat"), "created_at": iso(self.clock()), "updated_at": iso(self.clock()),
+                "labels": [{"name": label, "id": i + 1, "node_id": f"L_{i}", "url": "https://api.github.com/",
+                            "color": "ededed", "default": False, "description": None}
+                           for i, label in enumerate(issue.labels)]}
 
-    def _list_issues(self, query: dict[str, str]) -> tuple[int, Any, dict[str, str] | None]:
+    def _op_issues_list_for_repo(self, repo_id: int, params: dict, query: dict[str, str], body: Any) -> tuple:
         state = query.get("state", "open")
         wanted = [x for x in query.get("labels", "").split(",") if x]
         numbers = sorted(set(self.issues) | set(self.prs), reverse=True)
-        items = [d for n in numbers if (d := self._issue_json(n)) and (state == "all" or d["state"] == state)
+        items = [d for n in numbers if (d := self._issue_json(repo_id, n)) and (state == "all" or d["state"] == state)
                  and all(w in [lb["name"] for lb in d["labels"]] for w in wanted)]
-        per_page, page = min(int(query.get("per_page", 30)), 100), int(query.get("page", 1))
+        per_page, page = int(query.get("per_page", 30)), int(query.get("page", 1))
         headers = None
         if page * per_page < len(items):
             nxt = "&".join(f"{k}={v}" for k, v in {**query, "page": str(page + 1)}.items())
-            headers = {"Link": f'<{self.url}/repos/{self.full_name}/issues?{nxt}>; rel="next"'}
+            headers = {"Link": f'<{self.api_root}/repos/{self.full_name}/issues?{nxt}>; rel="next"'}
         return 200, items[(page - 1) * per_page: page * per_page], headers
 
-    def _get_issue(self, n: int, body: Any) -> tuple[int, Any, None]:
-        data = self._issue_json(n)
+    def _op_issues_get(self, repo_id: int, params: dict, query: dict, body: Any) -> tuple:
+        data = self._issue_json(repo_id, int(params["issue_number"]))
         return (200, data, None) if data else (404, {"message": "Not Found"}, None)
 
-    def _patch_issue(self, n: int, body: Any) -> tuple[int, Any, None]:
-        issue = self.issues.get(n)
+    def _op_issues_update(self, repo_id: int, params: dict, query: dict, body: Any) -> tuple:
+        n = int(params["issue_number"])
+        issues = self.issues if repo_id == self.repo_id else self.elsewhere[repo_id][1]
+        issue = issues.get(n)
         if issue is None:
             return 404, {"message": "Not Found"}, None
-        if not isinstance(body, dict) or set(body) - {"state", "state_reason", "title", "body", "labels"} \
-                or body.get("state", "open") not in ("open", "closed"):
-            return 422, {"message": "Validation Failed"}, None
-        issue.state = body.get("state", issue.state)
-        issue.state_reason = body.get("state_reason", issue.state_reason)
-        return 200, self._issue_json(n), None
+        issue.state = (body or {}).get("state", issue.state)
+        issue.state_reason = (body or {}).get("state_reason", issue.state_reason)
+        return 200, self._issue_json(repo_id, n), None
 
-    def _comment(self, n: int, body: Any) -> tuple[int, Any, None]:
-        if not isinstance(body, dict) or set(body) != {"body"} or not isinstance(body["body"], str):
-            return 422, {"message": "Validation Failed"}, None
-        if n in self.prs:  # a conversation comment on the PR (not a review thread)
+    def _op_issues_create_comment(self, repo_id: int, params: dict, query: dict, body: Any) -> tuple:
+        n = int(params["issue_number"])
+        issues = self.issues if repo_id == self.repo_id else self.elsewhere[repo_id][1]
+        if repo_id == self.repo_id and n in self.prs:  # a conversation comment on the PR (not a review thread)
             self.prs[n].comments.append(body["body"])
             self.touch(self.prs[n])
-        elif n in self.issues:
-            self.issues[n].comments.append(body["body"])
+        elif n in issues:
+            issues[n].comments.append(body["body"])
         else:
             return 404, {"message": "Not Found"}, None
-        return 201, {"id": self._id(), "body": body["body"], "html_url": self._html("issues", n)}, None
+        cid = self._id()
+        return 201, {"id": cid, "node_id": f"IC_{cid}", "body": body["body"], "html_url": self._html("issues", n),
+                     "url": f"{self.api_root}/repos/{self.full_name}/issues/comments/{cid}",
+                     "issue_url": f"{self.api_root}/repos/{self.full_name}/issues/{n}", "user": self._user("ao-bot"),
+                     "created_at": iso(self.clock()), "updated_at": iso(self.clock()),
+                     "author_association": "MEMBER"}, None
 
-    def _job_logs(self, job: int, body: Any) -> tuple[int, Any, dict[str, str] | None]:
-        if self._job(str(job)) is None:
+    def _op_actions_download_job_logs_for_workflow_run(self, repo_id: int, params: dict, query: dict, body: Any
+                                                       ) -> tuple:
+        if self._job(params["job_id"]) is None:
             return 404, {"message": "Not Found"}, None
         # another host, as GitHub's signed blob URLs are: the client must not send the token there
-        return 302, None, {"Location": f"http://{self.blob_host}:{self.port}/_logs/{job}?sig=abc"}
+        return 302, None, {"Location": f"http://{self.blob_host}:{self.port}/_logs/{params['job_id']}?sig=abc"}
+
+    def _op_actions_list_repo_workflows(self, repo_id: int, params: dict, query: dict[str, str], body: Any) -> tuple:
+        flows = [{"id": i + 1, "node_id": f"W_{i}", "name": w["name"], "path": w["path"], "state": w["state"],
+                  "url": f"{self.api_root}/repos/{self.full_name}/actions/workflows/{i + 1}",
+                  "html_url": f"https://github.com/{self.full_name}/actions", "badge_url": "https://github.com/",
+                  "created_at": iso(0), "updated_at": iso(0)} for i, w in enumerate(self.workflows)]
+        per_page, page = int(query.get("per_page", 30)), int(query.get("page", 1))
+        return 200, {"total_count": len(flows), "workflows": flows[(page - 1) * per_page: page * per_page]}, None
 
     # -- GraphQL -----------------------------------------------------------------------------------
 
-    def _graphql(self, body: Any, entry: Logged) -> tuple[int, Any, None]:
-        if not isinstance(body, dict) or set(body) - {"query", "variables"} or not isinstance(body.get("query"), str):
-            raise Bad("a GraphQL request is {query, variables}")
+    def _graphql(self, body: Any, entry: Logged) -> tuple[int, dict[str, Any]]:
+        from graphql import GraphQLError, execute, parse, validate
+
+        if not isinstance(body, dict) or set(body) - {"query", "variables", "operationName"} \
+                or not isinstance(body.get("query"), str):
+            return 400, {"message": "Problems parsing JSON"}
+        schema = github_schema()
+        try:
+            document = parse(body["query"])
+        except GraphQLError as exc:
+            return self._refuse(body["query"], [{"message": exc.message, "locations": exc.formatted.get("locations")}])
+        errors = validate(schema, document)
+        if errors:
+            return self._refuse(body["query"], graphql_errors(errors))
         variables = body.get("variables") or {}
-        operation, declared, fragments = Parser(body["query"]).document()
-        for name in declared:
-            if declared[name].endswith("!") and variables.get(name) is None:
-                raise Bad(f"variable ${name} is required")
-        if set(variables) - set(declared):
-            raise Bad(f"undeclared variables {sorted(set(variables) - set(declared))}")
-        cost = max(1, round(_connection_cost(operation, fragments, variables) / 100))
+        try:
+            cost = graphql_cost(schema, document, variables)
+        except ResolverError as exc:
+            return self._refuse(body["query"], [{"type": exc.type, "message": str(exc)}])
         with self.lock:
             self.remaining["graphql"] = max(0, self.remaining["graphql"] - cost)
-            errors: list[dict] = []
-            ctx = {"vars": variables, "declared": declared, "fragments": fragments, "errors": errors,
-                   "cost": cost, "entry": entry}
-            data = self._execute(operation, self._query_root(ctx), "Query", ctx, [])
+            ctx = {"cost": cost, "entry": entry}
+            result = execute(schema, document, root_value=self._query_root(ctx), variable_values=variables,
+                             operation_name=body.get("operationName"))
         entry.cost = cost
-        answer: dict[str, Any] = {"data": data}
-        if errors:
-            answer["errors"] = errors
-        return 200, answer, None
+        answer: dict[str, Any] = {"data": result.data}
+        if result.errors:
+            answer["errors"] = graphql_errors(result.errors)
+            if result.data is None and all(e.path is None for e in result.errors):  # variables that do not fit
+                return self._refuse(body["query"], answer["errors"])            # their types: refused first
+            unexpected = [e for e in answer["errors"] if not e.get("type")]
+            if unexpected:  # a resolver of ours failed, or a non-null field had no value: a fake bug
+                self.violations.append(f"GraphQL execution: {unexpected[0]['message']}")
+        return 200, answer
 
-    def _execute(self, selections: list[Sel], obj: dict[str, Any], typename: str, ctx: dict, path: list) -> dict:
-        out: dict[str, Any] = {}
-        for sel in selections:
-            if sel.kind == "spread":
-                if sel.name not in ctx["fragments"]:
-                    raise Bad(f"unknown fragment {sel.name}")
-                cond, subs = ctx["fragments"][sel.name]
-                if cond == typename:
-                    _merge(out, self._execute(subs, obj, typename, ctx, path))
-                continue
-            if sel.kind == "inline":
-                if sel.name == typename:
-                    _merge(out, self._execute(sel.selections or [], obj, typename, ctx, path))
-                continue
-            key = sel.alias or sel.name
-            if sel.name == "__typename":
-                out[key] = typename
-                continue
-            if sel.name not in obj:
-                raise Bad(f"Field '{sel.name}' doesn't exist on type '{typename}'")
-            value = obj[sel.name]
-            if isinstance(value, Field):
-                args = {k: (ctx["vars"].get(v.name) if isinstance(v, Var) else v) for k, v in sel.args.items()}
-                if set(args) - value.allowed or value.required - set(args):
-                    raise Bad(f"bad arguments {sorted(args)} for '{typename}.{sel.name}'")
-                value = value.fn(args | {"__path": path + [key], "__ctx": ctx})
-            elif sel.args:
-                raise Bad(f"Field '{typename}.{sel.name}' takes no arguments")
-            out[key] = self._resolve(value, sel, ctx, path + [key])
-        return out
-
-    def _resolve(self, value: Any, sel: Sel, ctx: dict, path: list) -> Any:
-        if value is None:
-            return None
-        if isinstance(value, list):
-            return [self._resolve(v, sel, ctx, path) for v in value]
-        if isinstance(value, dict):
-            if sel.selections is None:
-                raise Bad(f"Field '{sel.name}' of an object type must have a selection of subfields")
-            return self._execute(sel.selections, value, value.get("__typename", ""), ctx, path)
-        if sel.selections is not None:
-            raise Bad(f"Selections can't be made on scalars ('{sel.name}')")
-        return value
+    def _refuse(self, query: str, errors: list[dict[str, Any]]) -> tuple[int, dict[str, Any]]:
+        self.rejected.append(f"{errors[0].get('message')}\n{query}")
+        return 200, {"errors": errors}
 
     def _query_root(self, ctx: dict) -> dict[str, Any]:
-        def repository(args: dict) -> Any:
-            if (args.get("owner"), args.get("name")) != (self.owner, self.repo):
-                ctx["errors"].append({"type": "NOT_FOUND", "path": args["__path"],
-                                      "message": "Could not resolve to a Repository"})
-                return None
-            return self._repo_obj()
+        def repository(info: Any, owner: str, name: str, followRenames: bool = True) -> Any:
+            full = f"{owner}/{name}".lower()
+            if full == self.full_name.lower() or (followRenames and full in self.old_names):
+                return self._repo_obj(ctx)
+            raise ResolverError(f"Could not resolve to a Repository with the name '{owner}/{name}'.", "NOT_FOUND")
 
-        rate = {"__typename": "RateLimit", "cost": ctx["cost"], "remaining": self.remaining["graphql"],
-                "limit": self.limits["graphql"], "used": self.limits["graphql"] - self.remaining["graphql"],
-                "resetAt": iso(self.reset)}
-        return {"__typename": "Query", "rateLimit": rate,
-                "repository": Field(repository, {"owner", "name"}, {"owner", "name"})}
+        def rate_limit(info: Any, dryRun: bool = False) -> dict[str, Any]:
+            return {"cost": ctx["cost"], "remaining": self.remaining["graphql"], "limit": self.limits["graphql"],
+                    "used": self.limits["graphql"] - self.remaining["graphql"], "resetAt": iso(self.reset),
+                    "nodeCount": 0}
 
-    def _repo_obj(self) -> dict[str, Any]:
-        def pull_request(args: dict) -> Any:
-            args["__ctx"]["entry"].prs += 1
-            pr = self.prs.get(args.get("number"))
+        return {"rateLimit": rate_limit, "repository": repository}
+
+    def _repo_obj(self, ctx: dict) -> dict[str, Any]:
+        def pull_request(info: Any, number: int) -> Any:
+            ctx["entry"].prs += 1
+            pr = self.prs.get(number)
             if pr is None:
-                args["__ctx"]["errors"].append({
-                    "type": "NOT_FOUND", "path": args["__path"],
-                    "message": f"Could not resolve to a PullRequest with the number of {args.get('number')}."})
-                return None
+                raise ResolverError(f"Could not resolve to a PullRequest with the number of {number}.", "NOT_FOUND")
             return self._pr_obj(pr)
 
-        def pull_requests(args: dict) -> Any:
-            args["__ctx"]["entry"].prs += 1
-            order = args.get("orderBy") or {}
-            if order and order != {"field": "UPDATED_AT", "direction": "DESC"}:
-                raise Bad("only orderBy {field: UPDATED_AT, direction: DESC} is supported")
-            found = sorted((p for p in self.prs.values() if p.branch == args.get("headRefName")),
-                           key=lambda p: p.updated, reverse=True)
-            return {"__typename": "PullRequestConnection",
-                    "nodes": [self._pr_obj(p) for p in found[: args.get("first") or 0]]}
+        def pull_requests(info: Any, **args: Any) -> Any:
+            ctx["entry"].prs += 1
+            found = [p for p in self.prs.values() if args.get("headRefName") in (None, p.branch)
+                     and (not args.get("states") or p.state in args["states"])]
+            order = args.get("orderBy") or {"field": "CREATED_AT", "direction": "ASC"}
+            key = {"UPDATED_AT": lambda p: p.updated, "CREATED_AT": lambda p: p.created}[order["field"]]
+            found.sort(key=lambda p: (key(p), p.number), reverse=order["direction"] == "DESC")
+            return connection([self._pr_obj(p) for p in found], args)
 
-        def issue(args: dict) -> Any:
-            rec = self.issues.get(args.get("number"))
+        def history(info: Any, **args: Any) -> Any:
+            return connection([self._commit_obj(sha, runs) for sha, runs in self.default_commits], args)
+
+        def issue(info: Any, number: int) -> Any:
+            rec = self.issues.get(number)
             if rec is None:
-                args["__ctx"]["errors"].append({
-                    "type": "NOT_FOUND", "path": args["__path"],
-                    "message": f"Could not resolve to an Issue with the number of {args.get('number')}."})
-                return None
+                raise ResolverError(f"Could not resolve to an Issue with the number of {number}.", "NOT_FOUND")
             return self._issue_obj(rec)
 
-        return {"__typename": "Repository", "nameWithOwner": self.full_name,
-                "issue": Field(issue, {"number"}, {"number"}),
-                "pullRequest": Field(pull_request, {"number"}, {"number"}),
-                "pullRequests": Field(pull_requests, {"headRefName", "first", "orderBy"}, {"first"})}
+        head = self.default_commits[0][0] if self.default_commits else sha_of("main")
+        return {"id": f"R_{self.repo_id}", "nameWithOwner": self.full_name, "name": self.repo,
+                "pullRequest": pull_request, "pullRequests": pull_requests, "issue": issue,
+                "defaultBranchRef": {"name": "main", "target": {"__typename": "Commit", "oid": head,
+                                                                 "history": history}}}
 
     def _issue_obj(self, rec: IssueRec) -> dict[str, Any]:
-        def linked(numbers: list[int]) -> Callable[[dict], Any]:
-            def connection(args: dict) -> Any:
-                nodes = [{"__typename": "Issue", "number": n, "state": self.issues[n].state.upper(),
-                          "repository": {"__typename": "Repository", "nameWithOwner": self.full_name}}
-                         for n in numbers[: args["first"]] if n in self.issues]
-                return {"__typename": "IssueConnection", "nodes": nodes}
-            return connection
+        def linked(numbers: list[int]) -> Any:
+            return lambda info, **args: connection([self._issue_obj(self.issues[n]) for n in numbers
+                                                    if n in self.issues], args)
 
-        return {"__typename": "Issue", "number": rec.number, "title": rec.title, "state": rec.state.upper(),
-                "blockedBy": Field(linked(rec.blocked_by), {"first"}, {"first"}),
-                "trackedIssues": Field(linked(rec.tracks), {"first"}, {"first"})}
+        return {"__typename": "Issue", "id": f"I_{rec.number}", "number": rec.number, "title": rec.title,
+                "state": rec.state.upper(), "repository": {"__typename": "Repository", "nameWithOwner": self.full_name},
+                "subIssues": linked(rec.sub_issues), "trackedIssues": linked(rec.tracks)}
+
+    def _actor(self, login: str | None, bot: bool) -> dict[str, Any] | None:
+        return None if login is None else {"__typename": "Bot" if bot else "User", "login": login}
 
     def _pr_obj(self, pr: PR) -> dict[str, Any]:
-        def threads(args: dict) -> Any:
-            return {"__typename": "PullRequestReviewThreadConnection",
-                    "nodes": [self._thread_obj(t, pr.number) for t in pr.threads[: args["first"]]]}
+        def threads(info: Any, **args: Any) -> Any:
+            return connection([self._thread_obj(t, pr.number) for t in pr.threads], args)
 
-        def commits(args: dict) -> Any:
-            return {"__typename": "PullRequestCommitConnection", "nodes": [
-                {"__typename": "PullRequestCommit", "commit": {
-                    "__typename": "Commit", "oid": pr.head_sha, "statusCheckRollup": self._rollup(pr)}}]}
+        def latest_reviews(info: Any, **args: Any) -> Any:
+            latest: dict[Any, Review] = {}
+            for r in sorted(pr.reviews, key=lambda r: r.at):
+                if r.state in ("APPROVED", "CHANGES_REQUESTED", "DISMISSED"):
+                    latest[r.author or f"ghost-{r.id}"] = r
+            return connection([self._review_obj(r, pr.number) for r in latest.values()], args)
 
+        def commits(info: Any, **args: Any) -> Any:
+            return connection([{"commit": self._commit_obj(pr.head_sha, pr.checks, pr.rollup)}], args)
+
+        same = not pr.head_repo or pr.head_repo == self.full_name
         return {
-            "__typename": "PullRequest", "number": pr.number, "url": self._html("pull", pr.number),
+            "id": f"PR_{pr.number}", "number": pr.number, "url": self._html("pull", pr.number),
             "state": pr.state, "headRefName": pr.branch, "headRefOid": pr.head_sha, "baseRefName": pr.base,
-            "updatedAt": iso(pr.updated), "title": pr.title,
-            "headRepository": {"__typename": "Repository", "nameWithOwner": pr.head_repo} if pr.head_repo else None,
+            "updatedAt": iso(pr.updated), "title": pr.title, "isCrossRepository": not same,
+            "headRepository": None if pr.head_repo == "gone" else {
+                "nameWithOwner": self.full_name if same else pr.head_repo},
             "mergeable": pr.mergeable, "mergeStateStatus": pr.merge_state, "isDraft": pr.draft,
-            "reviewDecision": pr.review,
-            "reviewThreads": Field(threads, {"first"}, {"first"}),
-            "commits": Field(commits, {"last"}, {"last"}),
+            "reviewDecision": pr.decision, "reviewThreads": threads, "latestOpinionatedReviews": latest_reviews,
+            "commits": commits,
         }
 
+    def _review_obj(self, r: Review, number: int) -> dict[str, Any]:
+        return {"id": r.id, "state": r.state, "body": r.body, "authorAssociation": r.association,
+                "author": self._actor(r.author, r.bot), "commit": {"oid": r.commit},
+                "submittedAt": iso(r.at), "url": f"{self._html('pull', number)}#pullrequestreview-{r.id}"}
+
     def _thread_obj(self, t: Thread, number: int) -> dict[str, Any]:
-        def comments(args: dict) -> Any:
-            author = {"__typename": "Bot" if t.bot else "User", "login": t.author}
-            return {"__typename": "PullRequestReviewCommentConnection", "nodes": [{
-                "__typename": "PullRequestReviewComment", "id": t.id, "author": author,
+        def comments(info: Any, **args: Any) -> Any:
+            return connection([{
+                "id": t.id.replace("PRRT", "PRRC"), "author": self._actor(t.author, t.bot),
                 "authorAssociation": t.association, "body": t.body, "path": t.path, "line": t.line,
-                "url": f"{self._html('pull', number)}#discussion_{t.id}"}][: args["first"]]}
+                "url": f"{self._html('pull', number)}#discussion_{t.id}"}], args)
 
-        return {"__typename": "PullRequestReviewThread", "isResolved": t.resolved, "isOutdated": t.outdated,
-                "comments": Field(comments, {"first"}, {"first"})}
+        return {"id": t.id, "isResolved": t.resolved, "isOutdated": t.outdated, "comments": comments}
 
-    def _rollup(self, pr: PR) -> dict[str, Any] | None:
-        if not pr.checks and pr.rollup is None:
-            return None
+    def _commit_obj(self, sha: str, runs: list[Run], rollup: str | None = None) -> dict[str, Any]:
+        return {"__typename": "Commit", "oid": sha, "statusCheckRollup": self._rollup(sha, runs, rollup)}
+
+    def _rollup(self, sha: str, runs: list[Run], override: str | None) -> dict[str, Any] | None:
+        if not runs and override is None:
+            return None  # as GitHub: no rollup until the first check or status exists
         states = []
-        for r in pr.checks:
+        for r in runs:
             if r.kind == "StatusContext":
                 states.append({"SUCCESS": "SUCCESS", "PENDING": "PENDING", "EXPECTED": "PENDING"}.get(r.conclusion or "",
                                                                                                     "FAILURE"))
@@ -920,28 +893,75 @@ class FakeGitHub:
                 states.append("PENDING")
             else:
                 states.append("SUCCESS" if r.conclusion in ("SUCCESS", "NEUTRAL", "SKIPPED") else "FAILURE")
-        state = pr.rollup or ("FAILURE" if "FAILURE" in states else "PENDING" if "PENDING" in states else "SUCCESS")
+        state = override or ("FAILURE" if "FAILURE" in states else "PENDING" if "PENDING" in states else "SUCCESS")
 
-        def contexts(args: dict) -> Any:
+        def contexts(info: Any, **args: Any) -> Any:
             nodes = []
-            for r in pr.checks[: args["first"]]:
+            for r in runs:
                 if r.kind == "StatusContext":
                     nodes.append({"__typename": "StatusContext", "context": r.name, "state": r.conclusion,
                                   "targetUrl": f"https://ci.example.com/status/{r.id}"})
                 else:
                     url = (f"https://github.com/{self.full_name}/actions/runs/{r.id * 7}/job/{r.id}" if r.actions
                            else f"https://ci.example.com/builds/{r.id}")
+                    suite = {"workflowRun": {"workflow": {"name": r.workflow}} if r.actions else None}
                     nodes.append({"__typename": "CheckRun", "name": r.name, "status": r.status,
                                   "conclusion": r.conclusion if r.status == "COMPLETED" else None,
-                                  "detailsUrl": url, "databaseId": r.id})
-            return {"__typename": "StatusCheckRollupContextConnection", "nodes": nodes}
+                                  "detailsUrl": url, "databaseId": r.id, "checkSuite": suite})
+            return connection(nodes, args)
 
-        return {"__typename": "StatusCheckRollup", "state": state, "contexts": Field(contexts, {"first"}, {"first"})}
+        return {"id": f"SCR_{sha[:10]}", "state": state, "contexts": contexts}
 
 
-def _merge(into: dict, more: dict) -> None:
-    for key, value in more.items():
-        if isinstance(value, dict) and isinstance(into.get(key), dict):
-            _merge(into[key], value)
-        else:
-            into[key] = value
+# ------------------------------------------------------------------------------------------- GraphQL cost
+
+
+def graphql_cost(schema: Any, document: Any, variables: dict[str, Any]) -> int:
+    """GitHub's rate-limit cost of a query: each connection counts once per node of its parent connections
+    (``first``/``last`` taken as reached), summed, divided by 100, at least 1. Raises :class:`ResolverError`
+    as GitHub refuses a connection without ``first``/``last`` or with more than 100."""
+    from graphql import (FieldNode, FragmentDefinitionNode, FragmentSpreadNode, InlineFragmentNode,
+                         OperationDefinitionNode, get_named_type, value_from_ast_untyped)
+
+    fragments = {d.name.value: d for d in document.definitions if isinstance(d, FragmentDefinitionNode)}
+
+    def size(node: FieldNode, name: str) -> int | None:
+        for arg in node.arguments or ():
+            if arg.name.value == name:
+                value = value_from_ast_untyped(arg.value, variables)
+                return value if isinstance(value, int) else None
+        return None
+
+    def walk(selection_set: Any, parent: Any, mult: int) -> int:
+        total = 0
+        for sel in selection_set.selections if selection_set else ():
+            if isinstance(sel, FragmentSpreadNode):
+                frag = fragments[sel.name.value]
+                total += walk(frag.selection_set, schema.type_map[frag.type_condition.name.value], mult)
+            elif isinstance(sel, InlineFragmentNode):
+                cond = schema.type_map[sel.type_condition.name.value] if sel.type_condition else parent
+                total += walk(sel.selection_set, cond, mult)
+            elif isinstance(sel, FieldNode) and sel.selection_set is not None:
+                fields = getattr(parent, "fields", {})
+                definition = fields.get(sel.name.value)
+                if definition is None:
+                    continue
+                target = get_named_type(definition.type)
+                if target.name.endswith("Connection"):
+                    first, last = size(sel, "first"), size(sel, "last")
+                    if first is None and last is None:
+                        raise ResolverError(f"You must provide a `first` or `last` value to properly paginate the "
+                                            f"`{sel.name.value}` connection.", "MISSING_PAGINATION_BOUNDARIES")
+                    n = first if first is not None else last
+                    if not 0 <= n <= MAX_PAGE:
+                        raise ResolverError(f"Requesting {n} records on the `{sel.name.value}` connection exceeds "
+                                            f"the `{'first' if first is not None else 'last'}` limit of 100 records.",
+                                            "EXCESSIVE_PAGINATION")
+                    total += mult + walk(sel.selection_set, target, mult * n)
+                else:
+                    total += walk(sel.selection_set, target, mult)
+        return total
+
+    requests = sum(walk(d.selection_set, schema.query_type, 1) for d in document.definitions
+                   if isinstance(d, OperationDefinitionNode))
+    return max(1, round(requests / 100))

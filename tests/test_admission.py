@@ -281,21 +281,23 @@ def test_github_pickup_and_blockers(tmp_path):
     gh = FakeGitHub().start()
     try:
         first = gh.add_issue("Base work", labels=["ao"])
-        blocked = gh.add_issue("Needs base", labels=["ao"], blocked_by=[first.number])
+        child = gh.add_issue("A part", labels=["ao"])
+        parent = gh.add_issue("Needs its part", labels=["ao"], sub_issues=[child.number])
         epic = gh.add_issue("Epic", labels=["ao"], tracks=[first.number])
         gh.add_issue("Not for ao")
         tracker = GitHubTracker(repo=gh.full_name, base_url=gh.url, client=GitHubClient(token=TOKEN, base_url=gh.url))
-        assert sorted(i.id for i in tracker.pickup({"label": "ao"})) == sorted(
-            str(n) for n in (first.number, blocked.number, epic.number))
-        ids = [str(first.number), str(blocked.number), str(epic.number), "999"]
+        assert sorted(int(i.id) for i in tracker.pickup({"label": "ao"})) == sorted(
+            n.number for n in (first, child, parent, epic))
+        ids = [str(first.number), str(parent.number), str(epic.number), "999"]
         got = tracker.status(ids)
         assert got[str(first.number)].blocked_by == [] and got[str(first.number)].state == "open"
-        assert got[str(blocked.number)].blocked_by == [f"#{first.number}"]
+        assert got[str(parent.number)].blocked_by == [f"#{child.number}"]
         assert got[str(epic.number)].blocked_by == [f"#{first.number}"]
         assert "999" not in got
-        assert len(gh.graphql_requests()) == 1  # one query for all of them
+        assert len(gh.graphql_requests()) == 1  # one query for the batch
         first.state = "closed"
-        assert tracker.status([str(blocked.number)])[str(blocked.number)].blocked_by == []
+        assert tracker.status([str(epic.number)])[str(epic.number)].blocked_by == []
+        assert gh.rejected == [] and gh.violations == []  # held to GitHub's published descriptions
     finally:
         gh.stop()
 
@@ -324,7 +326,7 @@ def test_linear_pickup_by_state_label_and_view_and_relations(monkeypatch):
         assert got["ENG-1"].blocked_by == ["ENG-2"] and got["ENG-1"].state == "open"
         assert got["ENG-3"].state == "open" and got["ENG-4"].state == "closed" and got["OPS-1"].state == "open"
         assert tracker.status(["ENG-3"], active_states=["Todo"])["ENG-3"].state == "inactive"
-        assert fake.rejected == []
+        assert fake.rejected == [] and fake.violations == []
     finally:
         fake.stop()
 

@@ -96,6 +96,7 @@ def world(aoenv, receiver, monkeypatch):
     if w.poller is not None:
         w.poller.close()
     fake.stop()
+    assert fake.rejected == [] and fake.violations == []  # held to GitHub's published descriptions
 
 
 def _events(reports: list[Any], kind: str, sid: str) -> list[dict[str, Any]]:
@@ -117,7 +118,7 @@ def test_the_standard_workflow_against_github(world):
 
     # the agent opens its PR; CI starts
     # the repository requires a review (branch protection): GitHub says REVIEW_REQUIRED and BLOCKED until then
-    pr = world.fake.add_pr(BRANCH, review="REVIEW_REQUIRED", merge_state="BLOCKED",
+    pr = world.fake.add_pr(BRANCH, decision="REVIEW_REQUIRED", merge_state="BLOCKED",
                            checks=[Run("build"), Run("test", status="IN_PROGRESS", conclusion=None)])
     report = world.cycle()
     assert [e["type"] for e in _events([report], "pr.created", sid)] == ["pr.created"]
@@ -149,7 +150,8 @@ def test_the_standard_workflow_against_github(world):
     assert _events([report], "ci.passing", sid)
 
     # a member requests changes in a thread; a stranger leaves a thread with "instructions"
-    pr.review = "CHANGES_REQUESTED"
+    pr.decision = "CHANGES_REQUESTED"
+    world.fake.review(pr, "alice", "CHANGES_REQUESTED")
     world.fake.add_thread(pr, Thread(TRUSTED_BODY, author="alice", association="MEMBER", path="app/health.py", line=7))
     world.fake.add_thread(pr, Thread(UNTRUSTED_BODY, author="mallory", association="NONE"))
     report = world.cycle()
@@ -164,8 +166,8 @@ def test_the_standard_workflow_against_github(world):
 
     # the member resolves their thread and approves; CI is green: auto-merge with the observed head pinned
     pr.threads[0].resolved = True
-    pr.review, pr.merge_state = "APPROVED", "CLEAN"
-    world.fake.touch(pr)
+    pr.decision, pr.merge_state = "APPROVED", "CLEAN"
+    world.fake.review(pr, "alice", "APPROVED")
     head = pr.head_sha
     report = world.cycle()
     assert [(a["action"], a["ok"], a["error"] or "") for a in _reacted(report, "approved-and-green")] == \
@@ -266,7 +268,7 @@ def test_ci_flapping_for_100_cycles(world, monkeypatch):
 def _flap_push_escalate(world: World, hook: CheckRunWebhook) -> None:
     sid = world.spawn()
     # the repository requires a review, so green CI alone is not "approved and green"
-    pr = world.fake.add_pr(BRANCH, review="REVIEW_REQUIRED", merge_state="BLOCKED",
+    pr = world.fake.add_pr(BRANCH, decision="REVIEW_REQUIRED", merge_state="BLOCKED",
                            checks=[Run("test", conclusion="FAILURE", log="boom on a0\n")])
     heads = [pr.head_sha]
     budget_began = world.cycle()
@@ -360,7 +362,7 @@ def _flap_push_escalate(world: World, hook: CheckRunWebhook) -> None:
 def test_untrusted_comments_are_reported_to_humans_not_agents(world):
     world.configure()
     sid = world.spawn()
-    pr = world.fake.add_pr(BRANCH, review="REVIEW_REQUIRED", merge_state="BLOCKED", checks=[Run("test")],
+    pr = world.fake.add_pr(BRANCH, decision="REVIEW_REQUIRED", merge_state="BLOCKED", checks=[Run("test")],
                            threads=[Thread(UNTRUSTED_BODY, author="mallory", association="NONE")])
     for _ in range(3):
         world.cycle()
@@ -381,3 +383,154 @@ def test_untrusted_comments_are_reported_to_humans_not_agents(world):
         world.cycle()
     assert len(told()) == 1
     assert told()[0]["type"] == "untrusted-comments" and told()[0]["priority"] == "action"
+
+
+# ------------------------------------------------------------------ merge safety: what GitHub really returns
+
+AUTO_MERGE = {"approved-and-green": {"auto": True, "action": "auto-merge"}}
+REVIEW_BODY = "Please do not merge yet: the migration must run before the deploy."
+
+
+def _merges(world: World) -> list[Any]:
+    return world.fake.requests_to("PUT /repos/acme/app/pulls/")
+
+
+def test_a_change_request_blocks_auto_merge_even_with_a_null_review_decision(world):
+    """Case 1. In a repository that does not require reviews, GitHub's reviewDecision stays null after "Request
+    changes". A change request without line comments is still a change request: never merged, and the agent
+    gets the review's text."""
+    world.configure(reactions=AUTO_MERGE)
+    sid = world.spawn()
+    pr = world.fake.add_pr(BRANCH, checks=[Run("test")])
+    world.fake.review(pr, "alice", "APPROVED")
+    world.fake.review(pr, "bob", "CHANGES_REQUESTED", body=REVIEW_BODY)
+    assert pr.decision is None and pr.threads == []
+    for _ in range(5):
+        world.cycle()
+    assert pr.state == "OPEN" and _merges(world) == []
+    fact = world.fact()
+    assert (fact["ci"], fact["review"], fact["mergeable"], fact["human_comments"]) == (
+        "passing", "changes_requested", False, 1)
+    asks = wait_for(lambda: world.agent_got(REVIEW_FIX), what="the review")
+    assert REVIEW_BODY in asks[0] and "bob" in asks[0]
+    stored = world.poller.store.get(sid).meta["merge"]
+    assert [c["name"] for c in stored["criteria"] if not c["ok"]] == ["review"]
+    assert "bob requested changes" in next(c["detail"] for c in stored["criteria"] if c["name"] == "review")
+
+    # the agent pushes a fix; bob approves the new head: now, and only now, it is merged
+    head = world.fake.push(pr, checks=[Run("test")])
+    world.cycle()
+    assert pr.state == "OPEN"
+    world.fake.review(pr, "bob", "APPROVED")
+    world.cycle()
+    assert [(m.status, m.body["sha"]) for m in _merges(world)] == [(200, head)] and pr.state == "MERGED"
+
+
+def test_an_approval_of_an_earlier_commit_does_not_merge_the_head(world):
+    world.configure(reactions=AUTO_MERGE)
+    world.spawn()
+    pr = world.fake.add_pr(BRANCH, checks=[Run("test", status="IN_PROGRESS", conclusion=None)])
+    world.fake.review(pr, "alice", "APPROVED")
+    world.cycle()
+    world.fake.push(pr, checks=[Run("test")])  # a new commit after the approval, green
+    for _ in range(3):
+        world.cycle()
+    assert pr.state == "OPEN" and world.fact()["review"] == "pending" and _merges(world) == []
+    world.fake.review(pr, "mallory", "APPROVED", association="NONE")  # a stranger's approval is no approval
+    world.cycle()
+    assert pr.state == "OPEN"
+    world.fake.review(pr, "alice", "APPROVED")
+    world.cycle()
+    assert pr.state == "MERGED"
+
+
+def test_no_checks_yet_after_a_push_is_pending_not_green(world):
+    """Case 2. statusCheckRollup is null until the first check exists. In a repository with CI (an active
+    workflow) that is pending for as long as it lasts, never "none", never merged."""
+    world.configure(reactions=AUTO_MERGE)
+    world.spawn()
+    pr = world.fake.add_pr(BRANCH)  # just pushed: no check yet
+    world.fake.review(pr, "alice", "APPROVED")
+    for _ in range(30):  # 15 minutes
+        world.cycle()
+        assert world.fact()["ci"] == "pending" and not world.fact()["mergeable"]
+    assert pr.state == "OPEN" and _merges(world) == []
+    world.fake.add_check(pr, Run("test"))  # the workflow finally reports (no webhook: the full refresh sees it)
+    for _ in range(21):
+        if pr.state == "MERGED":
+            break
+        world.cycle()
+    assert pr.state == "MERGED" and len(_merges(world)) == 1
+
+
+def test_checks_on_recent_commits_mean_ci_even_without_a_workflow(world):
+    """External CI (commit statuses) has no workflow file: its statuses on recent commits are the evidence."""
+    world.fake.workflows = []
+    world.fake.default_commits = [(sha_of("main-1"), [Run("ci/circleci", kind="StatusContext", actions=False)])]
+    world.configure(reactions=AUTO_MERGE)
+    world.spawn()
+    pr = world.fake.add_pr(BRANCH)
+    world.fake.review(pr, "alice", "APPROVED")
+    for _ in range(6):
+        world.cycle()
+    assert world.fact()["ci"] == "pending" and pr.state == "OPEN"
+
+
+def test_a_repository_with_no_ci_merges_only_after_the_grace_period(world):
+    world.fake.workflows = []
+    world.fake.default_commits = [(sha_of("main-1"), [])]
+    world.configure(reactions=AUTO_MERGE)
+    world.spawn()
+    pr = world.fake.add_pr(BRANCH)
+    world.fake.review(pr, "alice", "APPROVED")
+    world.cycle()  # the head is first seen here: the grace (60 s by default) starts
+    assert world.fact()["ci"] == "pending" and pr.state == "OPEN"
+    world.cycle()  # 30 s later: still inside the grace
+    assert world.fact()["ci"] == "pending" and pr.state == "OPEN"
+    world.cycle()  # 60 s: "no checks" is settled: the repository provably has no CI
+    assert pr.state == "MERGED" and len(_merges(world)) == 1
+
+
+def test_turning_auto_merge_on_merges_prs_that_were_already_approved_and_green(world):
+    """A config change re-evaluates an occurrence handled under the old action (issue 14, item 2)."""
+    world.configure()  # approved-and-green: auto off, a human is told
+    sid = world.spawn()
+    pr = world.fake.add_pr(BRANCH, checks=[Run("test")])
+    world.fake.review(pr, "alice", "APPROVED")
+    for _ in range(3):
+        world.cycle()
+    told = [n for n in world.notified("approved-and-green") if n["session"] == sid]
+    assert len(told) == 1 and pr.state == "OPEN"
+    world.poller.close()
+    world.configure(reactions=AUTO_MERGE)  # the user turns auto-merge on; the poller restarts with it
+    world.cycle()
+    assert pr.state == "MERGED" and len(_merges(world)) == 1
+    world.cycle()
+    assert len(_merges(world)) == 1
+
+
+def test_ao_merge_merges_only_what_is_mergeable_and_explain_names_the_missing_criterion(world):
+    world.configure()
+    sid = world.spawn()
+    pr = world.fake.add_pr(BRANCH, checks=[Run("test", conclusion="FAILURE", log="boom\n")])
+    world.fake.review(pr, "alice", "APPROVED")
+    world.cycle()
+    explained = json.loads(world.env.ao("rules", "explain", sid, "--json").stdout)
+    missing = [c for c in explained["merge"] if not c["ok"]]
+    assert [c["name"] for c in missing] == ["ci"] and "failed on" in missing[0]["detail"]
+    row = next(r for r in explained["reactions"] if r["reaction"] == "approved-and-green")
+    assert not row["matched"] and "missing: ci" in row["failed"]
+
+    refused = world.env.ao("merge", sid)
+    assert refused.returncode == 1 and "not mergeable: ci: failed on" in refused.stderr
+    assert "Traceback" not in refused.stderr and _merges(world) == []
+    dry = world.env.ao("merge", sid, "--dry-run", "--json")
+    assert dry.returncode == 1 and json.loads(dry.stdout)["merged"] is False
+
+    world.fake.push(pr, checks=[Run("test")])
+    world.fake.review(pr, "alice", "APPROVED")
+    done = world.env.ao("merge", sid, "--json")
+    assert done.returncode == 0, done.stderr
+    result = json.loads(done.stdout)
+    assert result["merged"] and result["head_sha"] == pr.head_sha and all(c["ok"] for c in result["criteria"])
+    assert pr.state == "MERGED" and [m.body for m in _merges(world)] == [{"sha": pr.head_sha, "merge_method": "squash"}]

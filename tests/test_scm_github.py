@@ -8,7 +8,7 @@ import stat
 from pathlib import Path
 
 import pytest
-from fake_github import TOKEN, FakeGitHub, Run, Thread
+from fake_github import TOKEN, FakeGitHub, Review, Run, Thread
 
 from ao.errors import AoError
 from ao.plugins import scm
@@ -67,6 +67,8 @@ def gh(tmp_path, monkeypatch):
     monkeypatch.delenv("GH_TOKEN", raising=False)
     yield Env(tmp_path, fake, clock)
     fake.stop()
+    # everything ao sent was valid for GitHub's published descriptions, and the fake stayed within them
+    assert fake.rejected == [] and fake.violations == []
 
 
 def methods(fake: FakeGitHub) -> list[str]:
@@ -78,7 +80,7 @@ def methods(fake: FakeGitHub) -> list[str]:
 
 def test_unchanged_world_costs_one_conditional_request_and_no_graphql(gh):
     gh.fake.add_pr("feat-a", checks=[Run("build")])
-    gh.fake.add_pr("feat-b", review="APPROVED", checks=[Run("build")])
+    gh.fake.add_pr("feat-b", reviews=[Review("alice")], checks=[Run("build")])
     s = gh.scm()
     first = gh.cycle(s, ["feat-a", "feat-b"])
     assert methods(gh.fake) == ["GET /repos/acme/app/pulls 200", "POST /graphql 200"]
@@ -137,7 +139,7 @@ def test_a_webhook_invalidation_rereads_a_settled_pr_the_guard_calls_unchanged(g
 
 
 def test_unknown_mergeability_is_read_again(gh):
-    pr = gh.fake.add_pr("feat-a", mergeable="UNKNOWN", merge_state="UNKNOWN")
+    pr = gh.fake.add_pr("feat-a", mergeable="UNKNOWN", merge_state="UNKNOWN", checks=[Run("build")])
     s = gh.scm()
     gh.cycle(s, ["feat-a"])
     pr.mergeable, pr.merge_state = "CONFLICTING", "DIRTY"
@@ -147,7 +149,7 @@ def test_unknown_mergeability_is_read_again(gh):
 
 
 def test_open_prs_are_refreshed_after_the_full_refresh_interval(gh):
-    a = gh.fake.add_pr("feat-a")
+    a = gh.fake.add_pr("feat-a", checks=[Run("build")])
     gh.fake.add_pr("feat-b", state="MERGED")
     s = gh.scm({"fullRefresh": "10m"})
     gh.cycle(s, ["feat-a", "feat-b"])
@@ -160,7 +162,7 @@ def test_open_prs_are_refreshed_after_the_full_refresh_interval(gh):
 
 
 def test_etags_and_views_persist_for_a_new_process(gh):
-    gh.fake.add_pr("feat-a", review="APPROVED", threads=[Thread("nit")])
+    gh.fake.add_pr("feat-a", reviews=[Review("alice")], threads=[Thread("nit")], checks=[Run("build")])
     first = gh.cycle(gh.scm(), ["feat-a"])
     again = gh.cycle(gh.scm(), ["feat-a"])  # a new instance on the same state dir: `ao poll` twice
     assert methods(gh.fake) == ["GET /repos/acme/app/pulls 304"]
@@ -200,9 +202,9 @@ def test_prs_are_found_by_head_branch_of_our_repository_only(gh):
 
 
 def test_branches_off_the_first_page_are_looked_up_by_head_ref(gh):
-    old = gh.fake.add_pr("old-work")
+    old = gh.fake.add_pr("old-work", checks=[Run("build")])
     gh.clock.advance(1)
-    others = [gh.fake.add_pr(f"feat-{i}") for i in range(110)]
+    others = [gh.fake.add_pr(f"feat-{i}", checks=[Run("build")]) for i in range(110)]
     s = gh.scm()
     views = gh.cycle(s, ["old-work", "no-pr-yet", others[-1].branch])
     assert views["old-work"].number == old.number and views["no-pr-yet"].state == "none"
@@ -214,7 +216,7 @@ def test_branches_off_the_first_page_are_looked_up_by_head_ref(gh):
     assert methods(gh.fake) == ["GET /repos/acme/app/pulls 200"]
     for pr in others[:105]:  # more than a page of changes: PRs off the page may have changed too
         gh.fake.touch(pr)
-    old.review = "APPROVED"
+    old.reviews.append(Review("alice", commit=old.head_sha, id="PRR_1", at=int(gh.clock())))  # no touch
     views = gh.cycle(s, ["old-work", "no-pr-yet", others[-1].branch])
     assert views["old-work"].review == "approved"
 
@@ -223,16 +225,32 @@ def test_branches_off_the_first_page_are_looked_up_by_head_ref(gh):
 
 
 @pytest.mark.parametrize("rollup, ci", [("SUCCESS", "passing"), ("FAILURE", "failing"), ("ERROR", "failing"),
-                                        ("PENDING", "pending"), ("EXPECTED", "pending"), (None, "none")])
+                                        ("PENDING", "pending"), ("EXPECTED", "pending")])
 def test_ci_from_the_status_rollup(gh, rollup, ci):
     gh.fake.add_pr("feat-a", rollup=rollup)
     assert gh.cycle(gh.scm(), ["feat-a"])["feat-a"].ci == ci
 
 
-@pytest.mark.parametrize("decision, review", [("APPROVED", "approved"), ("CHANGES_REQUESTED", "changes_requested"),
-                                              ("REVIEW_REQUIRED", "pending"), (None, "none")])
-def test_review_decision(gh, decision, review):
-    gh.fake.add_pr("feat-a", review=decision)
+@pytest.mark.parametrize("decision, reviews, review", [
+    ("APPROVED", [Review("alice")], "approved"),
+    ("CHANGES_REQUESTED", [Review("alice", "CHANGES_REQUESTED")], "changes_requested"),
+    ("CHANGES_REQUESTED", [], "changes_requested"),
+    ("REVIEW_REQUIRED", [Review("alice")], "pending"),       # protection wants more approvals
+    ("REVIEW_REQUIRED", [], "pending"),
+    (None, [], "none"),
+    (None, [Review("alice")], "approved"),                   # no review required, a member approved
+    (None, [Review("mallory", association="NONE")], "pending"),  # a stranger's approval counts for nothing
+    ("APPROVED", [Review("dave", association="CONTRIBUTOR")], "approved"),  # GitHub counted them: a writer
+    (None, [Review("alice"), Review("bob", "CHANGES_REQUESTED")], "changes_requested"),
+    (None, [Review("alice", "CHANGES_REQUESTED"), Review("alice", "APPROVED")], "approved"),  # latest per reviewer
+    (None, [Review("alice", "APPROVED"), Review("alice", "CHANGES_REQUESTED")], "changes_requested"),
+    (None, [Review("bob", "CHANGES_REQUESTED"), Review("bob", "DISMISSED"), Review("alice")], "approved"),
+    (None, [Review(None, "CHANGES_REQUESTED", association="MEMBER")], "changes_requested"),  # a deleted account
+])
+def test_review_from_the_latest_review_of_each_reviewer(gh, decision, reviews, review):
+    for i, r in enumerate(reviews):
+        r.at = int(gh.clock()) + i
+    gh.fake.add_pr("feat-a", decision=decision, reviews=reviews)
     assert gh.cycle(gh.scm(), ["feat-a"])["feat-a"].review == review
 
 
@@ -247,7 +265,7 @@ def test_state_conflicts_behind_draft_and_checks(gh):
     assert (v["conflict"].conflicts, v["dirty"].conflicts, v["behind"].conflicts) == (True, True, False)
     assert (v["behind"].behind, v["conflict"].behind) == (True, False)
     assert v["draft"].draft and v["draft"].ci == "pending"
-    assert [(c.name, c.state) for c in v["draft"].checks] == [("lint", "pending"), ("build", "pending")]
+    assert [(c.name, c.state) for c in v["draft"].checks] == [("lint", "pending"), ("CI / build", "pending")]
     assert v["closed"].state == "closed"
     fact = v["conflict"].fact_fields()
     assert fact["pr_url"] == f"https://github.com/acme/app/pull/{fact['pr_number']}" and fact["base_branch"] == "main"
@@ -292,7 +310,7 @@ def test_failing_actions_logs_fetched_once_per_sha_ansi_stripped_and_capped(gh):
                                           Run("external", conclusion="FAILURE", actions=False)])
     s = gh.scm()
     view = gh.cycle(s, ["feat-a"])["feat-a"]
-    tail = {c.name: c.log_tail for c in view.checks}
+    tail = {c.name.split(" / ")[-1]: c.log_tail for c in view.checks}
     assert "\x1b" not in tail["test"] and tail["test"].endswith("FAILED: boom") and "line 599" in tail["test"]
     assert "2025-01-01T" not in tail["test"] and len(tail["test"]) <= LOG_CAP + 60
     assert tail["test"].startswith("[...") and tail["external"] == "" and tail["build"] == ""
@@ -341,8 +359,8 @@ def test_persistent_5xx_is_a_clear_error_after_a_few_attempts(gh):
 
 def test_a_timeout_is_retried(gh):
     gh.fake.add_pr("feat-a")
-    gh.fake.hold(2.0, count=1, match="graphql")
-    view = gh.cycle(gh.scm(timeout=0.3), ["feat-a"])["feat-a"]
+    gh.fake.hold(10.0, count=1, match="graphql")  # released when the fake stops
+    view = gh.cycle(gh.scm(timeout=1.0), ["feat-a"])["feat-a"]
     assert view.state == "open" and len(gh.sleeps) == 1
 
 
@@ -393,9 +411,9 @@ def test_rate_limit_is_tracked_and_backoff_grows_as_the_budget_runs_low(gh):
 
 def test_a_spent_hourly_budget_blocks_requests_until_the_reset(gh):
     gh.fake.add_pr("feat-a")
-    gh.fake.remaining["core"] = 0
+    gh.fake.primary_limit("core", reset_in=1800)
     s = gh.scm()
-    with pytest.raises(RateLimited, match="hourly core rate limit"):
+    with pytest.raises(RateLimited, match="primary rate limit for core"):
         gh.cycle(s, ["feat-a"])
     with pytest.raises(RateLimited):
         gh.cycle(s, ["feat-a"])
@@ -407,8 +425,7 @@ def test_malformed_json_is_a_clear_error_and_keeps_the_previous_views(gh):
     s = gh.scm()
     before = gh.cycle(s, ["feat-a"])
     saved = (gh.tmp_path / "state" / "github.json").read_text()
-    pr.review = "APPROVED"
-    gh.fake.touch(pr)
+    gh.fake.review(pr, "alice")
     gh.fake.malformed(1, match="graphql")
     with pytest.raises(GitHubError, match="malformed JSON") as err:
         gh.cycle(s, ["feat-a"])
@@ -429,7 +446,7 @@ def test_malformed_guard_json_is_a_clear_error(gh):
 
 
 def test_merge_pins_the_observed_head_and_squashes_by_default(gh):
-    pr = gh.fake.add_pr("feat-a", review="APPROVED")
+    pr = gh.fake.add_pr("feat-a", reviews=[Review("alice")])
     s = gh.scm()
     view = gh.cycle(s, ["feat-a"])["feat-a"]
     gh.fake.clear_log()
@@ -530,6 +547,8 @@ def test_token_from_github_token_then_gh_token_then_gh(tmp_path):
     assert (tmp_path / "args").read_text().split() == ["auth", "token"]
     assert resolve_token("https://ghe.corp.example/api/v3", env=env) == "gho_fromgh"
     assert (tmp_path / "args").read_text().split() == ["auth", "token", "--hostname", "ghe.corp.example"]
+    assert resolve_token("https://api.acme.ghe.com", env=env) == "gho_fromgh"  # gh knows it as acme.ghe.com
+    assert (tmp_path / "args").read_text().split() == ["auth", "token", "--hostname", "acme.ghe.com"]
 
 
 def test_no_token_is_a_clear_error(tmp_path):
@@ -567,6 +586,11 @@ def test_base_urls():
     assert api_urls("https://ghe.example.com") == ("https://ghe.example.com/api/v3",
                                                    "https://ghe.example.com/api/graphql")
     assert api_urls("http://127.0.0.1:8123") == ("http://127.0.0.1:8123", "http://127.0.0.1:8123/graphql")
+    # GHE.com (data residency): the API host is api.SUBDOMAIN.ghe.com, with no /api/v3 and no /api/graphql
+    for url in ("https://api.acme.ghe.com", "https://acme.ghe.com", "https://api.acme.ghe.com/"):
+        assert api_urls(url) == ("https://api.acme.ghe.com", "https://api.acme.ghe.com/graphql")
+    with pytest.raises(AoError, match="has no path"):
+        api_urls("https://acme.ghe.com/api/v3")
     with pytest.raises(AoError, match="not an http"):
         api_urls("ftp://example.com")
 
@@ -604,12 +628,268 @@ def test_an_empty_trusted_list_trusts_nobody(gh):
     assert view.human_comments == [] and [c.body for c in view.untrusted_comments] == ["owner says"]
 
 
-def test_the_fake_is_strict_about_what_it_understands(gh):
+def test_the_fake_is_held_to_githubs_published_descriptions(gh):
+    """What GitHub would refuse, the fake refuses (and records, so the fixture would fail any other test)."""
     client = GitHubClient(TOKEN, gh.fake.url, sleep=gh.sleeps.append)
-    with pytest.raises(GitHubError, match="HTTP 400.*'nope' doesn't exist on type 'Repository'"):
+    # GraphQL: validated against GitHub's SDL, answered as GitHub answers (HTTP 200, errors, no data)
+    with pytest.raises(GitHubError, match="Cannot query field 'nope' on type 'Repository'"):
         client.graphql('query { repository(owner: "acme", name: "app") { nope } }')
-    with pytest.raises(GitHubError, match="HTTP 400.*unknown query parameter 'head'"):
-        client.rest("GET", "/repos/acme/app/pulls", params={"head": "x"})
+    with pytest.raises(GitHubError, match="Unknown argument 'number' on field 'Repository.pullRequests'"):
+        client.graphql('query { repository(owner: "acme", name: "app") { pullRequests(number: 1) { totalCount } } }')
+    with pytest.raises(GitHubError, match="must provide a `first` or `last`"):
+        client.graphql('query { repository(owner: "acme", name: "app") { pullRequests { totalCount } } }')
+    with pytest.raises(GitHubError, match="exceeds the `first` limit of 100"):
+        client.graphql('query { repository(owner: "acme", name: "app") { pullRequests(first: 101) { totalCount } } }')
+    with pytest.raises(GitHubError, match="Variable '\\$n' has invalid value"):
+        client.graphql('query($n: Int!) { repository(owner: "acme", name: "app") { pullRequest(number: $n) { id } } }')
+    assert len(gh.fake.rejected) == 5
+    # REST: parameters and bodies validated against the OpenAPI description
+    for params, why in [({"head": 1, "nope": "x"}, "has no query parameter 'nope'"),
+                        ({"state": "merged"}, "invalid query parameter state"),
+                        ({"per_page": "many"}, "invalid query parameter per_page")]:
+        response = client.request("GET", "/repos/acme/app/pulls", params=params)
+        assert response.status_code == 422 and why in response.json()["message"]
+    pr = gh.fake.add_pr("feat-a")
+    response = client.request("PUT", f"/repos/acme/app/pulls/{pr.number}/merge", json={"merge_method": "octopus"})
+    assert response.status_code == 422 and "invalid body" in response.json()["message"]
+    response = client.request("PATCH", "/repos/acme/app/issues/1", json={"state": "closed", "colour": "red"})
+    assert response.status_code == 422 and "has no body field ['colour']" in response.json()["message"]
+    assert len(gh.fake.violations) == 5
     assert client.request("DELETE", "/repos/acme/app/pulls").status_code == 405
     assert client.request("GET", "/repos/acme/app/branches").status_code == 404
+    # and every answer it gives is a complete object of the described shape (validated as it leaves)
+    full = client.rest("GET", f"/repos/acme/app/pulls/{pr.number}")
+    assert {"url", "node_id", "user", "_links", "commits_url", "mergeable_state"} <= set(full)
+    assert full["base"]["repo"]["full_name"] == "acme/app" and "forks_count" in full["base"]["repo"]
     client.close()
+    gh.fake.rejected.clear()
+    gh.fake.violations.clear()
+
+
+# -------------------------------------------------------------------------- what GitHub really returns
+
+
+class ToFake:
+    """An httpx transport that carries requests for a real-looking host (GHE.com) to the fake on 127.0.0.1,
+    keeping their Host header: the fake checks it, and the paths, as the real host would."""
+
+    def __init__(self, port: int) -> None:
+        import httpx
+
+        self.inner, self.port = httpx.HTTPTransport(), port
+
+    def handle_request(self, request):
+        request.url = request.url.copy_with(scheme="http", host="127.0.0.1", port=self.port)
+        return self.inner.handle_request(request)
+
+    def close(self) -> None:
+        self.inner.close()
+
+
+def test_a_ghe_com_host_is_served_at_its_root(tmp_path, monkeypatch):
+    import httpx
+
+    monkeypatch.setenv("GITHUB_TOKEN", TOKEN)
+    clock = Clock()
+    fake = FakeGitHub(clock=clock, host="api.acme.ghe.com").start()
+    try:
+        pr = fake.add_pr("feat-a", checks=[Run("build")], reviews=[Review("alice")])
+        client = GitHubClient(TOKEN, "https://acme.ghe.com", transport=ToFake(fake.port), clock=clock)
+        ctx = ScmContext("app", tmp_path, "acme/app", "main", {"baseUrl": "https://acme.ghe.com"}, tmp_path / "s", clock)
+        s = GitHubSCM(ctx, client=client)
+        view = s.observe(["feat-a"])["feat-a"]
+        assert (view.number, view.ci, view.review, view.mergeable) == (pr.number, "passing", "approved", True)
+        assert s.merge(view) and pr.state == "MERGED"
+        assert {r.host for r in fake.log} == {"api.acme.ghe.com"}
+        assert [r.path.split("?")[0] for r in fake.log] == ["/repos/acme/app/pulls", "/graphql",
+                                                            f"/repos/acme/app/pulls/{pr.number}",
+                                                            f"/repos/acme/app/pulls/{pr.number}/merge"]
+        # the old layout (GHES's /api/v3) is what every request would have got: a 404
+        assert httpx.get(f"http://127.0.0.1:{fake.port}/api/v3/repos/acme/app/pulls",
+                         headers={"Host": "api.acme.ghe.com", "Authorization": f"Bearer {TOKEN}"}).status_code == 404
+        assert fake.rejected == [] and fake.violations == []
+    finally:
+        fake.stop()
+
+
+def test_github_enterprise_server_layout(tmp_path, monkeypatch):
+    monkeypatch.setenv("GITHUB_TOKEN", TOKEN)
+    clock = Clock()
+    fake = FakeGitHub(clock=clock, prefix="/api/v3").start()
+    try:
+        fake.add_pr("feat-a", checks=[Run("build")])
+        ctx = ScmContext("app", tmp_path, "acme/app", "main", {"baseUrl": fake.url}, tmp_path / "s", clock)
+        assert GitHubSCM(ctx).observe(["feat-a"])["feat-a"].state == "open"
+        assert [r.path.split("?")[0] for r in fake.log] == ["/api/v3/repos/acme/app/pulls", "/api/graphql"]
+        assert fake.rejected == [] and fake.violations == []
+    finally:
+        fake.stop()
+
+
+def test_a_renamed_repository_is_followed_with_the_token_and_then_asked_at_its_new_place(gh):
+    pr = gh.fake.add_pr("feat-a", checks=[Run("build")], reviews=[Review("alice")])
+    s = gh.scm()
+    gh.cycle(s, ["feat-a"])
+    gh.fake.rename("acme", "app-renamed")
+    gh.fake.touch(pr)
+    view = gh.cycle(s, ["feat-a"])["feat-a"]  # the config still says acme/app
+    assert view.number == pr.number and view.state == "open" and view.mergeable
+    assert methods(gh.fake) == ["GET /repos/acme/app/pulls 301", f"GET /repositories/{gh.fake.repo_id}/pulls 200",
+                                "POST /graphql 200"]
+    assert all(r.auth for r in gh.fake.log)  # same host: the token goes along
+    gh.cycle(s, ["feat-a"])
+    assert methods(gh.fake) == [f"GET /repositories/{gh.fake.repo_id}/pulls 304"]  # one free request again
+    again = gh.cycle(gh.scm(), ["feat-a"])  # a new process remembers where it moved
+    assert methods(gh.fake) == [f"GET /repositories/{gh.fake.repo_id}/pulls 304"] and again["feat-a"] == view
+    gh.fake.clear_log()
+    s.merge(view)
+    assert pr.state == "MERGED" and methods(gh.fake) == [
+        f"GET /repositories/{gh.fake.repo_id}/pulls/{pr.number} 200",
+        f"PUT /repositories/{gh.fake.repo_id}/pulls/{pr.number}/merge 200"]
+
+
+def test_a_redirect_to_another_host_is_not_followed_with_the_token(gh):
+    gh.fake.add_pr("feat-a")
+    gh.fake.rename("acme", "app-renamed")
+    gh.fake.redirect_host = "localhost"  # the same server under another name: another origin
+    client = GitHubClient(TOKEN, gh.fake.url, sleep=gh.sleeps.append)
+    with pytest.raises(GitHubError, match="redirected GET /repos/acme/app/pulls to another host .localhost.; not "
+                                          "following it with the token"):
+        client.request("GET", "/repos/acme/app/pulls")
+    assert [r.host.split(":")[0] for r in gh.fake.log] == ["127.0.0.1"]
+    client.close()
+
+
+def test_trust_by_login_for_members_github_reports_as_contributors(gh):
+    pr = gh.fake.add_pr("feat-a", checks=[Run("build")], threads=[
+        Thread("from a member shown as a contributor", author="Dave", association="CONTRIBUTOR"),
+        Thread("from a stranger", author="mallory", association="NONE")])
+    gh.fake.review(pr, "dave", "APPROVED", association="CONTRIBUTOR")
+    default = gh.cycle(gh.scm(), ["feat-a"])["feat-a"]
+    assert [c.author for c in default.human_comments] == [] and default.review == "pending"
+    view = gh.cycle(gh.scm({"trustedLogins": ["dave"]}, state="other"), ["feat-a"])["feat-a"]
+    assert [c.author for c in view.human_comments] == ["Dave"]
+    assert [c.author for c in view.untrusted_comments] == ["mallory"]
+    assert view.review == "approved" and view.mergeable
+
+
+def test_deleted_authors_are_ghosts(gh):
+    pr = gh.fake.add_pr("feat-a", checks=[Run("build")], threads=[Thread("left before leaving", author=None)])
+    gh.fake.review(pr, None, "CHANGES_REQUESTED", body="still needs work")
+    view = gh.cycle(gh.scm(), ["feat-a"])["feat-a"]
+    assert {c.author for c in view.comments} == {"ghost"} and len(view.human_comments) == 2
+    assert view.review == "changes_requested" and view.reviews[0].author == "ghost"
+
+
+def test_log_tails_are_keyed_by_check_run_id_not_by_name(gh):
+    """Two workflows, each with a job called "test": the failing one's log goes with the failing one."""
+    gh.fake.add_pr("feat-a", checks=[Run("test", workflow="Lint", log="lint is fine\n"),
+                                     Run("test", workflow="CI", conclusion="FAILURE", log="assert 1 == 2\n")])
+    view = gh.cycle(gh.scm(), ["feat-a"])["feat-a"]
+    assert [(c.name, c.state, c.log_tail) for c in view.checks] == [
+        ("Lint / test", "passing", ""), ("CI / test", "failing", "assert 1 == 2")]
+    assert view.details()["ci_logs"] == "CI / test:\nassert 1 == 2"
+
+
+def test_more_than_a_page_of_checks_threads_and_reviewers_is_read_in_full(gh):
+    checks = [Run(f"job-{i}") for i in range(230)]
+    checks[215] = Run("job-215", conclusion="FAILURE", log="only this one failed\n")
+    pr = gh.fake.add_pr("feat-a", checks=checks, threads=[Thread(f"thread {i}") for i in range(120)])
+    for i in range(60):
+        gh.fake.review(pr, f"reviewer-{i}", "APPROVED")
+    gh.fake.review(pr, "reviewer-59", "CHANGES_REQUESTED", body="not this way")
+    view = gh.cycle(gh.scm(), ["feat-a"])["feat-a"]
+    assert len(view.checks) == 230 and view.ci == "failing"
+    assert [c.name for c in view.checks if c.state == "failing"] == ["CI / job-215"]
+    assert view.checks[215].log_tail == "only this one failed"
+    assert len(view.human_comments) == 121 and len(view.reviews) == 60 and view.review == "changes_requested"
+    queries = gh.fake.graphql_requests()
+    assert len(queries) == 3 and max(q.cost for q in queries) <= 30  # the batch, then two rounds of next pages
+
+
+def test_a_stale_check_run_is_not_pending_for_ever(gh):
+    gh.fake.add_pr("feat-a", checks=[Run("build"), Run("e2e", conclusion="STALE")])
+    s = gh.scm()
+    view = gh.cycle(s, ["feat-a"])["feat-a"]
+    assert view.ci == "failing" and view.checks[1].conclusion == "STALE" and not view.mergeable
+    gh.cycle(s, ["feat-a"])
+    assert methods(gh.fake) == ["GET /repos/acme/app/pulls 304"]  # settled: not re-read every cycle
+
+
+def test_the_primary_limit_waits_until_githubs_reset_not_a_minute(gh):
+    gh.fake.add_pr("feat-a")
+    gh.fake.primary_limit("core", reset_in=1800, status=429)  # GitHub may answer 429 for the primary limit too
+    s = gh.scm()
+    with pytest.raises(RateLimited, match="primary rate limit for core is spent") as err:
+        gh.cycle(s, ["feat-a"], advance=0)
+    assert err.value.until == gh.fake.reset
+    assert s.backoff() == pytest.approx(1800, abs=1)
+    with pytest.raises(RateLimited):
+        gh.cycle(s, ["feat-a"], advance=120)  # not after a minute: nothing is sent
+    assert gh.fake.log == []
+    gh.clock.advance(1800)
+    assert gh.cycle(s, ["feat-a"], advance=0)["feat-a"].state == "open"
+
+
+def test_secondary_limits_without_retry_after_wait_a_minute_then_longer(gh):
+    gh.fake.add_pr("feat-a", checks=[Run("build")])
+    s = gh.scm()
+    waits = []
+    for _ in range(3):
+        gh.fake.secondary_limit(retry_after=None, status=429)
+        with pytest.raises(RateLimited):
+            gh.cycle(s, ["feat-a"], advance=0)
+        waits.append(s.backoff())
+        gh.clock.advance(waits[-1])
+    assert waits == [60, 120, 240]
+    gh.cycle(s, ["feat-a"], advance=0)  # a success ends the streak
+    gh.fake.secondary_limit(retry_after=None, status=403)
+    with pytest.raises(RateLimited):
+        gh.cycle(s, ["feat-a"], advance=0)
+    assert s.backoff() == 60
+
+
+def test_a_graphql_primary_limit_waits_for_the_reset(gh):
+    gh.fake.add_pr("feat-a", checks=[Run("build")])
+    gh.fake.primary_limit("graphql", reset_in=900)
+    s = gh.scm()
+    with pytest.raises(RateLimited, match="GraphQL rate limit is spent") as err:
+        gh.cycle(s, ["feat-a"], advance=0)
+    assert err.value.until == gh.fake.reset
+
+
+def test_merge_criteria_from_githubs_evidence(gh):
+    from ao.merging import criteria
+
+    for branch, kw in [("ok", {}), ("unknown", {"mergeable": "UNKNOWN", "merge_state": "UNKNOWN"}),
+                       ("behind", {"merge_state": "BEHIND"}), ("blocked", {"merge_state": "BLOCKED"}),
+                       ("draft", {"draft": True, "merge_state": "DRAFT"}),
+                       ("conflict", {"mergeable": "CONFLICTING", "merge_state": "DIRTY"})]:
+        gh.fake.add_pr(branch, checks=[Run("build")], reviews=[Review("alice")], **kw)
+    views = gh.cycle(gh.scm(), ["ok", "unknown", "behind", "blocked", "draft", "conflict"])
+    missing = {b: [c.name for c in criteria(v) if not c.ok] for b, v in views.items()}
+    assert missing == {"ok": [], "unknown": ["conflicts"], "behind": ["up-to-date"], "blocked": ["protection"],
+                       "draft": ["ready"], "conflict": ["conflicts"]}
+    assert {b: v.fact_fields()["mergeable"] for b, v in views.items()} == {b: not m for b, m in missing.items()}
+    assert views["unknown"].conflicts is False  # "not computed yet" is not "conflicts": no false alarm to the agent
+
+
+def test_no_ci_evidence_is_asked_once_and_cheaply(gh):
+    gh.fake.workflows = []
+    pr = gh.fake.add_pr("feat-a")
+    s = gh.scm({"noChecksGrace": "90s"})
+    view = gh.cycle(s, ["feat-a"])["feat-a"]
+    assert view.ci == "pending" and "settles 1m30s after the push" in view.ci_note
+    assert methods(gh.fake) == ["GET /repos/acme/app/pulls 200", "POST /graphql 200",
+                                "GET /repos/acme/app/actions/workflows 200", "POST /graphql 200"]
+    assert gh.fake.graphql_requests()[1].cost == 1
+    assert gh.cycle(s, ["feat-a"], advance=60)["feat-a"].ci == "pending"
+    assert "GET /repos/acme/app/actions/workflows 304" in methods(gh.fake)  # conditional: free
+    view = gh.cycle(s, ["feat-a"], advance=30)["feat-a"]
+    assert view.ci == "none" and "no active workflow" in view.ci_note
+    gh.cycle(s, ["feat-a"])
+    assert methods(gh.fake) == ["GET /repos/acme/app/pulls 304"]  # settled
+    gh.fake.push(pr)  # a new head: the grace starts again
+    assert gh.cycle(s, ["feat-a"])["feat-a"].ci == "pending"
+    with pytest.raises(AoError, match="scm.noChecksGrace"):
+        gh.scm({"noChecksGrace": "soon"})

@@ -399,3 +399,49 @@ def test_a_runner_that_died_is_started_again_then_given_up_on(tmp_path):
     (r.state / "ci" / f"{sha}.run").write_text(str(local_scm.CI_ATTEMPTS))
     view = r.scm().observe(["feat/a"])["feat/a"]
     assert view.ci == "failing" and "stopped 3 times" in view.checks[0].log_tail
+
+
+# ------------------------------------------------------------------------------------------ merge criteria
+
+
+def test_the_review_is_the_latest_opinion_of_each_reviewer_on_the_head(tmp_path):
+    from ao.merging import criteria
+
+    repo = Repo(tmp_path)
+    repo.push("feat/a", {"a.txt": "a\n"})
+    scm = repo.scm()
+    scm.review("feat/a", "approve", author="alice")
+    scm.review("feat/a", "request_changes", "not like this", author="bob")
+    view = scm.view("feat/a")
+    assert view.review == "changes_requested" and "bob requested changes" in view.review_note
+    assert [c.name for c in criteria(view) if not c.ok] == ["review"]
+    scm.review("feat/a", "approve", author="bob")
+    view = scm.view("feat/a")
+    assert view.review == "approved" and view.ci == "none" and view.mergeable
+    assert "no CI (scm.ci is not set)" in next(c.detail for c in criteria(view) if c.name == "ci")
+    repo.push("feat/a", {"a.txt": "changed after the approvals\n"})
+    view = scm.view("feat/a")
+    assert view.review == "pending" and "earlier commit" in view.review_note and not view.mergeable
+    assert repo.scm(staleApprovals=True).view("feat/a").review == "approved"  # the GitHub-default choice
+
+
+def test_ao_merge_on_the_local_scm(reviewing):
+    env = reviewing
+    refused = env.ao("merge", "app-1")
+    assert refused.returncode == 1 and "not mergeable" in refused.stderr and "review:" in refused.stderr
+    assert "Traceback" not in refused.stderr
+    assert env.ao("review", "app-1", "--approve").returncode == 0
+    scm = _scm_of(env)
+    assert ci_done(scm, "feat/x").ci == "passing"
+    head = git(env.origin, "rev-parse", "feat/x")
+    dry = env.ao("merge", "app-1", "--dry-run")
+    assert dry.returncode == 0 and "mergeable: yes" in dry.stdout and git(env.origin, "rev-parse", "main") != head
+    done = env.ao("merge", "app-1", "--json")
+    assert done.returncode == 0, done.stderr
+    result = json.loads(done.stdout)
+    assert result["merged"] and result["head_sha"] == head and result["pr_number"] == 1
+    assert git(env.origin, "merge-base", "--is-ancestor", head, "main") == ""  # head is in origin/main now
+    again = env.ao("merge", "app-1")
+    assert again.returncode == 1 and "open: PR #1 is merged" in again.stderr
+    missing = env.ao("merge", "app-9")
+    assert missing.returncode == 1 and "app-9" in missing.stderr and "Traceback" not in missing.stderr

@@ -18,6 +18,7 @@ def fake(monkeypatch):
     f = FakeGitHub().start()
     yield f
     f.stop()
+    assert f.rejected == [] and f.violations == []  # held to GitHub's published descriptions
 
 
 def make(fake: FakeGitHub, tmp_path, **settings):
@@ -104,3 +105,16 @@ def test_settings_and_errors(fake, tmp_path, monkeypatch):
     t = github_tracker.plugin(project_path=tmp_path, settings={"repo": "acme/app", "baseUrl": fake.url}, client=client)
     fake.fail(1, status=500)
     assert t.get(str(issue.number)).title == "x" and sleeps == [1.0]  # retried after a backoff
+
+
+def test_a_transferred_issue_is_followed_to_its_new_repository(fake, tmp_path):
+    """GitHub answers a transferred issue's old URL with a 301 to the repository it went to (same host)."""
+    issue = fake.add_issue("Moved away", body="Details")
+    number = fake.transfer(issue, to="acme/other")
+    t = make(fake, tmp_path)
+    got = t.get(str(issue.number))
+    assert (got.title, got.body, got.url) == ("Moved away", "Details", f"https://github.com/acme/other/issues/{number}")
+    assert [r.status for r in fake.log] == [301, 200] and all(r.auth for r in fake.log)
+    t.close(str(issue.number))
+    assert fake.elsewhere[777][1][number].state == "closed"
+    assert [(r.method, r.status) for r in fake.log[2:]] == [("PATCH", 301), ("PATCH", 200)]

@@ -16,11 +16,14 @@ def linear(monkeypatch):
     fake.add_issue("ENG-1", "Add a health endpoint", "GET /health returns 200.", labels=("backend", "api"))
     fake.add_issue("ENG-2", "Old bug", state="completed")
     fake.add_issue("ENG-3", "Dropped idea", state="canceled")
+    fake.add_issue("ENG-4", "Same as ENG-1", state="duplicate")
     fake.add_issue("OPS-7", "Rotate certificates")
     monkeypatch.setenv("LINEAR_API_KEY", fake.key)
     monkeypatch.setenv("LINEAR_API_URL", fake.url)
     yield fake
     fake.stop()
+    # every document ao sent was valid for Linear's schema, and the fake answered within it
+    assert [r for r in fake.rejected if r[0] != 401] == [] and fake.violations == []
 
 
 def make(tmp_path, **settings):
@@ -53,13 +56,32 @@ def test_not_found(linear, tmp_path):
 def test_list_by_state_and_team(linear, tmp_path):
     t = make(tmp_path)
     assert [i.id for i in t.list()] == ["ENG-1"]
-    assert sorted(i.id for i in t.list("closed")) == ["ENG-2", "ENG-3"]
-    assert sorted(i.id for i in t.list("all")) == ["ENG-1", "ENG-2", "ENG-3"]
+    assert sorted(i.id for i in t.list("closed")) == ["ENG-2", "ENG-3", "ENG-4"]
+    assert sorted(i.id for i in t.list("all")) == ["ENG-1", "ENG-2", "ENG-3", "ENG-4"]
     by_id = tracker.get("linear", project_path=tmp_path, settings={"teamId": "team-ops"})
     assert [i.id for i in by_id.list()] == ["OPS-7"]
     assert linear.requests[0]["variables"]["first"] == 50
     with pytest.raises(AoError, match="unknown issue state"):
         t.list("done")
+
+
+def test_a_duplicate_is_closed_not_work_and_never_moved_to_done(linear, tmp_path):
+    t = make(tmp_path)
+    assert t.get("ENG-4").state == "closed"
+    assert "ENG-4" not in [i.id for i in t.list()]
+    count = len(linear.requests)
+    t.close("ENG-4")
+    assert [r["operation"] for r in linear.requests[count:]] == ["AoIssueForClose"]  # no update
+    assert linear.issues["ENG-4"]["state"]["name"] == "Duplicate"
+
+
+def test_the_list_follows_linears_pages(linear, tmp_path):
+    for n in range(10, 130):
+        linear.add_issue(f"ENG-{n}", f"Issue {n}")
+    listed = [i.id for i in make(tmp_path).list()]
+    assert len(listed) == 121 and len(set(listed)) == 121 and listed[0] == "ENG-1"
+    pages = [r for r in linear.requests if r["operation"] == "AoIssues"]
+    assert [r["variables"]["after"] is None for r in pages] == [True, False, False]
 
 
 def test_comment_and_close(linear, tmp_path):
@@ -111,13 +133,19 @@ def test_unreachable_server(linear, tmp_path, monkeypatch):
         make(tmp_path).get("ENG-1")
 
 
-def test_the_fake_is_strict(linear):
+def test_the_fake_is_held_to_linears_schema(linear):
     import httpx
 
     def post(body, key=linear.key):
         return httpx.post(linear.url, json=body, headers={"Authorization": key})
 
-    assert post({"query": "query Other { viewer { id } }"}).status_code == 400
+    answer = post({"query": "query AoIssue($id: String!) { issue(id: $id) { id nope } }", "variables": {"id": "ENG-1"}})
+    assert answer.status_code == 400 and "Cannot query field 'nope' on type 'Issue'" in answer.text
     assert post({"query": "query AoIssue($id: String!) { issue(id: $id) { id } }", "variables": {}}).status_code == 400
+    answer = post({"query": "query { issues(filter: {priority: {eq: 1}}) { nodes { id } } }"})
+    assert answer.status_code == 200 and "does not implement the filter IssueFilter.priority" in answer.text
     assert post({"query": "query AoIssue($id: String!) { issue(id: $id) { id } }", "variables": {"id": "ENG-1"}},
                 key="Bearer nope").status_code == 401
+    assert [r[0] for r in linear.rejected] == [400, 400, 401] and len(linear.violations) == 1
+    linear.rejected.clear()
+    linear.violations.clear()

@@ -129,17 +129,26 @@ def explain(
     ledgers = stored.ledger_entries() if stored is not None else {}
     for problem in store.problems:
         print(f"ao: warning: {problem}", file=sys.stderr)
+    from ao import merging
+
+    merge = [] if fact.get("pr_state") != "open" else (
+        merging.for_session(stored, fact) if stored is not None and fact_file is None
+        else merging.criteria_for_fact(fact))
+    missing = ", ".join(c.name for c in merge if not c.ok)
     report = []
     for ct in compiled.triggers:
         if ct.trigger.scope != "session":
             continue
         failed = _first_failure(ct.when, fact)
+        if failed and failed.startswith("mergeable ") and missing:
+            failed += f"; missing: {missing}"
         entry = ledgers.get(ct.reaction.key)
         report.append({"reaction": ct.reaction.key, "rule": ct.name, "matched": failed is None,
                        "failed": failed, "occurrence": f"{ct.trigger.occurrence}={fact.get(ct.trigger.occurrence)!r}",
                        "ledger": entry.to_dict() if entry else None})
     if json:
-        print_json({"session": session, "fact": fact, "reactions": report})
+        print_json({"session": session, "fact": fact, "reactions": report,
+                    "merge": [c.to_dict() for c in merge]})
         return
     from ao.cli.common import cell, console
     from rich.table import Table
@@ -155,6 +164,10 @@ def explain(
         table.add_row(row["rule"], "yes" if row["matched"] else "no", cell(row["failed"] or ""),
                       cell(row["occurrence"]), ledger_text)
     console().print(table)
+    if merge:
+        print(f"merge criteria (head {str(fact.get('head_sha') or '?')[:7]}):")
+        for c in merge:
+            print(f"  {'ok ' if c.ok else 'NO '} {c.name:<11} {c.detail}")
 
 
 def _first_failure(node: Any, fact: dict[str, Any]) -> Optional[str]:

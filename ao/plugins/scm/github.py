@@ -34,7 +34,7 @@ from typing import TYPE_CHECKING, Any, Callable
 from urllib.parse import quote, urlsplit
 
 from ao.errors import AoError
-from ao.plugins.scm import TRUSTED_ASSOCIATIONS, Check, Comment, MergeError, PRView, ScmContext
+from ao.plugins.scm import TRUSTED_ASSOCIATIONS, Check, Comment, MergeError, PRView, Review, ScmContext
 
 if TYPE_CHECKING:
     import httpx
@@ -46,7 +46,18 @@ BATCH = 50                   # PRs per GraphQL query: keeps one query's cost and
 PAGE = 100                   # the guard's page size (GitHub's maximum)
 FULL_REFRESH = 600           # seconds: re-read open PRs this often even when the guard says nothing changed
 LOOKUP_FIRST = 3             # PRs per head-branch lookup (a closed PR and its reopened successor)
+REVIEWS_PAGE = 50            # latest reviews per reviewer, review threads and check contexts per page: a
+THREADS_PAGE = 50            # thread costs a request for its first comment, so 50 keeps 50 PRs near 27 points
+CONTEXTS_PAGE = 100          # contexts sit under the head commit alone: 100 cost as little as 1
+MORE_ROUNDS = 20             # rounds of next pages per cycle (1,000 threads, 2,000 checks on one PR)
+CI_EVIDENCE_COMMITS = 20     # recent commits of the default branch, and recent PRs, looked at for checks
+HAS_CI_TTL = 3600            # seconds a "the repository has CI" answer is reused
+NO_CHECKS_GRACE = 60         # scm.noChecksGrace: "no checks" counts as settled this long after a push (no CI)
+NO_CHECKS_WATCH = 600        # a head with no checks in a repository with CI is re-read every cycle this long
 LOG_TAIL_BYTES = 256 * 1024  # of a job log, only this much of the end is kept while it downloads
+MAX_REDIRECTS = 3            # renamed repository, transferred issue: one hop each
+SECONDARY_WAIT = 60          # seconds, GitHub's "at least one minute" without retry-after; doubled per repeat
+SECONDARY_WAIT_CAP = 960
 STATE_VERSION = 1
 
 _ACTIONS_JOB = re.compile(r"/actions/runs/\d+/jobs?/\d+")
@@ -76,9 +87,12 @@ class RateLimited(GitHubError):
 def api_urls(base_url: str | None = None) -> tuple[str, str]:
     """(REST base, GraphQL endpoint) for ``scm.baseUrl``.
 
-    ``https://api.github.com`` (the default; ``https://github.com`` means it too) has GraphQL at
-    ``/graphql``; GitHub Enterprise ``https://HOST/api/v3`` has it at ``https://HOST/api/graphql`` (a bare
-    ``https://HOST`` is taken as ``https://HOST/api/v3``); any other URL (a test server) at ``BASE/graphql``.
+    - ``https://api.github.com`` (the default; ``https://github.com`` means it too): GraphQL at ``/graphql``;
+    - GHE.com (data residency), ``https://api.SUBDOMAIN.ghe.com`` or ``https://SUBDOMAIN.ghe.com``: REST at
+      ``https://api.SUBDOMAIN.ghe.com``, GraphQL at ``/graphql`` there (no ``/api/v3``);
+    - GitHub Enterprise Server, ``https://HOST/api/v3`` (a bare ``https://HOST`` is taken as it): GraphQL at
+      ``https://HOST/api/graphql``;
+    - any other URL (a test server): as written, GraphQL at ``BASE/graphql``.
     """
     base = str(base_url or DEFAULT_API).strip().rstrip("/")
     parts = urlsplit(base)
@@ -89,6 +103,11 @@ def api_urls(base_url: str | None = None) -> tuple[str, str]:
     host = (parts.hostname or "").lower()
     if host in ("github.com", "www.github.com"):
         base = DEFAULT_API
+    elif host.endswith(".ghe.com"):
+        if parts.path not in ("", "/"):
+            raise AoError(f"scm.baseUrl '{base}': a GHE.com API has no path; use https://api.{host.removeprefix('api.')}")
+        base = f"{parts.scheme}://{host if host.startswith('api.') else 'api.' + host}"
+        return base, base + "/graphql"
     elif parts.scheme == "https" and not parts.path and host != "api.github.com":
         base += "/api/v3"
     if base == DEFAULT_API:
@@ -98,15 +117,23 @@ def api_urls(base_url: str | None = None) -> tuple[str, str]:
     return base, base + "/graphql"
 
 
+def token_host(base_url: str) -> str | None:
+    """The host ``gh auth token --hostname`` knows the token by; None for github.com and test servers."""
+    host = (urlsplit(base_url).hostname or "").lower()
+    if host in ("api.github.com", "github.com", "127.0.0.1", "localhost", "::1"):
+        return None
+    return host.removeprefix("api.") if host.endswith(".ghe.com") else host
+
+
 def resolve_token(base_url: str = DEFAULT_API, env: dict[str, str] | None = None) -> str:
-    """``GITHUB_TOKEN``, else ``GH_TOKEN``, else ``gh auth token`` (for an Enterprise host: ``--hostname``)."""
+    """``GITHUB_TOKEN``, else ``GH_TOKEN``, else ``gh auth token`` (for an Enterprise or GHE.com host:
+    ``--hostname``)."""
     env = dict(os.environ) if env is None else env
     for name in ("GITHUB_TOKEN", "GH_TOKEN"):
         if env.get(name, "").strip():
             return env[name].strip()
-    host = (urlsplit(base_url).hostname or "").lower()
     command = ["gh", "auth", "token"]
-    if host not in ("api.github.com", "github.com", "127.0.0.1", "localhost", "::1"):
+    if (host := token_host(base_url)) is not None:
         command += ["--hostname", host]
     try:
         done = subprocess.run(command, capture_output=True, text=True, timeout=15, env=env,
@@ -154,6 +181,7 @@ class RateLimits:
     budgets: dict[str, Budget] = field(default_factory=dict)
     blocked_until: float = 0.0
     blocked_reason: str = ""
+    secondary_streak: int = 0   # secondary limits in a row without retry-after: each waits twice as long
     spent: dict[str, int] = field(default_factory=dict)   # in the current cycle
 
     RESERVE = 0.1        # of the hourly limit, kept for merges, comments and other tools on the same token
@@ -236,7 +264,7 @@ class RateLimits:
 
     def to_json(self) -> dict[str, Any]:
         return {"budgets": {k: asdict(v) for k, v in self.budgets.items()}, "blocked_until": self.blocked_until,
-                "blocked_reason": self.blocked_reason}
+                "blocked_reason": self.blocked_reason, "secondary_streak": self.secondary_streak}
 
     @classmethod
     def from_json(cls, data: Any) -> RateLimits:
@@ -247,12 +275,17 @@ class RateLimits:
             rates.budgets = {str(k): Budget(**v) for k, v in (data.get("budgets") or {}).items()}
             rates.blocked_until = float(data.get("blocked_until") or 0)
             rates.blocked_reason = str(data.get("blocked_reason") or "")
+            rates.secondary_streak = int(data.get("secondary_streak") or 0)
         except (TypeError, ValueError):
             return cls()
         return rates
 
 
 # ------------------------------------------------------------------------------------------------ client
+
+
+def _origin(url: Any) -> tuple[str, str, int | None]:
+    return (url.scheme, url.host, url.port)
 
 
 def _clock_text(epoch: float) -> str:
@@ -264,15 +297,17 @@ class GitHubClient:
 
     Every request: a timeout; connection failures retried by httpx's transport; 5xx answers, timeouts and
     network errors retried with capped exponential backoff (reads only, or writes that never left); the
-    rate-limit headers recorded in :attr:`rate_limit`; a secondary limit (403/429 with ``retry-after`` or
-    saying so) blocks every further request until it passes, raising :class:`RateLimited` without asking.
-    ``sleep`` and ``clock`` are injectable so tests never wait.
+    rate-limit headers recorded in :attr:`rate_limit`; redirects on the API's own host followed with the token
+    (a renamed repository, a transferred issue), never to another host; the primary limit (``remaining`` 0)
+    blocks every request until GitHub's reset, a secondary limit until ``retry-after`` (or a minute, doubling
+    while it repeats), raising :class:`RateLimited` without asking. ``sleep`` and ``clock`` are injectable so
+    tests never wait; ``transport`` too (tests reach a fake GHE.com host through it).
     """
 
     def __init__(self, token: str | None = None, base_url: str | None = None, *, timeout: float = 15.0,
                  attempts: int = 3, backoff_base: float = 1.0, backoff_cap: float = 10.0,
                  sleep: Callable[[float], None] = time.sleep, clock: Callable[[], float] = time.time,
-                 rate_limit: RateLimits | None = None) -> None:
+                 rate_limit: RateLimits | None = None, transport: httpx.BaseTransport | None = None) -> None:
         import httpx
 
         from ao import __version__
@@ -285,9 +320,10 @@ class GitHubClient:
         self.rate_limit = rate_limit if rate_limit is not None else RateLimits()
         self._http = httpx.Client(
             base_url=self.base_url, timeout=httpx.Timeout(timeout), follow_redirects=False,
-            transport=httpx.HTTPTransport(retries=2),  # connect failures: the request never left
+            transport=transport or httpx.HTTPTransport(retries=2),  # connect failures: the request never left
             headers={"Authorization": f"Bearer {self._token}", "Accept": "application/vnd.github+json",
                      "X-GitHub-Api-Version": "2022-11-28", "User-Agent": f"ao/{__version__}"})
+        self._origin = _origin(httpx.URL(self.base_url))
 
     def __repr__(self) -> str:  # never the token
         return f"GitHubClient({self.base_url!r})"
@@ -325,12 +361,28 @@ class GitHubClient:
             text = response.text if response.headers.get("content-type", "").startswith("text/") else ""
         return " ".join(clean(self._scrub(text), 300).split())
 
+    def _send(self, method: str, path: str, **kwargs: Any) -> httpx.Response:
+        """One request, following GitHub's redirects on the API's own origin (301 renamed repository or
+        transferred issue, 302/307/308): same method, body and token. A redirect to another host is an error:
+        the token is never sent there, and no API answer of ours lives there."""
+        response = self._http.request(method, path, **kwargs)
+        for _ in range(MAX_REDIRECTS):
+            if response.status_code not in (301, 302, 307, 308) or "location" not in response.headers:
+                return response
+            target = response.url.join(response.headers["location"])
+            if _origin(target) != self._origin:
+                raise GitHubError(f"GitHub redirected {method} {urlsplit(path).path or path} to another host "
+                                  f"({target.host}); not following it with the token", response.status_code)
+            response.close()
+            self.rate_limit.from_headers(response.headers, counted=True)
+            response = self._http.request(method, target, **kwargs)
+        return response
+
     def request(self, method: str, path: str, *, params: dict[str, Any] | None = None, json: Any = None,
-                etag: str | None = None, retry: bool | None = None, resource: str = "core",
-                follow_redirects: bool = False) -> httpx.Response:
-        """One API call with retries and rate-limit handling; any status below 500 is returned to the
-        caller (304, 404, 409...) except 401 and rate limits, which raise. ``retry`` defaults to GET only:
-        a POST that timed out may have been done."""
+                etag: str | None = None, retry: bool | None = None, resource: str = "core") -> httpx.Response:
+        """One API call with retries, same-host redirects and rate-limit handling; any status below 500 is
+        returned to the caller (304, 404, 409...) except 401 and rate limits, which raise. ``retry`` defaults
+        to GET only: a POST that timed out may have been done. ``response.url`` is where the answer came from."""
         import httpx
 
         retry = method in ("GET", "HEAD") if retry is None else retry
@@ -340,8 +392,7 @@ class GitHubClient:
         while True:
             self._check_blocked(resource, what)
             try:
-                response = self._http.request(method, path, params=params, json=json, headers=headers,
-                                              follow_redirects=follow_redirects)
+                response = self._send(method, path, params=params, json=json, headers=headers)
             except httpx.TimeoutException:
                 problem, status = f"no answer from GitHub within {self.timeout:g}s ({what})", 0
             except httpx.TransportError as exc:
@@ -361,24 +412,36 @@ class GitHubClient:
             self.sleep(min(self.backoff_base * 2 ** (attempt - 1), self.backoff_cap))
 
     def _raise_for_limits(self, response: httpx.Response, what: str) -> None:
+        """401, and GitHub's two rate limits told apart (docs/github.md): the primary limit is a 403 or 429 with
+        ``x-ratelimit-remaining: 0`` (wait until ``x-ratelimit-reset``); a secondary limit is a 403 or 429 with
+        ``retry-after``, or saying so (wait ``retry-after``, else a minute, doubling while it repeats)."""
         code = response.status_code
         if code == 401:
             raise GitHubError(f"GitHub rejected the token (HTTP 401 on {what}): {TOKEN_HINT}", 401)
         if code not in (403, 429):
+            if code < 400:
+                self.rate_limit.secondary_streak = 0
             return
         message = self.message(response)
         now = self.clock()
         after = response.headers.get("retry-after", "").strip()
+        if response.headers.get("x-ratelimit-remaining") == "0" and not after.isdigit():
+            resource = response.headers.get("x-ratelimit-resource") or "core"
+            budget = self.rate_limit.get(resource)
+            budget.remaining = 0
+            reset = budget.reset if budget.reset and budget.reset > now else now + SECONDARY_WAIT
+            budget.reset = reset
+            raise RateLimited(f"GitHub's primary rate limit for {resource} is spent ({what}); no {resource} "
+                              f"requests until it resets at {_clock_text(reset)}", reset)
         if after.isdigit() or code == 429 or "secondary rate limit" in message.lower():
-            wait = int(after) if after.isdigit() else 60  # GitHub: without retry-after, wait at least a minute
+            if after.isdigit():
+                wait = int(after)
+            else:
+                wait = min(SECONDARY_WAIT * 2 ** self.rate_limit.secondary_streak, SECONDARY_WAIT_CAP)
+                self.rate_limit.secondary_streak += 1
             self.rate_limit.block(now + wait, "GitHub's secondary rate limit")
             raise RateLimited(f"GitHub's secondary rate limit was hit on {what}: no requests for {wait}s "
                               f"(until {_clock_text(now + wait)})", now + wait)
-        if response.headers.get("x-ratelimit-remaining") == "0":
-            resource = response.headers.get("x-ratelimit-resource") or "core"
-            reset = self.rate_limit.get(resource).reset or now + 60
-            raise RateLimited(f"GitHub's hourly {resource} rate limit is spent ({what}); it resets at "
-                              f"{_clock_text(reset)}", reset)
 
     def json_of(self, response: httpx.Response, what: str) -> Any:
         try:
@@ -452,21 +515,50 @@ class GitHubClient:
 
 # --------------------------------------------------------------------------------------------- GraphQL
 
-PR_FIELDS = """number url state headRefName headRefOid baseRefName updatedAt
-  headRepository { nameWithOwner }
-  mergeable mergeStateStatus isDraft reviewDecision
-  reviewThreads(first: 50) { nodes { isResolved isOutdated
-    comments(first: 1) { nodes { id author { login __typename } authorAssociation body path line url } } } }
-  commits(last: 1) { nodes { commit { statusCheckRollup { state
-    contexts(first: 50) { nodes { __typename
-      ... on CheckRun { name conclusion status detailsUrl databaseId }
-      ... on StatusContext { context state targetUrl } } } } } } }"""
+PAGE_INFO = "pageInfo { hasNextPage endCursor }"
+FRAGMENTS = {
+    "review": "fragment review on PullRequestReview { id state body url authorAssociation "
+              "author { login __typename } commit { oid } }",
+    "thread": "fragment thread on PullRequestReviewThread { isResolved comments(first: 1) { nodes { id "
+              "author { login __typename } authorAssociation body path line url } } }",
+    "context": "fragment context on StatusCheckRollupContext { __typename "
+               "... on CheckRun { databaseId name conclusion status detailsUrl checkSuite { workflowRun { workflow "
+               "{ name } } } } ... on StatusContext { context state targetUrl } }",
+}
+# (the connection's field, page size, where it sits under a pullRequest, what a page holds)
+CONNECTIONS = {
+    "reviews": ("latestOpinionatedReviews", REVIEWS_PAGE, "{}", "review"),
+    "threads": ("reviewThreads", THREADS_PAGE, "{}", "thread"),
+    "contexts": ("contexts", CONTEXTS_PAGE, "commits(last: 1) {{ nodes {{ commit {{ oid statusCheckRollup {{ state {} "
+                 "}} }} }} }}", "context"),
+}
+
+
+def _connection(kind: str, after: str | None = None) -> str:
+    field, size, around, fragment = CONNECTIONS[kind]
+    cursor = f", after: {after}" if after else ""
+    return around.format(f"{field}(first: {size}{cursor}) {{ {PAGE_INFO} nodes {{ ...{fragment} }} }}")
+
+
+PR_FIELDS = ("number url state headRefName headRefOid baseRefName updatedAt isCrossRepository mergeable "
+             "mergeStateStatus isDraft reviewDecision " + " ".join(_connection(k) for k in CONNECTIONS))
+
+
+def _document(params: list[str], fields: list[str], fragments: dict[str, str]) -> str:
+    body = "\n".join(fields)
+    used: list[str] = []  # the fragments the fields use, directly or through another (GraphQL refuses unused ones)
+    while new := [t for n, t in fragments.items() if t not in used
+                  and re.search(rf"\.\.\.{n}\b", body + " ".join(used))]:
+        used += new
+    return (f"query({', '.join(['$owner: String!', '$name: String!', *params])}) {{\n"
+            f"  rateLimit {{ cost remaining resetAt }}\n  repository(owner: $owner, name: $name) {{\n{body}\n  }}\n}}\n"
+            + "\n".join(used) + "\n")
 
 
 def batch_query(items: list[tuple[str, int | str]]) -> tuple[str, dict[str, Any]]:
     """One query for up to :data:`BATCH` PRs: ``("number", 12)`` reads PR 12 as ``p<i>``; ``("branch",
     "feat")`` looks the PRs of head branch ``feat`` up as ``b<i>`` (branch names travel as variables)."""
-    fields, params, variables = [], ["$owner: String!", "$name: String!"], {}
+    fields, params, variables = [], [], {}
     for i, (kind, key) in enumerate(items):
         if kind == "number":
             fields.append(f"    p{i}: pullRequest(number: {int(key)}) {{ ...pr }}")
@@ -475,16 +567,30 @@ def batch_query(items: list[tuple[str, int | str]]) -> tuple[str, dict[str, Any]
             variables[f"b{i}"] = str(key)
             fields.append(f"    b{i}: pullRequests(headRefName: $b{i}, first: {LOOKUP_FIRST}, "
                           f"orderBy: {{field: UPDATED_AT, direction: DESC}}) {{ nodes {{ ...pr }} }}")
-    query = (f"query({', '.join(params)}) {{\n  rateLimit {{ cost remaining resetAt }}\n"
-             f"  repository(owner: $owner, name: $name) {{\n" + "\n".join(fields) + "\n  }\n}\n"
-             f"fragment pr on PullRequest {{ {PR_FIELDS} }}\n")
-    return query, variables
+    return _document(params, fields, {"pr": f"fragment pr on PullRequest {{ {PR_FIELDS} }}", **FRAGMENTS}), variables
+
+
+def more_query(wanted: list[tuple[int, str, str]]) -> tuple[str, dict[str, Any]]:
+    """The next pages of connections that had more than a page: ``(PR number, "reviews" | "threads" |
+    "contexts", cursor)`` each, as ``m<i>``."""
+    fields, params, variables = [], [], {}
+    for i, (number, kind, cursor) in enumerate(wanted):
+        params.append(f"$c{i}: String!")
+        variables[f"c{i}"] = cursor
+        fields.append(f"    m{i}: pullRequest(number: {int(number)}) {{ {_connection(kind, f'$c{i}')} }}")
+    return _document(params, fields, FRAGMENTS), variables
+
+
+CI_EVIDENCE_QUERY = _document([], [
+    f"    defaultBranchRef {{ target {{ ... on Commit {{ history(first: {CI_EVIDENCE_COMMITS}) {{ nodes {{ "
+    "statusCheckRollup { state } } } } } }",
+    f"    pullRequests(first: {CI_EVIDENCE_COMMITS}, orderBy: {{field: UPDATED_AT, direction: DESC}}) {{ nodes {{ "
+    "commits(last: 1) { nodes { commit { statusCheckRollup { state } } } } } }"], {})
 
 
 _PR_STATES = {"OPEN": "open", "MERGED": "merged", "CLOSED": "closed"}
-_CI = {"SUCCESS": "passing", "FAILURE": "failing", "ERROR": "failing", "PENDING": "pending", "EXPECTED": "pending"}
-_REVIEW = {"APPROVED": "approved", "CHANGES_REQUESTED": "changes_requested", "REVIEW_REQUIRED": "pending"}
 _RUN_PASSING = {"SUCCESS", "NEUTRAL", "SKIPPED"}
+_REVIEW_STATES = {"APPROVED": "approved", "CHANGES_REQUESTED": "changes_requested"}
 
 
 def _nodes(value: Any) -> list[dict]:
@@ -492,39 +598,99 @@ def _nodes(value: Any) -> list[dict]:
     return [n for n in nodes if isinstance(n, dict)] if isinstance(nodes, list) else []
 
 
+def _rollup(pr: dict) -> tuple[dict | None, dict]:
+    """The head commit's statusCheckRollup (None: no check or status yet) and the commit."""
+    commits = _nodes(pr.get("commits"))
+    commit = commits[-1].get("commit") if commits and isinstance(commits[-1].get("commit"), dict) else {}
+    rollup = commit.get("statusCheckRollup")
+    return (rollup if isinstance(rollup, dict) else None), commit
+
+
+def _page(pr: dict, kind: str) -> dict | None:
+    """The connection ``kind`` of a pullRequest node (None when it is not there)."""
+    if kind == "contexts":
+        rollup = _rollup(pr)[0]
+        return rollup.get("contexts") if rollup else None
+    value = pr.get(CONNECTIONS[kind][0])
+    return value if isinstance(value, dict) else None
+
+
+@dataclass(frozen=True)
+class Trust:
+    """Whose words reach agents: authors whose association is listed (``scm.trustedAssociations``, default
+    OWNER, MEMBER, COLLABORATOR), or whose login is (``scm.trustedLogins``: org members whose association
+    GitHub reports as CONTRIBUTOR or NONE, for instance)."""
+
+    associations: frozenset[str] = frozenset(TRUSTED_ASSOCIATIONS)
+    logins: frozenset[str] = frozenset()
+
+    def __call__(self, association: str, login: str | None) -> bool:
+        return association in self.associations or (login is not None and login.lower() in self.logins)
+
+
+def _author(node: dict) -> tuple[str | None, bool]:
+    """(login, is a bot) of a comment's or review's author; login None for a deleted account (``author: null``)."""
+    author = node.get("author") if isinstance(node.get("author"), dict) else None
+    if author is None:
+        return None, False
+    login = str(author.get("login") or "") or None
+    return login, author.get("__typename") == "Bot" or bool(login and login.endswith("[bot]"))
+
+
 def check_of(node: dict) -> tuple[Check, int | None]:
     """A rollup context as a Check, plus the Actions job id whose log to fetch when it failed."""
     if node.get("__typename") == "StatusContext":
         state = {"SUCCESS": "passing", "PENDING": "pending", "EXPECTED": "pending"}.get(node.get("state"), "failing")
-        return Check(name=str(node.get("context") or "status"), state=state, url=str(node.get("targetUrl") or "")), None
+        name = str(node.get("context") or "status")
+        return Check(name=name, state=state, url=str(node.get("targetUrl") or ""), id=f"status:{name}",
+                     conclusion=str(node.get("state") or "")), None
     status, conclusion = node.get("status"), node.get("conclusion")
-    if status != "COMPLETED" or conclusion in (None, "STALE"):
+    if status != "COMPLETED" or conclusion is None:
         state = "pending"
-    else:
+    else:  # STALE too: GitHub gave up on it; it will not pass by waiting (re-run it, or push)
         state = "passing" if conclusion in _RUN_PASSING else "failing"
     url = str(node.get("detailsUrl") or "")
-    job = node.get("databaseId") if isinstance(node.get("databaseId"), int) and _ACTIONS_JOB.search(url) else None
-    return Check(name=str(node.get("name") or "check"), state=state, url=url), job
+    run_id = node.get("databaseId") if isinstance(node.get("databaseId"), int) else None
+    job = run_id if run_id is not None and _ACTIONS_JOB.search(url) else None
+    suite = node.get("checkSuite") if isinstance(node.get("checkSuite"), dict) else {}
+    run = suite.get("workflowRun") if isinstance(suite.get("workflowRun"), dict) else {}
+    workflow = str((run.get("workflow") or {}).get("name") or "") if isinstance(run.get("workflow"), dict) else ""
+    name = str(node.get("name") or "check")
+    return Check(name=f"{workflow} / {name}" if workflow else name, state=state, url=url,
+                 id=str(run_id) if run_id is not None else name, conclusion=str(conclusion or status or "")), job
 
 
-def comment_of(thread: dict, trusted: frozenset[str]) -> Comment | None:
-    """The first comment of an unresolved review thread (``None`` for a resolved or empty thread)."""
+def comment_of(node: dict, trust: Trust, thread: dict | None = None) -> Comment:
     from ao.templates import clean
 
+    login, bot = _author(node)
+    association = str(node.get("authorAssociation") or "NONE")
+    return Comment(
+        id=str(node.get("id") or ""), author=login or "ghost", body=clean(str(node.get("body") or ""), 20_000),
+        association=association, trusted=trust(association, login), bot=bot,
+        path=str(node.get("path") or ""), line=node.get("line") if isinstance(node.get("line"), int) else None,
+        url=str(node.get("url") or ""))
+
+
+def thread_comment(thread: dict, trust: Trust) -> Comment | None:
+    """The first comment of an unresolved review thread (``None`` for a resolved or empty thread)."""
     if thread.get("isResolved"):
         return None
     first = next(iter(_nodes(thread.get("comments"))), None)
-    if first is None:
+    return comment_of(first, trust) if first is not None else None
+
+
+def review_of(node: dict, trust: Trust) -> Review | None:
+    """A reviewer's latest opinion; None for a dismissed one (no opinion left)."""
+    state = _REVIEW_STATES.get(str(node.get("state")))
+    if state is None:
         return None
-    author = first.get("author") if isinstance(first.get("author"), dict) else {}
-    login = str(author.get("login") or "ghost")  # a deleted account
-    association = str(first.get("authorAssociation") or "NONE")
-    return Comment(
-        id=str(first.get("id") or ""), author=login, body=clean(str(first.get("body") or ""), 20_000),
-        association=association, trusted=association in trusted,
-        bot=author.get("__typename") == "Bot" or login.endswith("[bot]"),
-        path=str(first.get("path") or ""), line=first.get("line") if isinstance(first.get("line"), int) else None,
-        url=str(first.get("url") or ""))
+    login, bot = _author(node)
+    association = str(node.get("authorAssociation") or "NONE")
+    commit = node.get("commit") if isinstance(node.get("commit"), dict) else {}
+    return Review(id=str(node.get("id") or ""), author=login or "ghost", state=state,
+                  commit=str(commit.get("oid") or ""), trusted=trust(association, login), association=association,
+                  bot=bot, url=str(node.get("url") or ""))
 
 
 @dataclass
@@ -534,31 +700,61 @@ class Read:
     view: PRView
     updated_at: str
     settled: bool
-    jobs: dict[str, int]   # failing check name -> Actions job id
+    jobs: dict[str, int]   # failing check's id -> Actions job id
+    no_checks: bool = False  # statusCheckRollup is null: CI is decided by the SCM (has the repository CI?)
 
 
-def read_pr(branch: str, node: dict, trusted: frozenset[str]) -> Read:
-    commits = _nodes(node.get("commits"))
-    commit = commits[-1].get("commit") if commits and isinstance(commits[-1].get("commit"), dict) else {}
-    rollup = commit.get("statusCheckRollup") if isinstance(commit.get("statusCheckRollup"), dict) else None
+def read_pr(branch: str, node: dict, trust: Trust, accept_stale: bool = False) -> Read:
+    from ao.merging import review_verdict
+
+    head = str(node.get("headRefOid") or "")
+    rollup, commit = _rollup(node)
     checks, jobs = [], {}
     for ctx in _nodes(rollup.get("contexts")) if rollup else []:
         check, job = check_of(ctx)
         checks.append(check)
         if check.state == "failing" and job is not None:
-            jobs[check.name] = job
-    comments = [c for t in _nodes(node.get("reviewThreads")) if (c := comment_of(t, trusted)) is not None]
+            jobs[check.id] = job
     state = _PR_STATES.get(str(node.get("state")), "closed")
+    reviews = [r for n in _nodes(node.get("latestOpinionatedReviews")) if (r := review_of(n, trust)) is not None]
+    comments = [c for t in _nodes(node.get("reviewThreads")) if (c := thread_comment(t, trust)) is not None]
+    # a request for changes says what to change in its body as often as in line comments: it is a comment too
+    comments += [comment_of(n, trust) for n in _nodes(node.get("latestOpinionatedReviews"))
+                 if n.get("state") == "CHANGES_REQUESTED" and str(n.get("body") or "").strip()]
     mergeable, merge_state = node.get("mergeable"), node.get("mergeStateStatus")
+    if mergeable == "CONFLICTING" or merge_state == "DIRTY":
+        mergeability = "conflicting"
+    elif mergeable == "MERGEABLE" and merge_state != "UNKNOWN":
+        mergeability = "mergeable"
+    else:
+        mergeability = "unknown"
     view = PRView(
         branch=branch, state=state, number=int(node.get("number") or 0), url=str(node.get("url") or ""),
-        head_sha=str(node.get("headRefOid") or ""), base_branch=str(node.get("baseRefName") or ""),
-        draft=bool(node.get("isDraft")), conflicts=mergeable == "CONFLICTING" or merge_state == "DIRTY",
-        behind=merge_state == "BEHIND", ci=_CI.get(rollup.get("state"), "pending") if rollup else "none",
-        review=_REVIEW.get(node.get("reviewDecision"), "none"), checks=checks, comments=comments)
+        head_sha=head, base_branch=str(node.get("baseRefName") or ""), draft=bool(node.get("isDraft")),
+        conflicts=mergeability == "conflicting", behind=merge_state == "BEHIND", checks=checks, comments=comments,
+        reviews=reviews, mergeability=mergeability, blocked=merge_state == "BLOCKED")
+    view.review, view.review_note = review_verdict(reviews, head, decision=str(node.get("reviewDecision") or ""),
+                                                   accept_stale=accept_stale)
+    short = head[:7]
+    if rollup is not None:
+        failing = [c for c in checks if c.state == "failing"]
+        pending = [c for c in checks if c.state == "pending"]
+        oid = str(commit.get("oid") or "")
+        if oid and oid != head:
+            view.ci, view.ci_note = "pending", f"the checks GitHub reports are for {oid[:7]}, not the head {short}"
+        elif failing or rollup.get("state") in ("FAILURE", "ERROR"):
+            view.ci = "failing"
+            view.ci_note = f"failed on {short}: " + (", ".join(f"{c.name} ({c.conclusion.lower()})" for c in failing)
+                                                     or f"GitHub's rollup is {rollup.get('state')}")
+        elif rollup.get("state") == "SUCCESS" and not pending:
+            view.ci, view.ci_note = "passing", f"all {len(checks)} checks passed on {short}"
+        else:
+            view.ci = "pending"
+            view.ci_note = f"{len(pending) or 'some'} of {len(checks)} checks still running on {short}"
     # what the PR list cannot announce: CI finishing, GitHub finishing its mergeability computation
-    settled = state != "open" or (view.ci != "pending" and mergeable != "UNKNOWN" and merge_state != "UNKNOWN")
-    return Read(view, str(node.get("updatedAt") or ""), settled, jobs)
+    # (with no rollup at all, the SCM decides CI and narrows this: GitHubSCM._no_checks)
+    settled = state != "open" or ((view.ci != "pending" or rollup is None) and mergeability != "unknown")
+    return Read(view, str(node.get("updatedAt") or ""), settled, jobs, no_checks=rollup is None and state == "open")
 
 
 @dataclass
@@ -574,6 +770,18 @@ class Guard:
     date: float | None       # GitHub's clock (the Date header)
 
 
+def _duration(settings: dict[str, Any], key: str, default: int) -> float:
+    from ao.durations import DurationError, parse_duration
+
+    try:
+        value = parse_duration(settings.get(key, default))
+    except DurationError as exc:
+        raise AoError(f"scm.{key}: {exc}") from None
+    if value < 0:
+        raise AoError(f"scm.{key} must not be negative")
+    return value
+
+
 def _date(response: httpx.Response) -> float | None:
     from email.utils import parsedate_to_datetime
 
@@ -587,6 +795,7 @@ def view_from_json(data: dict[str, Any]) -> PRView:
     data = dict(data)
     data["checks"] = [Check(**c) for c in data.get("checks") or []]
     data["comments"] = [Comment(**c) for c in data.get("comments") or []]
+    data["reviews"] = [Review(**r) for r in data.get("reviews") or []]
     return PRView(**data)
 
 
@@ -602,8 +811,6 @@ class GitHubSCM:
     def __init__(self, ctx: ScmContext, *, client: GitHubClient | None = None,
                  sleep: Callable[[float], None] = time.sleep, timeout: float = 15.0,
                  poll_interval: float = 30.0) -> None:
-        from ao.durations import DurationError, parse_duration
-
         if not ctx.repo or not re.fullmatch(r"[^/\s]+/[^/\s]+", ctx.repo):
             raise AoError(f"project '{ctx.project}': the github SCM needs `repo: owner/name` "
                           f"(got {ctx.repo!r})")
@@ -614,13 +821,14 @@ class GitHubSCM:
         self.merge_method = str(settings.get("mergeMethod") or "squash")
         if self.merge_method not in MERGE_METHODS:
             raise AoError(f"scm.mergeMethod '{self.merge_method}' is not one of {', '.join(MERGE_METHODS)}")
-        trusted = settings.get("trustedAssociations")
-        # an explicit empty list trusts nobody: every comment goes to humans only
-        self.trusted = frozenset(str(a).upper() for a in (TRUSTED_ASSOCIATIONS if trusted is None else trusted))
-        try:
-            self.full_refresh = parse_duration(settings.get("fullRefresh", FULL_REFRESH))
-        except DurationError as exc:
-            raise AoError(f"scm.fullRefresh: {exc}") from None
+        associations, logins = settings.get("trustedAssociations"), settings.get("trustedLogins") or []
+        # an explicit empty list trusts nobody (but the listed logins): their comments go to humans only
+        self.trust = Trust(
+            frozenset(str(a).upper() for a in (TRUSTED_ASSOCIATIONS if associations is None else associations)),
+            frozenset(str(login).lower() for login in logins))
+        self.accept_stale = bool(settings.get("staleApprovals", False))
+        self.full_refresh = _duration(settings, "fullRefresh", FULL_REFRESH)
+        self.no_checks_grace = _duration(settings, "noChecksGrace", NO_CHECKS_GRACE)
         self.clock, self._sleep, self._timeout, self.poll_interval = ctx.clock, sleep, timeout, poll_interval
         self.path = Path(ctx.state_dir) / "github.json"
         self._state = self._load()
@@ -628,6 +836,10 @@ class GitHubSCM:
         self._client = client
         if client is not None:
             client.rate_limit = self.rate_limit
+
+    @property
+    def trusted(self) -> frozenset[str]:
+        return self.trust.associations
 
     @property
     def client(self) -> GitHubClient:
@@ -638,7 +850,11 @@ class GitHubSCM:
 
     @property
     def _repo_path(self) -> str:
-        return f"/repos/{quote(self.owner, safe='')}/{quote(self.repo_name, safe='')}"
+        """``/repos/OWNER/NAME``, or where GitHub said the repository moved to (``/repositories/ID``) once a
+        request followed its 301: one request a cycle again, not two."""
+        moved = self._state.get("repo_path")
+        return moved if isinstance(moved, str) and moved.startswith("/repositories/") else \
+            f"/repos/{quote(self.owner, safe='')}/{quote(self.repo_name, safe='')}"
 
     def invalidate(self, branches: list[str] | None = None) -> None:
         """A webhook said these branches (None: all) changed: re-read them next cycle whatever the guard
@@ -668,6 +884,7 @@ class GitHubSCM:
             try:
                 view_from_json(record["view"])
                 float(record.get("observed_at") or 0)
+                float(record.get("head_seen") or 0)
             except (KeyError, TypeError, ValueError, AttributeError):
                 del views[branch]  # an unreadable record is read again from GitHub
         data["views"] = views
@@ -682,6 +899,15 @@ class GitHubSCM:
                            rates=self.rate_limit.to_json())
         atomic_write(self.path, json.dumps(self._state, separators=(",", ":"), sort_keys=True))
 
+    def _moved(self, response: httpx.Response, suffix: str) -> None:
+        """Remember where a redirected request under the repository path ended (``/repositories/ID``)."""
+        base = urlsplit(self.base_url).path.rstrip("/")
+        final = response.url.path
+        if response.url.path != f"{base}{self._repo_path}{suffix}" and final.endswith(suffix):
+            moved = final[len(base):len(final) - len(suffix)] if final.startswith(base) else ""
+            if re.fullmatch(r"/repositories/\d+", moved):
+                self._state["repo_path"] = moved
+
     # -- observe -----------------------------------------------------------------------------------
 
     def _guard(self) -> Guard:
@@ -692,6 +918,7 @@ class GitHubSCM:
         what = f"GET {self._repo_path}/pulls"
         response = self.client.request("GET", f"{self._repo_path}/pulls", etag=etag, params={
             "state": "all", "sort": "updated", "direction": "desc", "per_page": PAGE})
+        self._moved(response, "/pulls")
         if response.status_code == 304 and stored is not None:
             return Guard(stored, bool(st.get("page_full")), str(st.get("newest") or ""), "", str(etag), False,
                          _date(response))
@@ -713,13 +940,16 @@ class GitHubSCM:
             try:
                 head, updated = item["head"], str(item["updated_at"])
                 entry = {"number": int(item["number"]), "updated_at": updated, "open": item["state"] == "open"}
-                repo = str((head.get("repo") or {}).get("full_name") or "")
+                head_repo = (head.get("repo") or {}).get("id")
+                base_repo = item["base"]["repo"]["id"]
                 ref = str(head["ref"])
             except (KeyError, TypeError, ValueError, AttributeError):
                 raise GitHubError(f"GitHub answered {what} with a PR entry of an unexpected shape") from None
             stamps.append(updated)
-            if repo.lower() != str(self.ctx.repo).lower():
-                continue  # a fork's branch that happens to share the name: not one of our sessions
+            if head_repo is None or head_repo != base_repo:
+                # a fork's branch that happens to share the name (or a deleted fork): not one of our sessions.
+                # Ids, not names: a renamed repository keeps its id.
+                continue
             # the list is newest first: the first PR of a branch wins, unless a later one is still open
             if ref not in pulls or (entry["open"] and not pulls[ref]["open"]):
                 pulls[ref] = entry
@@ -815,13 +1045,20 @@ class GitHubSCM:
                 new_views[branch] = {"view": asdict(out[branch]), "observed_at": now, "settled": True}
                 continue
             entry = pulls.get(branch)
-            number = entry["number"] if entry else (views_state.get(branch) or {}).get("view", {}).get("number")
+            prev = views_state.get(branch) or {}
+            number = entry["number"] if entry else prev.get("view", {}).get("number")
             read = by_number.get(number) if number else reads.get(("branch", branch))
             if read is None:  # no such PR (any more), or no PR for the branch
                 out[branch] = PRView(branch)
                 new_views[branch] = {"view": asdict(out[branch]), "observed_at": now, "settled": True}
                 continue
             read.view.branch = branch
+            # when ao first saw this head: the grace period for "no checks" counts from here (never earlier
+            # than the push, whatever GitHub's clock or the commit's dates say)
+            head_seen = float(prev["head_seen"]) if prev.get("head") == read.view.head_sha and prev.get("head_seen") \
+                else now
+            if read.no_checks:
+                self._no_checks(read, now - head_seen, now)
             self._attach_logs(read, now)
             out[branch] = read.view
             updated = entry["updated_at"] if entry else read.updated_at
@@ -829,7 +1066,7 @@ class GitHubSCM:
             # its ETag) as it is, so a PR read that close to its last change is read once more
             recent = guard.date is not None and (parse_time(updated) or 0) >= guard.date - 1
             new_views[branch] = {"view": asdict(read.view), "observed_at": now, "settled": read.settled and not recent,
-                                 "updated_at": updated}
+                                 "updated_at": updated, "head": read.view.head_sha, "head_seen": head_seen}
         heads = {v.head_sha for v in out.values() if v.head_sha}
         st["logs"] = {k: v for k, v in (st.get("logs") or {}).items() if k.split(":")[0] in heads}
         st.update(views=new_views, pulls=pulls, page_full=page_full, newest=max(guard.newest, previous_newest),
@@ -837,38 +1074,136 @@ class GitHubSCM:
         return out
 
     def _read(self, wanted: list[tuple[str, int | str]]) -> dict[tuple[str, Any], Read]:
-        """Batched GraphQL: one query per :data:`BATCH` PRs."""
-        reads: dict[tuple[str, Any], Read] = {}
+        """Batched GraphQL: one query per :data:`BATCH` PRs, then the next pages of any review, thread or check
+        list longer than a page (all of them, in as few queries as there are pages)."""
+        nodes: dict[tuple[str, Any], dict] = {}
         wanted = list(dict.fromkeys(wanted))
         for start in range(0, len(wanted), BATCH):
             chunk = wanted[start:start + BATCH]
             query, variables = batch_query(chunk)
-            data, _errors = self.client.graphql(query, {"owner": self.owner, "name": self.repo_name, **variables})
-            repo = data.get("repository")
-            if not isinstance(repo, dict):
-                raise GitHubError(f"GitHub has no repository {self.ctx.repo} (or the token cannot see it)")
+            repo = self._repository(query, variables)
             for i, (kind, key) in enumerate(chunk):
                 if kind == "number":
                     node = repo.get(f"p{i}")
                     if isinstance(node, dict):
-                        reads[(kind, key)] = read_pr("", node, self.trusted)
+                        nodes[(kind, key)] = node
                     continue
-                nodes = [n for n in _nodes(repo.get(f"b{i}"))
-                         if str((n.get("headRepository") or {}).get("nameWithOwner") or "").lower()
-                         == str(self.ctx.repo).lower()]
-                node = next((n for n in nodes if n.get("state") == "OPEN"), nodes[0] if nodes else None)
+                found = [n for n in _nodes(repo.get(f"b{i}")) if n.get("isCrossRepository") is False]
+                node = next((n for n in found if n.get("state") == "OPEN"), found[0] if found else None)
                 if node is not None:
-                    reads[(kind, key)] = read_pr(str(key), node, self.trusted)
-        return reads
+                    nodes[(kind, key)] = node
+        self._more_pages(list(nodes.values()))
+        return {key: read_pr(str(key[1]) if key[0] == "branch" else "", node, self.trust, self.accept_stale)
+                for key, node in nodes.items()}
+
+    def _repository(self, query: str, variables: dict[str, Any]) -> dict[str, Any]:
+        data, _errors = self.client.graphql(query, {"owner": self.owner, "name": self.repo_name, **variables})
+        repo = data.get("repository")
+        if not isinstance(repo, dict):
+            raise GitHubError(f"GitHub has no repository {self.ctx.repo} (or the token cannot see it)")
+        return repo
+
+    def _more_pages(self, prs: list[dict]) -> None:
+        """Fetch the rest of every connection that said ``hasNextPage`` and append it to its PR's node."""
+        for _ in range(MORE_ROUNDS):
+            wanted = []
+            for pr in prs:
+                for kind in CONNECTIONS:
+                    page = _page(pr, kind)
+                    info = page.get("pageInfo") if page else None
+                    if isinstance(info, dict) and info.get("hasNextPage") and info.get("endCursor"):
+                        wanted.append((pr, kind, str(info["endCursor"])))
+            if not wanted:
+                return
+            for start in range(0, len(wanted), BATCH):
+                chunk = wanted[start:start + BATCH]
+                query, variables = more_query([(int(pr["number"]), kind, cursor) for pr, kind, cursor in chunk])
+                repo = self._repository(query, variables)
+                for i, (pr, kind, _cursor) in enumerate(chunk):
+                    node = repo.get(f"m{i}")
+                    more = _page(node, kind) if isinstance(node, dict) else None
+                    page = _page(pr, kind)
+                    if page is None:
+                        continue
+                    if more is None:  # the PR (or its head commit) changed meanwhile: the next cycle reads it
+                        page["pageInfo"] = {"hasNextPage": False}
+                        continue
+                    page["nodes"] = _nodes(page) + _nodes(more)
+                    page["pageInfo"] = more.get("pageInfo") or {"hasNextPage": False}
+
+    def _no_checks(self, read: Read, waited: float, now: float) -> None:
+        """CI of a head with no check and no status at all (``statusCheckRollup: null``): pending if the
+        repository has CI (its checks have not started yet) or the push is younger than ``noChecksGrace``;
+        ``none``, settled, only for a repository that provably has no CI once the grace has passed."""
+        from ao.durations import format_duration
+
+        view, short = read.view, read.view.head_sha[:7]
+        has_ci, why = self._has_ci(now)
+        if has_ci:
+            view.ci, view.ci_note = "pending", f"no check has reported on {short} yet, and the repository has CI ({why})"
+            read.settled = read.settled and waited >= NO_CHECKS_WATCH  # then only webhooks and full refreshes
+        elif waited < self.no_checks_grace:
+            view.ci = "pending"
+            view.ci_note = (f"no check on {short} yet; the repository shows no CI ({why}), so this settles "
+                            f"{format_duration(int(self.no_checks_grace))} after the push (scm.noChecksGrace)")
+            read.settled = False
+        else:
+            view.ci = "none"
+            view.ci_note = (f"the repository has no CI ({why}), and no check reported on {short} within "
+                            f"{format_duration(int(self.no_checks_grace))} of the push")
+
+    def _has_ci(self, now: float) -> tuple[bool, str]:
+        """Whether the repository has CI: an active workflow, or a check or status on any of the recent commits
+        of its default branch or of its recently updated PRs. "Yes" is kept for an hour; "no" is asked again
+        whenever it matters (once per cycle at most). Anything that cannot be told counts as "yes"."""
+        cached = self._state.get("has_ci") if isinstance(self._state.get("has_ci"), dict) else {}
+        at = float(cached.get("at") or 0)
+        if cached and (at == now or (cached.get("value") and now - at < HAS_CI_TTL)):
+            return bool(cached["value"]), str(cached.get("why") or "")
+        value, why = self._ask_has_ci()
+        self._state["has_ci"] = {"value": value, "why": why, "at": now}
+        return value, why
+
+    def _ask_has_ci(self) -> tuple[bool, str]:
+        st = self._state
+        suffix = "/actions/workflows"
+        response = self.client.request("GET", f"{self._repo_path}{suffix}", params={"per_page": 100},
+                                       etag=st.get("workflows_etag") if isinstance(st.get("workflows"), list) else None)
+        if response.status_code == 200:
+            body = self.client.json_of(response, f"GET {suffix}")
+            flows = body.get("workflows") if isinstance(body, dict) else None
+            if not isinstance(flows, list):
+                return True, "GitHub's list of workflows had an unexpected shape, so CI is assumed"
+            st["workflows"] = [str(w.get("name") or w.get("path") or "?") for w in flows
+                               if isinstance(w, dict) and w.get("state") == "active"]
+            st["workflows_etag"] = str(response.headers.get("etag") or "")
+        elif response.status_code == 404:
+            st["workflows"] = []  # Actions turned off for the repository: no workflow can run
+            st.pop("workflows_etag", None)
+        elif response.status_code != 304:
+            return True, f"cannot list its workflows (HTTP {response.status_code}), so CI is assumed"
+        active = st.get("workflows") or []
+        if active:
+            return True, f"active workflow {active[0]!r}" + (f" and {len(active) - 1} more" if len(active) > 1 else "")
+        repo = self._repository(CI_EVIDENCE_QUERY, {})
+        target = ((repo.get("defaultBranchRef") or {}).get("target") or {})
+        commits = [n for n in _nodes(target.get("history")) if n.get("statusCheckRollup")]
+        prs = [n for n in _nodes(repo.get("pullRequests")) if _rollup(n)[0] is not None]
+        if commits or prs:
+            where = "recent commits of the default branch" if commits else "recently updated PRs"
+            return True, f"checks on {where}"
+        return False, (f"no active workflow, and no check on the {CI_EVIDENCE_COMMITS} latest commits of the "
+                       f"default branch or the {CI_EVIDENCE_COMMITS} latest PRs")
 
     def _attach_logs(self, read: Read, now: float) -> None:
-        """Log tails of failing Actions checks: fetched once per head SHA and check, then cached; a failed
-        fetch is not fatal (no tail; tried again after ``fullRefresh``)."""
+        """Log tails of failing Actions checks, by check run id (names repeat across workflows): fetched once
+        per head SHA and run, then cached; a failed fetch is not fatal (no tail; tried again after
+        ``fullRefresh``)."""
         from ao.templates import LOG_CAP, clean
 
         logs = self._state.setdefault("logs", {})
         for check in read.view.checks:
-            job = read.jobs.get(check.name)
+            job = read.jobs.get(check.id)
             if job is None:
                 continue
             key = f"{read.view.head_sha}:{job}"

@@ -125,37 +125,40 @@ class GitHubTracker:
         return self.list("open", [spec["label"]] if spec.get("label") else [])
 
     def status(self, issue_ids: list[str], active_states: list[str] | None = None) -> dict[str, IssueStatus]:
-        """State and open blockers of many issues: one GraphQL query per STATUS_BATCH issues. Blockers are
-        GitHub's "blocked by" dependencies and the issues this one tracks (its task list)."""
+        """State and open blockers of many issues: one GraphQL query per STATUS_BATCH issues. An issue waits for
+        its open sub-issues and the open issues its task list tracks. (GitHub's newer "blocked by" dependencies
+        are not in the GraphQL schema ao is held to, tests/api/github: not read yet.)"""
         numbers = sorted({self._number(i) for i in issue_ids})
-        by_number: dict[int, IssueStatus] = {}
         owner, name = self.repo.split("/")
+        related = " ".join(f"{link}(first: {LINK_PAGE}) {{ nodes {{ number state repository {{ nameWithOwner }} }} }}"
+                           for link in LINKS)
+        by_number: dict[int, IssueStatus] = {}
         for start in range(0, len(numbers), STATUS_BATCH):
             chunk = numbers[start:start + STATUS_BATCH]
             fields = " ".join(f"i{n}: issue(number: {n}) {{ ...AoLinks }}" for n in chunk)
             query = (f"query AoIssueLinks($owner: String!, $name: String!) {{ repository(owner: $owner, name: $name) "
-                     f"{{ {fields} }} }} fragment AoLinks on Issue {{ number state "
-                     f"blockedBy(first: {LINKS}) {{ nodes {{ number state repository {{ nameWithOwner }} }} }} "
-                     f"trackedIssues(first: {LINKS}) {{ nodes {{ number state repository {{ nameWithOwner }} }} }} }}")
-            data, _ = self._client().graphql(query, {"owner": owner, "name": name})  # a missing issue is an error
+                     f"{{ {fields} }} }} fragment AoLinks on Issue {{ number state {related} }}")
+            data, _ = self._client().graphql(query, {"owner": owner, "name": name})  # a missing issue: an error
             repo = data.get("repository") or {}
             for n in chunk:
                 node = repo.get(f"i{n}")
                 if not isinstance(node, dict):
                     continue
                 blockers = []
-                for link in ("blockedBy", "trackedIssues"):
+                for link in LINKS:
                     for b in ((node.get(link) or {}).get("nodes") or []):
                         if isinstance(b, dict) and b.get("state") == "OPEN":
                             other = (b.get("repository") or {}).get("nameWithOwner") or self.repo
-                            blockers.append(f"#{b.get('number')}" if other == self.repo else f"{other}#{b.get('number')}")
+                            number = b.get("number")
+                            blockers.append(f"#{number}" if other == self.repo else f"{other}#{number}")
                 by_number[n] = IssueStatus(state="closed" if node.get("state") == "CLOSED" else "open",
-                                           blocked_by=blockers)
+                                           blocked_by=list(dict.fromkeys(blockers)))
         return {i: by_number[self._number(i)] for i in issue_ids if self._number(i) in by_number}
 
 
 STATUS_BATCH = 50   # issues per GraphQL query (each costs one point)
-LINKS = 20          # blockers read per issue
+LINK_PAGE = 20      # blockers read per issue and kind of link
+LINKS = ("subIssues", "trackedIssues")
 
 
 def plugin(*, project_path: Path, settings: dict[str, Any] | None = None, client: Any = None) -> GitHubTracker:

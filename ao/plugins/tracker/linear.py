@@ -6,7 +6,9 @@ holding the key, default ``LINEAR_API_KEY``), ``baseUrl`` (default ``https://api
 that only spawns free-form tasks never needs one; it is never logged or put in an error message.
 
 Issue ids are Linear identifiers, ``ENG-123``. ``close()`` moves the issue to its team's first "completed"
-workflow state (``Done`` in a default workspace); completed and canceled issues read as closed.
+workflow state (``Done`` in a default workspace); completed, canceled and duplicate issues read as closed (a
+duplicate is never offered to an agent, and never moved to Done). ``list()`` follows Linear's pages (50 issues
+each) up to :data:`MAX_PAGES`.
 """
 
 from __future__ import annotations
@@ -23,8 +25,9 @@ from ao.plugins.tracker import Issue, IssueNotFound, IssueStatus
 DEFAULT_URL = "https://api.linear.app/graphql"
 DEFAULT_KEY_ENV = "LINEAR_API_KEY"
 TIMEOUT = 20.0           # seconds per request: Linear answers in well under a second when it is up
-LIST_LIMIT = 50
-CLOSED_TYPES = ("completed", "canceled")
+PAGE_SIZE = 50           # Linear's default page
+MAX_PAGES = 20           # 1,000 issues: enough to pick from, and a bounded cost
+CLOSED_TYPES = ("completed", "canceled", "duplicate")   # WorkflowState.type: triage backlog unstarted started ...
 STATES = ("open", "closed", "all")
 _ID = re.compile(r"[A-Za-z][A-Za-z0-9]*-\d+")
 _ERROR_TEXT = 300        # characters of a response body kept in an error message
@@ -32,8 +35,8 @@ _ERROR_TEXT = 300        # characters of a response body kept in an error messag
 _ISSUE_FIELDS = "id identifier title description url state { type name } labels { nodes { name } }"
 
 GET_ISSUE = f"query AoIssue($id: String!) {{ issue(id: $id) {{ {_ISSUE_FIELDS} }} }}"
-LIST_ISSUES = (f"query AoIssues($filter: IssueFilter, $first: Int) {{ issues(filter: $filter, first: $first) "
-               f"{{ nodes {{ {_ISSUE_FIELDS} }} }} }}")
+LIST_ISSUES = (f"query AoIssues($filter: IssueFilter, $first: Int, $after: String) {{ issues(filter: $filter, "
+               f"first: $first, after: $after) {{ nodes {{ {_ISSUE_FIELDS} }} pageInfo {{ hasNextPage endCursor }} }} }}")
 ISSUE_FOR_CLOSE = ("query AoIssueForClose($id: String!) { issue(id: $id) { id identifier state { type } "
                    "team { states(filter: { type: { eq: \"completed\" } }) { nodes { id name position } } } } }")
 CREATE_COMMENT = ("mutation AoComment($issueId: String!, $body: String!) { commentCreate(input: "
@@ -150,9 +153,17 @@ class LinearTracker:
             flt["team"] = {"key": {"eq": self.team}}
         if state != "all":
             flt["state"] = {"type": {"nin" if state == "open" else "in": list(CLOSED_TYPES)}}
-        data = self._call(LIST_ISSUES, {"filter": flt, "first": LIST_LIMIT}, "the issue list")
-        nodes = (data.get("issues") or {}).get("nodes") or []
-        return [self._issue(n) for n in nodes if isinstance(n, dict)]
+        issues: list[Issue] = []
+        after = None
+        for _ in range(MAX_PAGES):
+            data = self._call(LIST_ISSUES, {"filter": flt, "first": PAGE_SIZE, "after": after}, "the issue list")
+            page = data.get("issues") or {}
+            issues += [self._issue(n) for n in page.get("nodes") or [] if isinstance(n, dict)]
+            info = page.get("pageInfo") or {}
+            after = info.get("endCursor")
+            if not info.get("hasNextPage") or not after:
+                break
+        return issues
 
     def comment(self, issue_id: str, text: str) -> None:
         node = self._lookup(GET_ISSUE, issue_id, f"the lookup of {self._check(issue_id)}")
