@@ -36,6 +36,10 @@ from ao.workqueue import MAX_ATTEMPTS, Entry, WorkQueue, order_key
 
 _SIZE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([KMGT]?)(i?)B?\s*$", re.I)
 CHECK_EVERY = 300.0  # seconds between tracker looks at an admitted entry whose session has ended
+# A tracker over the network (GitHub, Linear) is asked about the live sessions' issues and for its pickup list
+# at most this often: every 30 s cycle would spend GitHub's GraphQL budget for an answer that rarely changes,
+# and issue-closed's grace is minutes anyway. The local tracker (files) is read every cycle.
+REMOTE_EVERY = {"reconcile": 300.0, "pickup": 60.0}
 
 
 def parse_size(value: Any) -> int:
@@ -118,6 +122,8 @@ class Admission:
     memory: Callable[[], int | None] = mem_available
     queue: WorkQueue = field(init=False)
     _trackers: dict[str, Any] = field(default_factory=dict, init=False)
+    _asked: dict[tuple[str, str], float] = field(default_factory=dict, init=False)  # (what, project) -> when
+    _known: dict[str, dict[str, str]] = field(default_factory=dict, init=False)  # project -> issue -> its state
 
     def __post_init__(self) -> None:
         self.queue = WorkQueue(self.config.data_dir)
@@ -147,18 +153,22 @@ class Admission:
         for pid, project in self.config.projects.items():
             live = by_project.get(pid, [])
             wanted = sorted({s.issue for s in live} | {i for (p, i) in retire if p == pid})
+            known = self._known.setdefault(pid, {})
             try:
-                if project.pickup and not dry_run:
+                if project.pickup and not dry_run and self._due("pickup", project, now):
                     self._pickup(pid, project, live, now)
-                if not wanted:
-                    continue
-                states = self.tracker(pid).status(wanted, project.pickup.get("activeStates"))
+                if not wanted or not self._due("reconcile", project, now, set(wanted) - set(known)):
+                    states = {}
+                else:
+                    states = self.tracker(pid).status(wanted, project.pickup.get("activeStates"))
+                    known.clear()
+                    known.update({i: st.state for i, st in states.items()})
             except AoError as exc:  # the tracker is down: keep last cycle's view, say so, carry on
                 errors.append(f"{pid}: tracker: {exc}")
                 continue
             for s in live:
-                if s.issue in states:
-                    fresh[s.id] = {"issue_state": states[s.issue].state}
+                if s.issue in known:
+                    fresh[s.id] = {"issue_state": known[s.issue]}
             for (p, issue) in retire:
                 if p == pid:
                     checked.add((p, issue))
@@ -172,6 +182,16 @@ class Admission:
                     elif e.key in checked:
                         e.checked_at = now
         return fresh
+
+    def _due(self, what: str, project: Any, now: float, unknown: set[str] | None = None) -> bool:
+        """Whether to ask the project's tracker now (a remote one at most every REMOTE_EVERY[what] seconds,
+        sooner for issues it has not been asked about)."""
+        key = (what, project.id)
+        if (project.tracker.get("plugin") != "local" and not unknown
+                and now - self._asked.get(key, float("-inf")) < REMOTE_EVERY[what]):
+            return False
+        self._asked[key] = now
+        return True
 
     def _pickup(self, pid: str, project: Any, live: list[Any], now: float) -> None:
         issues = self.tracker(pid).pickup(project.pickup)

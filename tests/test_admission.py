@@ -391,3 +391,33 @@ def test_admission_and_budget_keys_are_read_and_checked(tmp_path):
     with pytest.raises(AoError) as err:
         config_mod.load(bad, env={})
     assert f"{bad}:5:18: unknown status 'ci_fialed' (did you mean 'ci_failed'?)" in str(err.value)
+
+
+def test_a_remote_tracker_is_asked_at_most_every_few_minutes(admit):
+    from ao.plugins.tracker import IssueStatus
+
+    adm, _ = admit(issues=0, project_a={"pickup": {"label": "ao"}})
+    calls = []
+
+    class Remote:
+        def pickup(self, spec):
+            calls.append("pickup")
+            return []
+
+        def status(self, ids, active=None):
+            calls.append(("status", tuple(ids)))
+            return {i: IssueStatus(state="closed") for i in ids}
+
+    adm.config.projects["a"].tracker = {"plugin": "github"}
+    adm._trackers["a"] = Remote()
+    s1 = adm.manager.store.create("a", "a", status="working", issue="1")
+    assert adm.observe(adm.manager.store.list(), now=0, errors=[]) == {s1.id: {"issue_state": "closed"}}
+    assert adm.observe(adm.manager.store.list(), now=30, errors=[]) == {s1.id: {"issue_state": "closed"}}
+    assert calls == ["pickup", ("status", ("1",))]  # the second cycle used what it knew
+    s2 = adm.manager.store.create("a", "a", status="working", issue="2")  # a new issue is asked about at once
+    adm.observe(adm.manager.store.list(), now=40, errors=[])
+    assert calls[-1] == ("status", ("1", "2"))
+    adm.observe(adm.manager.store.list(), now=70, errors=[])
+    assert calls[-1] == "pickup"
+    adm.observe(adm.manager.store.list(), now=341, errors=[])
+    assert calls[-1] == ("status", ("1", "2")) and s2.id
