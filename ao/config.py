@@ -166,7 +166,7 @@ class Project:
     repo: str | None
     default_branch: str
     session_prefix: str
-    runtime: str
+    runtime: str                      # the runtime plugin's name
     agent: str
     workspace: str
     tracker: dict[str, Any]
@@ -185,6 +185,7 @@ class Project:
     budget: dict[str, float] = field(default_factory=dict)  # session, project (USD): the project's, else top level
     max_per_status: dict[str, int] = field(default_factory=dict)
     pickup: dict[str, Any] = field(default_factory=dict)
+    runtime_settings: dict[str, Any] = field(default_factory=dict)  # `runtime: {plugin: docker, image: ...}`
 
 
 @dataclass
@@ -381,6 +382,11 @@ def _build(src: Source, file: Path, data: dict[str, Any], from_env: set[tuple],
     else:
         data_dir = paths.default_data_dir()
 
+    if isinstance(defaults["runtime"], dict) and defaults["runtime"]["plugin"] == "docker":
+        from ao.plugins.runtime import docker
+
+        problems += [src.problem(("defaults", "runtime") + sub, message)
+                     for sub, message in docker.config_problems(defaults["runtime"])]
     global_rules = [(base / Path(p).expanduser()) for p in data.get("rules") or []]
     config = Config(
         file=file, source=src, data=data, from_env=from_env,
@@ -470,11 +476,12 @@ def _build_project(src: Source, base: Path, pid: str, raw: dict[str, Any], defau
         except DurationError as exc:  # the schema checks the form; this catches what slips through
             problems.append(src.problem(("reactions", key), str(exc)))
     rules_file = raw.get("agentRulesFile")
+    runtime, runtime_settings = _runtime(src, at, raw.get("runtime"), defaults["runtime"], problems)
     return Project(
         id=pid, path=path, name=raw.get("name", pid), repo=raw.get("repo"),
         default_branch=raw.get("defaultBranch", "main"),
         session_prefix=raw.get("sessionPrefix") or derive_prefix(path.name or pid),
-        runtime=raw.get("runtime", defaults["runtime"]), agent=agent,
+        runtime=runtime, runtime_settings=runtime_settings, agent=agent,
         workspace=raw.get("workspace", defaults["workspace"]),
         tracker=raw.get("tracker") or {"plugin": "github" if raw.get("repo") else "local"},
         scm=raw.get("scm") or {"plugin": "github" if raw.get("repo") else "local"},
@@ -484,6 +491,29 @@ def _build_project(src: Source, base: Path, pid: str, raw: dict[str, Any], defau
         orchestrator_rules=raw.get("orchestratorRules"),
         reactions=built, rule_files=[base / Path(p).expanduser() for p in raw.get("rules") or []], raw=raw,
     )
+
+
+def _runtime(src: Source, at: tuple, value: Any, default: Any, problems: list[Problem]) -> tuple[str, dict[str, Any]]:
+    """(plugin name, settings) of a project's ``runtime``: a name, or ``{plugin: NAME, ...settings}``. The
+    defaults' settings apply to a project that names the same plugin (``runtime: docker`` takes the image
+    from ``defaults.runtime``)."""
+    def split(v: Any) -> tuple[str, dict[str, Any]]:
+        if isinstance(v, dict):
+            return v["plugin"], {k: x for k, x in v.items() if k != "plugin"}
+        return v, {}
+
+    base_name, base = split(default)
+    name, own = split(value) if value is not None else (base_name, {})
+    settings = {**(base if name == base_name else {}), **own}
+    if name == "docker":
+        from ao.plugins.runtime import docker
+
+        problems.extend(src.problem(at + ("runtime",) + sub, message) for sub, message in docker.config_problems(own))
+        if not settings.get("image"):
+            where = at + ("runtime",) if value is not None else at
+            problems.append(src.problem(where, "runtime docker needs an image: runtime: {plugin: docker, image: "
+                                               "NAME} here or under defaults (docs/sandbox.md)"))
+    return name, settings
 
 
 def _check_rules_and_templates(config: Config) -> list[Problem]:
@@ -578,7 +608,8 @@ def effective(config: Config, project: str | None = None, redact: bool = True) -
         out["projects"][p.id] = {
             **{k: v for k, v in raw.items() if k != "reactions"},
             "path": str(p.path), "name": p.name, "defaultBranch": p.default_branch,
-            "sessionPrefix": p.session_prefix, "runtime": p.runtime, "agent": p.agent, "workspace": p.workspace,
+            "sessionPrefix": p.session_prefix, "agent": p.agent, "workspace": p.workspace,
+            "runtime": {"plugin": p.runtime, **p.runtime_settings} if p.runtime_settings else p.runtime,
             "tracker": raw.get("tracker", p.tracker), "scm": raw.get("scm", p.scm),
             "reactions": {k: r.to_config() for k, r in sorted(p.reactions.items())},
         }

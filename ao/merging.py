@@ -198,11 +198,12 @@ class MergeResult:
 
 
 def merge_session(config: Any, session_id: str, *, method: str | None = None, dry_run: bool = False,
-                  clock: Callable[[], float] | None = None) -> MergeResult:
+                  clock: Callable[[], float] | None = None, expected_sha: str | None = None) -> MergeResult:
     """``ao merge SESSION``: observe the session's PR afresh, check every criterion, merge with the head pinned.
 
     The same rules as ``auto-merge``, for every SCM. Raises :class:`NotMergeable` naming the missing criteria,
-    :class:`ao.plugins.scm.MergeError` when the host refuses, or :class:`AoError` for an unknown session."""
+    :class:`ao.plugins.scm.MergeError` when the host refuses, or :class:`AoError` for an unknown session, or
+    when the head is no longer ``expected_sha`` (the commit a person confirmed, in the dashboard)."""
     from ao.plugins import scm as scm_plugins
     from ao.store import SessionStore
 
@@ -216,6 +217,9 @@ def merge_session(config: Any, session_id: str, *, method: str | None = None, dr
     if hasattr(scm, "invalidate"):
         scm.invalidate([session.branch])  # read it now, whatever the cheap guard says
     view = scm.observe([session.branch])[session.branch]
+    if expected_sha is not None and view.head_sha != expected_sha:
+        raise AoError(f"not merged: {session.branch} is at {_short(view.head_sha)} now, not the "
+                      f"{_short(expected_sha)} you confirmed; look at it again")
     found = criteria(view)
     result = MergeResult(session.id, view.number, view.url, view.head_sha, False, "", found)
     if dry_run:

@@ -62,14 +62,21 @@ def observe(manager: "Sessions", sessions: list[Session], now: float, capture: b
         probes.update(manager.runtime(name).probe([s.runtime_handle for s in group]))
 
     panes: dict[str, str] = {}
+    taken: dict[str, float] = {}
     if capture:
         wanted = [s for s in live if _worth_capturing(s, probes.get(s.runtime_handle))]
 
-        def grab(s: Session) -> tuple[str, str]:
-            return s.id, manager.runtime(s.runtime or "tmux").capture(s.runtime_handle, CAPTURE_LINES)
+        def grab(s: Session) -> tuple[str, tuple[str, float]]:
+            runtime = manager.runtime(s.runtime or "tmux")
+            # A runtime that keeps a recent screen (docker: the container writes it) spares a round trip per
+            # pane; the screen's own time, not now, is when it was captured.
+            recent = runtime.capture_recent(s.runtime_handle, CAPTURE_LINES) if hasattr(runtime, "capture_recent") \
+                else None
+            return s.id, recent or (runtime.capture(s.runtime_handle, CAPTURE_LINES), now)
 
         with ThreadPoolExecutor(max_workers=CAPTURE_WORKERS) as pool:
-            panes = dict(pool.map(grab, wanted))
+            for sid, (text, at) in pool.map(grab, wanted):
+                panes[sid], taken[sid] = text, min(at, now)
 
     out = []
     for s in sessions:
@@ -81,7 +88,7 @@ def observe(manager: "Sessions", sessions: list[Session], now: float, capture: b
         else:
             activity = _activity(manager, s, project.agent, probe, panes.get(s.id), now)
         if s.id in panes:
-            activity.memo = {**activity.memo, "captured_at": now}
+            activity.memo = {**activity.memo, "captured_at": taken[s.id]}
         out.append(Seen(s, probe, activity, build_fact(s, activity, probe, now, stuck_threshold(project),
                                                        (scm or {}).get(s.id), (fresh or {}).get(s.id))))
     return out

@@ -317,8 +317,11 @@ class Poller:
         misses = 0 if item.probe is None or item.probe.alive else int(s.meta.get("probe_misses", 0)) + 1
         memo = {**item.activity.memo, "at": item.activity.at, "detail": item.activity.detail}
         merge = self._merge_memo(s)
+        view = self._views.get(s.id)
+        pr = pr_summary(view) if view is not None else s.meta.get("pr")
         if (s.status == fact["status"] and _stable(s.fact) == _stable(fact) and s.meta.get("activity") == memo
-                and int(s.meta.get("probe_misses", 0)) == misses and s.meta.get("merge") == merge):
+                and int(s.meta.get("probe_misses", 0)) == misses and s.meta.get("merge") == merge
+                and s.meta.get("pr") == pr):
             return
 
         def update(session: Session) -> None:
@@ -329,6 +332,8 @@ class Poller:
                 # status and meta win; the next cycle observes them
             session.status = fact["status"]
             session.meta = {**session.meta, "activity": memo, "probe_misses": misses, "merge": merge}
+            if pr is not None:
+                session.meta["pr"] = pr
 
         try:
             self.store.modify(s.id, update, s.project)
@@ -387,6 +392,15 @@ class Poller:
         if eid is not None:
             self._logged.add(eid)
         return record
+
+
+def pr_summary(view: Any) -> dict[str, Any]:
+    """What the dashboard shows of a PR beyond the fact: every check (failing ones with their log tail) and
+    the unresolved review threads, trusted or not (untrusted text is data: escaped where it is shown)."""
+    return {"head_sha": view.head_sha,
+            "checks": [{"name": c.name, "state": c.state, "url": c.url, "log_tail": c.log_tail} for c in view.checks],
+            "comments": [{"id": c.id, "author": c.author, "body": c.body, "path": c.path, "line": c.line,
+                          "url": c.url, "trusted": c.trusted, "bot": c.bot} for c in view.comments]}
 
 
 def _stable(fact: dict[str, Any]) -> dict[str, Any]:

@@ -129,13 +129,38 @@ class Sessions:
     def _plugin(self, slot: str, name: str) -> Any:
         key = (slot, name)
         if key not in self._plugins:
-            from ao.plugins import agent, runtime, workspace
+            from ao.plugins import agent, workspace
 
-            self._plugins[key] = {"runtime": runtime, "workspace": workspace, "agent": agent}[slot].get(name)
+            self._plugins[key] = {"workspace": workspace, "agent": agent}[slot].get(name)
         return self._plugins[key]
 
-    def runtime(self, name: str) -> Any:
-        return self._plugin("runtime", name)
+    def runtime(self, name: str, project: Project | None = None) -> Any:
+        """Runtime ``name``. With the ``project`` that uses it, set up with that project's settings (the one
+        to start its sessions with); else one that can observe and reach any project's sessions."""
+        from ao.plugins import runtime
+
+        own = project is not None and project.runtime == name and project.runtime_settings
+        key = ("runtime", f"{name}@{project.id}" if own else name)
+        if key not in self._plugins:
+            options = project.runtime_settings if own else runtime.shared_options(
+                name, [p.runtime_settings for p in self.config.projects.values() if p.runtime == name])
+            plugin = runtime.get(name, **options)
+            if hasattr(plugin, "bind"):
+                plugin.bind(self.config.data_dir, self._runtime_event)
+            self._plugins[key] = plugin
+        return self._plugins[key]
+
+    def _runtime_event(self, kind: str, **fields: Any) -> None:
+        """A runtime's own news (a Docker engine down or back): the event log, and the user when spawning."""
+        events.append(self.config.data_dir, kind, ts=self.clock(), secrets=self.config.secrets(), **fields)
+        self.progress(f"{kind}: {fields.get('host', '')} {fields.get('error', '')}".rstrip())
+
+    def host_of(self, session: Session) -> str | None:
+        """Where a session's runtime runs, for runtimes with more than one place (a Docker engine)."""
+        if not session.runtime_handle or not session.runtime:
+            return None
+        runtime = self.runtime(session.runtime)
+        return runtime.location(session.runtime_handle) if hasattr(runtime, "location") else None
 
     def agent(self, name: str) -> Any:
         return self._plugin("agent", name)
@@ -186,9 +211,10 @@ class Sessions:
                           f"available: {', '.join(AGENTS)}")
         if request.branch:
             check_branch_name(request.branch)
-        runtime = self.runtime(project.runtime)
+        runtime = self.runtime(project.runtime, project)
         runtime.check()  # tmux missing: say so before anything is created
-        check_agent_installed(agent_name)
+        if not getattr(runtime, "agent_in_image", False):
+            check_agent_installed(agent_name)
         agent = self.agent(agent_name)
         workspace = self.workspace(project.workspace)
         issue, task = self._resolve_target(project, request.target)
@@ -277,7 +303,7 @@ class Sessions:
         from ao.plugins.runtime import LaunchSpec
 
         return runtime.start(LaunchSpec(name=handle_name(self.config.data_dir, sid), cwd=cwd, script=script,
-                                        env=self._agent_env(project, sid), run_dir=run_dir))
+                                        env=self._agent_env(project, sid), run_dir=run_dir, repo=project.path))
 
     def _give_prompt(self, project: Project, agent: Any, runtime: Any, sid: str, cwd: Path, handle: str,
                      prompt: str) -> None:
@@ -317,7 +343,11 @@ class Sessions:
             if s.role == "orchestrator" and not s.terminal and s.runtime_handle:
                 if self.runtime(s.runtime or project.runtime).probe([s.runtime_handle])[s.runtime_handle].alive:
                     return s
-        runtime, agent = self.runtime(project.runtime), self.agent(project.agent)
+        if project.runtime == "docker":
+            raise AoError("the orchestrator agent works through ao's own command line on this machine, so it cannot "
+                          f"run in a container (project {project.id} uses runtime: docker); use `ao start "
+                          "--no-orchestrator`, or give the orchestrator's project a host runtime")
+        runtime, agent = self.runtime(project.runtime, project), self.agent(project.agent)
         runtime.check()
         check_agent_installed(project.agent)
         undo = _Undo()
@@ -549,7 +579,7 @@ class Sessions:
         from ao.plugins.agent import LaunchContext
 
         session_id = session.id
-        runtime = self.runtime(session.runtime or project.runtime)
+        runtime = self.runtime(session.runtime or project.runtime, project)
         runtime.check()
         if session.runtime_handle and runtime.probe([session.runtime_handle])[session.runtime_handle].alive:
             raise AoError(f"session '{session_id}' is still running; attach with `ao attach {session_id}`")
@@ -634,10 +664,6 @@ class Sessions:
             changed = _changed_since_plan(item.session, session)
             if changed:
                 return CleanupItem(session, "keep", f"{changed} since the plan was made; left alone")
-            if session.runtime_handle and item.session.status not in ("merged", "done", "cleanup", "killed") and \
-                    self.runtime(session.runtime or project.runtime).probe([session.runtime_handle])[
-                        session.runtime_handle].alive:
-                return CleanupItem(session, "keep", "its agent is running again; left alone")
             return self._clean_locked(CleanupItem(session, item.action, item.reason), project)
 
     def _clean_locked(self, item: CleanupItem, project: Project) -> CleanupItem:

@@ -139,15 +139,65 @@ def branches_of(event: str, payload: Any) -> list[str]:
     return sorted({b for b in found if isinstance(b, str) and b})
 
 
-class WebhookServer:
-    """A small threaded HTTP server; ``on_delivery(project, event, branches)`` is called for each good one."""
+class WebhookReceiver:
+    """Checks and dispatches deliveries: ``on_delivery(project, event, branches)`` is called for each good
+    one. Served by :class:`WebhookServer`, or on the dashboard's port when ``ao start`` serves both."""
 
     def __init__(self, hooks: list[Hook], on_delivery: Callable[[str, str, list[str]], None],
-                 host: str = "127.0.0.1", port: int = 3000, data_dir: Path | None = None) -> None:
+                 data_dir: Path | None = None) -> None:
         self.hooks = {h.path: h for h in hooks}
         self.on_delivery = on_delivery
         self._seen = _Seen(Path(data_dir) / SEEN_FILE if data_dir is not None else None)
         self._lock = threading.Lock()
+
+    def hook_for(self, path: str) -> Hook | None:
+        return self.hooks.get(path.split("?", 1)[0])
+
+    def handle(self, path: str, headers: Any, stream: Any) -> tuple[int, str] | None:
+        """(status, text) for one POST; None when the client went away before sending its whole body. The
+        body is read only after the size check, parsed only when signed, its id marked only once parsed."""
+        hook = self.hook_for(path)
+        if hook is None:
+            return 404, "no webhook here"
+        try:
+            length = int(headers.get("Content-Length", ""))
+        except ValueError:
+            return 411, "Content-Length required"
+        if length < 0 or length > hook.max_body:
+            return 413, f"body over {hook.max_body} bytes"
+        try:
+            body = stream.read(length)
+        except OSError:
+            return None
+        if len(body) < length:
+            return None
+        if not signature_ok(hook.secret, body, headers.get("X-Hub-Signature-256")):
+            return 401, "bad or missing X-Hub-Signature-256"
+        event = headers.get("X-GitHub-Event") or ""
+        try:
+            payload = json.loads(body) if body else {}
+        except RecursionError:
+            return 400, "body is nested too deeply"
+        except ValueError:
+            return 400, "body is not JSON"
+        delivery = headers.get("X-GitHub-Delivery") or ""
+        with self._lock:
+            if delivery and delivery in self._seen:
+                return 200, "duplicate delivery ignored"
+            if delivery:
+                self._seen.add(delivery)
+        if event == "ping":
+            return 200, "pong"
+        self.on_delivery(hook.project, event, branches_of(event, payload))
+        return 202, "accepted"
+
+
+class WebhookServer(WebhookReceiver):
+    """A small threaded HTTP server for the receiver."""
+
+    def __init__(self, hooks: list[Hook], on_delivery: Callable[[str, str, list[str]], None],
+                 host: str = "127.0.0.1", port: int = 3000, data_dir: Path | None = None) -> None:
+        super().__init__(hooks, on_delivery, data_dir)
         server = self
 
         class Handler(BaseHTTPRequestHandler):
@@ -219,41 +269,3 @@ class WebhookServer:
     def stop(self) -> None:
         self.httpd.shutdown()
         self.httpd.server_close()
-
-    def handle(self, path: str, headers: Any, stream: Any) -> tuple[int, str] | None:
-        """(status, text) for one POST; None when the client went away before sending its whole body. The
-        body is read only after the size check, parsed only when signed, its id marked only once parsed."""
-        hook = self.hooks.get(path.split("?", 1)[0])
-        if hook is None:
-            return 404, "no webhook here"
-        try:
-            length = int(headers.get("Content-Length", ""))
-        except ValueError:
-            return 411, "Content-Length required"
-        if length < 0 or length > hook.max_body:
-            return 413, f"body over {hook.max_body} bytes"
-        try:
-            body = stream.read(length)
-        except OSError:
-            return None
-        if len(body) < length:
-            return None
-        if not signature_ok(hook.secret, body, headers.get("X-Hub-Signature-256")):
-            return 401, "bad or missing X-Hub-Signature-256"
-        event = headers.get("X-GitHub-Event") or ""
-        try:
-            payload = json.loads(body) if body else {}
-        except RecursionError:
-            return 400, "body is nested too deeply"
-        except ValueError:
-            return 400, "body is not JSON"
-        delivery = headers.get("X-GitHub-Delivery") or ""
-        with self._lock:
-            if delivery and delivery in self._seen:
-                return 200, "duplicate delivery ignored"
-            if delivery:
-                self._seen.add(delivery)
-        if event == "ping":
-            return 200, "pong"
-        self.on_delivery(hook.project, event, branches_of(event, payload))
-        return 202, "accepted"

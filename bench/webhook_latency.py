@@ -7,7 +7,8 @@ session is spawned with the scripted agent (ao/scripted_agent.py, which appends 
 ``$AO_HOME/<session>.agent.jsonl``); its branch is pushed with a passing ci.sh and cycled until its PR is
 open with CI passing. Then the loop runs as ``ao start`` runs it, in this process: the poller lock, a
 :class:`~ao.poller.Loop` in a thread, and the webhook receiver from ``ao.cli.poll_cmd._start_services``
-(``on_delivery`` = ``poller.refresh`` + ``loop.wake``); no orchestrator agent.
+(``on_delivery`` = ``poller.refresh`` + ``loop.wake``), served on the dashboard's port as ``ao start``
+serves it; no orchestrator agent.
 
 Each run: the "human" records a request-changes review through the local SCM (its own SCM instance, as
 ``ao review`` would be another process; not timed), then the clock starts, a signed GitHub-style
@@ -148,7 +149,7 @@ def bench(env, runs: int) -> tuple[list[float], list[float]]:
             loop = Loop(poller, cfg.poll_interval, on_cycle=cycles.done)
             servers = _start_services(cfg, poller, loop, orchestrator=False)
             host, port = servers[0].address
-            url = f"http://{host}:{port}{next(iter(servers[0].hooks))}"  # /webhooks/app
+            url = f"http://{host}:{port}/webhooks/app"  # on the dashboard's port, as `ao start` serves it
             thread = threading.Thread(target=loop.run, name="ao-loop", daemon=True)
             thread.start()
             cycles.wait_past(0, "the loop's first cycle")

@@ -39,7 +39,7 @@ from datetime import datetime, timezone
 from email.utils import formatdate
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any, Callable
-from urllib.parse import parse_qsl, urlsplit
+from urllib.parse import parse_qsl, urlencode, urlsplit
 
 from api_descriptions import Invalid, ResolverError, connection, github_rest, github_schema, graphql_errors
 
@@ -532,9 +532,9 @@ class FakeGitHub:
 
     # -- REST --------------------------------------------------------------------------------------
 
-    def _moved(self, status: int, path: str) -> tuple[int, Any, dict[str, str]]:
+    def _moved(self, status: int, path: str, query: list[tuple[str, str]]) -> tuple[int, Any, dict[str, str]]:
         root = self.api_root if self.redirect_host is None else f"http://{self.redirect_host}:{self.port}{self.prefix}"
-        location = f"{root}{path}"
+        location = f"{root}{path}" + (f"?{urlencode(query)}" if query else "")  # as GitHub: the query kept
         return status, {"message": "Moved Permanently", "url": location,
                         "documentation_url": "https://docs.github.com/rest/guides/best-practices-for-using-the-rest-api"
                                              "#follow-redirects"}, {"Location": location}
@@ -548,7 +548,7 @@ class FakeGitHub:
         with self.lock:
             m = re.match(r"/repos/([^/]+/[^/]+)(/.*)?$", path)
             if m and m.group(1).lower() in self.old_names:  # a renamed repository: 301 to its id
-                return self._moved(301, f"/repositories/{self.repo_id}{m.group(2) or ''}")
+                return self._moved(301, f"/repositories/{self.repo_id}{m.group(2) or ''}", query)
             m = re.match(r"/repositories/(\d+)(/.*)?$", path)
             repo_id = int(m.group(1)) if m else self.repo_id
             if m:
@@ -559,7 +559,7 @@ class FakeGitHub:
             m = re.fullmatch(r"/repos/[^/]+/[^/]+/issues/(\d+)(/.*)?", path)
             if m and repo_id == self.repo_id and int(m.group(1)) in self.moved_issues:
                 target, number = self.moved_issues[int(m.group(1))]
-                return self._moved(301, f"/repositories/{target}/issues/{number}{m.group(2) or ''}")
+                return self._moved(301, f"/repositories/{target}/issues/{number}{m.group(2) or ''}", query)
             rest = github_rest()
             op, params, known = rest.match(method, path)
             if op is None:

@@ -148,3 +148,15 @@ def _alive(pid: int) -> bool:
             return fh.read().rsplit(")", 1)[-1].split()[0] != "Z"  # a zombie is as good as gone
     except OSError:
         return False
+
+
+def check_demo_run(result: dict[str, Any]) -> dict[str, str]:
+    """What every run of ao demo's workflow must show; returns the session of each issue."""
+    assert sorted(s["status"] for s in result["sessions"]) == ["merged", "merged", "merged"]
+    seen = [(e["session"], e["what"]) for e in result["timeline"]]
+    by_issue = {s["issue"]: s["session"] for s in result["sessions"]}
+    one, two = by_issue["1"], by_issue["2"]
+    assert seen.index((one, "ci.failing")) < seen.index((one, "ci.fix_sent")) < seen.index((one, "ci.passing"))
+    assert seen.count((two, "review.comments_sent")) == 1
+    assert sum(1 for _, what in seen if what == "merge.completed") == 3
+    return by_issue

@@ -20,6 +20,11 @@ def test_wheel_carries_rules_schemas_and_templates(tmp_path):
         assert shipped, folder
         assert {f"ao/_data/{name}" for name in shipped} <= names
     assert "ao/cli/__init__.py" in names
+    # the dashboard's pages, script, styles and vendored xterm.js (with its license): no build step, no CDN
+    web = {p.relative_to(ROOT).as_posix() for folder in ("static", "templates")
+           for p in (ROOT / "ao" / "web" / folder).rglob("*") if p.is_file() and "__pycache__" not in p.parts}
+    assert {"ao/web/static/app.js", "ao/web/static/vendor/xterm/xterm.js", "ao/web/static/vendor/xterm/LICENSE",
+            "ao/web/templates/board.html.j2"} <= web <= names
 
 
 def test_data_folder_prefers_the_installed_copy(tmp_path, monkeypatch):

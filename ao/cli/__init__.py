@@ -14,8 +14,8 @@ from ao import __version__
 def _build_app() -> Any:
     import typer
 
-    from ao.cli import (config_cmd, demo_cmd, merge_cmd, notify_cmd, poll_cmd, queue_cmd, review_cmd, rules_cmd,
-                        session_cmd, spawn_cmd, status_cmd)
+    from ao.cli import (config_cmd, dashboard_cmd, demo_cmd, merge_cmd, notify_cmd, poll_cmd, queue_cmd, review_cmd,
+                        rules_cmd, session_cmd, spawn_cmd, status_cmd)
     from ao.cli.common import ConfigOption
 
     app = typer.Typer(
@@ -50,6 +50,7 @@ def _build_app() -> Any:
     merge_cmd.register(app)
     poll_cmd.register(app)
     demo_cmd.register(app)
+    dashboard_cmd.register(app)
     return app
 
 

@@ -72,10 +72,12 @@ def register(app: typer.Typer) -> None:
                                                       "agent session.")] = False,
         interval: Annotated[Optional[str], typer.Option("--interval", help="Poll period, e.g. 10s (default: the "
                                                         "config's pollInterval).", show_default=False)] = None,
+        no_dashboard: Annotated[bool, typer.Option("--no-dashboard", help="Do not serve the dashboard.")] = False,
+        no_open: Annotated[bool, typer.Option("--no-open", help="Do not open the dashboard in a browser.")] = False,
         config: ConfigOption = None,
     ) -> None:
         """Run the lifecycle loop in the foreground until Ctrl-C or `ao stop`: poll, react, notify, merge,
-        clean up; serve the webhook receiver when one is configured."""
+        clean up; serve the dashboard (and the webhook receiver, when one is configured) on host:port."""
         from ao import events
         from ao.durations import DurationError, parse_duration
         from ao.poller import Loop, Poller, poller_lock
@@ -91,7 +93,8 @@ def register(app: typer.Typer) -> None:
         with poller_lock(cfg.data_dir):
             loop = Loop(poller, period, on_cycle=lambda r: events.log(cfg.data_dir, _summary(r), console=None))
             loop.install_signals()
-            servers = _start_services(cfg, poller, loop, orchestrator=not no_orchestrator)
+            servers = _start_services(cfg, poller, loop, orchestrator=not no_orchestrator,
+                                      dashboard=not no_dashboard, open_browser=not no_open)
             events.log(cfg.data_dir, f"ao started: polling every {period} s (pid {__import__('os').getpid()})")
             try:
                 loop.run()
@@ -188,18 +191,28 @@ def register(app: typer.Typer) -> None:
             pass
 
 
-def _start_services(cfg: Any, poller: Any, loop: Any, orchestrator: bool) -> list[Any]:
-    """The webhook receiver (when configured) and the orchestrator agent; returns what must be stopped."""
+def _start_services(cfg: Any, poller: Any, loop: Any, orchestrator: bool, dashboard: bool = True,
+                    open_browser: bool = False) -> list[Any]:
+    """The dashboard and the webhook receiver (when configured) on host:port, and the orchestrator agent;
+    returns what must be stopped."""
     from ao import events
-    from ao.webhook import WebhookServer, hooks_from_config
+    from ao.webhook import WebhookReceiver, WebhookServer, hooks_from_config
 
-    servers = []
+    servers: list[Any] = []
     hooks = hooks_from_config(cfg)
-    if hooks:
-        def delivered(project: str, event: str, branches: list[str]) -> None:
-            poller.refresh(project, branches)
-            loop.wake()
 
+    def delivered(project: str, event: str, branches: list[str]) -> None:
+        poller.refresh(project, branches)
+        loop.wake()
+
+    receiver = WebhookReceiver(hooks, delivered, data_dir=cfg.data_dir) if hooks else None
+    served = _start_dashboard(cfg, receiver, open_browser) if dashboard else None
+    if served is not None:
+        servers.append(served)
+        if hooks:
+            events.log(cfg.data_dir, f"webhooks: listening on {served.url(with_token=False).rstrip('/')} "
+                                     + ", ".join(h.path for h in hooks))
+    elif hooks:
         server = WebhookServer(hooks, delivered, host=cfg.host, port=cfg.port, data_dir=cfg.data_dir).start()
         servers.append(server)
         host, port = server.address
@@ -213,3 +226,25 @@ def _start_services(cfg: Any, poller: Any, loop: Any, orchestrator: bool) -> lis
         else:
             events.log(cfg.data_dir, f"orchestrator agent: session {session.id} (ao attach {session.id})")
     return servers
+
+
+def _start_dashboard(cfg: Any, receiver: Any, open_browser: bool) -> Any:
+    """The dashboard (with the webhook receiver on its port), or None when it cannot be served here (then
+    the reason is logged and ``ao start`` goes on without it)."""
+    import sys
+
+    from ao import events
+    from ao.web import server, settings
+
+    try:
+        served = server.DashboardServer(cfg, settings.from_config(cfg), receiver=receiver).start()
+    except AoError as exc:
+        events.log(cfg.data_dir, f"dashboard not served: {exc}")
+        return None
+    # the token goes to this terminal only, never to the log file
+    events.log(cfg.data_dir, f"dashboard: {served.url(with_token=False)} (`ao dashboard --print-url` prints "
+                             "its login URL)", console=None)
+    print(f"ao: dashboard: {served.url()}", file=sys.stderr, flush=True)
+    if open_browser:
+        server.open_browser(served.url())
+    return served

@@ -9,20 +9,9 @@ import typer
 
 from ao.cli.common import ConfigOption, JsonOption, ProjectOption, load_config, print_json
 from ao.errors import AoError, UsageError
+from ao.explain import explain as explain_fact, trigger_text
 
 app = typer.Typer(help="Inspect, explain and test the compiled reaction rules.", no_args_is_help=True)
-
-
-def _trigger_text(when: Any) -> str:
-    from ao.rulefiles import All, Cond, Not
-
-    if isinstance(when, Cond):
-        return str(when)
-    if isinstance(when, Not):
-        return f"not ({_trigger_text(when.item)})"
-    joiner = " and " if isinstance(when, All) else " or "
-    inner = joiner.join(_trigger_text(i) for i in when.items)
-    return inner if isinstance(when, All) or len(when.items) == 1 else f"({inner})"
 
 
 @app.command()
@@ -38,7 +27,7 @@ def show(ctx: typer.Context, project: ProjectOption = None, json: JsonOption = F
     if json:
         print_json({pid: {
             "reactions": {k: r.to_config() for k, r in sorted(compiled[pid].reactions.items())},
-            "triggers": [{"rule": ct.name, "reaction": ct.reaction.key, "when": _trigger_text(ct.when),
+            "triggers": [{"rule": ct.name, "reaction": ct.reaction.key, "when": trigger_text(ct.when),
                           "occurrence": ct.trigger.occurrence, "scope": ct.trigger.scope, "source": ct.trigger.origin}
                          for ct in compiled[pid].triggers],
             "routing": {p: list(n) for p, n in compiled[pid].routing.items()},
@@ -62,7 +51,7 @@ def show(ctx: typer.Context, project: ProjectOption = None, json: JsonOption = F
                 budget.append(f"after {r.limit} attempt{'s' if r.limit != 1 else ''}")
             if r.escalate_seconds is not None:
                 budget.append(f"after {format_duration(r.escalate_seconds)}")
-            table.add_row(ct.reaction.key, cell(_trigger_text(ct.when)), ct.trigger.occurrence, action,
+            table.add_row(ct.reaction.key, cell(trigger_text(ct.when)), ct.trigger.occurrence, action,
                           r.priority or "-", " or ".join(budget) or "never")
         out.print(table)
         routing = Table(title="routing", title_justify="left")
@@ -134,18 +123,7 @@ def explain(
     merge = [] if fact.get("pr_state") != "open" else (
         merging.for_session(stored, fact) if stored is not None and fact_file is None
         else merging.criteria_for_fact(fact))
-    missing = ", ".join(c.name for c in merge if not c.ok)
-    report = []
-    for ct in compiled.triggers:
-        if ct.trigger.scope != "session":
-            continue
-        failed = _first_failure(ct.when, fact)
-        if failed and failed.startswith("mergeable ") and missing:
-            failed += f"; missing: {missing}"
-        entry = ledgers.get(ct.reaction.key)
-        report.append({"reaction": ct.reaction.key, "rule": ct.name, "matched": failed is None,
-                       "failed": failed, "occurrence": f"{ct.trigger.occurrence}={fact.get(ct.trigger.occurrence)!r}",
-                       "ledger": entry.to_dict() if entry else None})
+    report = explain_fact(compiled, fact, ledgers, merge)
     if json:
         print_json({"session": session, "fact": fact, "reactions": report,
                     "merge": [c.to_dict() for c in merge]})
@@ -168,23 +146,6 @@ def explain(
         print(f"merge criteria (head {str(fact.get('head_sha') or '?')[:7]}):")
         for c in merge:
             print(f"  {'ok ' if c.ok else 'NO '} {c.name:<11} {c.detail}")
-
-
-def _first_failure(node: Any, fact: dict[str, Any]) -> Optional[str]:
-    """The first condition (in file order) that does not hold, as text; None when the trigger matches."""
-    from ao.engine import evaluate_node
-    from ao.rulefiles import All, Cond
-
-    if evaluate_node(node, fact):
-        return None
-    if isinstance(node, All):
-        for item in node.items:
-            reason = _first_failure(item, fact)
-            if reason:
-                return reason
-    if isinstance(node, Cond):
-        return f"{node} (is {fact.get(node.field)!r})"
-    return _trigger_text(node)
 
 
 @app.command("test")

@@ -43,8 +43,14 @@ def rows_for(manager: Any, project: Optional[str], now: float) -> list[dict[str,
                      "review": f["review"], "age_seconds": f["age_seconds"], "age": _age(f["age_seconds"]),
                      "tokens_in": f["tokens_in"], "tokens_out": f["tokens_out"], "cost_usd": f["cost_usd"],
                      "tokens": _tokens(f["tokens_in"], f["tokens_out"]) if f["tokens_in"] or f["tokens_out"] else None,
-                     "cost": f"${f['cost_usd']:.2f}" if f["cost_usd"] else None, "paused": f["paused"]})
+                     "cost": f"${f['cost_usd']:.2f}" if f["cost_usd"] else None, "paused": f["paused"],
+                     "host": manager.host_of(s)})
     return rows
+
+
+def columns_for(rows: list[dict[str, Any]]) -> list[str]:
+    """The table's columns; ``host`` only when some session runs somewhere other than here (docker)."""
+    return COLUMNS + ["host"] if any(r["host"] for r in rows) else COLUMNS
 
 
 def print_rows(rows: list[dict[str, Any]], columns: list[str], title: str) -> None:
@@ -89,7 +95,8 @@ def register(app: typer.Typer) -> None:
             print_json(rows_for(manager, project, time.time()))
             return
         if not watch:
-            print_rows(rows_for(manager, project, time.time()), COLUMNS, "sessions")
+            rows = rows_for(manager, project, time.time())
+            print_rows(rows, columns_for(rows), "sessions")
             return
         from rich.live import Live
 
@@ -98,8 +105,8 @@ def register(app: typer.Typer) -> None:
         with Live(auto_refresh=False, console=console()) as live:
             try:
                 while True:
-                    live.update(_table(rows_for(manager, project, time.time()), COLUMNS, "sessions"),
-                                refresh=True)
+                    rows = rows_for(manager, project, time.time())
+                    live.update(_table(rows, columns_for(rows), "sessions"), refresh=True)
                     time.sleep(2)  # a display refresh period, not synchronisation
             except KeyboardInterrupt:
                 pass

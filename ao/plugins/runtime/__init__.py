@@ -1,4 +1,4 @@
-"""Runtimes: where an agent's terminal lives (SPEC 5). ``tmux`` (default) and ``process``."""
+"""Runtimes: where an agent's terminal lives (SPEC 5). ``tmux`` (default), ``process`` and ``docker``."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ from typing import Any, Callable, Protocol
 from ao import plugins
 from ao.errors import AoError
 
-MODULES = {"tmux": "tmux", "process": "process"}
+MODULES = {"tmux": "tmux", "process": "process", "docker": "docker"}
 
 
 class SendError(AoError):
@@ -49,6 +49,7 @@ class LaunchSpec:
     # agent inherit ao's own (or, for tmux, the server's global environment).
     env: dict[str, str] = field(default_factory=dict)
     run_dir: Path | None = None  # a private folder the runtime may use (fifos, output logs)
+    repo: Path | None = None     # the project's checkout (trusted): where a worktree's git data and origin live
 
 
 @dataclass
@@ -89,6 +90,22 @@ class Runtime(Protocol):
     def attach_argv(self, handle: str) -> list[str]:
         """The command line that attaches the user's terminal (AoError when the runtime cannot attach)."""
 
+    # Optional, for runtimes that need them (docker): ``location(handle)`` names where a session runs (ao status);
+    # ``bind(state_dir, on_event)`` gives a folder for locks and a way to record events; ``agent_in_image``
+    # True means the agent CLI lives with the runtime (in an image), not on this machine's PATH.
+
 
 def get(name: str, **options: Any) -> Runtime:
     return plugins.load("runtime", name, MODULES, **options)
+
+
+def shared_options(name: str, settings: list[dict[str, Any]]) -> dict[str, Any]:
+    """Options for a runtime ``name`` that observes sessions of every project using it (one probe per
+    runtime, not per project), given each such project's settings; {} for runtimes without settings."""
+    if name not in MODULES or not any(settings):
+        return {}
+    import importlib
+
+    module = importlib.import_module(f"ao.plugins.runtime.{MODULES[name]}")
+    shared = getattr(module, "shared_options", None)
+    return shared(settings) if shared else {}

@@ -49,9 +49,14 @@ CALL_TIMEOUT = 10.0     # a wedged tmux server must not hang ao forever
 @dataclass
 class TmuxRuntime:
     """Runtime options: ``socket`` (tmux ``-L``; default ``$AO_TMUX_SOCKET``, else tmux's own default server),
-    ``tmux_bin`` (the tmux executable), ``settle`` (max seconds to let a paste land before Enter) and
+    ``tmux_bin`` (the tmux executable), ``settle`` (max seconds to let a paste land before Enter),
     ``poll`` (seconds between pane captures while settling and confirming) and ``term_timeout`` (how long
-    ``kill`` lets the agent's processes end after the hang-up before it signals them)."""
+    ``kill`` lets the agent's processes end after the hang-up before it signals them).
+
+    ``prefix`` runs every tmux command through another command, e.g. ``docker exec -i CONTAINER``: the
+    docker runtime drives the tmux server inside a container with this very code (``missing`` is then the
+    error for that command not being installed, and ``client_env`` that command's environment, which then
+    reaches no tmux server)."""
 
     socket: str | None = None
     tmux_bin: str = "tmux"
@@ -59,6 +64,9 @@ class TmuxRuntime:
     poll: float = 0.02
     term_timeout: float = 3.0
     name: str = "tmux"
+    prefix: tuple[str, ...] = ()
+    missing: str = MISSING
+    client_env: dict[str, str] | None = None
 
     def __post_init__(self) -> None:
         if self.socket is None:
@@ -67,7 +75,7 @@ class TmuxRuntime:
     # --- plumbing -------------------------------------------------------------------------------------
 
     def _argv(self, *args: str) -> list[str]:
-        return [self.tmux_bin, *(["-L", self.socket] if self.socket else []), *args]
+        return [*self.prefix, self.tmux_bin, *(["-L", self.socket] if self.socket else []), *args]
 
     def _run(self, *args: str, input: str | None = None) -> subprocess.CompletedProcess[str]:
         """One tmux client call; tmux missing or hanging becomes an AoError, a failed command does not."""
@@ -75,9 +83,10 @@ class TmuxRuntime:
             return subprocess.run(
                 self._argv(*args), check=False, input=input,
                 stdin=None if input is not None else subprocess.DEVNULL, capture_output=True, text=True,
-                encoding="utf-8", errors="replace", timeout=CALL_TIMEOUT, env=_client_env())
+                encoding="utf-8", errors="replace", timeout=CALL_TIMEOUT,
+                env=_client_env() if self.client_env is None else self.client_env)
         except FileNotFoundError as e:
-            raise AoError(MISSING) from e
+            raise AoError(self.missing) from e
         except subprocess.TimeoutExpired as e:
             raise AoError(f"tmux did not answer within {CALL_TIMEOUT:g} s (tmux {args[0]})") from e
 
@@ -229,12 +238,7 @@ class TmuxRuntime:
 
     def capture(self, handle: str, lines: int = 200) -> str:
         r = self._run("capture-pane", "-p", "-J", "-S", f"-{max(int(lines), 1)}", "-t", self._pane(handle))
-        if r.returncode != 0:
-            return ""
-        rows = [row.rstrip() for row in r.stdout.split("\n")]
-        while rows and not rows[-1]:
-            rows.pop()
-        return "\n".join(rows[-lines:])
+        return last_lines(r.stdout, lines) if r.returncode == 0 else ""
 
     def kill(self, handle: str) -> None:
         """End the session and every process started in its panes: some agents outlive the hang-up tmux
@@ -263,6 +267,26 @@ class TmuxRuntime:
             # inside another tmux server: nest explicitly (tmux refuses a nested attach while $TMUX is set)
             return ["env", "-u", "TMUX", *self._argv("attach-session", "-t", f"={handle}")]
         return self._argv("attach-session", "-t", f"={handle}")
+
+    def view_argv(self, handle: str) -> tuple[list[str], int, int]:
+        """A read-only attach for watching (the dashboard's terminal) that never resizes the agent's window,
+        and the terminal size that shows the window exactly (columns, rows with the status line).
+        Run it without ``$TMUX`` in its environment. AoError when the session is gone."""
+        r = self._run("display-message", "-p", "-t", self._pane(handle), "#{window_width} #{window_height} #{status}")
+        parts = r.stdout.split()
+        if r.returncode != 0 or len(parts) != 3 or not (parts[0].isdigit() and parts[1].isdigit()):
+            raise AoError(f"the tmux session {handle} is gone")
+        status_lines = 0 if parts[2] == "off" else int(parts[2]) if parts[2].isdigit() else 1
+        argv = self._argv("attach-session", "-r", "-f", "ignore-size,read-only", "-t", f"={handle}")
+        return argv, int(parts[0]), int(parts[1]) + status_lines
+
+
+def last_lines(text: str, lines: int) -> str:
+    """The last ``lines`` lines of a captured screen, without trailing blanks."""
+    rows = [row.rstrip() for row in text.split("\n")]
+    while rows and not rows[-1]:
+        rows.pop()
+    return "\n".join(rows[-lines:])
 
 
 def _command(spec: LaunchSpec) -> str:

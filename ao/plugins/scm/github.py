@@ -375,6 +375,8 @@ class GitHubClient:
                                   f"({target.host}); not following it with the token", response.status_code)
             response.close()
             self.rate_limit.from_headers(response.headers, counted=True)
+            if target.query:  # GitHub's Location keeps the query string: the parameters are in it already
+                kwargs = {**kwargs, "params": None}
             response = self._http.request(method, target, **kwargs)
         return response
 
@@ -660,7 +662,8 @@ def check_of(node: dict) -> tuple[Check, int | None]:
                  id=str(run_id) if run_id is not None else name, conclusion=str(conclusion or status or "")), job
 
 
-def comment_of(node: dict, trust: Trust, thread: dict | None = None) -> Comment:
+def comment_of(node: dict, trust: Trust) -> Comment:
+    """A review comment, or the body of a review, as a Comment (trusted or not, bot or not)."""
     from ao.templates import clean
 
     login, bot = _author(node)
@@ -836,10 +839,6 @@ class GitHubSCM:
         self._client = client
         if client is not None:
             client.rate_limit = self.rate_limit
-
-    @property
-    def trusted(self) -> frozenset[str]:
-        return self.trust.associations
 
     @property
     def client(self) -> GitHubClient:

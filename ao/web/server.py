@@ -1,0 +1,194 @@
+"""Running the dashboard: uvicorn on a socket we bind ourselves (so the port is known before anything is
+served, and port 0 works), in the foreground (``ao dashboard``) or in a thread beside the poll loop
+(``ao start``), with the webhook receiver on the same port when ``ao start`` has one."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import io
+import json
+import os
+import socket
+import sys
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+from ao.errors import AoError
+from ao.web.settings import STATE_FILE, ServeSettings
+from ao.webhook import REQUEST_DEADLINE
+
+
+def bind(settings: ServeSettings, port: int | None = None) -> socket.socket:
+    host = settings.host.strip("[]")
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        sock.bind((host, settings.port if port is None else port))
+        sock.listen(128)
+    except OSError as exc:
+        sock.close()
+        hint = (" (is `ao start` or another `ao dashboard` serving it already? `ao dashboard --print-url` shows "
+                "its address; or choose another with --port)") if exc.errno in (98, 48) else ""
+        raise AoError(f"cannot serve the dashboard on {settings.host}:{settings.port}: "
+                      f"{exc.strerror or exc}{hint}") from None
+    sock.set_inheritable(False)
+    return sock
+
+
+class WebhookApp:
+    """The webhook receiver as an ASGI app, for ``ao start`` serving it on the dashboard's port."""
+
+    def __init__(self, receiver: Any) -> None:
+        self.receiver = receiver
+
+    def handles(self, path: str) -> bool:
+        return self.receiver.hook_for(path) is not None
+
+    async def __call__(self, scope: dict, receive: Any, send: Any) -> None:
+        from starlette.concurrency import run_in_threadpool
+        from starlette.datastructures import Headers
+
+        headers = Headers(scope=scope)
+        if scope["method"] != "POST":
+            code, text = 405, "POST only"
+        else:
+            hook = self.receiver.hook_for(scope["path"])
+            try:
+                length = int(headers.get("content-length", ""))
+            except ValueError:
+                length = -1
+            body = b""
+            if 0 <= length <= hook.max_body:  # anything else is refused by handle() without reading it
+                try:
+                    body = await asyncio.wait_for(_body(receive, length), timeout=REQUEST_DEADLINE)
+                except asyncio.TimeoutError:
+                    body = b""  # a drip-feeding client: answered as an incomplete body
+            answer = await run_in_threadpool(self.receiver.handle, scope["path"], headers, io.BytesIO(body))
+            code, text = answer if answer is not None else (400, "incomplete body")
+        data = (text + "\n").encode()
+        await send({"type": "http.response.start", "status": code,
+                    "headers": [(b"content-type", b"text/plain; charset=utf-8"),
+                                (b"content-length", str(len(data)).encode())]})
+        await send({"type": "http.response.body", "body": data})
+
+
+async def _body(receive: Any, length: int) -> bytes:
+    body, more = b"", True
+    while more and len(body) < length:
+        message = await receive()
+        if message["type"] != "http.request":
+            break
+        body += message.get("body", b"")
+        more = message.get("more_body", False)
+    return body
+
+
+class DashboardServer:
+    """One served dashboard. ``run()`` in the foreground, or ``start()``/``stop()`` around other work."""
+
+    def __init__(self, config: Any, settings: ServeSettings, *, receiver: Any = None, tick: float | None = None) -> None:
+        import uvicorn
+
+        from ao.web.app import create_app
+        from ao.web.auth import load_token
+
+        settings.check_exposure()
+        self.config, self.settings = config, settings
+        self.token = load_token(config.data_dir)
+        self.sock = bind(settings)
+        self.port = self.sock.getsockname()[1]
+        self.app = create_app(config, settings, self.token, webhooks=WebhookApp(receiver) if receiver else None,
+                              tick=tick)
+        self.server = uvicorn.Server(uvicorn.Config(
+            self.app, log_level="warning", log_config=None, access_log=False, lifespan="on", ws="websockets-sansio",
+            http="h11", timeout_graceful_shutdown=2, server_header=False, date_header=False,
+            ssl_certfile=str(settings.cert_file) if settings.cert_file else None,
+            ssl_keyfile=str(settings.key_file) if settings.key_file else None))
+        self._thread: threading.Thread | None = None
+
+    def url(self, with_token: bool = True) -> str:
+        return self.settings.url(self.port, self.token if with_token else None)
+
+    @property
+    def address(self) -> tuple[str, int]:
+        return self.settings.host, self.port
+
+    @property
+    def watcher(self) -> Any:
+        return self.app.app.state.watcher
+
+    def _record(self) -> None:
+        from ao.ledger import atomic_write
+
+        with contextlib.suppress(AoError):
+            atomic_write(Path(self.config.data_dir) / STATE_FILE,
+                         json.dumps({"url": self.url(with_token=False), "pid": os.getpid()}) + "\n")
+
+    def _forget(self) -> None:
+        path = Path(self.config.data_dir) / STATE_FILE
+        with contextlib.suppress(OSError, ValueError):
+            if json.loads(path.read_text()).get("pid") == os.getpid():
+                path.unlink()
+
+    def run(self) -> None:
+        """Serve until SIGINT/SIGTERM."""
+        self._record()
+        try:
+            self.server.run(sockets=[self.sock])
+        finally:
+            self._forget()
+            self.sock.close()
+
+    def start(self, timeout: float = 15.0) -> "DashboardServer":
+        self._record()
+        self._thread = threading.Thread(target=self.server.run, kwargs={"sockets": [self.sock]},
+                                        name="ao-dashboard", daemon=True)
+        self._thread.start()
+        deadline = time.monotonic() + timeout
+        while not self.server.started:
+            if not self._thread.is_alive() or time.monotonic() > deadline:
+                raise AoError("the dashboard server did not start")
+            time.sleep(0.01)
+        return self
+
+    def stop(self) -> None:
+        self.server.should_exit = True
+        if self._thread is not None:
+            self._thread.join(10)
+        self._forget()
+        self.sock.close()
+
+
+def print_url(config: Any, settings: ServeSettings) -> str:
+    """The login URL of this data dir's dashboard: the one serving now, else where it would serve."""
+    from ao.web.auth import load_token
+
+    token = load_token(config.data_dir)
+    path = Path(config.data_dir) / STATE_FILE
+    with contextlib.suppress(OSError, ValueError, AttributeError):
+        state = json.loads(path.read_text())
+        pid = int(state["pid"])
+        os.kill(pid, 0)
+        return f"{state['url']}?token={token}"
+    return settings.url(token=token)
+
+
+def can_open_browser() -> bool:
+    """Whether a graphical browser can be opened here (never a text browser taking over the terminal)."""
+    if sys.platform in ("darwin", "win32"):
+        return True
+    return bool(os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY"))
+
+
+def open_browser(url: str) -> bool:
+    if not can_open_browser():
+        return False
+    import webbrowser
+
+    with contextlib.suppress(Exception):
+        return bool(webbrowser.open(url, new=2))
+    return False

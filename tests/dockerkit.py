@@ -1,0 +1,163 @@
+"""Private Docker engines for the docker runtime's tests: a real ``dockerd`` (Debian's docker.io) on a socket
+of its own, with its data, exec root and containerd under a temp folder, stopped and removed afterwards.
+
+The test image (``ao-test-agent``) is the root filesystem that ``.ci/setup.d/30-docker.sh`` builds with
+debootstrap (tmux, git, python3), imported into the engine, plus ``ao/scripted_agent.py`` at
+``/opt/ao/scripted_agent.py`` (a ``docker build``, as a user builds an agent image).
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import subprocess
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from sessionkit import ROOT, wait_for
+from tools import TOOLS, require
+
+ROOTFS = Path(os.environ.get("AO_DOCKER_ROOTFS") or TOOLS / "docker" / "rootfs-bookworm-tmux-git-python3.tar")
+IMAGE = "ao-test-agent"
+AGENT = "/opt/ao/scripted_agent.py"
+INSTALL = "run .ci/setup.d/30-docker.sh as root (apt-get install docker.io debootstrap, then debootstrap the image)"
+
+
+def require_docker() -> None:
+    require("dockerd", "dockerd (Debian's docker.io)", INSTALL)
+    require("docker", "the docker client", INSTALL)
+    require(ROOTFS, f"the test image's root filesystem ({ROOTFS})", INSTALL)
+    if os.geteuid() != 0:
+        require(None, "root (dockerd needs it)", "run the docker tests as root")
+
+
+@dataclass
+class Dockerd:
+    """One private engine. ``url`` is what ao's config takes as a host."""
+
+    root: Path
+    proc: subprocess.Popen | None = None
+    log: Path = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.log = self.root / "dockerd.log"
+
+    @property
+    def socket(self) -> Path:
+        return self.root / "docker.sock"
+
+    @property
+    def url(self) -> str:
+        return f"unix://{self.socket}"
+
+    def docker(self, *args: str, check: bool = True, input: bytes | None = None,
+               env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
+        r = subprocess.run(["docker", "--host", self.url, *args], capture_output=True, input=input,
+                           env=env, timeout=120)
+        if check and r.returncode != 0:
+            raise AssertionError(f"docker {' '.join(args)} failed: {r.stderr.decode(errors='replace')}")
+        return r
+
+    def start(self) -> "Dockerd":
+        # The engine's images and containers live on a tmpfs: importing is faster, and removing 200 MB of
+        # small files from this disk (mounted with discard) takes 15 s, unmounting a tmpfs none.
+        (self.root / "data").mkdir(parents=True, exist_ok=True)
+        subprocess.run(["mount", "-t", "tmpfs", "-o", "size=4g,mode=0700", "ao-test-dockerd", str(self.root / "data")],
+                       check=True, capture_output=True)
+        # --bridge=none and --iptables=false: nothing touches the machine's network; containers use
+        # --network none (the tests) or host. overlay2 works on this ext4 (vfs would copy the image per container).
+        argv = ["dockerd", "--storage-driver", "overlay2", "--iptables=false", "--ip6tables=false", "--bridge=none",
+                "--host", self.url, "--data-root", str(self.root / "data"), "--exec-root", str(self.root / "exec"),
+                "--pidfile", str(self.root / "docker.pid"), "--shutdown-timeout", "2"]
+        with open(self.log, "ab") as log:
+            self.proc = subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                                         start_new_session=True)
+        try:
+            wait_for(lambda: self.proc.poll() is not None or self.docker("version", check=False).returncode == 0,
+                     timeout=60, what="dockerd to answer")
+            if self.proc.poll() is not None:
+                raise AssertionError(f"dockerd exited: {self.log.read_text()[-2000:]}")
+        except BaseException:
+            self.stop()
+            raise
+        return self
+
+    def load_image(self) -> None:
+        """ao-test-base from the cached root filesystem, then ao-test-agent on top of it."""
+        with open(ROOTFS, "rb") as f:
+            r = subprocess.run(["docker", "--host", self.url, "import", "-", "ao-test-base"], stdin=f,
+                               capture_output=True, timeout=300)
+        assert r.returncode == 0, r.stderr
+        build = self.root / "build"
+        build.mkdir(exist_ok=True)
+        shutil.copy(ROOT / "ao" / "scripted_agent.py", build / "scripted_agent.py")
+        (build / "Dockerfile").write_text(f"FROM ao-test-base\nCOPY scripted_agent.py {AGENT}\n")
+        self.docker("build", "--quiet", "--tag", IMAGE, str(build),
+                    env={**os.environ, "DOCKER_BUILDKIT": "0"})  # the classic builder: no buildx needed
+
+    def running(self) -> bool:
+        return self.proc is not None and self.proc.poll() is None
+
+    def containers(self, prefix: str = "") -> list[str]:
+        """Names of every container (running or not) on the engine starting with ``prefix``."""
+        out = self.docker("ps", "--all", "--format", "{{.Names}}").stdout.decode().split()
+        return [n for n in out if n.startswith(prefix)]
+
+    def stop(self) -> None:
+        """Stop dockerd (it stops its containers and containerd); anything of it still running is killed, and
+        its folders (the tmpfs too) are unmounted and removed."""
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                os.killpg(self.proc.pid, signal.SIGKILL)
+                self.proc.wait(timeout=10)
+        _kill_leftovers(str(self.root))
+        _unmount_under(str(self.root))
+        shutil.rmtree(self.root / "data", ignore_errors=True)
+        shutil.rmtree(self.root / "exec", ignore_errors=True)
+
+
+def _kill_leftovers(root: str, timeout: float = 10.0) -> None:
+    """containerd and its shims name the engine's folders on their command lines: none may outlive a test."""
+    def mine() -> list[int]:
+        found = []
+        for entry in os.listdir("/proc"):
+            if not entry.isdigit():
+                continue
+            try:
+                cmdline = Path(f"/proc/{entry}/cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+            except OSError:
+                continue
+            if root in cmdline and int(entry) != os.getpid():
+                found.append(int(entry))
+        return found
+
+    for pid in mine():
+        try:
+            os.kill(pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+    deadline = time.monotonic() + timeout
+    while mine() and time.monotonic() < deadline:
+        time.sleep(0.05)
+
+
+def _unmount_under(root: str) -> None:
+    with open("/proc/self/mounts") as f:
+        points = [line.split()[1].replace("\\040", " ") for line in f]
+    for point in sorted((p for p in points if p.startswith(root + "/")), key=len, reverse=True):
+        subprocess.run(["umount", "-l", point], capture_output=True)
+
+
+def started_engine(root: Path) -> Dockerd:
+    engine = Dockerd(root).start()
+    try:
+        engine.load_image()
+    except BaseException:
+        engine.stop()
+        raise
+    return engine

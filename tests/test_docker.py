@@ -1,0 +1,403 @@
+"""The docker runtime against real Docker engines: private ``dockerd``s (tests/dockerkit.py) on sockets of
+their own, an image built here (Debian minbase with tmux, git, Python and ao/scripted_agent.py), real git,
+the local SCM and the real poller. Containers run with ``--network none``.
+
+Without dockerd, root or the cached root filesystem these tests skip locally and fail under CI
+(tests/tools.py); the configuration and "Docker is missing" tests need none of it.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+
+import pytest
+import yaml
+from dockerkit import AGENT, IMAGE, require_docker, started_engine
+from sessionkit import check_demo_run, wait_for
+
+from ao.errors import AoError
+from ao.plugins import runtime
+from ao.plugins.runtime import docker as docker_rt
+from ao.sessions import Sessions, SpawnRequest, handle_name
+
+
+@pytest.fixture(scope="module")
+def engine(tmp_path_factory):
+    """One private engine with the test image, for the whole module; stopped and removed afterwards."""
+    require_docker()
+    e = started_engine(tmp_path_factory.mktemp("dockerd"))
+    yield e
+    e.stop()
+
+
+def docker_project(aoenv, hosts, **runtime_extra):
+    """Configure ``aoenv``'s project for the docker runtime: the scripted agent in the test image, its message
+    log in a folder mounted read-write (the data dir is not in the container)."""
+    logs = aoenv.root / "agentlogs"
+    logs.mkdir(exist_ok=True)
+    where = {"hosts": hosts} if isinstance(hosts, list) else {"host": hosts}
+    aoenv.write_config(
+        runtime={"plugin": "docker", "image": IMAGE, "network": "none", "mounts": [f"{logs}:{logs}:rw"],
+                 **where, **runtime_extra},
+        agentConfig={"command": f'python3 {AGENT} --log "{logs}/$AO_SESSION.agent.jsonl"'})
+    return aoenv.load()
+
+
+def received(env, sid):
+    path = env.root / "agentlogs" / f"{sid}.agent.jsonl"
+    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()] if path.exists() else []
+
+
+def containers_of(engine, config):
+    return engine.containers(prefix=handle_name(config.data_dir, ""))
+
+
+# --------------------------------------------------------------------------------------- no engine needed
+
+def test_the_configuration_is_checked_with_positions(tmp_path):
+    from ao import config
+
+    (tmp_path / "app").mkdir()
+    path = tmp_path / "agent-orchestrator.yaml"
+    path.write_text("""\
+projects:
+  app:
+    path: app
+    runtime:
+      plugin: docker
+      image: agent
+      netwrk: none
+      memory: 4gb
+      hosts: ["unix:///a.sock", {url: "ssh://me@box", capacity: 0}, "ftp://x"]
+""")
+    with pytest.raises(AoError) as err:
+        config.load(path, env={})
+    text = str(err.value)
+    assert f"{path}:7:7: unknown key 'netwrk' (did you mean 'network'?) (at projects.app.runtime.netwrk)" in text
+    assert f"{path}:8:15: memory must be a size such as 512m or 4g (got '4gb')" in text
+    assert "must be at least 1 (got 0) (at projects.app.runtime.hosts[1].capacity)" in text
+    assert "a Docker endpoint looks like unix:///path/docker.sock" in text and "hosts[2]" in text
+
+    path.write_text("""\
+defaults:
+  runtime: {plugin: docker, image: agent, hosts: ["unix:///a.sock", "tcp://box:2376"]}
+projects:
+  app: {path: app, runtime: docker, sessionPrefix: app}
+  bare: {path: app, runtime: {plugin: docker, host: "unix:///b.sock", hosts: ["unix:///c.sock"]}, sessionPrefix: b}
+""")
+    with pytest.raises(AoError) as err:
+        config.load(path, env={})
+    text = str(err.value)
+    assert f"{path}:2:69: tcp://box:2376: a tcp:// engine needs TLS" in text
+    assert "set host (one engine) or hosts (several), not both (at projects.bare.runtime.hosts)" in text
+
+    path.write_text("projects:\n  app: {path: app, runtime: docker}\n")
+    with pytest.raises(AoError, match=r":2:29: runtime docker needs an image"):
+        config.load(path, env={})
+
+    path.write_text("""\
+defaults:
+  runtime: {plugin: docker, image: agent, memory: 2g, mounts: ["~/.codex/auth.json:/home/agent/.codex/auth.json"]}
+projects:
+  app: {path: app, runtime: docker}
+  fast: {path: app, sessionPrefix: f, runtime: {plugin: docker, cpus: 2, memory: 8g}}
+  host: {path: app, sessionPrefix: h, runtime: tmux}
+""")
+    cfg = config.load(path, env={})
+    assert cfg.projects["app"].runtime_settings["image"] == "agent"
+    assert cfg.projects["fast"].runtime_settings == {
+        "image": "agent", "memory": "8g", "cpus": 2, "mounts": ["~/.codex/auth.json:/home/agent/.codex/auth.json"]}
+    assert (cfg.projects["host"].runtime, cfg.projects["host"].runtime_settings) == ("tmux", {})
+
+
+def test_mounts_hosts_and_run_arguments(tmp_path, monkeypatch):
+    monkeypatch.setenv("HOME", str(tmp_path))
+    assert docker_rt.mount_of("~/.claude/.credentials.json:/home/agent/.claude/.credentials.json") == docker_rt.Mount(
+        f"{tmp_path}/.claude/.credentials.json", "/home/agent/.claude/.credentials.json", readonly=True)
+    assert docker_rt.mount_of("~/.codex/auth.json", "/run/x/home") == docker_rt.Mount(  # ~ in a target: the box's home
+        f"{tmp_path}/.codex/auth.json", "/run/x/home/.codex/auth.json", readonly=True)
+    assert docker_rt.mount_of("/cache:rw") == docker_rt.Mount("/cache", "/cache", readonly=False)
+    assert docker_rt.mount_of({"source": "/a,b", "readonly": False}).arg() == \
+        'type=bind,"source=/a,b","target=/a,b"'
+    tls = docker_rt.engine_of({"url": "tcp://box:2376", "certPath": "/certs", "name": "box", "capacity": 4})
+    assert tls.argv("docker") == ["docker", "--host", "tcp://box:2376", "--tlsverify", "--tlscacert",
+                                  "/certs/ca.pem", "--tlscert", "/certs/cert.pem", "--tlskey", "/certs/key.pem"]
+    rt = runtime.get("docker", image="agent", hosts=["unix:///a.sock", {"url": "ssh://me@box", "name": "box"}],
+                     network="none", cpus=1.5, memory="2g", env=["API_KEY", "UNSET_KEY", "SSH_AUTH_SOCK=/ssh-agent"])
+    assert rt.location("ao-x-app-1@ssh://me@box") == "box"
+    assert rt.location("ao-x-app-2@unix:///a.sock") == "unix:///a.sock"
+    assert rt.attach_argv("ao-x-app-1@ssh://me@box") == [
+        "docker", "--host", "ssh://me@box", "exec", "-it", "ao-x-app-1", "tmux", "-L", "ao", "attach-session",
+        "-t", "=ao-x-app-1"]
+    spec = runtime.LaunchSpec(name="ao-x-app-1", cwd=tmp_path, script=tmp_path / "s", run_dir=tmp_path / "run",
+                              env={"AO_SESSION": "app-1", "PATH": "/host/bin", "HOME": "/root", "LANG": "C.UTF-8",
+                                   "SSH_AUTH_SOCK": "/tmp/ssh-host/agent.1", "XDG_CONFIG_HOME": "/root/.config"})
+    argv = rt._run_argv("ao-x-app-1", spec, tmp_path / "run")
+    assert argv[argv.index("--network") + 1] == "none" and argv[argv.index("--memory") + 1] == "2g"
+    assert "--cap-drop" in argv and "no-new-privileges" in argv and argv[argv.index("--pull") + 1] == "never"
+    monkeypatch.setenv("API_KEY", "sk-123")
+    monkeypatch.setenv("OTHER_SECRET", "nope")
+    monkeypatch.delenv("UNSET_KEY", raising=False)
+    assert rt._environment(spec, tmp_path / "run") == {"API_KEY": "sk-123", "AO_SESSION": "app-1", "LANG": "C.UTF-8",
+                                                       "SSH_AUTH_SOCK": "/ssh-agent", "HOME": f"{tmp_path}/run/home"}
+    with pytest.raises(AoError, match="unknown docker runtime option"):
+        runtime.get("docker", imag="x")
+
+
+def test_docker_missing_is_a_clear_error_and_nothing_is_created(aoenv):
+    with pytest.raises(AoError, match=r"^docker is not installed"):
+        runtime.get("docker", image="x", docker_bin=str(aoenv.root / "no-docker")).check()
+    docker_project(aoenv, "unix:///nonexistent/docker.sock")
+    bin_dir = aoenv.root / "bin"
+    bin_dir.mkdir()
+    (bin_dir / "git").symlink_to(shutil.which("git"))
+    run = aoenv.ao("spawn", "app", "12", env={**aoenv.env, "PATH": str(bin_dir)})  # git, and no docker client
+    assert run.returncode == 1 and "docker is not installed (or not on PATH)" in run.stderr, run.stderr
+    assert "Traceback" not in run.stderr
+    if shutil.which("docker") is not None:  # a client, and no engine behind the socket
+        run = aoenv.ao("spawn", "app", "12")
+        assert run.returncode == 1 and "Traceback" not in run.stderr
+        assert ("the Docker engine unix:///nonexistent/docker.sock is unreachable (is dockerd running there?)"
+                in run.stderr), run.stderr
+    assert Sessions(aoenv.load()).store.list() == [] and not (aoenv.data / "workspaces").exists()
+
+
+def test_the_orchestrator_is_refused_in_a_container(aoenv):
+    cfg = docker_project(aoenv, "unix:///nonexistent/docker.sock")
+    with pytest.raises(AoError, match="cannot run in a container"):
+        Sessions(cfg).spawn_orchestrator()
+
+
+# ------------------------------------------------------------------------------------------ one engine
+
+def test_a_session_in_a_container_end_to_end(aoenv, engine):
+    cfg = docker_project(aoenv, engine.url)
+    manager = Sessions(cfg)
+    s = manager.spawn(SpawnRequest(project="app", target="12"))
+    assert (s.runtime, s.runtime_handle) == ("docker", f"{handle_name(cfg.data_dir, s.id)}@{engine.url}")
+    prompt = wait_for(lambda: received(aoenv, s.id), what="the prompt")
+    assert len(prompt) == 1 and "Add a health endpoint" in prompt[0]["text"]
+
+    run = aoenv.ao("send", s.id, "Please also add a test.\nAnd a second line.")
+    assert run.returncode == 0, run.stderr
+    wait_for(lambda: len(received(aoenv, s.id)) == 2, what="the message")
+    assert received(aoenv, s.id)[1]["text"] == "Please also add a test.\nAnd a second line."
+
+    run = aoenv.ao("status", "--json")
+    assert run.returncode == 0, run.stderr
+    row = json.loads(run.stdout)[0]
+    assert (row["session"], row["host"], row["alive"], row["status"]) == (s.id, engine.url, True, "working")
+    table = aoenv.ao("status", env={**aoenv.env, "COLUMNS": "250"})
+    assert "host" in table.stdout and engine.url in table.stdout
+
+    # git in the container: the worktree is a valid repository, commits land in the project's object store
+    manager.send(s.id, "!sh git -c user.name=a -c user.email=a@b commit -q --allow-empty -m from-the-box "
+                       "&& git log -1 --format=%s")
+    wait_for(lambda: "from-the-box\n" in manager.runtime("docker").capture(s.runtime_handle) + "\n",
+             what="the commit")
+    assert subprocess.run(["git", "log", "-1", "--format=%s", s.branch], cwd=aoenv.project, capture_output=True,
+                          text=True).stdout.strip() == "from-the-box"
+
+    # an agent that exits: the container stops, and its last output stays readable
+    manager.send(s.id, "!exit 3")
+    rt = manager.runtime("docker")
+    wait_for(lambda: not rt.probe([s.runtime_handle])[s.runtime_handle].alive, timeout=15, what="the exit")
+    assert rt.capture(s.runtime_handle).splitlines()[-1].startswith(("bye", "Pane is dead (status 3"))
+    assert engine.docker("inspect", "--format", "{{.State.ExitCode}}",
+                         s.runtime_handle.split("@")[0]).stdout.strip() == b"3"
+
+    before = len(received(aoenv, s.id))
+    restored = manager.restore(s.id)
+    assert restored.runtime_handle == s.runtime_handle
+    wait_for(lambda: "agent>" in rt.capture(s.runtime_handle), what="the restored agent")
+    manager.send(s.id, "back again")
+    wait_for(lambda: len(received(aoenv, s.id)) > before, what="a message to the restored agent")
+    assert [(m["n"], m["text"]) for m in received(aoenv, s.id)[before:]] == [(before + 1, "back again")]
+
+    manager.kill(s.id)
+    assert containers_of(engine, cfg) == []
+    manager.kill(s.id)  # idempotent: the container is gone already
+
+
+def test_the_send_protocol_is_the_same_in_a_container_and_the_poller_needs_no_docker_exec(aoenv, engine,
+                                                                                          monkeypatch):
+    from ao.plugins.runtime import AgentWaiting
+    from ao.poller import Poller
+
+    cfg = docker_project(aoenv, engine.url)
+    poller = Poller(cfg, console=None)
+    manager = poller.manager
+    s = manager.spawn(SpawnRequest(project="app", target="12"))
+    wait_for(lambda: received(aoenv, s.id), what="the prompt")
+    screen = manager.run_dir("app", s.id) / docker_rt.SCREEN
+    wait_for(lambda: screen.exists() and "agent>" in screen.read_text(), what="the container's screen file")
+    poller.cycle()
+
+    manager.send(s.id, "!ask")  # the agent asks a y/n question
+    with pytest.raises(AgentWaiting) as caught:  # dialog-safe: nothing typed into the question
+        manager.send(s.id, "Hey, the build is red.")
+    assert "yes/no" in caught.value.waiting_for
+    assert [m["text"] for m in received(aoenv, s.id)][1:] == ["!ask"]
+
+    execs = []  # from here the poller must see the question without a single docker exec
+    real = docker_rt.DockerRuntime._tmux
+    monkeypatch.setattr(docker_rt.DockerRuntime, "_tmux", lambda self, e, name: execs.append(name) or real(self, e, name))
+
+    def status_after_a_cycle():
+        poller.cycle()
+        return poller.store.get(s.id).status
+
+    wait_for(lambda: status_after_a_cycle() == "needs_input", timeout=20, what="needs_input from the screen file")
+    assert execs == [] and "proceed" in poller.store.get(s.id).meta["activity"].get("detail", "").lower()
+    monkeypatch.undo()
+
+    manager.send(s.id, "y", answer=True)
+    wait_for(lambda: [m["text"] for m in received(aoenv, s.id)][1:] == ["!ask", "y"], what="the answer")
+    wait_for(lambda: status_after_a_cycle() == "working", timeout=20, what="working once the answer shows")
+    manager.kill(s.id)
+    poller.close()
+
+
+def test_an_agent_in_a_container_sees_only_its_mounts_and_no_secret(aoenv, engine, monkeypatch):
+    secret = aoenv.root / "secret.txt"
+    secret.write_text("top secret")
+    monkeypatch.setenv("AO_TEST_SECRET", "hunter2-not-for-agents")
+    monkeypatch.setenv("GITHUB_TOKEN", "ghp_notforagents")
+    monkeypatch.setenv("ALLOWED_VAR", "given-on-purpose")
+    credentials = aoenv.root / "home" / ".codex" / "auth.json"  # ~ of ao (the test's HOME)
+    credentials.parent.mkdir()
+    credentials.write_text('{"token": "the-agents-own"}')
+    cfg = docker_project(aoenv, engine.url, env=["ALLOWED_VAR"], mounts=[
+        f"{aoenv.root / 'agentlogs'}:{aoenv.root / 'agentlogs'}:rw", "~/.codex/auth.json"])
+    manager = Sessions(cfg)
+    s = manager.spawn(SpawnRequest(project="app", target="12"))
+    wait_for(lambda: received(aoenv, s.id), what="the prompt")
+    git_dir = aoenv.project / ".git"
+    manager.send(s.id, f"!sh cat {secret}; cat {aoenv.project}/README.md; ls -a {aoenv.root} | sed 's/^/entry:/'; cat /proc/1/environ "
+                       f"| tr '\\0' '\\n' | sort; env | sort; touch {git_dir}/hooks/post-checkout; "
+                       f"echo '[core]fsmonitor=evil' >> {git_dir}/config; cat ~/.codex/auth.json; "
+                       f"echo stolen >> ~/.codex/auth.json; echo done-$((6*7))")
+    rt = manager.runtime("docker")
+    pane = wait_for(lambda: "done-42" in rt.capture(s.runtime_handle, 400) and rt.capture(s.runtime_handle, 400),
+                    what="the commands' output")
+    assert "top secret" not in pane and f"cat: {secret}: No such file or directory" in pane
+    assert f"cat: {aoenv.project}/README.md: No such file or directory" in pane  # only the project's .git is there
+    entries = {line[len("entry:"):] for line in pane.splitlines() if line.startswith("entry:")}
+    assert entries == {".", "..", "app", "origin.git", "data", "agentlogs"}  # no secret.txt, config or home
+    assert "hunter2" not in pane and "ghp_" not in pane
+    home = manager.run_dir("app", s.id) / "home"
+    assert "ALLOWED_VAR=given-on-purpose" in pane and f"HOME={home}" in pane
+    assert f"touch: cannot touch '{git_dir}/hooks/post-checkout': Read-only file system" in pane
+    assert "config: Read-only file system" in pane
+    assert "fsmonitor" not in (git_dir / "config").read_text() and not (git_dir / "hooks" / "post-checkout").exists()
+    assert '{"token": "the-agents-own"}' in pane  # the credentials it was given, read-only
+    assert f"{home}/.codex/auth.json: Read-only file system" in pane and "stolen" not in credentials.read_text()
+
+    inspected = json.loads(engine.docker("inspect", s.runtime_handle.split("@")[0]).stdout)[0]
+    env = dict(item.split("=", 1) for item in inspected["Config"]["Env"])
+    agent_env = manager._agent_env(cfg.projects["app"], s.id)  # ao.environment's allowlist and session variables
+    assert set(env) == (set(agent_env) - set(docker_rt.HOST_ENV)) | {"HOME", "PATH", "ALLOWED_VAR"}
+    assert env["PATH"] != os.environ["PATH"] and env["HOME"] == str(home)  # the image's PATH, the session's home
+    assert not {"AO_TEST_SECRET", "GITHUB_TOKEN", "SSH_AUTH_SOCK", "XDG_CONFIG_HOME"} & set(env)
+    assert inspected["HostConfig"]["CapDrop"] == ["ALL"] and inspected["HostConfig"]["NetworkMode"] == "none"
+    assert not (manager.run_dir("app", s.id) / docker_rt.ENV_FILE).exists()  # gone once docker has read it
+    manager.kill(s.id)
+
+
+def test_the_whole_local_workflow_runs_in_containers(engine, tmp_path, monkeypatch):
+    """ao demo's three issues (a CI failure fixed, a review addressed, a clean one), every agent in a container:
+    spawn, prompt, CI failure, send, review, merge, cleanup, and no container left."""
+    from ao import demo
+
+    project, config_path = demo.build_project(tmp_path)
+    data = yaml.safe_load(config_path.read_text())
+    logs = tmp_path / "agentlogs"
+    logs.mkdir()
+    scripts = tmp_path / "scripts"
+    p = data["projects"]["demo"]
+    p["runtime"] = {"plugin": "docker", "image": IMAGE, "host": engine.url, "network": "none",
+                    "mounts": [str(scripts), f"{logs}:{logs}:rw"]}
+    p["agentConfig"]["command"] = (f'python3 {AGENT} --log "{logs}/$AO_SESSION.agent.jsonl" '
+                                   f'--script "{scripts}/$(git rev-parse --abbrev-ref HEAD | tr / -).json"')
+    config_path.write_text(yaml.safe_dump(data))
+    monkeypatch.setenv("AO_HOME", str(tmp_path / "data"))
+    monkeypatch.setenv("AO_CONFIG_PATH", str(config_path))
+    run = demo.Demo(root=tmp_path, socket="unused", say=lambda line: None)
+    result = demo._drive(run, config_path)
+
+    one = check_demo_run(result)["1"]
+    messages = [json.loads(line)["text"] for line in (logs / f"{one}.agent.jsonl").read_text().splitlines()]
+    assert "Your task" in messages[0] and any("greet('Ada') returned" in m for m in messages[1:])
+    assert engine.containers(prefix=handle_name(tmp_path / "data", "")) == []  # cleanup removed every container
+    merged = subprocess.run(["git", "log", "--format=%s", "main"], cwd=tmp_path / "origin.git", capture_output=True,
+                            text=True).stdout
+    assert "Fix greet() punctuation" in merged and "Document count_words()" in merged
+    demo._wait_for_ci_jobs(tmp_path)
+
+
+# ------------------------------------------------------------------------------------------ two engines
+
+@pytest.fixture
+def second_engine(engine, tmp_path_factory):
+    e = started_engine(tmp_path_factory.mktemp("dockerd-b"))
+    yield e
+    e.stop()
+
+
+def test_two_engines_share_the_sessions_and_a_lost_one_ends_its_own(aoenv, engine, second_engine):
+    from ao.poller import Poller
+
+    cfg = docker_project(aoenv, [{"url": engine.url, "name": "a"}, {"url": second_engine.url, "name": "b"}])
+    poller = Poller(cfg, console=None)
+    manager = poller.manager
+    spawned = [manager.spawn(SpawnRequest(project="app", target="12")) for _ in range(4)]
+    hosts = [manager.host_of(s) for s in spawned]
+    assert hosts == ["a", "b", "a", "b"]  # fewest live sessions first; a tie goes to the engine listed first
+    assert len(containers_of(engine, cfg)) == 2 and len(containers_of(second_engine, cfg)) == 2
+    for s in spawned:
+        wait_for(lambda s=s: received(aoenv, s.id), what=f"{s.id}'s prompt")
+    assert poller.cycle().errors == []
+
+    second_engine.stop()  # the engine is lost mid-run
+    first = poller.cycle()
+    assert [manager.store.get(s.id).status for s in spawned] == ["working"] * 4  # one failed probe is not enough
+    assert any(e["type"] == "runtime.host_down" and e["host"] == "b" for e in _events(aoenv))
+    assert not [a for a in first.actions if a["reaction"] == "agent-exited"]
+    poller.cycle()
+    assert [manager.store.get(s.id).status for s in spawned] == ["working", "exited", "working", "exited"]
+
+    fresh = manager.spawn(SpawnRequest(project="app", target="after the loss"))
+    assert manager.host_of(fresh) == "a"
+    assert len([e for e in _events(aoenv) if e["type"] == "runtime.host_down"]) == 1  # once per outage
+    run = aoenv.ao("status", "--json")
+    assert {r["session"]: (r["host"], r["alive"]) for r in json.loads(run.stdout)}[fresh.id] == ("a", True)
+    for s in (spawned[0], spawned[2], fresh):
+        manager.kill(s.id)
+    with pytest.raises(AoError, match="Docker engine b is unreachable"):
+        manager.kill(spawned[1].id)  # nobody can say whether that container is gone: never pretend it is
+    assert containers_of(engine, cfg) == []
+    poller.close()
+
+
+def test_capacity_caps_an_engine_and_a_full_fleet_says_so(aoenv, engine, second_engine):
+    cfg = docker_project(aoenv, [{"url": engine.url, "name": "a", "capacity": 1},
+                                 {"url": second_engine.url, "name": "b", "capacity": 2}])
+    manager = Sessions(cfg)
+    spawned = [manager.spawn(SpawnRequest(project="app", target=f"task {i}")) for i in range(3)]
+    assert sorted(manager.host_of(s) for s in spawned) == ["a", "b", "b"]
+    with pytest.raises(AoError, match=r"no Docker engine can take another session:\n  a: full \(1 of 1\)\n  "
+                                      r"b: full \(2 of 2\)"):
+        manager.spawn(SpawnRequest(project="app", target="one too many"))
+    assert len(manager.store.list()) == 3  # the failed spawn left nothing behind
+    for s in spawned:
+        manager.kill(s.id)
+    assert containers_of(engine, cfg) == [] and containers_of(second_engine, cfg) == []
+
+
+def _events(env):
+    path = env.data / "events.jsonl"
+    return [json.loads(line) for line in path.read_text().splitlines()] if path.exists() else []
+
