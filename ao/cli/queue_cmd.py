@@ -2,30 +2,34 @@
 
 from __future__ import annotations
 
-import sys
 import time
 from typing import Annotated, Any, Optional
 
 import typer
 
-from ao.cli.common import ConfigOption, JsonOption, load_config, print_json
-from ao.cli.status_cmd import _age
+from ao.cli.common import ConfigOption, JsonOption, examples, load_config
+from ao.cli.output import Column, iso, listing, print_json, short_duration
 from ao.errors import AoError
 
 app = typer.Typer(help="The work queue: issues waiting for a session, spawned under the caps by `ao start` and "
                        "`ao poll`.", no_args_is_help=True)
 
-COLUMNS = ("project", "issue", "priority", "state", "waiting", "session", "blocked_by", "title")
+COLUMNS = [Column("project"), Column("issue"), Column("priority"), Column("state"),
+           Column("waiting", text=lambda r: short_duration(r["waiting_seconds"])), Column("session"),
+           Column("blocked_by", "blocked by"), Column("title")]
 
 
 def _row(e: Any, now: float) -> dict[str, Any]:
     return {"project": e.project, "issue": e.issue, "priority": e.priority, "state": e.state,
-            "waiting": _age(max(0.0, now - e.added_at)), "added_at": e.added_at, "source": e.source,
+            "waiting_seconds": int(max(0.0, now - e.added_at)), "added_at": iso(e.added_at), "source": e.source,
             "session": e.session or None, "blocked_by": list(e.blocked_by), "attempts": e.attempts,
             "error": e.error or None, "title": e.title}
 
 
-@app.command()
+@app.command(epilog=examples(
+    ("ao queue add my-app 12 13 14", "queue three issues, oldest first"),
+    ("ao queue add my-app 99 --priority 10", "ahead of everything at priority 0"),
+))
 def add(
     ctx: typer.Context,
     project: Annotated[str, typer.Argument(help="Project id from the config.", show_default=False)],
@@ -35,12 +39,7 @@ def add(
     json: JsonOption = False,
     config: ConfigOption = None,
 ) -> None:
-    """Queue issues for a session. Examples:
-
-      ao queue add my-app 12 13 14
-
-      ao queue add my-app 99 --priority 10     # ahead of everything at priority 0
-    """
+    """Queue issues for a session; `ao start` and `ao poll` spawn them under the caps."""
     from ao.sessions import Sessions
     from ao.workqueue import WorkQueue
 
@@ -61,7 +60,10 @@ def add(
               + (f" (priority now {e.priority})" if e.state == "queued" else ""))
 
 
-@app.command("ls")
+@app.command("ls", epilog=examples(
+    ("ao queue ls", "what waits, in admission order"),
+    ("ao queue ls my-app --all --json", "admitted and failed entries too, as JSON"),
+))
 def ls(
     ctx: typer.Context,
     project: Annotated[Optional[str], typer.Argument(metavar="[PROJECT]", help="Only this project.",
@@ -70,7 +72,7 @@ def ls(
     json: JsonOption = False,
     config: ConfigOption = None,
 ) -> None:
-    """The queue in admission order: priority, then age. Plain lines when piped. Example: ao queue ls --json"""
+    """The queue in admission order: priority, then age. Plain lines when piped."""
     from ao.workqueue import WorkQueue, order_key
 
     cfg = load_config(ctx, config)
@@ -80,35 +82,11 @@ def ls(
     entries = sorted((e for e in WorkQueue(cfg.data_dir).load() if project in (None, e.project)
                       and (all_ or e.state in ("queued", "admitting"))), key=order_key)
     rows = [_row(e, now) for e in entries]
-    if json:
-        print_json(rows)
-        return
-
-    def cell(row: dict[str, Any], column: str) -> str:
-        value = row[column]
-        if isinstance(value, list):
-            value = ",".join(value)
-        return "-" if value in (None, "") else str(value)
-
-    if not sys.stdout.isatty():
-        for row in rows:
-            print("\t".join(cell(row, c) for c in COLUMNS))
-        return
-    from rich.console import Console
-    from rich.markup import escape
-    from rich.table import Table
-
-    table = Table(title="queue", title_justify="left")
-    for column in COLUMNS:
-        table.add_column(column, overflow="fold")
-    for row in rows:
-        table.add_row(*(escape(cell(row, c)) for c in COLUMNS))
-    if not rows:
-        table.caption = "the queue is empty (add with: ao queue add PROJECT ISSUE...)"
-    Console().print(table)
+    listing(rows, COLUMNS, title="queue", json=json,
+            empty="the queue is empty (add with: ao queue add PROJECT ISSUE...)")
 
 
-@app.command()
+@app.command(epilog=examples(("ao queue rm my-app 13", "take issue 13 off the queue"),))
 def rm(
     ctx: typer.Context,
     project: Annotated[str, typer.Argument(help="Project id from the config.", show_default=False)],
@@ -116,8 +94,7 @@ def rm(
     json: JsonOption = False,
     config: ConfigOption = None,
 ) -> None:
-    """Take issues off the queue (a picked-up issue removed while still matching pickup comes back).
-    Example: ao queue rm my-app 13"""
+    """Take issues off the queue (a picked-up issue removed while still matching pickup comes back)."""
     from ao.workqueue import WorkQueue, normalize
 
     cfg = load_config(ctx, config)
