@@ -26,7 +26,7 @@ from pathlib import Path
 from typing import Callable
 
 from ao.errors import AoError
-from ao.plugins.runtime import LaunchSpec, Probe, SendError, Unconfirmed
+from ao.plugins.runtime import LaunchSpec, Probe, SendError, Unconfirmed, procs
 from ao.templates import clean
 
 FIFO, LOG = "input.fifo", "output.log"
@@ -52,13 +52,8 @@ def _parse(handle: str) -> _Handle | None:
 
 def _stat(pid: int) -> tuple[str, str] | None:
     """(state, starttime) of a process, or None when there is no such process."""
-    try:
-        with open(f"/proc/{pid}/stat", "rb") as f:
-            data = f.read().decode("ascii", "replace")
-    except OSError:
-        return None
-    fields = data[data.rfind(")") + 2:].split()  # the command name in (...) may hold spaces and parens
-    return (fields[0], fields[19]) if len(fields) > 19 else None
+    st = procs.stat(pid)
+    return (st[0], st[2]) if st is not None else None
 
 
 def _alive(h: _Handle) -> bool:
