@@ -171,6 +171,27 @@ class ProcessRuntime:
                                   f"within {confirm_timeout:g} s (not resent, to avoid duplicates)")
             time.sleep(0.02)
 
+    def send_keys(self, handle: str, keys: list[str]) -> None:
+        """Without a terminal, C-c is SIGINT to the agent's process group and Escape is an ESC byte on stdin."""
+        h = _parse(handle)
+        if h is None or not _alive(h):
+            raise SendError(f"cannot press keys in {handle}: the agent has exited")
+        for key in keys:
+            if key == "C-c":
+                self._signal(h.pid, signal.SIGINT)
+                continue
+            byte = {"Escape": b"\x1b", "Enter": b"\n"}.get(key)
+            if byte is None:
+                raise SendError(f"the process runtime cannot press {key}")
+            try:
+                fd = os.open(h.run_dir / FIFO, os.O_WRONLY | os.O_NONBLOCK | os.O_CLOEXEC)
+                try:
+                    os.write(fd, byte)
+                finally:
+                    os.close(fd)
+            except OSError as e:
+                raise SendError(f"cannot press {key} in process {h.pid}: {e.strerror or e}") from e
+
     def capture(self, handle: str, lines: int = 200) -> str:
         h = _parse(handle)
         if h is None:
