@@ -300,12 +300,16 @@ class FakeOpencode:
                     return
                 body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
                 fake.messages.append({"info": {"role": "user"}, "parts": body["parts"]})
+                if fake.slow.is_set():  # took the prompt, answers after the client gave up
+                    fake.release.wait(10)
                 self._send(204)
 
+        self.slow, self.release = threading.Event(), threading.Event()
         self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
         threading.Thread(target=self.server.serve_forever, daemon=True).start()
 
     def close(self) -> None:
+        self.release.set()
         self.server.shutdown()
         self.server.server_close()
 
@@ -345,6 +349,13 @@ def test_opencode_server_gives_state_and_delivers_without_typing(tmp_path):
         assert plugin.deliver(obs(tmp_path), "Fix it") and received()
         assert json.loads((c.run_dir / oc.SERVER).read_text())["session"] == "ses_1"  # for a restore
         assert shlex.split(plugin.launch_command(launch_ctx(tmp_path, resume=True)))[-2:] == ["--session", "ses_1"]
+        # The server took the prompt but its answer is late (it was busy restoring a session): the prompt may
+        # have arrived, so ao must not type it as well; the receipt decides.
+        fake.slow.set()
+        received = plugin.receipt(obs(tmp_path), "Second message")
+        assert plugin.deliver(obs(tmp_path), "Second message") and received()
+        fake.slow.clear()
+        fake.release.set()
         data["password"] = "wrong"
         (c.run_dir / oc.SERVER).write_text(json.dumps(data))
         assert not plugin.deliver(obs(tmp_path), "x")  # refused: ao types instead

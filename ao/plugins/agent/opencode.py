@@ -60,6 +60,11 @@ class ServerError(Exception):
     """The embedded server did not answer as expected (not up yet, gone, or another API version)."""
 
 
+class MaybeDelivered(ServerError):
+    """A request reached the server but its answer did not come back (a read timeout, a dropped connection):
+    the server may have acted on it. For a prompt that means it must not be typed in as well."""
+
+
 @dataclass
 class Server:
     """The TUI's embedded server for one session's folder."""
@@ -80,8 +85,12 @@ class Server:
                                      auth=("opencode", self.password), timeout=TIMEOUT)
             response.raise_for_status()
             return response.json() if response.content else None
-        except (httpx.HTTPError, ValueError) as exc:
+        except (httpx.ConnectError, httpx.ConnectTimeout, httpx.HTTPStatusError, ValueError) as exc:
+            # nothing was sent, or the server answered and refused: it did not act on the request
             raise ServerError(f"opencode's server on port {self.port}: {exc}") from None
+        except httpx.HTTPError as exc:
+            # sent, but no answer came back (a server busy restoring a session answers slowly)
+            raise MaybeDelivered(f"opencode's server on port {self.port} did not answer: {exc}") from None
 
     def session(self) -> str | None:
         """The folder's newest session."""
@@ -220,9 +229,14 @@ class OpenCode(BaseAgent):
             return False  # a slash command is the TUI's own, so it is typed
         try:
             session = server.session()
-            if session is None:
-                return False
+        except ServerError:
+            return False
+        if session is None:
+            return False
+        try:
             server.prompt(session, text)
+        except MaybeDelivered:
+            pass  # it may have arrived: never type it as well; the receipt decides
         except ServerError:
             return False
         self._remember(obs, session)
