@@ -143,4 +143,4 @@ def test_escapes_in_review_comments_and_events_never_reach_the_terminal(aoenv):
 
     events.append(aoenv.data, "x.y", session=s.id, note="\x1b[31mred")
     code, said = run(aoenv, "events")
-    assert code == 0 and "\\x1b[31mred" in said
+    assert code == 0 and "31mred" in said  # shown without its escape character (run() checks there is none)
