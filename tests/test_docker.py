@@ -33,6 +33,18 @@ def engine(tmp_path_factory):
     e.stop()
 
 
+@pytest.fixture(autouse=True)
+def no_container_outlives_its_test(request):
+    """Whatever a test using the engine leaves (a failed one does not reach its kills), removed afterwards:
+    placement counts every live container, so a leftover would skew the next test."""
+    yield
+    if "engine" in request.fixturenames:
+        e = request.getfixturevalue("engine")
+        left = e.containers()
+        if left:
+            e.docker("rm", "--force", *left, check=False)
+
+
 def docker_project(aoenv, hosts, **runtime_extra):
     """Configure ``aoenv``'s project for the docker runtime: the scripted agent in the test image, its message
     log in a folder mounted read-write (the data dir is not in the container)."""
@@ -190,8 +202,8 @@ def test_a_session_in_a_container_end_to_end(aoenv, engine):
     assert run.returncode == 0, run.stderr
     row = json.loads(run.stdout)[0]
     assert (row["session"], row["host"], row["alive"], row["status"]) == (s.id, engine.url, True, "working")
-    table = aoenv.ao("status", env={**aoenv.env, "COLUMNS": "250"})
-    assert "host" in table.stdout and engine.url in table.stdout
+    table = aoenv.ao("status")  # piped: plain tab-separated lines, the host last
+    assert table.stdout.rstrip("\n").split("\t")[-1] == engine.url
 
     # git in the container: the worktree is a valid repository, commits land in the project's object store
     manager.send(s.id, "!sh git -c user.name=a -c user.email=a@b commit -q --allow-empty -m from-the-box "
@@ -304,6 +316,25 @@ def test_an_agent_in_a_container_sees_only_its_mounts_and_no_secret(aoenv, engin
     assert not {"AO_TEST_SECRET", "GITHUB_TOKEN", "SSH_AUTH_SOCK", "XDG_CONFIG_HOME"} & set(env)
     assert inspected["HostConfig"]["CapDrop"] == ["ALL"] and inspected["HostConfig"]["NetworkMode"] == "none"
     assert not (manager.run_dir("app", s.id) / docker_rt.ENV_FILE).exists()  # gone once docker has read it
+    manager.kill(s.id)
+
+
+def test_a_clone_workspace_in_a_container_commits_and_pushes_without_the_project(aoenv, engine):
+    docker_project(aoenv, engine.url)
+    data = yaml.safe_load(aoenv.config.read_text())
+    data["projects"]["app"]["workspace"] = "clone"
+    aoenv.config.write_text(yaml.safe_dump(data))
+    manager = Sessions(aoenv.load())
+    s = manager.spawn(SpawnRequest(project="app", target="12"))
+    wait_for(lambda: received(aoenv, s.id), what="the prompt")
+    manager.send(s.id, f"!sh git -c user.name=a -c user.email=a@b commit -q --allow-empty -m cloned-work && "
+                       f"git push -q origin HEAD 2>&1; echo pushed-$?; ls {aoenv.project}/.git 2>&1 | head -1")
+    rt = manager.runtime("docker")
+    pane = wait_for(lambda: "pushed-" in rt.capture(s.runtime_handle) and rt.capture(s.runtime_handle),
+                    what="the push")
+    assert "pushed-0" in pane and f"{aoenv.project}/.git': No such file or directory" in pane  # a clone needs no project
+    assert subprocess.run(["git", "log", "-1", "--format=%s", s.branch], cwd=aoenv.origin, capture_output=True,
+                          text=True).stdout.strip() == "cloned-work"
     manager.kill(s.id)
 
 
