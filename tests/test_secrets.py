@@ -52,6 +52,11 @@ def test_an_agent_gets_the_allowlist_and_passEnv_but_no_secret(secret_env, runti
         assert not set(SECRET_NAMES) & set(seen) and "AO_TEST_SERVER_SECRET" not in seen
         post = _env_of(Path(s.workspace).parent / "postcreate-env.txt")
         assert post["AO_SESSION"] == s.id and SECRET not in str(post)
+        if runtime == "tmux":  # values reach the agent through a private file, never a command line (`ps`)
+            started = subprocess.run(["tmux", "-L", env.socket, "list-panes", "-a", "-F", "#{pane_start_command}"],
+                                     capture_output=True, text=True, check=True).stdout
+            assert "launch.sh" in started and "passed-on-purpose" not in started and "AO_SESSION=" not in started
+            assert not list(manager.run_dir("app", s.id).glob(".agent-env"))  # read once, then removed
     finally:
         manager.kill(s.id)
 

@@ -322,7 +322,7 @@ class DockerRuntime:
         """The tmux runtime, pointed at the tmux server inside ``container``. Its client is the docker CLI,
         which needs ao's environment (DOCKER_HOST, DOCKER_CONFIG, ...) and passes none of it in."""
         return TmuxRuntime(socket=SOCKET, prefix=(*engine.argv(self.docker_bin), "exec", "-i", container),
-                           missing=MISSING, client_env=dict(os.environ))
+                           missing=MISSING, client_env=dict(os.environ), inherit_env=True)
 
     def _note_down(self, engine: Engine, error: str) -> None:
         key = (str(self.state_dir), engine.url)

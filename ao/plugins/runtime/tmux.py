@@ -67,6 +67,7 @@ class TmuxRuntime:
     prefix: tuple[str, ...] = ()
     missing: str = MISSING
     client_env: dict[str, str] | None = None
+    inherit_env: bool = False   # the server's environment is the agent's (docker: the container's)
 
     def __post_init__(self) -> None:
         if self.socket is None:
@@ -129,7 +130,7 @@ class TmuxRuntime:
             "new-session", "-d", "-s", name, "-x", str(WIDTH), "-y", str(HEIGHT), "-c", str(spec.cwd),
             "exec cat", ";",
             "set-option", "-t", pane, "history-limit", str(HISTORY), ";",
-            "new-window", "-t", pane, "-c", str(spec.cwd), _command(spec), ";",
+            "new-window", "-t", pane, "-c", str(spec.cwd), _command(spec, self.inherit_env), ";",
             "set-option", "-w", "-t", pane, "remain-on-exit", "on", ";",
             "kill-window", "-a", "-t", pane)
         if r.returncode != 0:
@@ -137,6 +138,8 @@ class TmuxRuntime:
             if "duplicate session" in err:
                 raise AoError(f"a tmux session named {name} already exists (attach to it, or kill it first)")
             self._run("kill-session", "-t", f"={name}")  # undo a half-made session
+            if spec.run_dir is not None:
+                (spec.run_dir / ENV_FILE).unlink(missing_ok=True)
             raise AoError(f"tmux could not start session {name}: {err or 'exit status ' + str(r.returncode)}")
         return name
 
@@ -289,15 +292,36 @@ def last_lines(text: str, lines: int) -> str:
     return "\n".join(rows[-lines:])
 
 
-def _command(spec: LaunchSpec) -> str:
-    """The agent's command line: its launch script under ``env -i`` with exactly ``spec.env``, so it inherits
-    nothing from the tmux server's global environment (a server the user started holds whatever their shell
-    held). TERM is the one tmux sets for the pane."""
-    assignments = [f"{k}={v}" for k, v in spec.env.items() if k != "TERM"]
-    if not any(a.startswith("PATH=") for a in assignments):
-        assignments.append(f"PATH={os.defpath}")
-    return " ".join(["exec", "env", "-i", 'TERM="${TERM:-tmux-256color}"', *map(shlex.quote, assignments),
-                     shlex.quote(str(spec.script))])
+ENV_FILE = ".agent-env"  # in the session's run folder: the agent's environment, read once at launch
+
+
+def _command(spec: LaunchSpec, inherit: bool = False) -> str:
+    """The agent's command line: its launch script with exactly ``spec.env``, inheriting nothing from the tmux
+    server's global environment (a server the user started holds whatever their shell held). TERM is the one
+    tmux sets for the pane.
+
+    The values go through a 0600 file in the run folder, sourced and removed by the shell that starts the
+    script, never through a command line (any local user can read command lines in ``ps``). ``inherit``: the
+    server's own environment is already exactly the agent's (tmux inside a container started with it)."""
+    if inherit:
+        return f"exec {shlex.quote(str(spec.script))}"
+    env = {k: v for k, v in spec.env.items() if k != "TERM"}
+    env.setdefault("PATH", os.defpath)
+    if spec.run_dir is None:  # no private folder to hand the values over in: the command line it is
+        return " ".join(["exec", "env", "-i", 'TERM="${TERM:-tmux-256color}"',
+                         *(shlex.quote(f"{k}={v}") for k, v in env.items()), shlex.quote(str(spec.script))])
+    spec.run_dir.mkdir(parents=True, exist_ok=True)
+    path = spec.run_dir / ENV_FILE
+    path.unlink(missing_ok=True)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "w", encoding="utf-8") as f:
+        f.writelines(f"{k}={shlex.quote(v)}\n" for k, v in env.items() if _ENV_NAME.fullmatch(k))
+    loader = 'set -a; . "$0" && rm -f "$0" || exit 126; set +a; exec "$1"'
+    return " ".join(["exec", "env", "-i", 'TERM="${TERM:-tmux-256color}"', "/bin/sh", "-c", shlex.quote(loader),
+                     shlex.quote(str(path)), shlex.quote(str(spec.script))])
+
+
+_ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 
 
 def _client_env() -> dict[str, str]:
