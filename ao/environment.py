@@ -5,8 +5,8 @@ ao's own environment holds its secrets (notifier tokens, the webhook HMAC secret
 password...). An agent reads untrusted issue text and CI runs code the agent pushed, so neither inherits it:
 each gets a *complete* environment built here from an allowlist of names that carry no secret, plus the names
 a config adds explicitly (``passEnv``, top level and per project), plus ao's own session variables.
-Runtimes pass it as the whole environment (tmux: ``new-session -e`` on a server started with ``env -i``;
-the process runtime: ``env=``; docker: ``-e`` of these only).
+Runtimes pass it as the whole environment (tmux: ``env -i`` reading the values from a 0600 file, never a
+command line; the process runtime: ``env=``; docker: an ``--env-file`` of these only).
 """
 
 from __future__ import annotations
