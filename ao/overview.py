@@ -111,6 +111,7 @@ class SessionView:
     created_at: float
     observed_at: Optional[float]
     workspace: str
+    merge: list[Any] = field(default_factory=list)  # merge criteria of an open PR (ao.merging.Criterion)
     archived: bool = False
     fact: dict[str, Any] = field(default_factory=dict, repr=False)
     session: Optional[Session] = field(default=None, repr=False)  # the record it was read from
@@ -145,6 +146,8 @@ class SessionView:
             "issue": self.issue, "task": self.task, "agent": self.agent,
             "pr_state": self.pr_state, "pr": self.pr_number or None, "pr_url": self.pr_url, "ci": self.ci,
             "review": self.review, "conflicts": self.conflicts, "mergeable": self.mergeable,
+            "merge": [c.to_dict() for c in self.merge],
+            "merge_missing": [c.name for c in self.merge if not c.ok],
             "escalations": [{"reaction": e.reaction, "attempts": e.attempts,
                              "since": iso(e.since) if e.since is not None else None, "reason": e.reason}
                             for e in self.escalations],
@@ -165,6 +168,11 @@ def view(session: Session, cycle_at: Optional[float], archived: bool = False) ->
     for key, entry in sorted(session.ledger_entries().items()):
         if entry.escalated:
             escalations.append(Escalation(key, entry.attempts, entry.first_at, entry.last_error))
+    merge: list[Any] = []
+    if fact.get("pr_state") == "open":
+        from ao import merging
+
+        merge = merging.for_session(session, fact)
     observed = None
     if fact:
         # The poller observes every session of its config each cycle; a record it wrote after the last
@@ -180,7 +188,7 @@ def view(session: Session, cycle_at: Optional[float], archived: bool = False) ->
         ci=str(fact.get("ci") or "none"), review=str(fact.get("review") or "none"),
         conflicts=bool(fact.get("conflicts")), mergeable=bool(fact.get("mergeable")),
         escalations=escalations, created_at=session.created_at, observed_at=observed,
-        workspace=session.workspace, archived=archived, fact=dict(fact), session=session)
+        workspace=session.workspace, merge=merge, archived=archived, fact=dict(fact), session=session)
 
 
 @dataclass

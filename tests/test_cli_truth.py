@@ -107,6 +107,7 @@ def test_status_shows_conflicts_escalations_the_pr_url_and_colours_on_a_terminal
     assert row["escalations"] == [{"reaction": "ci-failed", "attempts": 2, "since": "2026-01-01T09:00:00Z",
                                    "reason": ""}]
     assert row["needs"] == "conflicts; escalated: ci-failed"
+    assert {"review", "ci", "conflicts"} <= set(row["merge_missing"])  # the merge criteria, as `ao merge` has them
     # piped: never wrapped, however long the branch (rich used to fold it at 80 columns)
     piped = aoenv.ao("status", env={**aoenv.env, "COLUMNS": "80"}).stdout
     fields = piped.rstrip("\n").split("\t")
@@ -425,7 +426,7 @@ def test_every_command_has_examples_and_no_bool_metavars_or_unshipped_references
     assert len(commands) >= 30 and ["issue", "new"] in commands and ["doctor"] in commands
     for command in commands:
         text = aoenv.ao(*command, "--help", env={**aoenv.env, "COLUMNS": "200"}).stdout
-        assert "Examples" in text and "$ ao " in text, command
+        assert "Examples" in text and re.search(r"^\s*(\$ )?ao [a-z]", text, flags=re.M), command
         assert "<bool>" not in text and "SPEC" not in text and "docs/" not in text, command
 
 

@@ -100,6 +100,8 @@ class SafeStream:
         self.raw = stream
 
     def write(self, text: str) -> int:
+        if not isinstance(text, str):  # as a text stream does: click probes with b"" and must see a text stream
+            raise TypeError(f"write() argument must be str, not {type(text).__name__}")
         self.raw.write(safe_text(text))
         return len(text)
 

@@ -38,7 +38,7 @@ def register(app: typer.Typer) -> None:
 
           ao dashboard --print-url      # the login URL again
 
-          ssh -L 3000:127.0.0.1:3000 server   # then open the URL on your machine (docs/dashboard.md)
+          ssh -L 3000:127.0.0.1:3000 server   # then open the URL on your machine
         """
         from ao.web import server, settings as settings_mod
 
