@@ -314,10 +314,13 @@ def merge(obs: Observation, term: Activity, sig: Signals) -> Activity:
         return Activity(term.state, term.at, memo, term.detail)
     if sig.state == "exited":
         return Activity("exited", newest(sig.at, term.at), memo, sig.detail)
+    # A limit message on screen stands (Claude's comes with a menu the agent reports as a dialog), unless the
+    # agent has started a new turn since; then a dialog, reported by the agent or drawn on screen.
+    if term.state == "blocked" and sig.state != "active":
+        return Activity(term.state, term.at, memo, term.detail)
     if sig.state == "waiting_input":
         return waiting(memo, "signal:" + sig.detail, sig.at if sig.at is not None else term.at, sig.detail)
-    # A dialog on screen stands; so does a limit message, unless the agent has started a new turn since
-    if term.state == "waiting_input" or (term.state == "blocked" and sig.state != "active"):
+    if term.state == "waiting_input":
         return Activity(term.state, term.at, memo, term.detail)
     at = newest(sig.at, term.at)
     memo[MEMO_AT] = at
@@ -329,7 +332,11 @@ def merge(obs: Observation, term: Activity, sig: Signals) -> Activity:
         if at is not None and obs.now - at >= obs.ready_threshold:
             return Activity("idle", at, memo, f"{sig.detail}, but nothing new since")
         return Activity("active", at, memo, sig.detail)
-    if sig.state == "ready":  # the turn is over: no settling needed, the agent said so
+    if sig.state == "ready":
+        # The turn is over (no settling needed: the agent said so); time counts from its end, not from
+        # redraws since (a clock, a cursor) that a capture without the last memo would take for output.
+        at = sig.at if sig.at is not None else at
+        memo[MEMO_AT] = at
         state = "ready" if at is None or obs.now - at < obs.ready_threshold else "idle"
         return Activity(state, at, memo, sig.detail)
     state = state_for(obs.now, at, obs.ready_threshold) if at is not None else "active"

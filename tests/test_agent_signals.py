@@ -393,3 +393,47 @@ def test_installed_version_reads_the_package_without_running_it(tmp_path, monkey
     assert installed_version("codex") == "0.171.0"
     assert version_at_least("0.171.0", (0, 171)) and not version_at_least("0.170.9", (0, 171))
     assert version_at_least(None, (9, 9))  # unknown: signals are used and checked as they are read
+
+
+# ------------------------------------------------------------- after a crash while typing (ao.executors)
+
+def test_each_agent_says_whether_a_message_arrived_since_a_time(tmp_path):
+    """``received_since``: what the journal asks about a message ao was typing in when it died."""
+    import time as _time
+    from datetime import datetime, timezone
+
+    ws, run = tmp_path / "ws", tmp_path / "run"
+    ws.mkdir()
+    run.mkdir()
+    now = _time.time()
+    iso = datetime.fromtimestamp(now, timezone.utc).isoformat().replace("+00:00", "Z")
+    # Claude: the transcript's user entry (or a queued one) with its timestamp
+    plugin = claude(tmp_path)
+    assert plugin.received_since(ws, run, "Fix it", now) is None  # no transcript to ask
+    transcript = tmp_path / "claude" / "projects" / cc.project_key(ws) / "s.jsonl"
+    transcript.parent.mkdir(parents=True)
+    transcript.write_text(json.dumps({"type": "user", "timestamp": iso, "message": {"content": "Fix it"}}) + "\n")
+    assert plugin.received_since(ws, run, "Fix it", now - 5) is True
+    assert plugin.received_since(ws, run, "Fix it", now + 60) is False  # older than the crash
+    assert plugin.received_since(ws, run, "other", now - 5) is False
+    # Codex: the rollout's UserMessage item
+    codex = agent.get("codex", home_dir=tmp_path / "codex")
+    rollout(tmp_path, ws, {**user_item("Fix it"), "timestamp": iso})
+    assert codex.received_since(ws, run, "Fix it", now - 5) is True
+    assert codex.received_since(ws, run, "Fix it", now + 60) is False
+    # aider: the input history's entry under its local-time line
+    aider = agent.get("aider")
+    assert aider.received_since(ws, run, "Fix it", now) is None
+    stamp = datetime.fromtimestamp(now).strftime("%Y-%m-%d %H:%M:%S.%f")
+    (run / "aider.input.history").write_text(f"\n# {stamp}\n+Fix it\n")
+    assert aider.received_since(ws, run, "Fix it", now - 5) is True
+    assert aider.received_since(ws, run, "Fix it", now + 60) is False
+
+
+def test_a_usage_limit_menu_is_blocked_though_claude_reports_a_dialog(tmp_path):
+    (tmp_path / "run").mkdir()
+    status_file(tmp_path, 9, "waiting", T0 + 50, waitingFor="dialog open")
+    menu = ("❯ Fix it\n● You've hit your session limit · resets 3pm\n\n What do you want to do?\n"
+            " ❯ 1. Stop and wait for limit to reset\n   2. Upgrade your plan\n Enter to confirm · Esc to cancel")
+    a = claude(tmp_path).activity(obs(tmp_path, pane=menu, pid=9))
+    assert a.state == "blocked" and "session limit" in a.detail

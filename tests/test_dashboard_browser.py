@@ -115,6 +115,7 @@ def test_board_groups_every_session_and_moves_a_card_within_a_second(chromium, a
         assert page.title() == f"({attention}) Board · ao"
         assert page.get_attribute("#favicon", "href").startswith("data:image/svg+xml")
         assert "yes/no prompt" in page.inner_text("#card-app-1")
+        assert "No poller is running" in page.inner_text("#poller-banner")  # read-only data, and it says so
         page.screenshot(path=str(shots / "board.png"), full_page=True)
 
         page.select_option("#project-filter", "web")
@@ -171,7 +172,8 @@ def test_session_page_shows_ci_logs_review_threads_and_the_live_terminal(chromiu
 
         for_project(cfg, cfg.projects["app"]).review(s.branch, "request_changes", "Please rename <x> to y.",
                                                      author="reviewer")
-        _cycle_until(poller, s.id, lambda x: any("rename" in c["body"] for c in x.meta.get("pr", {}).get("comments", [])),
+        _cycle_until(poller, s.id, lambda x: any("rename" in c["body"]
+                                                      for c in x.meta.get("pr", {}).get("comments", [])),
                      "the review thread stored")
         page = _open(chromium, dash, f"/s/{s.id}")
         assert "test_x failed: expected 2, got 3" in page.inner_text(".ci pre.log")
@@ -206,7 +208,8 @@ def test_send_answer_kill_restore_and_merge_work_and_failures_show(chromium, aoe
         page.fill("#send-form textarea", "!ask")
         page.click("#send-form button[type=submit]")
         _toast(page, f"sent to {s.id}")
-        wait_for(lambda: "Do you want to proceed?" in aoenv.tmux("capture-pane", "-p", "-t", f"={s.runtime_handle}:").stdout,
+        pane = f"={s.runtime_handle}:"
+        wait_for(lambda: "Do you want to proceed?" in aoenv.tmux("capture-pane", "-p", "-t", pane).stdout,
                  what="the question")
         _cycle_until(poller, s.id, lambda x: x.status == "needs_input", "needs_input")
         page.wait_for_selector(".detail[data-status=needs_input]", timeout=5_000)
@@ -290,8 +293,11 @@ def test_ten_tabs_cost_the_server_what_one_does(chromium, aoenv, dash):
         tabs.append(_open(chromium, dash, context=tabs[0].context))
     streams, ten, took_ten = rates()
     assert streams == 10
-    # the same looks at the disk per second, each costing the same: one stat per session file, nothing read
-    assert abs(ten["scans"] / took_ten - one["scans"] / took_one) <= 0.25 * one["scans"] / took_one
+    # the disk is looked at on the watcher's tick, whatever the number of tabs (a busy machine may only make
+    # it fewer), each look costing the same: one stat per session file, nothing read
+    from ao.web.watcher import TICK
+
+    assert one["scans"] <= took_one / TICK + 2 and ten["scans"] <= took_ten / TICK + 2
     assert one["stats"] == one["scans"] * files and ten["stats"] == ten["scans"] * files
     assert one["session_reads"] == ten["session_reads"] == 0 and one["event_reads"] == ten["event_reads"] == 0
     # one change: read once, shown in all ten tabs
@@ -322,7 +328,8 @@ def test_events_and_config_pages(chromium, aoenv, dash, shots):
     import yaml
 
     data = yaml.safe_load(aoenv.config.read_text())
-    data["notifiers"] = {"chat": {"plugin": "slack", "webhook": "https://hooks.slack.com/services/T0000AAAA/B0000BBBB/verysecret0123456789abcd"}}
+    hook = "https://hooks.slack.com/services/T0000AAAA/B0000BBBB/verysecret0123456789abcd"
+    data["notifiers"] = {"chat": {"plugin": "slack", "webhook": hook}}
     data["notificationRouting"] = {"urgent": ["chat"]}
     aoenv.config.write_text(yaml.safe_dump(data))
     dash.stop()

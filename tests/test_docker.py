@@ -307,6 +307,25 @@ def test_an_agent_in_a_container_sees_only_its_mounts_and_no_secret(aoenv, engin
     manager.kill(s.id)
 
 
+def test_a_clone_workspace_in_a_container_commits_and_pushes_without_the_project(aoenv, engine):
+    docker_project(aoenv, engine.url)
+    data = yaml.safe_load(aoenv.config.read_text())
+    data["projects"]["app"]["workspace"] = "clone"
+    aoenv.config.write_text(yaml.safe_dump(data))
+    manager = Sessions(aoenv.load())
+    s = manager.spawn(SpawnRequest(project="app", target="12"))
+    wait_for(lambda: received(aoenv, s.id), what="the prompt")
+    manager.send(s.id, f"!sh git -c user.name=a -c user.email=a@b commit -q --allow-empty -m cloned-work && "
+                       f"git push -q origin HEAD 2>&1; echo pushed-$?; ls {aoenv.project}/.git 2>&1 | head -1")
+    rt = manager.runtime("docker")
+    pane = wait_for(lambda: "pushed-" in rt.capture(s.runtime_handle) and rt.capture(s.runtime_handle),
+                    what="the push")
+    assert "pushed-0" in pane and f"{aoenv.project}/.git': No such file or directory" in pane  # a clone needs no project
+    assert subprocess.run(["git", "log", "-1", "--format=%s", s.branch], cwd=aoenv.origin, capture_output=True,
+                          text=True).stdout.strip() == "cloned-work"
+    manager.kill(s.id)
+
+
 def test_the_whole_local_workflow_runs_in_containers(engine, tmp_path, monkeypatch):
     """ao demo's three issues (a CI failure fixed, a review addressed, a clean one), every agent in a container:
     spawn, prompt, CI failure, send, review, merge, cleanup, and no container left."""

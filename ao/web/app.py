@@ -104,7 +104,8 @@ class Guard:
                 await _deny(scope, receive, send, 403, "403 Forbidden: cross-origin request refused\n", extra)
                 return
         if not websocket and method not in SAFE_METHODS and not self.auth.csrf_ok(session, headers.get("x-csrf-token")):
-            await _deny(scope, receive, send, 403, "403 Forbidden: missing or wrong CSRF token; reload the page\n", extra)
+            await _deny(scope, receive, send, 403, "403 Forbidden: missing or wrong CSRF token; reload the page\n",
+                        extra)
             return
         scope[SESSION] = session
 
@@ -335,7 +336,8 @@ def create_app(config: Any, settings: ServeSettings, token: str, *, webhooks: An
         data = redact(config_mod.effective(config))
         rules = {pid: [{"rule": ct.name, "reaction": ct.reaction.key, "when": trigger_text(ct.when),
                         "occurrence": ct.trigger.occurrence, "scope": ct.trigger.scope,
-                        "action": ct.reaction.action if ct.reaction.auto else f"notify (auto off; {ct.reaction.action})",
+                        "action": ct.reaction.action if ct.reaction.auto
+                        else f"notify (auto off; {ct.reaction.action})",
                         "priority": ct.reaction.priority or "", "retries": ct.reaction.retries,
                         "escalate": ct.reaction.escalate_seconds}
                        for ct in cp.triggers] for pid, cp in renderer.compiled.items()}
@@ -418,7 +420,8 @@ def create_app(config: Any, settings: ServeSettings, token: str, *, webhooks: An
                 audit(config, name, session=sid, ok=False, detail=str(exc), client=client, **extra)
                 return JSONResponse({"ok": False, "message": str(exc)}, status_code=422)
             except Exception as exc:  # a bug: the person still gets an answer, and the log has it
-                audit(config, name, session=sid, ok=False, detail=f"{type(exc).__name__}: {exc}", client=client, **extra)
+                audit(config, name, session=sid, ok=False, detail=f"{type(exc).__name__}: {exc}", client=client,
+                      **extra)
                 return JSONResponse({"ok": False, "message": f"internal error: {type(exc).__name__}: {exc}"},
                                     status_code=500)
             audit(config, name, session=sid, ok=True, detail=message, client=client, **extra)

@@ -90,7 +90,8 @@ async def _body(receive: Any, length: int) -> bytes:
 class DashboardServer:
     """One served dashboard. ``run()`` in the foreground, or ``start()``/``stop()`` around other work."""
 
-    def __init__(self, config: Any, settings: ServeSettings, *, receiver: Any = None, tick: float | None = None) -> None:
+    def __init__(self, config: Any, settings: ServeSettings, *, receiver: Any = None,
+                 tick: float | None = None) -> None:
         import uvicorn
 
         from ao.web.app import create_app

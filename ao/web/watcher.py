@@ -28,11 +28,11 @@ from pathlib import Path
 from typing import Any, Callable
 
 from ao import events as events_mod
-from ao.store import ARCHIVE, PROJECTS, SESSIONS, Session
+from ao.store import PROJECTS, SESSIONS, Session
 
 TICK = 0.2                 # seconds between looks while someone listens: a status change shows within ~0.3 s
 POLLER_CHECK = 2.0         # seconds between checks for a running poller
-RING = 4000                # messages kept for streams that resume
+RING = 1000                # messages kept for streams that resume (a session page's detail can be ~10 kB)
 EVENTS_KEPT = 5000         # events kept in memory (timelines, the events page)
 TAIL_BYTES = 2 * 1024 * 1024  # at start, how much of a long event log is read (its end)
 
@@ -210,10 +210,8 @@ class Watcher:
         if now - self._poller_at < POLLER_CHECK:
             return 0
         self._poller_at = now
-        from ao.poller import running_pid
-
         self.reads.poller_checks += 1
-        pid = running_pid(self.data_dir)
+        pid = _poller_pid(self.data_dir)
         state = {"running": pid is not None, "pid": pid}
         if state == self.poller:
             return 0
@@ -259,6 +257,21 @@ class Watcher:
         return lambda: self._listeners.remove(wake)
 
 
+def _poller_pid(data_dir: Path) -> int | None:
+    """The pid in the poller's pid file when that process lives. Not ``ao.poller.running_pid``: that takes
+    the poller lock for a moment, and an ``ao start`` starting in that moment would think another runs."""
+    from ao.poller import PID_FILE
+
+    try:
+        pid = int((data_dir / PID_FILE).read_text().strip())
+        os.kill(pid, 0)
+    except PermissionError:
+        return pid
+    except (OSError, ValueError):
+        return None
+    return pid
+
+
 class Hub:
     """Runs the watcher while browsers listen and wakes their streams. Lives in the server's event loop."""
 
@@ -295,7 +308,9 @@ class Hub:
             try:
                 await loop.run_in_executor(None, self.watcher.scan)
             except Exception as exc:  # a scan that fails (disk trouble) must not end the watching
-                events_mod.log(self.watcher.data_dir, f"dashboard watcher: {type(exc).__name__}: {exc}", console=None)
+                with contextlib.suppress(Exception):
+                    events_mod.log(self.watcher.data_dir, f"dashboard watcher: {type(exc).__name__}: {exc}",
+                                   console=None)
             await asyncio.sleep(self.tick)
 
     async def follow(self, cursor: str | None, session: str | None, idle: float = 15.0) -> Any:

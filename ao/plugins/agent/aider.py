@@ -22,7 +22,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
 
-from ao.activity import Screen, combine, pattern, shows_input_box, terminal_activity
+from ao.activity import Screen, Signals, combine, merge, pattern, shows_input_box, terminal_activity
 from ao.plugins.agent import Activity, BaseAgent, LaunchContext, Observation
 from ao.plugins.agent.command import exclude, join, model_flags, permission_flags, same_text
 
@@ -43,15 +43,50 @@ SCREEN = Screen(
 )
 
 
+def last_turn(path: Path, tail: int = 16384) -> str | None:
+    """Where aider's chat history says the conversation stands: a user message (``#### ``) after the last
+    token report (``> Tokens: …``, printed when a reply ends) is a turn in progress ("working"), or
+    "blocked" when rate-limit errors followed it; the token report last is "done"; None: no turn yet."""
+    try:
+        with path.open("rb") as f:
+            f.seek(max(f.seek(0, 2) - tail, 0))
+            lines = f.read().decode("utf-8", "replace").splitlines()
+    except OSError:
+        return None
+    state = None
+    for line in lines:
+        if line.startswith("#### "):
+            state = "working"
+        elif line.startswith("> Tokens: "):
+            state = "done"
+        elif state == "working" and _RATE_LIMITED.search(line):
+            state = "blocked"
+    return state
+
+
+_RATE_LIMITED = re.compile(r"\bThe API provider has rate limited you\b|\bRateLimitError\b")
+
+
 def history_entries(text: str) -> list[str]:
     """The messages of an aider input history: ``# <time>`` starts one, ``+`` prefixes its lines."""
-    entries: list[list[str]] = []
+    return [message for _, message in timed_entries(text)]
+
+
+def timed_entries(text: str) -> list[tuple[float | None, str]]:
+    """(epoch s of its ``# <local time>`` line, message) for each entry of an aider input history."""
+    from datetime import datetime
+
+    entries: list[tuple[float | None, list[str]]] = []
     for line in text.split("\n"):
         if line.startswith("# "):
-            entries.append([])
+            try:
+                at: float | None = datetime.strptime(line[2:].strip(), "%Y-%m-%d %H:%M:%S.%f").timestamp()
+            except ValueError:
+                at = None
+            entries.append((at, []))
         elif line.startswith("+") and entries:
-            entries[-1].append(line[1:])
-    return ["\n".join(lines) for lines in entries]
+            entries[-1][1].append(line[1:])
+    return [(at, "\n".join(lines)) for at, lines in entries]
 
 
 @dataclass
@@ -93,12 +128,25 @@ class Aider(BaseAgent):
         return obs.run_dir / name
 
     def activity(self, obs: Observation) -> Activity:
-        base = terminal_activity(obs, SCREEN)
+        term = terminal_activity(obs, SCREEN)
+        if term.state == "exited":
+            return term
+        path = self._history(obs, CHAT_HISTORY)
         try:
-            written = self._history(obs, CHAT_HISTORY).stat().st_mtime
+            written = path.stat().st_mtime
         except OSError:
-            return base
-        return combine(obs, base, written, "chat history updated")
+            return term
+        turn = last_turn(path)
+        sig = Signals()
+        if turn == "working":
+            sig.state, sig.at, sig.detail = "active", written, "turn in progress"
+        elif turn == "blocked":
+            sig.state, sig.at, sig.detail = "blocked", written, "aider: the API provider has rate limited it"
+        elif turn == "done":
+            sig.state, sig.at, sig.detail = "ready", written, "turn finished"
+        else:
+            return combine(obs, term, written, "chat history updated")
+        return merge(obs, term, sig)
 
     def not_ready(self, obs: Observation, activity: Activity) -> str | None:
         """aider reads input only at its ``>`` prompt: anything else on the screen means not now."""
@@ -124,6 +172,17 @@ class Aider(BaseAgent):
             return any(same_text(entry, text) for entry in history_entries(new))
 
         return received
+
+    def received_since(self, workspace: Path, run_dir: Path, text: str, since: float) -> bool | None:
+        """After a crash while typing: whether the input history has ``text`` from ``since`` on."""
+        path = self._history(Observation(now=since, alive=True, workspace=workspace, started_at=since,
+                                         ready_threshold=0, run_dir=run_dir), INPUT_HISTORY)
+        try:
+            data = path.read_text(encoding="utf-8", errors="replace")
+        except OSError:
+            return None
+        return any(same_text(message, text) and (at is None or at >= since - 1)
+                   for at, message in timed_entries(data))
 
 
 def plugin(**options: Any) -> Aider:

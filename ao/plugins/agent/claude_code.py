@@ -41,7 +41,7 @@ from ao.activity import Screen, Signals, merge, newest, pattern, terminal_activi
 from ao.errors import AoError
 from ao.plugins.agent import Activity, BaseAgent, LaunchContext, Observation
 from ao.plugins.agent.command import (
-    join, model_flags, permission_flags, prompt_argument, read_new_lines, same_text, update_json,
+    iso_time, join, model_flags, permission_flags, prompt_argument, read_new_lines, same_text, update_json,
     version_at_least,
 )
 
@@ -433,6 +433,8 @@ class ClaudeCode(BaseAgent):
         """True once Claude Code submitted ``text`` (UserPromptSubmit) or queued it behind the running turn."""
         if obs.run_dir is None or not (obs.run_dir / EVENTS).is_file():
             return None  # no hook has ever run in this launch: the pane has to do
+        if text.lstrip().startswith("/"):
+            return None  # a slash command runs locally: no UserPromptSubmit (and /exit ends the agent)
         events_path = obs.run_dir / EVENTS
         offset = _size(events_path)
         found = self.session_file(obs.workspace)
@@ -452,6 +454,27 @@ class ClaudeCode(BaseAgent):
             return False
 
         return received
+
+    def received_since(self, workspace: Path, run_dir: Path, text: str, since: float) -> bool | None:
+        """After a crash while typing: whether the transcript has ``text`` as a prompt or a queued message
+        from ``since`` on (None: no transcript to ask)."""
+        found = self.session_file(workspace)
+        if found is None:
+            return None
+        size = _size(found[0])
+        entries, _ = read_new_lines(found[0], max(size - TAIL_BYTES, 0))
+        return any(same_text(_transcript_text(e), text) and (iso_time(e.get("timestamp")) or 0) >= since - 1
+                   for e in entries)
+
+
+def _transcript_text(entry: dict[str, Any]) -> str | None:
+    """The text a transcript entry says the user submitted or queued, if it is such an entry."""
+    if entry.get("type") == "queue-operation" and entry.get("operation") == "enqueue":
+        return entry.get("content") if isinstance(entry.get("content"), str) else None
+    message = entry.get("message")
+    if entry.get("type") == "user" and isinstance(message, dict) and not entry.get("isMeta"):
+        return _text(message.get("content"))
+    return None
 
 
 def _size(path: Path) -> int:

@@ -25,8 +25,8 @@ from typing import Any, Callable
 from ao.activity import Screen, Signals, merge, pattern, shows_input_box, terminal_activity
 from ao.plugins.agent import Activity, BaseAgent, LaunchContext, Observation
 from ao.plugins.agent.command import (
-    installed_version, join, model_flags, permission_flags, prompt_argument, read_new_lines, same_text,
-    version_at_least,
+    installed_version, iso_time, join, model_flags, permission_flags, prompt_argument, read_new_lines,
+    same_text, version_at_least,
 )
 
 PERMISSION_FLAGS = {
@@ -209,8 +209,8 @@ class Codex(BaseAgent):
 
     def receipt(self, obs: Observation, text: str) -> Callable[[], bool] | None:
         found = self._rollout_for(obs)
-        if found is None:
-            return None
+        if found is None or text.lstrip().startswith("/"):
+            return None  # a slash command runs in the TUI, not as a message (and /exit ends it): the pane
         path = found[0]
         pos = {"offset": path.stat().st_size if path.exists() else 0}
 
@@ -219,6 +219,15 @@ class Codex(BaseAgent):
             return any(same_text(_user_text(e), text) for e in entries)
 
         return received
+
+    def received_since(self, workspace: Path, run_dir: Path, text: str, since: float) -> bool | None:
+        """After a crash while typing: whether the rollout has ``text`` as a UserMessage from ``since`` on."""
+        found = self.rollout(workspace, since=since - 60)
+        if found is None:
+            return None
+        entries, _ = read_new_lines(found[0], 0)
+        return any(same_text(_user_text(e), text) and (iso_time(e.get("timestamp")) or 0) >= since - 1
+                   for e in entries)
 
 
 def _first_line(path: Path) -> dict[str, Any] | None:

@@ -108,6 +108,18 @@ def same_text(received: Any, sent: str) -> bool:
     return norm(received) == norm(sent)
 
 
+def iso_time(value: Any) -> float | None:
+    """Epoch seconds of an ISO 8601 timestamp ("2026-12-03T06:40:50.257Z"), None if it is not one."""
+    from datetime import datetime
+
+    if not isinstance(value, str):
+        return None
+    try:
+        return datetime.fromisoformat(value.replace("Z", "+00:00")).timestamp()
+    except ValueError:
+        return None
+
+
 def update_json(path: Path, change: Callable[[dict[str, Any]], None]) -> None:
     """Read-modify-write a JSON object file that another program also writes (an agent's own state file):
     atomically, keeping its mode, and only if it did not change while we worked (else try again)."""

@@ -95,12 +95,16 @@ class Server:
     def prompt(self, session: str, text: str) -> None:
         self._call("POST", f"/session/{session}/prompt_async", {"parts": [{"type": "text", "text": text}]})
 
-    def user_texts(self, session: str) -> list[str]:
+    def user_texts(self, session: str, since: float = 0.0) -> list[str]:
+        """The user messages of a session (created at or after ``since``, epoch s), oldest first."""
         messages = self.get(f"/session/{session}/message")
         out = []
         for m in messages if isinstance(messages, list) else []:
             info = m.get("info") if isinstance(m, dict) else None
-            if isinstance(info, dict) and info.get("role") == "user":
+            created = (info.get("time") or {}).get("created") if isinstance(info, dict) and isinstance(
+                info.get("time"), dict) else None
+            if isinstance(info, dict) and info.get("role") == "user" and (
+                    not since or not isinstance(created, (int, float)) or created >= since * 1000 - 1000):
                 out.append("".join(p.get("text", "") for p in m.get("parts", [])
                                    if isinstance(p, dict) and p.get("type") == "text"))
         return out
@@ -209,8 +213,8 @@ class OpenCode(BaseAgent):
     def deliver(self, obs: Observation, text: str) -> bool:
         """Through the server, never typed: it cannot answer a dialog by accident."""
         server = self.server(obs)
-        if server is None:
-            return False
+        if server is None or text.lstrip().startswith("/"):
+            return False  # a slash command is the TUI's own, so it is typed
         try:
             session = server.session()
             if session is None:
@@ -223,7 +227,7 @@ class OpenCode(BaseAgent):
 
     def receipt(self, obs: Observation, text: str) -> Callable[[], bool] | None:
         server = self.server(obs)
-        if server is None:
+        if server is None or text.lstrip().startswith("/"):
             return None
         try:
             session = server.session()
@@ -241,6 +245,18 @@ class OpenCode(BaseAgent):
             return any(same_text(t, text) for t in texts[before:])
 
         return received
+
+    def received_since(self, workspace: Path, run_dir: Path, text: str, since: float) -> bool | None:
+        """After a crash while typing: whether the session has ``text`` as a user message from ``since`` on."""
+        data = self._server_file(run_dir)
+        if data is None:
+            return None
+        server = Server(data["port"], data["password"], workspace)
+        try:
+            session = server.session()
+            return session is not None and any(same_text(t, text) for t in server.user_texts(session, since))
+        except ServerError:
+            return None
 
 
 def plugin(**options: Any) -> OpenCode:

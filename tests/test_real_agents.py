@@ -1,0 +1,215 @@
+"""The real-CLI tier: Claude Code, Codex, opencode and aider, installed from npm and PyPI at pinned versions
+(.ci/setup.d/20-agents.sh), each run by ao in tmux against the fake model API (tests/fake_model.py), driven
+only through the CLI a user runs: ``ao spawn``, ``ao send``, ``ao status``, ``ao poll``, ``ao session
+kill|restore``. Issue 11's contract, for every agent:
+
+* the prompt reaches the model once and whole;
+* active -> ready -> idle (readyThreshold is short here);
+* a permission dialog gives ``needs_input``; ``ao send`` types nothing into it; a reaction's message decided
+  meanwhile is held with the dialog untouched, and delivered once after the human answers;
+* a rate limit gives ``blocked``;
+* an exit gives ``exited``, and restore resumes the conversation;
+* kill leaves no process behind (checked after every test that reaches its end, too).
+
+Locally a CLI that is not installed skips its tests; under CI (``CI`` set) they fail.
+"""
+
+from __future__ import annotations
+
+import re
+import shutil
+import time
+from pathlib import Path
+
+import pytest
+from agentkit import AGENTS, READY_THRESHOLD, RealEnv, kill_all, leftovers, make_real_env, processes_of, \
+    push_failing_ci, write_config
+from fake_model import AFTER_TOOL, REPLY
+
+REACTION_TEXT = "CI is failing on your pull request"
+START_TIMEOUT = 60      # a cold start of opencode on a busy 2-core machine takes ~10 s
+
+
+@pytest.fixture(params=AGENTS)
+def real(request, tmp_path, receiver):
+    rx = receiver()
+    env = make_real_env(tmp_path, request.param, notify_url=rx.url())
+    env.receiver = rx
+    try:
+        yield env
+    finally:
+        kill_all(env)
+        env.model.stop()
+        # Codex copies its 424 MB app-server into every fresh CODEX_HOME; pytest keeps three runs of tmp dirs
+        shutil.rmtree(env.home / ".codex" / "packages", ignore_errors=True)
+
+
+# ------------------------------------------------------------------------------------------ helpers
+
+def _lines(text: str) -> list[str]:
+    return [line.rstrip() for line in text.strip().splitlines()]
+
+
+def told_once_and_whole(env: RealEnv, text: str) -> str:
+    """The one user message of the conversation that holds ``text``; fails when there is none, when the
+    text is cut, or when any of its lines reached the model in more than one message."""
+    messages = env.model.user_messages()
+    marks = [line for line in _lines(text) if len(line.strip()) >= 12]
+    holding = [m for m in messages if any(mark in m for mark in marks)]
+    assert len(holding) == 1, (f"expected the text in one user message, found it in {len(holding)}:\n"
+                               + "\n---\n".join(holding or messages))
+    assert "\n".join(_lines(text)) in "\n".join(_lines(holding[0])), \
+        f"the model got the text cut or changed:\n{holding[0]}\n--- expected ---\n{text}"
+    return holding[0]
+
+
+def answered(env: RealEnv, kind: str = "text", after: int = 0) -> bool:
+    return any(c.answer == kind for c in env.model.turns()[after:])
+
+
+def finish(env: RealEnv, sid: str) -> None:
+    """``ao session kill``, then nothing of the test may still run (Codex's app-server included)."""
+    run = env.ao("session", "kill", sid)
+    assert run.returncode == 0, run.stderr
+    left = leftovers(env)
+    assert not left, f"processes left after `ao session kill {sid}`:\n" + "\n".join(
+        f"  {pid} {cmd}" for pid, cmd in left.items())
+
+
+def spawn(env: RealEnv, *args: str) -> tuple[str, float]:
+    """``ao spawn app 12 ...``: the session id and when the command started."""
+    started = time.monotonic()
+    return env.spawn("12", *args)["session"], started
+
+
+# -------------------------------------------------------------------------------------------- tests
+
+def test_the_prompt_reaches_the_model_once_and_whole_then_active_ready_idle(real):
+    real.model.hold.set()  # the model "thinks" until the test has seen the agent active
+    sid, _ = spawn(real)
+    prompt = real.record(sid).prompt
+    real.model.wait(lambda m: m.turns(), START_TIMEOUT, "the first turn")
+    told_once_and_whole(real, prompt)
+
+    real.wait_status(sid, lambda r: r["activity"] == "active", 15, "active while the model answers")
+    real.model.hold.clear()
+    real.model.wait(lambda m: answered(real), 15, "the answer")
+    real.wait_status(sid, lambda r: r["activity"] == "ready", 20, "ready once the turn is done")
+    real.wait_status(sid, lambda r: r["activity"] == "idle", READY_THRESHOLD + 20, "idle after readyThreshold")
+    assert len([c for c in real.model.turns() if prompt.splitlines()[0] in "\n".join(c.user_texts)]) >= 1
+    told_once_and_whole(real, prompt)  # and still once: nothing typed it again
+    assert real.model.rejected == [], [c.error for c in real.model.rejected]
+    finish(real, sid)
+
+
+def test_a_permission_dialog_needs_input_and_holds_messages_until_answered(real):
+    write_config(real, notify_url=real.receiver.url(), agentConfig=_agent_config(real),
+                 scm={"plugin": "local", "ci": "sh ci.sh"})
+    sid, _ = spawn(real, "--prompt", "Then please RUNTOOL now.")
+    workspace = Path(real.record(sid).workspace)
+    real.model.wait(lambda m: answered(real, "tool"), START_TIMEOUT, "the model's tool call")
+    real.wait_status(sid, lambda r: r["status"] == "needs_input", 30, "needs_input at the permission dialog")
+    turns = len(real.model.turns())
+    dialog = real.pane(sid)
+
+    # ao send to an agent that waits for a human: it says so, and types nothing
+    run = real.ao("send", sid, "Hey, the build is red: fix the failing test.")
+    assert run.returncode != 0, f"ao send typed into the dialog:\n{run.stdout}{run.stderr}"
+    assert "waiting" in (run.stdout + run.stderr).lower(), run.stderr
+
+    # a reaction's message decided meanwhile is held: the dialog stays as it is
+    push_failing_ci(real, str(workspace))
+
+    def fired() -> list[dict]:
+        return [a for a in real.poll()["actions"] if a["reaction"] == "ci-failed"]
+
+    from sessionkit import wait_for
+
+    held = wait_for(fired, timeout=30, what="the ci-failed reaction")
+    assert not held[0]["ok"], "the ci-failed message was reported delivered while the agent was in its dialog"
+    assert not (workspace / "out.txt").exists(), "the dialog was answered: the command ran"
+    assert len(real.model.turns()) == turns, "the dialog was answered: the model got a new request"
+    assert real.status(sid)["status"] == "needs_input"
+    assert _dialog_lines(real.pane(sid)) == _dialog_lines(dialog), "the dialog changed"
+    assert real.record(sid).ledgers.get("ci-failed", {}).get("attempts", 0) == 0, "a held message counted"
+
+    # the human answers the dialog in the terminal (Enter: the default, "Yes")
+    real.keys(sid, "Enter")
+    real.model.wait(lambda m: answered(real, "after_tool", turns), 60, "the tool's result")
+    assert (workspace / "out.txt").exists()
+
+    # the held message goes in once the agent is ready again, exactly once
+    def delivered() -> bool:
+        real.poll()
+        return any(REACTION_TEXT in m for m in real.model.user_messages())
+
+    wait_for(delivered, timeout=60, what="the held message to reach the model")
+    for _ in range(2):
+        real.poll()
+    told_once_and_whole(real, real.model.user_messages()[-1])
+    assert sum(REACTION_TEXT in m for m in real.model.user_messages()) == 1
+    finish(real, sid)
+
+
+def test_a_rate_limit_reads_as_blocked(real):
+    sid, _ = spawn(real, "--prompt", "LIMIT429")
+    real.model.wait(lambda m: any(c.status == 429 for c in m.calls), START_TIMEOUT, "the 429")
+    real.wait_status(sid, lambda r: r["activity"] == "blocked", 30, "blocked")
+    finish(real, sid)
+
+
+def test_an_exit_reads_as_exited_and_restore_resumes_the_conversation(real):
+    sid, _ = spawn(real)
+    prompt = real.record(sid).prompt
+    real.model.wait(lambda m: answered(real), START_TIMEOUT, "the first answer")
+    _wait_drawn(real, sid, REPLY)
+
+    run = real.ao("send", sid, "/exit")
+    assert run.returncode == 0, run.stderr
+    real.wait_status(sid, lambda r: r["status"] == "exited", 30, "exited")
+
+    run = real.ao("session", "restore", sid)
+    assert run.returncode == 0, run.stderr
+    _wait_drawn(real, sid, REPLY)  # the resumed conversation is on screen
+    turns = len(real.model.turns())
+    run = real.ao("send", sid, "Second message, after the restore.")
+    assert run.returncode == 0, run.stderr
+    real.model.wait(lambda m: answered(real, "text", turns), 60, "the answer after the restore")
+    told_once_and_whole(real, "Second message, after the restore.")
+    told_once_and_whole(real, prompt)  # the same conversation: the prompt is in it, once
+    finish(real, sid)
+
+
+def test_kill_leaves_no_process_behind(real):
+    sid, _ = spawn(real)
+    real.model.wait(lambda m: answered(real), START_TIMEOUT, "the first answer")
+    assert processes_of(str(real.home)), "the test cannot see the agent's processes"
+    finish(real, sid)
+
+
+# ------------------------------------------------------------------------------------- local helpers
+
+def _agent_config(env: RealEnv) -> dict:
+    import yaml
+
+    return yaml.safe_load(env.config.read_text())["projects"]["app"]["agentConfig"]
+
+
+def _wait_drawn(env: RealEnv, sid: str, text: str, timeout: float = START_TIMEOUT) -> None:
+    from sessionkit import wait_for
+
+    try:
+        wait_for(lambda: text in env.pane(sid), timeout=timeout, what=f"{text!r} on screen")
+    except AssertionError as exc:
+        raise AssertionError(f"{exc}\npane:\n{env.pane(sid)}") from None
+
+
+_SPINNER = re.compile(r"\d+s|[⠁-⣿✻✢✳✶✽·•◐◓◑◒]")
+
+
+def _dialog_lines(pane: str) -> list[str]:
+    """The pane's text without what moves by itself (timers, spinners)."""
+    return [_SPINNER.sub("", line).strip() for line in pane.splitlines() if line.strip()]
+
+
+assert AFTER_TOOL
