@@ -58,12 +58,13 @@ class RealEnv(AoEnv):
         return json.loads(run.stdout)
 
     def status(self, sid: str) -> dict[str, Any]:
-        run = self.ao("status", "--json")
+        """``ao status --refresh --json``: status shows the poller's last observation; --refresh makes one."""
+        run = self.ao("status", "--refresh", "--json")
         assert run.returncode == 0, run.stderr
         return next(row for row in json.loads(run.stdout) if row["session"] == sid)
 
     def wait_status(self, sid: str, check: Any, timeout: float, what: str) -> dict[str, Any]:
-        """Poll ``ao status --json`` until ``check(row)``; the row. The failure names the rows seen."""
+        """Poll ``ao status --refresh --json`` until ``check(row)``; the row. The failure names the rows seen."""
         seen: list[tuple[str, str]] = []
 
         def probe() -> dict[str, Any] | None:
