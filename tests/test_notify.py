@@ -117,7 +117,7 @@ notifiers:
 def test_config_validate_reports_every_bad_notifier_key(tmp_path):
     path = tmp_path / "agent-orchestrator.yaml"
     path.write_text(BAD_NOTIFIERS)
-    proc = run_ao("config", "validate", str(path), env={"TG_TOKEN": "not-a-token-s3cr3t"})
+    proc = run_ao("config", "validate", "--file-only", str(path), env={"TG_TOKEN": "not-a-token-s3cr3t"})
     assert proc.returncode == 1
     lines = proc.stderr.strip().splitlines()
     where = [(line.split(": ", 1)[0].split(":", 1)[1], line.rsplit("(at ", 1)[1].rstrip(")")) for line in lines]
@@ -287,9 +287,9 @@ def test_desktop_without_a_desktop_is_a_permanent_failure(monkeypatch):
 def test_log_notifier_writes_the_console_and_the_orchestrator_log(tmp_path, capsys):
     Notifier("log", "log", {"plugin": "log"}, data_dir=tmp_path).send(sample())
     err = capsys.readouterr().err
-    assert err == "ao: [urgent] app-1 app-1: ci-failed needs a human https://github.com/o/r/pull/7\n"
+    assert err == "ao: [urgent] app-1: ci-failed needs a human https://github.com/o/r/pull/7\n"  # the id once
     text = (tmp_path / "logs" / "orchestrator.log").read_text()
-    assert "Z [urgent] app-1 app-1: ci-failed needs a human" in text
+    assert "Z [urgent] app-1: ci-failed needs a human" in text
     assert "\n    ao stopped handling this on its own: retries used up.\n" in text
 
 

@@ -340,7 +340,7 @@ def test_engine_notification_is_queued_routed_once_and_delivered_exactly(tmp_pat
     # the same decision taken again (a crash before the ledger was saved) is not queued again
     assert NotifyExecutor(box, clock=lambda: NOW + 60).execute(action).ok
     assert box.deliver_due(now + 60) == [] and len(r.requests) == 1
-    assert "[urgent] app-1 app-1: agent is waiting for your input" in (cfg.data_dir / "logs" / "orchestrator.log").read_text()
+    assert "[urgent] app-1: agent is waiting for your input" in (cfg.data_dir / "logs" / "orchestrator.log").read_text()
     engine.close()
 
 
