@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field
 from typing import Any, Protocol
 
-KINDS = ("send-to-agent", "notify", "auto-merge", "escalate")
+KINDS = ("send-to-agent", "notify", "auto-merge", "pause", "kill", "escalate")
 
 
 @dataclass
@@ -60,7 +60,7 @@ class RecordingExecutor:
 
     def execute(self, action: Action) -> Outcome:
         self.actions.append(action)
-        if self.fail > 0 and action.action in ("send-to-agent", "auto-merge"):
+        if self.fail > 0 and action.action in ("send-to-agent", "auto-merge", "pause", "kill"):
             self.fail -= 1
             return Outcome(False, self.error)
         return Outcome(True)

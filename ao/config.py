@@ -182,6 +182,11 @@ class Project:
     raw: dict[str, Any]
     orchestrator_agent: str = ""             # the orchestrator session's agent (``orchestrator:``), else agent
     orchestrator_agent_config: dict[str, Any] = field(default_factory=dict)
+    # admission and budgets
+    max_concurrent: int | None = None
+    budget: dict[str, float] = field(default_factory=dict)  # session, project (USD): the project's, else top level
+    max_per_status: dict[str, int] = field(default_factory=dict)
+    pickup: dict[str, Any] = field(default_factory=dict)
     runtime_settings: dict[str, Any] = field(default_factory=dict)  # `runtime: {plugin: docker, image: ...}`
 
 
@@ -205,6 +210,13 @@ class Config:
     projects: dict[str, Project] = field(default_factory=dict)
     data_dir_from: str = "default"  # "AO_HOME", "dataDir" or "default" (one data dir per config file)
     notes: list[Problem] = field(default_factory=list)  # deprecations and other warnings: not errors
+    # admission and budgets
+    max_concurrent: int | None = None
+    max_per_status: dict[str, int] = field(default_factory=dict)
+    min_free_memory: int | None = None  # bytes
+    prices: dict[str, Any] = field(default_factory=dict)  # the `prices:` mapping as written
+    fact_retention: int = 7 * 86400  # seconds; 0: the poller records no facts
+
     env_values: set[str] = field(default_factory=set)  # values of the environment variables interpolated
 
     def project(self, name: str | None) -> Project:
@@ -446,6 +458,24 @@ def _build(src: Source, file: Path, data: dict[str, Any], from_env: set[tuple],
                                            lifecycle.get("mergeCleanupIdleGrace"), 300),
         data_dir_from=data_dir_from,
     )
+    admission = data.get("admission") or {}
+    config.max_concurrent = data.get("maxConcurrent")
+    config.max_per_status = dict(admission.get("maxPerStatus") or {})
+    config.prices = dict(data.get("prices") or {})
+    config.fact_retention = _duration(src, problems, ("factRetention",), data.get("factRetention"), 7 * 86400)
+    if admission.get("minFreeMemory") is not None:
+        from ao.admission import parse_size
+
+        config.min_free_memory = parse_size(admission["minFreeMemory"])
+    from ao import facts
+
+    for where, caps in [(("admission", "maxPerStatus"), config.max_per_status)] + [
+            (("projects", pid, "admission", "maxPerStatus"), ((raw or {}).get("admission") or {}).get("maxPerStatus") or {})
+            for pid, raw in data["projects"].items()]:
+        for status in caps:
+            if status not in facts.STATUSES:
+                problems.append(src.problem(where + (status,), f"unknown status '{status}'"
+                                            f"{did_you_mean(status, facts.STATUSES)}", key=True))
     if config.poll_interval == 0:
         problems.append(src.problem(("pollInterval",), "pollInterval must be at least 1s"))
 
@@ -453,6 +483,10 @@ def _build(src: Source, file: Path, data: dict[str, Any], from_env: set[tuple],
     prefixes: dict[str, str] = {}
     for pid, raw in data["projects"].items():
         project = _build_project(src, base, pid, raw, defaults, top_reactions, problems)
+        project.max_concurrent = raw.get("maxConcurrent")
+        project.budget = {**(data.get("budget") or {}), **(raw.get("budget") or {})}
+        project.max_per_status = dict((raw.get("admission") or {}).get("maxPerStatus") or {})
+        project.pickup = dict(raw.get("pickup") or {})
         config.projects[pid] = project
         owner = prefixes.get(project.session_prefix)
         if owner is not None:
@@ -503,7 +537,7 @@ def _build_project(src: Source, base: Path, pid: str, raw: dict[str, Any], defau
             where = ("projects", pid, "reactions", key) if key in (raw.get("reactions") or {}) else ("reactions", key)
             hint = did_you_mean(key, reactions.BUILTIN)
             message = (f"unknown reaction '{key}'{hint}; a new reaction needs an action and a trigger rule" if hint else
-                       f"reaction '{key}' needs an action (send-to-agent, notify or auto-merge)")
+                       f"reaction '{key}' needs an action (send-to-agent, notify, auto-merge, pause or kill)")
             problems.append(src.problem(where, message, key=True))
             continue
         try:
@@ -575,7 +609,8 @@ def _check_rules_and_templates(config: Config) -> list[Problem]:
             problems.append(Problem(first.file, first.line, 1, f"rule for reaction '{key}', which is not configured; "
                                                                f"add reactions: {key}: with at least an action"))
         for key, reaction in project.reactions.items():
-            for name in sorted({n for t in triggers.get(key, []) for n in t.references()}):
+            for name in sorted({n for t in triggers.get(key, []) for n in t.references()} - {"budget.session",
+                                                                                            "budget.project"}):
                 if reaction.value(name) is None:
                     problems.append(src.problem(("reactions", key), f"the trigger of '{key}' reads ${name}, "
                                                                     f"which reaction '{key}' does not set"))
@@ -676,6 +711,8 @@ def effective(config: Config, project: str | None = None, redact: bool = True) -
         "rules": [str(p) for p in config.rule_files],
         "lifecycle": {"autoCleanupOnMerge": config.auto_cleanup_on_merge,
                       "mergeCleanupIdleGrace": f"{config.merge_cleanup_idle_grace}s"},
+        **{k: data[k] for k in ("maxConcurrent", "admission", "budget", "prices") if k in data},
+        "factRetention": f"{config.fact_retention}s",
         "projects": {},
     }
     chosen = [config.project(project)] if project else list(config.projects.values())

@@ -92,7 +92,13 @@ def compile_project(config: Config, project: Project, book: Rulebook) -> Compile
         if reaction is None:
             continue  # a rule for a reaction this config does not configure (validation reports it)
         for n, trigger in enumerate(triggers):
-            when = _resolve(trigger.when, reaction)
+            if any(_project_value(project, ref) is None for ref in trigger.references() if ref in PROJECT_REFERENCES):
+                continue  # reads a setting this project leaves unset (e.g. no budget): the trigger is off
+            when = _resolve(trigger.when, reaction, project)
+            if trigger.scope == "session" and reaction.action in HELD_WHILE_PAUSED:
+                # Nothing may type into an agent a human paused (SPEC 12): the situation waits until they resume it.
+                when = All(when.items + (Cond("paused", "eq", False),))
+                compiled.waits.setdefault(key, []).append(All((Cond("paused", "eq", True),)))
             scope_kind = "session" if trigger.scope == "session" else "project"
             body = _to_durable(when, compiled.regexes)
             condition = {"$and": [{"kind": scope_kind}, *(body["$and"] if "$and" in body else [body])]}
@@ -102,7 +108,7 @@ def compile_project(config: Config, project: Project, book: Rulebook) -> Compile
                 condition = {"$and": [{"kind": scope_kind}, {flag: True}]}
             compiled.triggers.append(CompiledTrigger(f"{key}#{n}", trigger, reaction, when, condition))
             if trigger.wait_while is not None:
-                compiled.waits.setdefault(key, []).append(_resolve(trigger.wait_while, reaction))
+                compiled.waits.setdefault(key, []).append(_resolve(trigger.wait_while, reaction, project))
     return compiled
 
 
@@ -116,14 +122,24 @@ def compile_config(config: Config, book: Rulebook | None = None) -> dict[str, Co
     return {pid: compile_project(config, p, book) for pid, p in config.projects.items()}
 
 
-def _resolve(node: Node, reaction: Reaction) -> Node:
+HELD_WHILE_PAUSED = ("send-to-agent", "pause")
+PROJECT_REFERENCES = ("budget.session", "budget.project")  # $names read from the project, not the reaction
+
+
+def _project_value(project: Project, name: str) -> Any:
+    return project.budget.get(name.split(".", 1)[1])
+
+
+def _resolve(node: Node, reaction: Reaction, project: Project) -> Node:
     if isinstance(node, Cond):
         if isinstance(node.value, Ref):
-            return Cond(node.field, node.op, reaction.value(node.value.name))
+            name = node.value.name
+            value = _project_value(project, name) if name in PROJECT_REFERENCES else reaction.value(name)
+            return Cond(node.field, node.op, value)
         return node
     if isinstance(node, Not):
-        return Not(_resolve(node.item, reaction))
-    return type(node)(tuple(_resolve(i, reaction) for i in node.items))
+        return Not(_resolve(node.item, reaction, project))
+    return type(node)(tuple(_resolve(i, reaction, project) for i in node.items))
 
 
 def _negate(node: Node) -> Node:
@@ -278,16 +294,18 @@ class Engine:
     # -- the cycle ---------------------------------------------------------------------------------
 
     def evaluate(self, session_facts: Iterable[Mapping[str, Any]], now: int,
-                 details: Mapping[str, Mapping[str, Any]] | None = None) -> list[Action]:
+                 details: Mapping[str, Mapping[str, Any]] | None = None,
+                 project_usage: Mapping[str, Any] | None = None) -> list[Action]:
         """Decide what to do for this observation. Non-ACT ledger changes are kept in memory; an ACT
-        is recorded only once :meth:`settle` hears it was delivered."""
+        is recorded only once :meth:`settle` hears it was delivered. ``project_usage``: the project's usage
+        totals (cleaned-up sessions included); by default the sum of ``session_facts``."""
         sid = str(next(self._sid))
         by_session = {str(f["session"]): dict(f) for f in session_facts}
         cycle = _Cycle(now=now, facts=by_session, details=details or {})
         payload = []
         for fact in by_session.values():
             payload.append({**fact, **self._flags(fact), "kind": "session", "sid": sid})
-        project_fact = facts.project_fact(self.project, list(by_session.values()))
+        project_fact = facts.project_fact(self.project, list(by_session.values()), project_usage)
         payload.append({**project_fact, **self._flags(project_fact), "kind": "project", "sid": sid})
         by_session[PROJECT_KEY] = project_fact
         self._cycle = cycle
@@ -311,7 +329,7 @@ class Engine:
 
     def settle(self, action: Action, outcome: Outcome, now: int) -> list[Action]:
         """Record an action's delivery. Returns an escalation when delivery has failed too often."""
-        if action.action not in ("send-to-agent", "notify", "auto-merge") or outcome.held:
+        if action.action not in SETTLED or outcome.held:
             return []  # held: the ledger stays as decided, so the same ACT comes again next cycle
         session = action.session or PROJECT_KEY
         entry = self.ledgers.get(session, {}).get(action.reaction, Entry())
@@ -352,6 +370,8 @@ class Engine:
                 fact = cycle.facts[session]
                 occurrence = str(fact.get(ct.trigger.occurrence, ""))
                 entry = self.ledgers.get(session, {}).get(ct.reaction.key, Entry())
+                if _in_grace(ct.reaction, entry, cycle.now):
+                    occurrence += GRACE  # a warning now; the action itself once the grace has passed
                 result = ledger.step(entry, True, occurrence, cycle.now, ct.reaction)
                 self._put(session, ct.reaction.key, result.entry)
                 if result.decision in (ACT, ESCALATE):
@@ -419,14 +439,17 @@ class Engine:
             kind, priority = "escalate", reaction.priority or "urgent"
         elif not reaction.auto:
             kind, priority = "notify", reaction.priority or "action"
-        elif reaction.action == "notify":
-            kind, priority = "notify", reaction.priority or "info"
-        elif reaction.action == "auto-merge":
-            kind, priority = "auto-merge", reaction.priority or "info"
+        elif occurrence.endswith(GRACE):
+            kind, priority = "notify", reaction.priority or "action"
+        elif reaction.action in ("notify", "auto-merge"):
+            kind, priority = reaction.action, reaction.priority or "info"
+        elif reaction.action in ("pause", "kill"):  # done to the agent, and a human is told
+            kind, priority = reaction.action, reaction.priority or "warning"
         else:
             kind, priority = "send-to-agent", reaction.priority
+        budget = self.compiled.project.budget.get("project" if session == PROJECT_KEY else "session")
         variables = _variables(self.project, session, fact, reaction, entry, now, reason, details or {},
-                               kind, all_facts or {})
+                               kind, all_facts or {}, budget)
         title, text = self._render(reaction, kind, variables)
         action = Action(project=self.project, session=None if session == PROJECT_KEY else session,
                         reaction=reaction.key, action=kind, priority=priority, notifiers=(), title=title,
@@ -442,6 +465,18 @@ def _ignore(c: Any) -> None:
     pass
 
 
+SETTLED = ("send-to-agent", "notify", "auto-merge", "pause", "kill")  # actions whose delivery the ledger records
+GRACE = "~grace"  # occurrence suffix of a `kill` reaction's warning, before its threshold (the grace) has passed
+
+
+def _in_grace(reaction: Reaction, entry: Entry, now: int) -> bool:
+    """A `kill` reaction warns first and kills once its trigger has held for ``threshold`` (SPEC 12)."""
+    if reaction.action != "kill" or not reaction.auto or not reaction.threshold:
+        return False
+    first = entry.first_at if entry.first_at is not None else now
+    return now - first < reaction.threshold
+
+
 def _reason(kind: str, reaction: Reaction) -> str:
     if kind == "notify" and not reaction.auto:
         return f"auto is off; would have done {reaction.action}"
@@ -450,7 +485,7 @@ def _reason(kind: str, reaction: Reaction) -> str:
 
 def _variables(project: str, session: str, fact: Mapping[str, Any], reaction: Reaction, entry: Entry, now: int,
                reason: str, details: Mapping[str, Any], kind: str,
-               all_facts: Mapping[str, Mapping[str, Any]]) -> dict[str, Any]:
+               all_facts: Mapping[str, Mapping[str, Any]], budget: Any = None) -> dict[str, Any]:
     since = now - entry.first_at if entry.first_at is not None else 0
     variables: dict[str, Any] = {
         "session_id": "" if session == PROJECT_KEY else session, "project_id": project,
@@ -462,6 +497,11 @@ def _variables(project: str, session: str, fact: Mapping[str, Any], reaction: Re
         "attempts": entry.attempts, "retries": reaction.retries if reaction.retries is not None else "",
         "reason": reason, "reaction": reaction.key, "priority": reaction.priority or "",
         "action": reaction.action, "auto_off": not reaction.auto,
+        "tokens_in": fact.get("tokens_in", 0), "tokens_out": fact.get("tokens_out", 0),
+        "cost_usd": fact.get("cost_usd", 0.0), "issue_state": fact.get("issue_state", "none"),
+        "budget": budget if budget is not None else "",
+        "grace": format_duration(max(0, (entry.first_at or now) + (reaction.threshold or 0) - now))
+                 if reaction.action == "kill" and reaction.auto and kind == "notify" else "",
     }
     if session == PROJECT_KEY:
         sessions = [f for s, f in sorted(all_facts.items()) if s != PROJECT_KEY and f.get("role", "worker") == "worker"]

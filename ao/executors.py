@@ -1,4 +1,5 @@
-"""The real executors: what carries out the engine's actions (send-to-agent, notify, escalate, auto-merge).
+"""The real executors: what carries out the engine's actions (send-to-agent, notify, escalate, auto-merge,
+pause, kill).
 
 Exactly once, by design (``docs/lifecycle.md``): the poller makes every decision of a cycle durable before it
 executes any (:meth:`Executors.prepare`): notifications are queued in the outbox (for them that *is* the
@@ -217,6 +218,62 @@ class MergeExecutor:
 
 
 @dataclass
+class PauseExecutor:
+    """``pause``: press the agent's interrupt keys, so its turn stops and the session stays; mark the session
+    paused, so that no reaction types into it until a human resumes it (``ao send``). A project-wide pause
+    (``budget.project``) pauses every live worker of the project.
+
+    Keys go only to an agent that is working: one waiting for a human is not spending anything, and keys
+    typed into its dialog would answer it; an idle one has no turn to stop (and Esc at an idle prompt opens
+    menus in some agents). Both are marked paused all the same."""
+
+    manager: Any
+    clock: Callable[[], float] = field(default=lambda: time.time())
+
+    def execute(self, action: Action) -> Outcome:
+        if action.session:
+            targets = [(action.session, action.fact.get("activity", "unknown"))]
+        else:
+            targets = [(s.id, s.fact.get("activity", "unknown")) for s in self.manager.store.list(action.project)
+                       if s.role == "worker" and not s.terminal]
+        errors = []
+        for sid, activity in targets:
+            try:
+                self.pause(sid, activity, action.reaction)
+            except AoError as exc:
+                errors.append(f"{sid}: {exc}")
+        return Outcome(not errors, "; ".join(errors))
+
+    def pause(self, session_id: str, activity: str, reason: str) -> None:
+        session, project = self.manager.find(session_id)
+        if activity in ("active", "unknown") and session.runtime_handle:
+            agent = self.manager.agent(session.agent or project.agent)
+            self.manager.runtime(session.runtime or project.runtime).send_keys(session.runtime_handle,
+                                                                                agent.interrupt_keys())
+
+        def mark(s: Any) -> None:
+            s.meta = {**s.meta, "paused": {"at": self.clock(), "by": reason}}
+
+        self.manager.store.modify(session_id, mark, session.project)
+
+
+@dataclass
+class KillExecutor:
+    """``kill``: end the session on purpose (its workspace stays until cleanup), as ``ao session kill``."""
+
+    manager: Any
+
+    def execute(self, action: Action) -> Outcome:
+        if not action.session:
+            return Outcome(False, "a project-wide action has no session to kill")
+        try:
+            self.manager.kill(action.session)
+        except AoError as exc:
+            return Outcome(False, str(exc))
+        return Outcome(True)
+
+
+@dataclass
 class Executors:
     """Dispatches each action to its executor by kind. ``comment`` (optional) also posts a notification on
     the session's PR (``scm.commentOnNotify``); a comment that fails is logged, the notification still counts."""
@@ -225,6 +282,8 @@ class Executors:
     notify: Any
     merge: Any
     comment: Callable[[Action], None] | None = None
+    pause: Any = None
+    kill: Any = None
 
     def prepare(self, action: Action, now: float) -> Outcome | None:
         """Make a decision durable before anything slow is executed. Notifications are queued in the outbox,
@@ -250,4 +309,12 @@ class Executors:
             return outcome
         if action.action == "auto-merge":
             return self.merge.execute(action)
+        if action.action in ("pause", "kill"):
+            done = (self.pause if action.action == "pause" else self.kill).execute(action)
+            if not done.ok:
+                return done
+            # Done to the agent: a human is told, through the outbox. The action counts as done even if the
+            # notice could not be queued, so it is never done twice.
+            told = self.notify.execute(action)
+            return Outcome(True, "" if told.ok else f"the notification could not be queued: {told.error}")
         return Outcome(False, f"unknown action {action.action}")

@@ -41,6 +41,12 @@ FIELDS: dict[str, tuple[type | tuple[type, ...], Any]] = {
     "behind": (bool, False),
     "draft": (bool, False),
     "mergeable": (bool, None),
+    # Usage (ao/usage.py): from the agent's own records; cost priced with the config's price table.
+    "tokens_in": (int, 0),
+    "tokens_out": (int, 0),
+    "cost_usd": (float, 0.0),
+    "paused": (bool, False),  # the `pause` action interrupted the agent; `ao send` resumes it
+    "issue_state": (str, "none"),  # the tracker's view of the session's issue (reconciliation)
 }
 
 # The project fact, one per project per cycle, for project-scoped triggers (all-complete).
@@ -50,7 +56,13 @@ PROJECT_FIELDS: dict[str, tuple[type | tuple[type, ...], Any]] = {
     "terminal_count": (int, 0),
     "all_terminal": (bool, False),
     "session_set": (str, ""),
+    # Usage totals of every session of the project the data dir remembers (cleaned-up ones included).
+    "tokens_in": (int, 0),
+    "tokens_out": (int, 0),
+    "cost_usd": (float, 0.0),
 }
+
+USAGE_FIELDS = ("tokens_in", "tokens_out", "cost_usd")
 
 ENUMS: dict[str, tuple[str, ...]] = {
     "role": ("worker", "orchestrator"),
@@ -58,6 +70,7 @@ ENUMS: dict[str, tuple[str, ...]] = {
     "pr_state": ("none", "open", "merged", "closed"),
     "ci": ("none", "pending", "passing", "failing"),
     "review": ("none", "pending", "approved", "changes_requested"),
+    "issue_state": ("none", "open", "inactive", "closed"),
 }
 
 STATUSES = ("spawning", "working", "pr_open", "ci_failed", "review_pending", "changes_requested", "approved",
@@ -133,8 +146,8 @@ def type_problems(fact: Mapping[str, Any]) -> list[str]:
             out.append(f"unknown fact field '{name}'{did_you_mean(name, FIELDS)}")
             continue
         kind = FIELDS[name][0]
-        if isinstance(value, bool) and kind is not bool or not isinstance(value, kind):
-            out.append(f"fact field '{name}' must be {kind.__name__}, got {value!r}")
+        if not is_kind(value, kind):
+            out.append(f"fact field '{name}' must be {kind_name(kind)}, got {value!r}")
         elif name in ENUMS and value not in ENUMS[name]:
             out.append(f"fact field '{name}' must be one of {', '.join(ENUMS[name])}, got {value!r}")
         elif name == "status" and value not in STATUSES:
@@ -142,11 +155,31 @@ def type_problems(fact: Mapping[str, Any]) -> list[str]:
     return out
 
 
-def project_fact(project: str, session_facts: list[Mapping[str, Any]]) -> dict[str, Any]:
-    """The project fact: how many sessions there are and whether every one has finished."""
+def is_kind(value: Any, kind: Any) -> bool:
+    """Whether ``value`` fits a fact field of type ``kind``: a bool is no number, an int is a fine float."""
+    if isinstance(value, bool):
+        return kind is bool
+    if kind is float:
+        return isinstance(value, (int, float))
+    return isinstance(value, kind)
+
+
+def kind_name(kind: Any) -> str:
+    return "number" if kind is float else kind.__name__
+
+
+def project_fact(project: str, session_facts: list[Mapping[str, Any]],
+                 usage: Mapping[str, Any] | None = None) -> dict[str, Any]:
+    """The project fact: how many sessions there are, whether every one has finished, and the usage totals
+    (``usage``: totals over every session the data dir remembers; else the sum of ``session_facts``)."""
     workers = [f for f in session_facts if f.get("role", "worker") == "worker"]
     terminal = [f for f in workers if f.get("status") in TERMINAL]
+    if usage is None:
+        usage = {"tokens_in": sum(int(f.get("tokens_in", 0)) for f in session_facts),
+                 "tokens_out": sum(int(f.get("tokens_out", 0)) for f in session_facts),
+                 "cost_usd": round(sum(float(f.get("cost_usd", 0.0)) for f in session_facts), 4)}
     return {
+        **{k: usage.get(k, 0) for k in USAGE_FIELDS},
         "project": project,
         "session_count": len(workers),
         "terminal_count": len(terminal),

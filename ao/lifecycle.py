@@ -52,4 +52,6 @@ def action_events(reaction: str, kind: str, ok: bool) -> list[str]:
         out.append("review.comments_sent")
     elif reaction == "all-complete" and ok:
         out.append("summary.all_complete")
+    elif kind == "pause" and ok:
+        out.append("session.paused")
     return out

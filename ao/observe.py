@@ -25,6 +25,7 @@ if TYPE_CHECKING:
 
 CAPTURE_LINES = 60
 CAPTURE_WORKERS = 8
+CARRIED_FIELDS = ("tokens_in", "tokens_out", "cost_usd", "issue_state")
 SCM_FIELDS = ("pr_state", "pr_number", "pr_url", "head_sha", "base_branch", "ci", "review", "human_comments",
               "bot_comments", "comments_fingerprint", "bot_fingerprint", "untrusted_comments", "untrusted_fingerprint", "conflicts", "behind", "draft", "mergeable")
 
@@ -42,10 +43,12 @@ class Seen:
 
 
 def observe(manager: "Sessions", sessions: list[Session], now: float, capture: bool = False,
-            scm: dict[str, dict[str, Any]] | None = None) -> list[Seen]:
+            scm: dict[str, dict[str, Any]] | None = None,
+            fresh: dict[str, dict[str, Any]] | None = None) -> list[Seen]:
     """Observe ``sessions``: one probe per runtime, optional pane captures in parallel, then facts.
 
     ``scm`` maps session ids to fresh SCM fact fields (this cycle's PR views); others keep the stored ones.
+    ``fresh``: other fields read this cycle (usage, the issue's state), by session id.
     """
     from ao.plugins.agent import Activity
 
@@ -86,8 +89,8 @@ def observe(manager: "Sessions", sessions: list[Session], now: float, capture: b
             activity = _activity(manager, s, project.agent, probe, panes.get(s.id), now)
         if s.id in panes:
             activity.memo = {**activity.memo, "captured_at": taken[s.id]}
-        fresh = (scm or {}).get(s.id)
-        out.append(Seen(s, probe, activity, build_fact(s, activity, probe, now, stuck_threshold(project), fresh)))
+        out.append(Seen(s, probe, activity, build_fact(s, activity, probe, now, stuck_threshold(project),
+                                                       (scm or {}).get(s.id), (fresh or {}).get(s.id))))
     return out
 
 
@@ -126,7 +129,7 @@ def stuck_threshold(project: Any) -> int:
 
 
 def build_fact(s: Session, activity: "Activity", probe: "Probe | None", now: float, stuck_threshold: int,
-               scm: dict[str, Any] | None = None) -> dict:
+               scm: dict[str, Any] | None = None, fresh: dict[str, Any] | None = None) -> dict:
     """The SPEC 4.1 fact of one session: runtime and activity from this observation, SCM fields from
     ``scm`` (observed this cycle) or else from the store."""
     last = int(activity.at if activity.at is not None else s.created_at)
@@ -135,9 +138,13 @@ def build_fact(s: Session, activity: "Activity", probe: "Probe | None", now: flo
         "idle_seconds": max(0, int(now) - last), "last_activity_at": last,
         "runtime_alive": bool(probe.alive) if probe is not None else not s.terminal,
         "age_seconds": max(0, int(now - s.created_at)), "branch": s.branch, "issue": s.issue,
+        "paused": bool(s.meta.get("paused")),
     }
     source = scm if scm is not None else s.fact
     partial.update({k: source[k] for k in SCM_FIELDS if k in source})
+    # usage and the issue's state: this cycle's reading when there is one, else the last one stored
+    partial.update({k: s.fact[k] for k in CARRIED_FIELDS if k in s.fact})
+    partial.update(fresh or {})
     if s.pr_url and "pr_url" not in partial:
         partial.update(pr_url=s.pr_url, pr_number=s.pr_number)
     fact = facts.complete(partial, int(now), stuck_threshold)

@@ -157,6 +157,8 @@ class SessionView:
             "created_at": iso(self.created_at) if self.created_at else None,
             "age_seconds": max(0, int(now - self.created_at)) if self.created_at else 0,
             "workspace": self.workspace, "archived": self.archived,
+            "tokens_in": int(self.fact.get("tokens_in") or 0), "tokens_out": int(self.fact.get("tokens_out") or 0),
+            "cost_usd": float(self.fact.get("cost_usd") or 0.0), "paused": bool(self.fact.get("paused")),
         }
 
 

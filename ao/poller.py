@@ -45,6 +45,7 @@ class CycleReport:
     actions: list[dict[str, Any]] = field(default_factory=list)
     cleaned: list[str] = field(default_factory=list)
     errors: list[str] = field(default_factory=list)
+    admissions: list[dict[str, Any]] = field(default_factory=list)  # the queue's decisions (ao/admission.py)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -72,6 +73,7 @@ class Poller:
         self._pruned_at = 0.0
         self._unfinished = True  # the journal may hold decisions a crashed poller did not finish
         self._logged: set[str] | None = None  # ids of events in the log's tail (see _event)
+        self._spend: Any = None  # SPEC 12: usage, admission and the fact record, made on first use
 
     def refresh(self, project: str, branches: list[str]) -> None:
         """A webhook said these branches changed (none named: the whole project): the next cycle re-reads
@@ -107,7 +109,7 @@ class Poller:
 
     def executors(self) -> Any:
         if self._executors is None:
-            from ao.executors import AgentExecutor, Executors, Journal, MergeExecutor
+            from ao.executors import AgentExecutor, Executors, Journal, KillExecutor, MergeExecutor, PauseExecutor
             from ao.outbox import NotifyExecutor
 
             self._executors = Executors(
@@ -115,7 +117,8 @@ class Poller:
                 notify=NotifyExecutor(self.outbox, self.clock),
                 merge=MergeExecutor(scm_for=self.scm, view_for=lambda sid: self._views.get(sid),
                                     method_for=lambda p: self.config.projects[p].scm.get("mergeMethod")),
-                comment=self._comment_on_pr)
+                comment=self._comment_on_pr, pause=PauseExecutor(self.manager, self.clock),
+                kill=KillExecutor(self.manager))
         return self._executors
 
     def _comment_on_pr(self, action: Any) -> None:
@@ -129,6 +132,14 @@ class Poller:
         except AoError as exc:
             events.log(self.config.data_dir, f"{action.session}: could not comment on the PR: {exc}",
                        console=self.console, secrets=self.config.secrets())
+
+    @property
+    def spend(self) -> Any:
+        if self._spend is None:
+            from ao.admission import Cycle
+
+            self._spend = Cycle(self.config, self.manager, self.clock, dry_run=self.dry_run)
+        return self._spend
 
     def backoff(self) -> float:
         """Extra seconds to wait before the next cycle: the most any SCM asks for to keep within its rate
@@ -163,7 +174,8 @@ class Poller:
         sessions = [s for s in self.store.list() if s.project in self.config.projects]
         report.sessions = len(sessions)
         scm_fields, details = self._observe_scm(sessions, report)
-        seen = observe.observe(self.manager, sessions, now, capture=True, scm=scm_fields)
+        fresh = self.spend.observe(sessions, now, report.errors)  # usage, and the issues' states
+        seen = observe.observe(self.manager, sessions, now, capture=True, scm=scm_fields, fresh=fresh)
         seen = [self._settle_observation(item, now) for item in seen]
 
         by_project: dict[str, list[observe.Seen]] = {}
@@ -192,6 +204,8 @@ class Poller:
                 from ao.executors import Journal
 
                 Journal(self.config.data_dir).prune(now)
+                self.spend.prune(now)
+        report.admissions = self.spend.admit(now, self.dry_run)
         report.seconds = round(time.monotonic() - started, 4)
         return report
 
@@ -245,7 +259,8 @@ class Poller:
 
     def _react(self, project: str, items: list[observe.Seen], details: dict, now: float, report: CycleReport) -> None:
         engine = self.engine(project)
-        queue = engine.evaluate([i.fact for i in items], int(now), details)
+        queue = engine.evaluate([i.fact for i in items], int(now), details, self.spend.totals(project))
+        self.spend.record(project, now, [i.fact for i in items], queue)
         if self.dry_run:
             executor = RecordingExecutor()
             for action in queue:

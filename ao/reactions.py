@@ -8,7 +8,7 @@ from typing import Any
 from ao.durations import parse_duration
 
 PRIORITIES = ("urgent", "action", "warning", "info")
-ACTIONS = ("send-to-agent", "notify", "auto-merge")
+ACTIONS = ("send-to-agent", "notify", "auto-merge", "pause", "kill")
 
 # Built-in defaults, in the config file's own spelling so that merging is plain dict updates.
 BUILTIN: dict[str, dict[str, Any]] = {
@@ -25,6 +25,11 @@ BUILTIN: dict[str, dict[str, Any]] = {
     # new: SPEC 8's "untrusted comments are reported to humans, not forwarded to agents"
     "untrusted-comments": {"auto": True, "action": "notify", "priority": "action"},
     "all-complete": {"auto": True, "action": "notify", "priority": "info", "includeSummary": True},
+    # new (SPEC 12): a session or project over its budget.session / budget.project USD
+    "budget-exceeded": {"auto": True, "action": "notify", "priority": "warning"},
+    # new (SPEC 12): the issue was closed or left the active states while its agent works. With auto: false
+    # a human hears what would be done; with auto: true, a warning, then the kill once `threshold` has passed.
+    "issue-closed": {"auto": False, "action": "kill", "priority": "action", "threshold": "10m"},
 }
 
 
@@ -79,7 +84,8 @@ class Reaction:
         return out
 
 
-REFERENCE_NAMES = ("auto", "action", "priority", "retries", "escalateAfter", "threshold", "includeSummary")
+REFERENCE_NAMES = ("auto", "action", "priority", "retries", "escalateAfter", "threshold", "includeSummary",
+                   "budget.session", "budget.project")  # the last two are the project's budget: settings
 
 
 def merge_layers(*layers: dict[str, dict[str, Any]] | None) -> dict[str, dict[str, Any]]:

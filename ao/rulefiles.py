@@ -175,8 +175,8 @@ def _parse_when(src: Source, when: dict[str, Any], at: tuple, known: dict[str, A
 def _condition(src: Source, name: str, op: str, operand: Any, at: tuple, known: dict[str, Any],
                problems: list[Problem]) -> Cond | None:
     kind = known[name][0]
-    if op in ORDERED and kind is not int:
-        problems.append(src.problem(at, f"{op} needs a number field; '{name}' is {kind.__name__}"))
+    if op in ORDERED and kind not in (int, float):
+        problems.append(src.problem(at, f"{op} needs a number field; '{name}' is {facts.kind_name(kind)}"))
         return None
     if isinstance(operand, str) and operand.startswith("$") and op not in ("matches", "in"):
         ref = operand[1:]
@@ -189,7 +189,7 @@ def _condition(src: Source, name: str, op: str, operand: Any, at: tuple, known: 
         return Cond(name, op, Ref(ref))
     if op == "matches":
         if kind is not str:
-            problems.append(src.problem(at, f"matches needs a text field; '{name}' is {kind.__name__}"))
+            problems.append(src.problem(at, f"matches needs a text field; '{name}' is {facts.kind_name(kind)}"))
             return None
         try:
             compile_regex(operand)
@@ -233,8 +233,8 @@ def compile_regex(pattern: Any) -> Any:
 
 
 def _value_problem(name: str, kind: Any, value: Any) -> str | None:
-    if isinstance(value, bool) != (kind is bool) or not isinstance(value, kind):
-        return f"'{name}' is {kind.__name__}; {value!r} can never match"
+    if not facts.is_kind(value, kind):
+        return f"'{name}' is {facts.kind_name(kind)}; {value!r} can never match"
     allowed = facts.ENUMS.get(name) or (facts.STATUSES if name == "status" else None)
     if allowed and value not in allowed:
         return f"{value!r} is not a value of '{name}'{did_you_mean(value, allowed)}; one of: {', '.join(allowed)}"

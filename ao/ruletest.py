@@ -19,7 +19,7 @@ from typing import Any
 from ao import config as config_mod
 from ao import engine as engine_mod
 from ao import facts
-from ao.actions import Action, RecordingExecutor
+from ao.actions import KINDS, Action, RecordingExecutor
 from ao.durations import DurationError, parse_duration
 from ao.errors import AoError, Problem
 from ao.yamlsrc import Source, load_file
@@ -142,9 +142,8 @@ def _check_test(src: Source, test: Any, at: tuple) -> list[Problem]:
                 if k not in EXPECT_KEYS:
                     problems.append(src.problem(epath + (k,), f"{where}: unknown expect key '{k}'; "
                                                               f"use {', '.join(EXPECT_KEYS)}", key=True))
-            if "action" in entry and entry["action"] not in ("send-to-agent", "notify", "auto-merge", "escalate"):
-                problems.append(src.problem(epath + ("action",), f"{where}: action must be send-to-agent, notify, "
-                                                                 "auto-merge or escalate"))
+            if "action" in entry and entry["action"] not in KINDS:
+                problems.append(src.problem(epath + ("action",), f"{where}: action must be one of {', '.join(KINDS)}"))
     return problems
 
 

@@ -79,6 +79,7 @@ class SpawnRequest:
     agent: str | None = None       # overrides the project's agent plugin
     branch: str | None = None      # an explicit branch name (must not exist yet)
     role: str = "worker"
+    admission: str = ""            # the queue's admission token, written into the record as it is created
 
 
 @dataclass
@@ -249,7 +250,8 @@ class Sessions:
                workspace: Any, issue: Any, task: str, undo: _Undo) -> Session:
         session = self.store.create(
             project.id, project.session_prefix, role=request.role, status="spawning",
-            issue=issue.id if issue else "", task=task, agent=agent_name, runtime=project.runtime)
+            issue=issue.id if issue else "", task=task, agent=agent_name, runtime=project.runtime,
+            meta={"admission": request.admission} if request.admission else {})
         sid = session.id
         undo.push(f"remove the session record {sid}", lambda: self.store.delete(sid, project.id))
         self.progress(f"{sid}: session allocated")
@@ -482,6 +484,9 @@ class Sessions:
             self._type(agent, runtime, session.runtime_handle, obs, text, typed=answer)
         events.log(self.config.data_dir, f"{session_id}: sent a message ({len(text)} characters)"
                    + (" answering what it asked" if answer else ""), console=None, secrets=self.config.secrets())
+        if session.meta.get("paused"):  # a paused agent (the pause action) resumes with the message it was sent
+            session = self.store.modify(session_id, lambda s: s.meta.pop("paused", None), project.id)
+            self._event("session.resumed", session)
         return session
 
     def _observe_now(self, agent: Any, runtime: Any, handle: str, workspace: Path, run_dir: Path,

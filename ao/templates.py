@@ -47,6 +47,12 @@ VARIABLES: dict[str, str] = {
     "auto_off": "true when ao did not act because the reaction has auto: false",
     "summary": "per-session results: list of {session_id, issue, pr_url, status, duration}",
     "session_count": "how many sessions the summary covers",
+    "tokens_in": "tokens the agent (or, for a project reaction, the project) has read so far",
+    "tokens_out": "tokens the agent (or the project) has written so far",
+    "cost_usd": "what the agent (or the project) has cost so far, in USD, from the price table",
+    "budget": "the budget in USD that applies (budget.session, or budget.project for a project reaction)",
+    "issue_state": "the tracker's state of the session's issue: open, inactive, closed (none: unknown)",
+    "grace": "for a kill reaction's warning: how long until the session is killed, e.g. 10m",
 }
 
 # The reference docs write camelCase placeholders; both spellings work.
@@ -54,7 +60,8 @@ ALIASES: dict[str, str] = {
     "sessionId": "session_id", "projectId": "project_id", "prUrl": "pr_url", "prNumber": "pr_number",
     "baseBranch": "base_branch", "ciLogs": "ci_logs", "failedChecks": "failed_checks",
     "reviewComments": "review_comments", "botComments": "bot_comments", "botName": "bot_name",
-    "untrustedComments": "untrusted_comments",
+    "untrustedComments": "untrusted_comments", "tokensIn": "tokens_in", "tokensOut": "tokens_out",
+    "costUsd": "cost_usd", "issueState": "issue_state",
 }
 
 UNTRUSTED: frozenset[str] = frozenset(
@@ -67,7 +74,7 @@ ISSUE_CAP = 8000
 REASON_CAP = 1000    # delivery errors can carry terminal output
 FIELD_CAP = 300      # names, authors, paths, urls: one line each
 
-_INTS = {"pr_number", "attempts", "retries", "session_count"}
+_INTS = {"pr_number", "attempts", "retries", "session_count", "tokens_in", "tokens_out", "cost_usd"}
 _SHAPES: dict[str, tuple[str, ...]] = {
     "failed_checks": ("name", "url", "log_tail"),
     "review_comments": ("author", "path", "line", "body", "url"),

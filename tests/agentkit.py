@@ -58,7 +58,7 @@ class RealEnv(AoEnv):
         return json.loads(run.stdout)
 
     def status(self, sid: str) -> dict[str, Any]:
-        """``ao status --refresh --json``: status shows the poller's last observation; --refresh makes one."""
+        """``ao status --refresh``: no `ao start` runs in these tests, so status observes once first."""
         run = self.ao("status", "--refresh", "--json")
         assert run.returncode == 0, run.stderr
         return next(row for row in json.loads(run.stdout) if row["session"] == sid)
@@ -163,8 +163,9 @@ def _seed_opencode(home: Path, model: FakeModel, trusted: Path) -> dict[str, str
         "model": f"fake/{MODEL}", "permission": {"bash": "ask"}, "autoupdate": False, "share": "disabled"},
         indent=2))
     cached = TOOLS / "opencode"
-    if (cached / "package.json").exists():
-        (config / "package.json").write_text((cached / "package.json").read_text())
+    if (cached / "package.json").exists():  # opencode runs npm unless package.json, its lock and modules agree
+        for name in ("package.json", "package-lock.json"):
+            (config / name).write_text((cached / name).read_text())
         (config / "node_modules").symlink_to(cached / "node_modules")
     # Without these, each start waits ~2 s for a models catalogue it cannot reach offline.
     return {"OPENCODE_DISABLE_MODELS_FETCH": "1", "OPENCODE_DISABLE_AUTOUPDATE": "1"}
@@ -202,6 +203,8 @@ def write_config(env: RealEnv, notify_url: str | None = None, **project: Any) ->
     data = yaml.safe_load(env.config.read_text())
     data["projects"]["app"]["agentConfig"] = project.get("agentConfig", {})
     data["readyThreshold"] = f"{READY_THRESHOLD}s"
+    if env.extra_env:  # agents get only allowlisted variables, and those the config names
+        data["passEnv"] = sorted(env.extra_env)
     if notify_url:
         data["notifiers"] = {"hook": {"plugin": "webhook", "url": notify_url}}
         data["defaults"] = {"notifiers": ["hook"]}

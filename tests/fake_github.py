@@ -132,6 +132,8 @@ class IssueRec:
     labels: list[str] = field(default_factory=list)
     comments: list[str] = field(default_factory=list)
     state_reason: str | None = None
+    sub_issues: list[int] = field(default_factory=list)   # its sub-issues (children)
+    tracks: list[int] = field(default_factory=list)       # the issues its task list tracks
 
 
 @dataclass
@@ -812,11 +814,26 @@ class FakeGitHub:
         def history(info: Any, **args: Any) -> Any:
             return connection([self._commit_obj(sha, runs) for sha, runs in self.default_commits], args)
 
+        def issue(info: Any, number: int) -> Any:
+            rec = self.issues.get(number)
+            if rec is None:
+                raise ResolverError(f"Could not resolve to an Issue with the number of {number}.", "NOT_FOUND")
+            return self._issue_obj(rec)
+
         head = self.default_commits[0][0] if self.default_commits else sha_of("main")
         return {"id": f"R_{self.repo_id}", "nameWithOwner": self.full_name, "name": self.repo,
-                "pullRequest": pull_request, "pullRequests": pull_requests,
+                "pullRequest": pull_request, "pullRequests": pull_requests, "issue": issue,
                 "defaultBranchRef": {"name": "main", "target": {"__typename": "Commit", "oid": head,
                                                                  "history": history}}}
+
+    def _issue_obj(self, rec: IssueRec) -> dict[str, Any]:
+        def linked(numbers: list[int]) -> Any:
+            return lambda info, **args: connection([self._issue_obj(self.issues[n]) for n in numbers
+                                                    if n in self.issues], args)
+
+        return {"__typename": "Issue", "id": f"I_{rec.number}", "number": rec.number, "title": rec.title,
+                "state": rec.state.upper(), "repository": {"__typename": "Repository", "nameWithOwner": self.full_name},
+                "subIssues": linked(rec.sub_issues), "trackedIssues": linked(rec.tracks)}
 
     def _actor(self, login: str | None, bot: bool) -> dict[str, Any] | None:
         return None if login is None else {"__typename": "Bot" if bot else "User", "login": login}

@@ -30,6 +30,8 @@ class FakeLinear:
     teams: dict[str, dict[str, Any]] = field(default_factory=dict)     # key -> {id, states: [...]}
     issues: dict[str, dict[str, Any]] = field(default_factory=dict)    # identifier -> issue record
     comments: list[dict[str, Any]] = field(default_factory=list)
+    views: dict[str, list[str]] = field(default_factory=dict)          # custom view id -> identifiers
+    blocks: list[tuple[str, str]] = field(default_factory=list)        # ("blocks" relations: blocker, blocked)
     requests: list[dict[str, Any]] = field(default_factory=list)
     rejected: list[tuple[int, str]] = field(default_factory=list)
     violations: list[str] = field(default_factory=list)
@@ -46,6 +48,7 @@ class FakeLinear:
         tid = f"team-{key.lower()}"
         self.teams[key] = {"id": tid, "key": key, "states": [
             {"id": f"{tid}-todo", "name": "Todo", "type": "unstarted", "position": 1.0},
+            {"id": f"{tid}-progress", "name": "In Progress", "type": "started", "position": 2.0},
             {"id": f"{tid}-done", "name": "Done", "type": "completed", "position": 3.0},
             {"id": f"{tid}-shipped", "name": "Shipped", "type": "completed", "position": 4.0},
             {"id": f"{tid}-canceled", "name": "Canceled", "type": "canceled", "position": 5.0},
@@ -53,11 +56,12 @@ class FakeLinear:
         ]}
 
     def add_issue(self, identifier: str, title: str, description: str = "", state: str = "unstarted",
-                  labels: tuple[str, ...] = ()) -> None:
+                  labels: tuple[str, ...] = (), state_name: str | None = None) -> None:
         team = identifier.split("-")[0]
         if team not in self.teams:
             self.add_team(team)
-        st = next(s for s in self.teams[team]["states"] if s["type"] == state)
+        st = next(s for s in self.teams[team]["states"] if s["type"] == state
+                  and state_name in (None, s["name"]))
         self.issues[identifier] = {
             "id": f"uuid-{identifier.lower()}", "identifier": identifier, "title": title,
             "description": description, "url": f"https://linear.app/acme/issue/{identifier}",
@@ -86,9 +90,17 @@ class FakeLinear:
             return connection([{"__typename": "IssueLabel", "name": n, "id": f"label-{n}"} for n in issue["labels"]],
                               {"first": DEFAULT_PAGE, **args})
 
+        def inverse_relations(info: Any, **args: Any) -> Any:  # relations whose relatedIssue is this one
+            found = [{"__typename": "IssueRelation", "id": f"rel-{a}-{b}", "type": "blocks",
+                      "issue": self._issue_obj(self.issues[a]), "relatedIssue": self._issue_obj(issue)}
+                     for a, b in self.blocks if b == issue["identifier"] and a in self.issues]
+            return connection(found, {"first": DEFAULT_PAGE, **args})
+
         return {"__typename": "Issue", "id": issue["id"], "identifier": issue["identifier"], "title": issue["title"],
                 "description": issue["description"] or None, "url": issue["url"],
-                "state": self._state_obj(issue["state"]), "labels": labels, "team": self._team_obj(issue["team"])}
+                "number": float(issue["identifier"].split("-")[1]),
+                "state": self._state_obj(issue["state"]), "labels": labels, "team": self._team_obj(issue["team"]),
+                "inverseRelations": inverse_relations}
 
     def _refuse_filter(self, what: str) -> None:
         self.violations.append(f"the fake does not implement the filter {what}")
@@ -96,9 +108,9 @@ class FakeLinear:
 
     def _matches_state(self, state: dict[str, Any], flt: dict[str, Any] | None) -> bool:
         for key, comparator in (flt or {}).items():
-            if key != "type":
+            if key not in ("type", "name"):
                 self._refuse_filter(f"WorkflowStateFilter.{key}")
-            if not self._compare(state["type"], comparator):
+            if not self._compare(state[key], comparator):
                 return False
         return True
 
@@ -122,6 +134,17 @@ class FakeLinear:
                         return False
             elif key == "state":
                 if not self._matches_state(issue["state"], sub):
+                    return False
+            elif key == "or":
+                if not any(self._matches_issue(issue, f) for f in sub):
+                    return False
+            elif key == "number":
+                if not self._compare(float(issue["identifier"].split("-")[1]), sub):
+                    return False
+            elif key == "labels":
+                if set(sub) != {"name"}:
+                    self._refuse_filter(f"IssueLabelCollectionFilter.{sorted(sub)}")
+                if not any(self._compare(name, sub["name"]) for name in issue["labels"]):
                     return False
             else:
                 self._refuse_filter(f"IssueFilter.{key}")
@@ -154,7 +177,20 @@ class FakeLinear:
             found["state"] = dict(state)
             return {"success": True, "lastSyncId": 2.0, "issue": self._issue_obj(found)}
 
-        return {"issue": issue, "issues": issues, "commentCreate": comment_create, "issueUpdate": issue_update}
+        def custom_view(info: Any, id: str) -> Any:
+            if id not in self.views:
+                raise ResolverError("Entity not found: CustomView", extensions=NOT_FOUND)
+
+            def view_issues(info: Any, **args: Any) -> Any:
+                if args.get("filter"):
+                    self._refuse_filter("CustomView.issues(filter)")
+                return connection([self._issue_obj(self.issues[i]) for i in self.views[id]],
+                                  {"first": DEFAULT_PAGE, **args})
+
+            return {"__typename": "CustomView", "id": id, "name": id, "issues": view_issues}
+
+        return {"issue": issue, "issues": issues, "commentCreate": comment_create, "issueUpdate": issue_update,
+                "customView": custom_view}
 
     def _execute(self, body: dict[str, Any]) -> tuple[int, dict[str, Any]]:
         from graphql import GraphQLError, execute, parse, validate

@@ -264,7 +264,8 @@ def validate_responses(body: Any) -> None:
     for i, item in enumerate(items if isinstance(items, list) else []):
         _need(isinstance(item, dict), f"Invalid type for 'input[{i}]': expected an object.")
         kind = item.get("type", "message")
-        _need(kind in RESPONSE_ITEMS, f"Invalid value: '{kind}'. Supported values are: {', '.join(sorted(RESPONSE_ITEMS))}.")
+        _need(kind in RESPONSE_ITEMS,
+              f"Invalid value: '{kind}'. Supported values are: {', '.join(sorted(RESPONSE_ITEMS))}.")
         if kind == "message":
             _need(item.get("role") in ("user", "assistant", "system", "developer"),
                   f"Invalid value for 'input[{i}].role'.")
@@ -779,17 +780,23 @@ def _responses_answer(h: BaseHTTPRequestHandler, body: dict[str, Any], answer: A
     event("response.completed", response=response)
 
 
-if __name__ == "__main__":
+def serve() -> None:
+    """Serve until Ctrl-C, printing each request (``-v``: with the start of its body)."""
     import sys
 
     fake = FakeModel().start()
     print(f"{fake.url} (key {fake.api_key})", flush=True)
+    shown = 0
     try:
         while True:
-            time.sleep(1)
-            for c in fake.calls[len(getattr(fake, "_shown", [])):]:
-                print(c.method, c.path, c.status, c.answer, c.side, c.error, json.dumps(c.body)[:300] if "-v" in sys.argv else "",
-                      flush=True)
-            fake._shown = list(fake.calls)  # type: ignore[attr-defined]
+            fake.wait(lambda f, n=shown: len(f.calls) > n, timeout=3600, what="a request")
+            for c in fake.calls[shown:]:
+                body = json.dumps(c.body)[:300] if "-v" in sys.argv else ""
+                print(c.method, c.path, c.status, c.answer or "-", "side" if c.side else "", c.error, body, flush=True)
+            shown = len(fake.calls)
     except KeyboardInterrupt:
         fake.stop()
+
+
+if __name__ == "__main__":
+    serve()

@@ -157,7 +157,8 @@ def test_builtin_reaction_near_miss_does_not_fire(harness, key, fire, expected, 
 def test_all_reactions_are_covered():
     from ao.reactions import BUILTIN
 
-    assert {c[0] for c in BUILTINS} | {"all-complete"} == set(BUILTIN)
+    assert {c[0] for c in BUILTINS} | {"all-complete", "budget-exceeded", "issue-closed"} == set(BUILTIN)  # the
+    # last two: tests/test_budgets.py
 
 
 def test_all_complete_fires_once_with_summary(harness):

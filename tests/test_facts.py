@@ -118,6 +118,7 @@ def test_complete_fills_the_defaults_of_spec_4_1():
         "ci": "none", "review": "none", "human_comments": 0, "bot_comments": 0, "comments_fingerprint": "",
         "bot_fingerprint": "", "conflicts": False, "behind": False, "draft": False, "mergeable": False,
         "untrusted_comments": 0, "untrusted_fingerprint": "",  # ours, beyond SPEC 4.1 (SPEC 8's trust rule)
+        "tokens_in": 0, "tokens_out": 0, "cost_usd": 0.0, "paused": False, "issue_state": "none",  # SPEC 12
     }
     assert set(fact) == set(facts.FIELDS)
     assert facts.type_problems(fact) == []
@@ -176,7 +177,13 @@ def test_project_fact():
                 [("app-2", {"pr_state": "merged"}), ("app-1", {"activity": "exited"}),
                  ("app-orch", {"role": "orchestrator"})]]
     assert facts.project_fact("app", observed) == {"project": "app", "session_count": 2, "terminal_count": 2,
-                                                   "all_terminal": True, "session_set": "app-1,app-2"}
+                                                   "all_terminal": True, "session_set": "app-1,app-2",
+                                                   "tokens_in": 0, "tokens_out": 0, "cost_usd": 0.0}
+    spent = [{**observed[0], "tokens_in": 10, "cost_usd": 1.25}, {**observed[1], "tokens_out": 5, "cost_usd": 0.5}]
+    assert {k: facts.project_fact("app", spent)[k] for k in facts.USAGE_FIELDS} == {
+        "tokens_in": 10, "tokens_out": 5, "cost_usd": 1.75}
+    totals = {"tokens_in": 99, "tokens_out": 1, "cost_usd": 9.5}  # the data dir's totals, cleaned-up sessions too
+    assert {k: facts.project_fact("app", spent, totals)[k] for k in facts.USAGE_FIELDS} == totals
     observed.append(facts.complete({"session": "app-3"}, NOW))
     assert facts.project_fact("app", observed)["all_terminal"] is False
     assert facts.project_fact("app", [facts.complete({"session": "o", "role": "orchestrator"}, NOW)])[
@@ -188,7 +195,7 @@ def test_project_fact():
 # ------------------------------------------------------------------------------- schema documents fields
 
 SCHEMA = json.loads((data_folder("schemas") / "facts.schema.json").read_text(encoding="utf-8"))
-JSON_TYPES = {str: "string", int: "integer", bool: "boolean"}
+JSON_TYPES = {float: "number", str: "string", int: "integer", bool: "boolean"}
 
 
 def test_schema_lists_exactly_the_fact_fields():

@@ -287,7 +287,7 @@ def test_desktop_without_a_desktop_is_a_permanent_failure(monkeypatch):
 def test_log_notifier_writes_the_console_and_the_orchestrator_log(tmp_path, capsys):
     Notifier("log", "log", {"plugin": "log"}, data_dir=tmp_path).send(sample())
     err = capsys.readouterr().err
-    assert err == "ao: [urgent] app-1: ci-failed needs a human https://github.com/o/r/pull/7\n"  # the id once
+    assert err == "ao: [urgent] app-1: ci-failed needs a human https://github.com/o/r/pull/7\n"
     text = (tmp_path / "logs" / "orchestrator.log").read_text()
     assert "Z [urgent] app-1: ci-failed needs a human" in text
     assert "\n    ao stopped handling this on its own: retries used up.\n" in text

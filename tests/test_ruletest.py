@@ -238,7 +238,8 @@ def test_every_problem_in_a_file_at_once(tmp_path):
     expected = [
         ("when", "test 'many mistakes': unknown key 'when'"),
         ("next tuesday", "test 'many mistakes': start must be a timestamp"),
-        ("explode", "test 'many mistakes' step 1: action must be send-to-agent, notify, auto-merge or escalate"),
+        ("explode", "test 'many mistakes' step 1: action must be one of send-to-agent, notify, auto-merge, pause, kill, "
+                    "escalate"),
         ("prio", "test 'many mistakes' step 1: unknown expect key 'prio'"),
         ("5m", "test 'many mistakes' step 2: `at` goes back in time"),
         ("{reaction: ci-failed}", "test 'many mistakes' step 2: expect must be a list"),

@@ -25,8 +25,9 @@ COMMANDS = {
     "attach": "session_cmd", "send": "session_cmd", "cleanup": "session_cmd", "review": "review_cmd",
     "poll": "poll_cmd", "start": "poll_cmd", "stop": "poll_cmd", "events": "poll_cmd", "logs": "logs_cmd",
     "doctor": "doctor_cmd", "demo": "demo_cmd", "merge": "merge_cmd", "dashboard": "dashboard_cmd",
+    "queue": "queue_cmd",
 }
-GROUPS = ("config", "rules", "notify", "session", "issue")
+GROUPS = ("config", "rules", "notify", "session", "issue", "queue")
 
 
 def _build_app(only: Optional[str] = None) -> Any:

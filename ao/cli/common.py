@@ -100,7 +100,9 @@ class SafeStream:
         self.raw = stream
 
     def write(self, text: str) -> int:
-        if not isinstance(text, str):  # as a text stream does: click probes with b"" and must see a text stream
+        if not isinstance(text, str):
+            # as a real text stream does: click probes streams with write(b"") to find a binary one, and
+            # would otherwise print bytes' repr ("b'\\n'") through this one
             raise TypeError(f"write() argument must be str, not {type(text).__name__}")
         self.raw.write(safe_text(text))
         return len(text)

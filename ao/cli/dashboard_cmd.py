@@ -7,11 +7,16 @@ from typing import Annotated, Optional
 
 import typer
 
-from ao.cli.common import ConfigOption, load_config
+from ao.cli.common import ConfigOption, examples, load_config
 
 
 def register(app: typer.Typer) -> None:
-    @app.command()
+    @app.command(epilog=examples(
+        ("ao dashboard", "serve on 127.0.0.1:3000 and open the browser"),
+        ("ao dashboard --port 8080 --no-open", ""),
+        ("ao dashboard --print-url", "the login URL again"),
+        ("ssh -L 3000:127.0.0.1:3000 server", "from your machine: then open the URL there"),
+    ))
     def dashboard(
         ctx: typer.Context,
         port: Annotated[Optional[int], typer.Option("--port", "-p", help="Port (default: the config's port; "
@@ -28,18 +33,7 @@ def register(app: typer.Typer) -> None:
         """Serve the dashboard: a live board of every session, session pages with CI, reviews, merge criteria
         and a live terminal, the event log and the config. Works with or without `ao start` running.
 
-        The URL it prints carries this data dir's secret token once (then a cookie); keep it private.
-
-        Examples:
-
-          ao dashboard                  # serve on 127.0.0.1:3000 and open the browser
-
-          ao dashboard --port 8080 --no-open
-
-          ao dashboard --print-url      # the login URL again
-
-          ssh -L 3000:127.0.0.1:3000 server   # then open the URL on your machine
-        """
+        The URL it prints carries this data dir's secret token once (then a cookie); keep it private."""
         from ao.web import server, settings as settings_mod
 
         cfg = load_config(ctx, config)

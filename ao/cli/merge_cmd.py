@@ -1,4 +1,4 @@
-"""``ao merge SESSION``: the same pinned, safe merge ``auto-merge`` does, by hand, for every SCM (ao/merging.py)."""
+"""``ao merge SESSION``: the same pinned, safe merge ``auto-merge`` does, by hand, for every SCM (``ao.merging``)."""
 
 from __future__ import annotations
 
@@ -7,15 +7,13 @@ from typing import Annotated, Any, Optional
 
 import typer
 
-from ao.cli.common import ConfigOption, JsonOption, load_config, print_json
+from ao.cli.common import ConfigOption, JsonOption, examples, load_config, print_json
 
-EXAMPLES = """
-Examples:
-
-  ao merge app-3                 # observe app-3's PR now; merge it if every criterion holds
-  ao merge app-3 --dry-run       # only show the criteria
-  ao merge app-3 --method rebase --json
-"""
+EXAMPLES = examples(
+    ("ao merge app-3", "observe app-3's PR now; merge it if every criterion holds"),
+    ("ao merge app-3 --dry-run", "only show the criteria"),
+    ("ao merge app-3 --method rebase --json", ""),
+)
 
 
 def _print(result: Any, missing_only: bool = False) -> None:

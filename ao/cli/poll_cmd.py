@@ -34,6 +34,13 @@ def action_line(a: dict[str, Any], dry_run: bool) -> str:
             + (f": {cell(a['error'])}" if a["error"] else ""))
 
 
+def admission_line(row: dict[str, Any]) -> str:
+    """One admission decision of the work queue: admitted (to which session), waiting, blocked..."""
+    what = " ".join(str(x) for x in (row["project"], row["issue"]) if x)
+    return (f"queue  {row['result']:<12} {what}" + (f" → {row['session']}" if row.get("session") else "")
+            + (f": {cell(row['detail'])}" if row.get("detail") else ""))
+
+
 def summary(report: Any) -> str:
     acted = [f"{a['reaction']}→{a['session'] or a['project']}{'' if a['ok'] else ' (failed)'}" for a in report.actions]
     line = f"cycle: {report.sessions} sessions in {report.seconds * 1000:.0f} ms"
@@ -41,6 +48,9 @@ def summary(report: Any) -> str:
         line += f"; {'would fire' if report.dry_run else 'fired'}: " + ", ".join(acted)
     if report.cleaned:
         line += f"; cleaned up: {', '.join(report.cleaned)}"
+    admitted = [f"{a['issue']}→{a['session']}" for a in report.admissions if a["result"] == "admitted"]
+    if admitted:
+        line += "; admitted: " + ", ".join(admitted)
     return line
 
 
@@ -60,6 +70,9 @@ def report_printer(json: bool, quiet: bool) -> Callable[[Any], None]:
         if report.dry_run:
             for a in report.actions:
                 print(action_line(a, True))
+        for row in report.admissions:
+            if row["result"] == "admitted":
+                print(admission_line(row))
         for error in report.errors:
             print(f"error: {error}")
         sys.stdout.flush()
@@ -131,6 +144,8 @@ def register(app: typer.Typer) -> None:
             print(event_line(e))
         for a in report.actions:
             print(action_line(a, report.dry_run))
+        for row in report.admissions:
+            print(admission_line(row))
         for error in report.errors:
             print(f"error: {error}")
         print(summary(report))

@@ -168,18 +168,33 @@ def shipped_examples() -> dict[str, Path]:
     ("ao rules test --examples", "run every rule test shipped with ao"),
     ("ao rules test --example retry-escalation", "one of them (a wrong name lists them all)"),
     ("ao rules test my-tests/ci-retries.yaml", "your own, written like the shipped examples"),
+    ("ao rules test --replay ~/.local/state/ao/facts --config new.yaml", "how a config change would have acted "
+     "on recorded history"),
 ))
 def test_cmd(
+    ctx: typer.Context,
     files: Annotated[Optional[list[Path]], typer.Argument(metavar="FILE...", help="Rule test files (written like "
                      "the shipped examples: `ao rules test --examples`).", show_default=False)] = None,
     example: Annotated[Optional[list[str]], typer.Option("--example", metavar="NAME", help="Run a rule test "
                        "shipped with ao, by name (repeatable).", show_default=False)] = None,
     all_examples: Annotated[bool, typer.Option("--examples", help="Run every rule test shipped with ao.")] = False,
+    replay: Annotated[Optional[list[Path]], typer.Option(
+        "--replay", help="Re-run the facts the poller recorded (a file or folder of <dataDir>/facts/) and print "
+                         "how the actions would differ. Repeatable.", show_default=False)] = None,
+    new_config: Annotated[Optional[Path], typer.Option(
+        "--config", help="With --replay: the changed config to compare with the current one (default: compare "
+                         "the current config with what ao actually did).", dir_okay=False, show_default=False)] = None,
     json: JsonOption = False,
 ) -> None:
-    """Run rule tests: timelines of facts with the actions expected at each step. Exit 1 if any fails."""
+    """Run rule tests: timelines of facts with the actions expected at each step. Exit 1 if any fails.
+    With --replay, re-run recorded facts and show how the actions would differ."""
     from ao import ruletest
 
+    if replay:
+        _replay(ctx, replay, new_config, json)
+        return
+    if new_config is not None:
+        raise UsageError("--config goes with --replay (a rule test file names its own config)")
     chosen = list(files or [])
     shipped = shipped_examples()
     names = list(example or []) + (list(shipped) if all_examples else [])
@@ -206,3 +221,28 @@ def test_cmd(
         print(f"{passed} passed, {failed} failed")
     if failed:
         raise typer.Exit(1)
+
+
+def _replay(ctx: typer.Context, paths: list[Path], new_config: Optional[Path], json: bool) -> None:
+    from ao import config as config_mod
+    from ao import replay
+
+    current = load_config(ctx, None)
+    cycles = replay.read(paths)
+    if not cycles:
+        raise AoError(f"{', '.join(map(str, paths))}: no recorded cycles to replay")
+    if new_config is None:
+        before, after = replay.recorded(cycles), replay.run(current, cycles)
+        labels = ("what ao did", f"the current config ({current.file})")
+    else:
+        candidate = config_mod.load(new_config)
+        before, after = replay.run(current, cycles), replay.run(candidate, cycles)
+        labels = (f"the current config ({current.file})", f"{new_config}")
+    diff = replay.compare(before, after)
+    if json:
+        rows = lambda items: [{"at": at, "project": p, **a} for at, p, a in items]  # noqa: E731
+        print_json({"cycles": len(cycles), "before": labels[0], "after": labels[1],
+                    "only_before": rows(diff.only_before), "only_after": rows(diff.only_after),
+                    "verdict": replay.verdict(diff)})
+        return
+    print(replay.report(diff, labels, len(cycles)))

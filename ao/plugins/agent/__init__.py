@@ -81,6 +81,9 @@ class Agent(Protocol):
         """Why the agent cannot take typed text right now though no human is needed (busy, no input box),
         or None. A message then waits, like one for a waiting agent."""
 
+    def interrupt_keys(self) -> list[str]:
+        """Keys (tmux names) that stop the current turn without ending the session (the `pause` action)."""
+
 
 class BaseAgent:
     """Defaults for the optional parts of :class:`Agent`."""
@@ -116,6 +119,10 @@ class BaseAgent:
         from ao.activity import terminal_activity
 
         return terminal_activity(obs, self.screen)
+
+    def interrupt_keys(self) -> list[str]:
+        """Keys (tmux names) that stop the agent's current turn and keep the session: the `pause` action."""
+        return ["Escape"]
 
 
 def get(name: str, **options: Any) -> Agent:

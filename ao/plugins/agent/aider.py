@@ -119,6 +119,9 @@ class Aider(BaseAgent):
             argv.append("--restore-chat-history")
         return join(argv)
 
+    def interrupt_keys(self) -> list[str]:
+        return ["C-c"]  # Ctrl-C stops aider's reply; a second one would exit it
+
     def _history(self, obs: Observation, name: str) -> Path:
         """ao launches aider with its histories in the run folder; a session launched before that has
         them in the workspace."""

@@ -320,6 +320,9 @@ class ClaudeCode(BaseAgent):
                     newest = (path, mtime)
         return newest
 
+    def interrupt_keys(self) -> list[str]:
+        return ["Escape"]  # Esc stops Claude Code's turn (a second Esc would open its rewind menu)
+
     def status(self, pid: int | None) -> dict[str, Any] | None:
         """The live status file of the agent process ``pid`` (None: no such file, or not one we understand)."""
         if pid is None:

@@ -172,6 +172,9 @@ class Codex(BaseAgent):
         found = self.rollout(obs.workspace, since=obs.started_at - 60)
         return (found[0], found[1]) if found else None
 
+    def interrupt_keys(self) -> list[str]:
+        return ["Escape"]  # Esc interrupts Codex's turn ("esc to interrupt")
+
     def activity(self, obs: Observation) -> Activity:
         term = terminal_activity(obs, SCREEN)
         if term.state == "exited":

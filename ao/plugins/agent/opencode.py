@@ -179,6 +179,9 @@ class OpenCode(BaseAgent):
         with os.fdopen(fd, "w", encoding="utf-8") as f:
             json.dump(data, f)
 
+    def interrupt_keys(self) -> list[str]:
+        return ["Escape", "Escape"]  # opencode asks for Esc twice ("esc again to interrupt")
+
     def activity(self, obs: Observation) -> Activity:
         term = terminal_activity(obs, SCREEN)
         if term.state == "exited":

@@ -78,6 +78,9 @@ class Runtime(Protocol):
         """Deliver ``text`` followed by Enter; raise SendError when not confirmed. ``receipt``, when given, is
         the agent's own confirmation (it received the text): nothing else counts then."""
 
+    def send_keys(self, handle: str, keys: list[str]) -> None:
+        """Press keys (tmux names: Escape, C-c); raise SendError when the session is gone."""
+
     def capture(self, handle: str, lines: int = 200) -> str:
         """The last ``lines`` lines of the terminal, plain text ("" when gone)."""
 

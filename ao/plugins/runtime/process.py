@@ -26,7 +26,7 @@ from pathlib import Path
 from typing import Callable
 
 from ao.errors import AoError
-from ao.plugins.runtime import LaunchSpec, Probe, SendError, Unconfirmed
+from ao.plugins.runtime import LaunchSpec, Probe, SendError, Unconfirmed, procs
 from ao.templates import clean
 
 FIFO, LOG = "input.fifo", "output.log"
@@ -52,13 +52,8 @@ def _parse(handle: str) -> _Handle | None:
 
 def _stat(pid: int) -> tuple[str, str] | None:
     """(state, starttime) of a process, or None when there is no such process."""
-    try:
-        with open(f"/proc/{pid}/stat", "rb") as f:
-            data = f.read().decode("ascii", "replace")
-    except OSError:
-        return None
-    fields = data[data.rfind(")") + 2:].split()  # the command name in (...) may hold spaces and parens
-    return (fields[0], fields[19]) if len(fields) > 19 else None
+    st = procs.stat(pid)
+    return (st[0], st[2]) if st is not None else None
 
 
 def _alive(h: _Handle) -> bool:
@@ -175,6 +170,27 @@ class ProcessRuntime:
                 raise Unconfirmed(f"delivery to process {h.pid} not confirmed: the agent recorded no receipt of it "
                                   f"within {confirm_timeout:g} s (not resent, to avoid duplicates)")
             time.sleep(0.02)
+
+    def send_keys(self, handle: str, keys: list[str]) -> None:
+        """Without a terminal, C-c is SIGINT to the agent's process group and Escape is an ESC byte on stdin."""
+        h = _parse(handle)
+        if h is None or not _alive(h):
+            raise SendError(f"cannot press keys in {handle}: the agent has exited")
+        for key in keys:
+            if key == "C-c":
+                self._signal(h.pid, signal.SIGINT)
+                continue
+            byte = {"Escape": b"\x1b", "Enter": b"\n"}.get(key)
+            if byte is None:
+                raise SendError(f"the process runtime cannot press {key}")
+            try:
+                fd = os.open(h.run_dir / FIFO, os.O_WRONLY | os.O_NONBLOCK | os.O_CLOEXEC)
+                try:
+                    os.write(fd, byte)
+                finally:
+                    os.close(fd)
+            except OSError as e:
+                raise SendError(f"cannot press {key} in process {h.pid}: {e.strerror or e}") from e
 
     def capture(self, handle: str, lines: int = 200) -> str:
         h = _parse(handle)

@@ -7,7 +7,7 @@ import signal
 import time
 
 
-def _stat(pid: int) -> tuple[str, int, str] | None:
+def stat(pid: int) -> tuple[str, int, str] | None:
     """(state, parent pid, start time in clock ticks) of a process, or None when there is none."""
     try:
         with open(f"/proc/{pid}/stat", "rb") as f:
@@ -24,7 +24,7 @@ def tree(roots: list[int]) -> list[tuple[int, str]]:
     """``roots`` and all their descendants, each as (pid, start time): the start time tells a reused pid."""
     children: dict[int, list[int]] = {}
     for entry in os.listdir("/proc"):
-        if entry.isdigit() and (st := _stat(int(entry))) is not None:
+        if entry.isdigit() and (st := stat(int(entry))) is not None:
             children.setdefault(st[1], []).append(int(entry))
     out, todo, seen = [], list(roots), set()
     while todo:
@@ -32,7 +32,7 @@ def tree(roots: list[int]) -> list[tuple[int, str]]:
         if pid in seen:
             continue
         seen.add(pid)
-        st = _stat(pid)
+        st = stat(pid)
         if st is not None:
             out.append((pid, st[2]))
         todo.extend(children.get(pid, []))
@@ -40,7 +40,7 @@ def tree(roots: list[int]) -> list[tuple[int, str]]:
 
 
 def _running(proc: tuple[int, str]) -> bool:
-    st = _stat(proc[0])
+    st = stat(proc[0])
     return st is not None and st[2] == proc[1] and st[0] not in ("Z", "X")
 
 

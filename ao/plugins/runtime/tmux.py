@@ -229,6 +229,13 @@ class TmuxRuntime:
                     "Enter (the agent may be busy; not resent, to avoid duplicates)")
             time.sleep(self.poll)
 
+    def send_keys(self, handle: str, keys: list[str]) -> None:
+        """Press keys (tmux key names such as Escape or C-c), nothing else: the `pause` action."""
+        r = self._run("send-keys", "-t", self._pane(handle), *keys)
+        if r.returncode != 0:
+            raise SendError(f"could not press {' '.join(keys)} in session {handle}: "
+                            f"{r.stderr.strip() or 'tmux failed'}")
+
     def capture(self, handle: str, lines: int = 200) -> str:
         r = self._run("capture-pane", "-p", "-J", "-S", f"-{max(int(lines), 1)}", "-t", self._pane(handle))
         return last_lines(r.stdout, lines) if r.returncode == 0 else ""

@@ -26,6 +26,14 @@ class Issue:
     labels: list[str] = field(default_factory=list)
 
 
+@dataclass
+class IssueStatus:
+    """What admission and reconciliation need to know of an issue (SPEC 12)."""
+
+    state: str = "open"                                    # open | inactive (out of the active states) | closed
+    blocked_by: list[str] = field(default_factory=list)    # its blockers that are still open
+
+
 class Tracker(Protocol):
     name: str
 
@@ -40,6 +48,13 @@ class Tracker(Protocol):
     def comment(self, issue_id: str, text: str) -> None: ...
 
     def close(self, issue_id: str) -> None: ...
+
+    def pickup(self, spec: dict[str, Any]) -> list[Issue]:
+        """Open issues matching a project's ``pickup`` (label, state, view), for the queue."""
+
+    def status(self, issue_ids: list[str], active_states: list[str] | None = None) -> dict[str, IssueStatus]:
+        """State and open blockers of many issues, in as few requests as the tracker allows. Issues that do
+        not exist are left out."""
 
 
 def get(name: str, *, project_path: Path, settings: dict[str, Any]) -> Tracker:

@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any
 from urllib.parse import quote, urlsplit
 
 from ao.errors import AoError, did_you_mean
-from ao.plugins.tracker import Issue, IssueNotFound
+from ao.plugins.tracker import Issue, IssueNotFound, IssueStatus
 
 STATES = ("open", "closed", "all")
 MAX_PAGES = 10  # 1000 issues: enough to pick from, and a bounded cost
@@ -88,13 +88,14 @@ class GitHubTracker:
             raise IssueNotFound(f"#{n} in {self.repo} is a pull request, not an issue")
         return self._issue(data)
 
-    def list(self, state: str = "open") -> list[Issue]:
+    def list(self, state: str = "open", labels: list[str] | None = None) -> list[Issue]:
         if state not in STATES:
             raise AoError(f"unknown issue state '{state}'{did_you_mean(state, STATES)}; use one of {', '.join(STATES)}")
         client = self._client()
         params: dict[str, Any] | None = {"state": state, "per_page": 100}
-        if self.labels:
-            params["labels"] = ",".join(self.labels)
+        labels = self.labels if labels is None else labels
+        if labels:
+            params["labels"] = ",".join(labels)
         url, issues, origin = f"{self._path}/issues", [], urlsplit(client.base_url).netloc
         for _ in range(MAX_PAGES):
             response = client.request("GET", url, params=params)
@@ -115,6 +116,49 @@ class GitHubTracker:
     def close(self, issue_id: str) -> None:
         # closing twice is harmless: the PATCH may be retried like a read
         self._call("PATCH", self._number(issue_id), json={"state": "closed", "state_reason": "completed"}, retry=True)
+
+
+    # -- admission (SPEC 12) ----------------------------------------------------------------------------
+
+    def pickup(self, spec: dict[str, Any]) -> list[Issue]:
+        """Open issues with the pickup label (every open issue when none is given)."""
+        return self.list("open", [spec["label"]] if spec.get("label") else [])
+
+    def status(self, issue_ids: list[str], active_states: list[str] | None = None) -> dict[str, IssueStatus]:
+        """State and open blockers of many issues: one GraphQL query per STATUS_BATCH issues. An issue waits for
+        its open sub-issues and the open issues its task list tracks. (GitHub's newer "blocked by" dependencies
+        are not in the GraphQL schema ao is held to, tests/api/github: not read yet.)"""
+        numbers = sorted({self._number(i) for i in issue_ids})
+        owner, name = self.repo.split("/")
+        related = " ".join(f"{link}(first: {LINK_PAGE}) {{ nodes {{ number state repository {{ nameWithOwner }} }} }}"
+                           for link in LINKS)
+        by_number: dict[int, IssueStatus] = {}
+        for start in range(0, len(numbers), STATUS_BATCH):
+            chunk = numbers[start:start + STATUS_BATCH]
+            fields = " ".join(f"i{n}: issue(number: {n}) {{ ...AoLinks }}" for n in chunk)
+            query = (f"query AoIssueLinks($owner: String!, $name: String!) {{ repository(owner: $owner, name: $name) "
+                     f"{{ {fields} }} }} fragment AoLinks on Issue {{ number state {related} }}")
+            data, _ = self._client().graphql(query, {"owner": owner, "name": name})  # a missing issue: an error
+            repo = data.get("repository") or {}
+            for n in chunk:
+                node = repo.get(f"i{n}")
+                if not isinstance(node, dict):
+                    continue
+                blockers = []
+                for link in LINKS:
+                    for b in ((node.get(link) or {}).get("nodes") or []):
+                        if isinstance(b, dict) and b.get("state") == "OPEN":
+                            other = (b.get("repository") or {}).get("nameWithOwner") or self.repo
+                            number = b.get("number")
+                            blockers.append(f"#{number}" if other == self.repo else f"{other}#{number}")
+                by_number[n] = IssueStatus(state="closed" if node.get("state") == "CLOSED" else "open",
+                                           blocked_by=list(dict.fromkeys(blockers)))
+        return {i: by_number[self._number(i)] for i in issue_ids if self._number(i) in by_number}
+
+
+STATUS_BATCH = 50   # issues per GraphQL query (each costs one point)
+LINK_PAGE = 20      # blockers read per issue and kind of link
+LINKS = ("subIssues", "trackedIssues")
 
 
 def plugin(*, project_path: Path, settings: dict[str, Any] | None = None, client: Any = None) -> GitHubTracker:

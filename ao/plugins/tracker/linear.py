@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from ao.errors import AoError
-from ao.plugins.tracker import Issue, IssueNotFound
+from ao.plugins.tracker import Issue, IssueNotFound, IssueStatus
 
 DEFAULT_URL = "https://api.linear.app/graphql"
 DEFAULT_KEY_ENV = "LINEAR_API_KEY"
@@ -183,6 +183,69 @@ class LinearTracker:
                           f"closing {node['identifier']}")
         if not (data.get("issueUpdate") or {}).get("success"):
             raise AoError(f"Linear did not move {node['identifier']} to '{states[0].get('name', 'Done')}'")
+
+
+    # -- admission (SPEC 12) ----------------------------------------------------------------------------
+
+    def pickup(self, spec: dict[str, Any]) -> list[Issue]:
+        """Open issues in a custom view, or with a label and/or in a workflow state (of the team, if set)."""
+        if spec.get("view"):
+            data = self._call(VIEW_ISSUES, {"id": spec["view"], "first": PICKUP_LIMIT}, f"the view {spec['view']}")
+            nodes = (((data.get("customView") or {}).get("issues")) or {}).get("nodes") or []
+            return [i for i in (self._issue(n) for n in nodes if isinstance(n, dict)) if i.state == "open"]
+        flt: dict[str, Any] = {"state": {"type": {"nin": list(CLOSED_TYPES)}}}
+        if spec.get("state"):
+            flt["state"]["name"] = {"eq": spec["state"]}
+        if spec.get("label"):
+            flt["labels"] = {"name": {"eq": spec["label"]}}
+        if self.team_id:
+            flt["team"] = {"id": {"eq": self.team_id}}
+        elif self.team:
+            flt["team"] = {"key": {"eq": self.team}}
+        data = self._call(LIST_ISSUES, {"filter": flt, "first": PICKUP_LIMIT}, "the pickup list")
+        return [self._issue(n) for n in (data.get("issues") or {}).get("nodes") or [] if isinstance(n, dict)]
+
+    def status(self, issue_ids: list[str], active_states: list[str] | None = None) -> dict[str, IssueStatus]:
+        """State and open blockers ("blocks" relations pointing at the issue) of many issues, one query per
+        team and STATUS_BATCH issues. With ``active_states``, an open issue in another state is inactive."""
+        wanted: dict[tuple[str, int], str] = {}
+        for issue_id in issue_ids:
+            key = self._check(issue_id)
+            team, number = key.rsplit("-", 1)
+            wanted[(team, int(number))] = issue_id
+        out: dict[str, IssueStatus] = {}
+        items = sorted(wanted)
+        for start in range(0, len(items), STATUS_BATCH):
+            chunk = items[start:start + STATUS_BATCH]
+            teams: dict[str, list[int]] = {}
+            for team, number in chunk:
+                teams.setdefault(team, []).append(number)
+            flt = {"or": [{"team": {"key": {"eq": t}}, "number": {"in": ns}} for t, ns in teams.items()]}
+            data = self._call(ISSUE_LINKS, {"filter": flt, "first": len(chunk)}, "the issues' relations")
+            for node in (data.get("issues") or {}).get("nodes") or []:
+                ident = str(node.get("identifier") or "").upper()
+                team, _, number = ident.rpartition("-")
+                issue_id = wanted.get((team, int(number))) if number.isdigit() else None
+                if issue_id is None:
+                    continue
+                state = node.get("state") or {}
+                kind = "closed" if state.get("type") in CLOSED_TYPES else "open"
+                if kind == "open" and active_states and state.get("name") not in active_states:
+                    kind = "inactive"
+                blockers = [r["issue"]["identifier"] for r in (node.get("inverseRelations") or {}).get("nodes") or []
+                            if isinstance(r, dict) and r.get("type") == "blocks" and isinstance(r.get("issue"), dict)
+                            and (r["issue"].get("state") or {}).get("type") not in CLOSED_TYPES]
+                out[issue_id] = IssueStatus(state=kind, blocked_by=blockers)
+        return out
+
+
+PICKUP_LIMIT = 100
+STATUS_BATCH = 50
+VIEW_ISSUES = (f"query AoViewIssues($id: String!, $first: Int) {{ customView(id: $id) {{ issues(first: $first) "
+               f"{{ nodes {{ {_ISSUE_FIELDS} }} }} }} }}")
+ISSUE_LINKS = ("query AoIssueLinks($filter: IssueFilter, $first: Int) { issues(filter: $filter, first: $first) "
+               "{ nodes { identifier state { type name } inverseRelations { nodes { type issue { identifier "
+               "state { type } } } } } } }")
 
 
 class _GraphQLError(AoError):

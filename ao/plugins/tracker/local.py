@@ -4,6 +4,9 @@
 line, else the id) and its body the whole file. ``create()`` writes ``<n>.md`` (``ao issue new``);
 ``close()`` moves the file into ``closed/`` (``ao issue close``, and ao itself when the session's PR is
 merged); ``comment()`` appends a block to it. No network, no clock.
+
+Optional YAML front matter (between ``---`` lines at the top) carries ``labels:`` (for ``pickup: {label}``)
+and ``blocked_by:`` (issue ids this one waits for, SPEC 12).
 """
 
 from __future__ import annotations
@@ -14,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from ao.errors import AoError, did_you_mean
-from ao.plugins.tracker import Issue, IssueNotFound
+from ao.plugins.tracker import Issue, IssueNotFound, IssueStatus
 
 CLOSED = "closed"
 STATES = ("open", "closed", "all")
@@ -79,8 +82,9 @@ class LocalTracker:
                           f"{e.start}); save it as UTF-8") from e
         except OSError as e:
             raise AoError(f"cannot read issue file {path}: {e.strerror or e}") from e
-        return Issue(id=issue_id, title=title_of(text, issue_id), body=text, url=path.resolve().as_uri(),
-                     state=state)
+        meta = front_matter(text)
+        return Issue(id=issue_id, title=title_of(_without_front_matter(text), issue_id), body=text,
+                     url=path.resolve().as_uri(), state=state, labels=_strings(meta.get("labels")))
 
     def _not_found(self, issue_id: str) -> IssueNotFound:
         if not self.folder.is_dir():
@@ -175,6 +179,68 @@ class LocalTracker:
             path.rename(target)
         except OSError as e:
             raise AoError(f"cannot close issue {issue_id} (move {path} to {target}): {e.strerror or e}") from e
+
+
+    def pickup(self, spec: dict[str, Any]) -> list[Issue]:
+        issues = self.list("open")
+        if spec.get("label"):
+            issues = [i for i in issues if spec["label"] in i.labels]
+        return issues
+
+    def status(self, issue_ids: list[str], active_states: list[str] | None = None) -> dict[str, IssueStatus]:
+        out: dict[str, IssueStatus] = {}
+        for issue_id in issue_ids:
+            try:
+                found = self._where(self._check(issue_id))
+            except AoError:
+                continue
+            if found is None:
+                continue
+            path, state = found
+            blockers = []
+            if state == "open":
+                try:
+                    meta = front_matter(path.read_text(encoding="utf-8"))
+                except (OSError, UnicodeDecodeError):
+                    meta = {}
+                for blocker in _strings(meta.get("blocked_by")):
+                    try:
+                        where = self._where(self._check(blocker.lstrip("#")))
+                    except AoError:
+                        continue
+                    if where is not None and where[1] == "open":  # a blocker that does not exist blocks nothing
+                        blockers.append(blocker.lstrip("#"))
+            out[issue_id] = IssueStatus(state=state, blocked_by=blockers)
+        return out
+
+
+_FRONT = re.compile(r"\A---[ \t]*\r?\n(.*?)\r?\n---[ \t]*(?:\r?\n|\Z)", re.S)
+
+
+def front_matter(text: str) -> dict[str, Any]:
+    """The YAML mapping between ``---`` lines at the top of an issue file ({} when none or not a mapping)."""
+    m = _FRONT.match(text)
+    if not m:
+        return {}
+    import yaml
+
+    try:
+        data = yaml.safe_load(m.group(1))
+    except yaml.YAMLError:
+        return {}
+    return data if isinstance(data, dict) else {}
+
+
+def _without_front_matter(text: str) -> str:
+    m = _FRONT.match(text)
+    return text[m.end():] if m else text
+
+
+def _strings(value: Any) -> list[str]:
+    if isinstance(value, (str, int)) and not isinstance(value, bool):
+        return [str(value)]
+    return [str(v) for v in value if isinstance(v, (str, int)) and not isinstance(v, bool)] \
+        if isinstance(value, list) else []
 
 
 def plugin(*, project_path: Path, settings: dict[str, Any] | None = None) -> LocalTracker:
