@@ -49,7 +49,6 @@ def status_style(status: str) -> Optional[str]:
 class PollerState:
     pid: Optional[int]               # the running `ao start`, if any
     last_cycle_at: Optional[float]   # when a poller last finished a cycle on this data dir
-    config: str = ""                 # the config that poller ran with
 
     def seconds_ago(self, now: float) -> Optional[float]:
         return None if self.last_cycle_at is None else max(0.0, now - self.last_cycle_at)
@@ -68,12 +67,10 @@ def record_cycle(data_dir: Path, at: float, sessions: int, config: Path | str = 
 def poller_state(data_dir: Path) -> PollerState:
     from ao.poller import running_pid
 
-    at, config = None, ""
-    with contextlib.suppress(OSError, ValueError, TypeError):
-        stamp = json.loads((Path(data_dir) / CYCLE_FILE).read_text(encoding="utf-8"))
-        at = float(stamp["at"])
-        config = str(stamp.get("config") or "")
-    return PollerState(running_pid(Path(data_dir)), at, config)
+    at = None
+    with contextlib.suppress(OSError, ValueError, TypeError, KeyError):  # no stamp yet, or a damaged one
+        at = float(json.loads((Path(data_dir) / CYCLE_FILE).read_text(encoding="utf-8"))["at"])
+    return PollerState(running_pid(Path(data_dir)), at)
 
 
 # ------------------------------------------------------------------------------------------ rows
