@@ -159,6 +159,19 @@ class SessionView:
         }
 
 
+def short_count(n: int) -> str:
+    """``1.2M``, ``40k``, ``512``: a token count at a glance."""
+    for unit, size in (("M", 1_000_000), ("k", 1000)):
+        if n >= size:
+            return f"{n / size:.1f}".rstrip("0").rstrip(".") + unit
+    return str(n)
+
+
+def tokens_text(tokens_in: int, tokens_out: int) -> str:
+    """``1.2M in, 40k out``: tokens the agent read and wrote ("" before any use was read)."""
+    return f"{short_count(tokens_in)} in, {short_count(tokens_out)} out" if tokens_in or tokens_out else ""
+
+
 def view(session: Session, cycle_at: Optional[float], archived: bool = False) -> SessionView:
     fact = session.fact or {}
     memo = session.meta.get("activity") if isinstance(session.meta.get("activity"), dict) else {}

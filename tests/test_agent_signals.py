@@ -300,12 +300,16 @@ class FakeOpencode:
                     return
                 body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
                 fake.messages.append({"info": {"role": "user"}, "parts": body["parts"]})
+                if fake.slow.is_set():  # took the prompt, answers after the client gave up
+                    fake.release.wait(10)
                 self._send(204)
 
+        self.slow, self.release = threading.Event(), threading.Event()
         self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
         threading.Thread(target=self.server.serve_forever, daemon=True).start()
 
     def close(self) -> None:
+        self.release.set()
         self.server.shutdown()
         self.server.server_close()
 
@@ -334,6 +338,8 @@ def test_opencode_server_gives_state_and_delivers_without_typing(tmp_path):
     try:
         fake.status = {"ses_1": {"type": "busy"}}
         assert plugin.activity(obs(tmp_path, pane="x")).state == "active"
+        # the prompt went in as an argument, so only observing learns the session a restore continues
+        assert shlex.split(plugin.launch_command(launch_ctx(tmp_path, resume=True)))[-2:] == ["--session", "ses_1"]
         fake.permissions = [{"id": "per_1", "permission": "bash", "patterns": ["curl -s x > out.txt"]}]
         a = plugin.activity(obs(tmp_path, pane="x"))
         assert a.state == "waiting_input" and "bash: curl -s x > out.txt" in a.detail
@@ -345,6 +351,13 @@ def test_opencode_server_gives_state_and_delivers_without_typing(tmp_path):
         assert plugin.deliver(obs(tmp_path), "Fix it") and received()
         assert json.loads((c.run_dir / oc.SERVER).read_text())["session"] == "ses_1"  # for a restore
         assert shlex.split(plugin.launch_command(launch_ctx(tmp_path, resume=True)))[-2:] == ["--session", "ses_1"]
+        # The server took the prompt but its answer is late (it was busy restoring a session): the prompt may
+        # have arrived, so ao must not type it as well; the receipt decides.
+        fake.slow.set()
+        received = plugin.receipt(obs(tmp_path), "Second message")
+        assert plugin.deliver(obs(tmp_path), "Second message") and received()
+        fake.slow.clear()
+        fake.release.set()
         data["password"] = "wrong"
         (c.run_dir / oc.SERVER).write_text(json.dumps(data))
         assert not plugin.deliver(obs(tmp_path), "x")  # refused: ao types instead
@@ -437,3 +450,25 @@ def test_a_usage_limit_menu_is_blocked_though_claude_reports_a_dialog(tmp_path):
             " ❯ 1. Stop and wait for limit to reset\n   2. Upgrade your plan\n Enter to confirm · Esc to cancel")
     a = claude(tmp_path).activity(obs(tmp_path, pane=menu, pid=9))
     assert a.state == "blocked" and "session limit" in a.detail
+
+
+def test_opencode_restore_finds_the_conversation_in_its_store_when_ao_never_saw_it(tmp_path, monkeypatch):
+    """The agent exited before ao observed it through its server: opencode's own store names the session."""
+    import sqlite3
+
+    plugin = agent.get("opencode")
+    c = launch_ctx(tmp_path, resume=True)
+    plugin.prepare(c)
+    monkeypatch.setenv("XDG_DATA_HOME", str(tmp_path / "data"))
+    assert not plugin.can_resume(c)  # no store at all: a fresh launch with the prompt
+    (tmp_path / "data" / "opencode").mkdir(parents=True)
+    db = sqlite3.connect(tmp_path / "data" / "opencode" / "opencode.db")
+    db.execute("CREATE TABLE session (id text PRIMARY KEY, parent_id text, directory text NOT NULL, "
+               "time_updated integer NOT NULL)")
+    db.executemany("INSERT INTO session VALUES (?, ?, ?, ?)", [
+        ("ses_old", None, str(c.workspace), 1), ("ses_new", None, str(c.workspace), 3),
+        ("ses_child", "ses_new", str(c.workspace), 4), ("ses_elsewhere", None, "/elsewhere", 9)])
+    db.commit()
+    db.close()
+    assert plugin.can_resume(c)
+    assert shlex.split(plugin.launch_command(c))[-2:] == ["--session", "ses_new"]

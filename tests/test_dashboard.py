@@ -382,3 +382,14 @@ def test_the_terminal_of_a_session_in_a_container(aoenv, tmp_path_factory):
             board.stop()
     finally:
         engine.stop()
+
+
+def test_cards_show_usage_and_a_pause():
+    from ao.store import Session as Record
+    from ao.web.views import card
+
+    s = Record(id="app-1", project="app", created_at=0.0, updated_at=0.0)
+    assert card(s, 10.0)["usage"] == ""  # nothing read yet
+    s.fact = {"tokens_in": 1_234_567, "tokens_out": 40_000, "cost_usd": 3.1, "paused": True}
+    c = card(s, 10.0)
+    assert (c["usage"], c["paused"]) == ("1.2M in, 40k out, $3.10", True)

@@ -25,8 +25,7 @@ COLUMNS = [
     Column("observed", text=lambda r: "never" if r["observed_seconds_ago"] is None
            else f"{short_duration(r['observed_seconds_ago'])} ago"),
     Column("age", text=lambda r: short_duration(r["age_seconds"])),
-    Column("tokens", text=lambda r: _tokens(r["tokens_in"], r["tokens_out"]) if r["tokens_in"] or r["tokens_out"]
-           else None),
+    Column("tokens", text=lambda r: _tokens_text(r["tokens_in"], r["tokens_out"])),
     Column("cost", text=lambda r: f"${r['cost_usd']:.2f}" if r["cost_usd"] else None),
 ]
 
@@ -37,14 +36,10 @@ def _style(status: str) -> Optional[str]:
     return status_style(status)
 
 
-def _tokens(tokens_in: int, tokens_out: int) -> str:
-    """``1.2M in, 40k out``: tokens the agent read and wrote."""
-    def short(n: int) -> str:
-        for unit, size in (("M", 1_000_000), ("k", 1000)):
-            if n >= size:
-                return f"{n / size:.1f}".rstrip("0").rstrip(".") + unit
-        return str(n)
-    return f"{short(tokens_in)} in, {short(tokens_out)} out"
+def _tokens_text(tokens_in: int, tokens_out: int) -> str:
+    from ao.overview import tokens_text
+
+    return tokens_text(tokens_in, tokens_out)
 
 
 def refresh(cfg: Any) -> None:

@@ -75,7 +75,17 @@ def card(session: Session, now: float | None = None) -> dict[str, Any]:
         "pr_state": fact.get("pr_state", "none"), "ci": fact.get("ci", "none"), "review": fact.get("review", "none"),
         "conflicts": bool(fact.get("conflicts")), "escalated": escalated(session),
         "age": age(now - session.created_at), "created_at": session.created_at, "updated_at": session.updated_at,
+        "usage": usage_text(fact), "paused": bool(fact.get("paused")),
     }
+
+
+def usage_text(fact: Mapping[str, Any]) -> str:
+    """``1.2M in, 40k out, $3.10``: what the agent has used so far ("" before any use was read)."""
+    from ao.overview import tokens_text
+
+    text = tokens_text(int(fact.get("tokens_in") or 0), int(fact.get("tokens_out") or 0))
+    cost = float(fact.get("cost_usd") or 0.0)
+    return text + (f", ${cost:.2f}" if text and cost else "")
 
 
 def board(sessions: Iterable[Session], now: float | None = None) -> dict[str, Any]:

@@ -50,6 +50,29 @@ SCREEN = Screen(
 )
 
 
+def newest_stored_session(workspace: Path) -> str | None:
+    """The newest session of ``workspace`` in opencode's SQLite store (``$XDG_DATA_HOME/opencode/opencode.db``),
+    or None (no store, no session, or a schema this version of ao does not know)."""
+    import sqlite3
+
+    data = Path(os.environ["XDG_DATA_HOME"]) if os.environ.get("XDG_DATA_HOME") else \
+        Path.home() / ".local" / "share"
+    db = data / "opencode" / "opencode.db"
+    if not db.is_file():
+        return None
+    dirs = list(dict.fromkeys([str(workspace), str(workspace.resolve())]))
+    try:
+        conn = sqlite3.connect(f"file:{db}?mode=ro", uri=True, timeout=1.0)
+        try:
+            row = conn.execute(f"SELECT id FROM session WHERE directory IN ({','.join('?' * len(dirs))}) "
+                               "AND parent_id IS NULL ORDER BY time_updated DESC LIMIT 1", dirs).fetchone()
+        finally:
+            conn.close()
+    except sqlite3.Error:
+        return None
+    return str(row[0]) if row and row[0] else None
+
+
 def free_port() -> int:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
         s.bind(("127.0.0.1", 0))
@@ -58,6 +81,11 @@ def free_port() -> int:
 
 class ServerError(Exception):
     """The embedded server did not answer as expected (not up yet, gone, or another API version)."""
+
+
+class MaybeDelivered(ServerError):
+    """A request reached the server but its answer did not come back (a read timeout, a dropped connection):
+    the server may have acted on it. For a prompt that means it must not be typed in as well."""
 
 
 @dataclass
@@ -80,8 +108,12 @@ class Server:
                                      auth=("opencode", self.password), timeout=TIMEOUT)
             response.raise_for_status()
             return response.json() if response.content else None
-        except (httpx.HTTPError, ValueError) as exc:
+        except (httpx.ConnectError, httpx.ConnectTimeout, httpx.HTTPStatusError, ValueError) as exc:
+            # nothing was sent, or the server answered and refused: it did not act on the request
             raise ServerError(f"opencode's server on port {self.port}: {exc}") from None
+        except httpx.HTTPError as exc:
+            # sent, but no answer came back (a server busy restoring a session answers slowly)
+            raise MaybeDelivered(f"opencode's server on port {self.port} did not answer: {exc}") from None
 
     def session(self) -> str | None:
         """The folder's newest session."""
@@ -128,6 +160,9 @@ class OpenCode(BaseAgent):
                           "'anthropic/claude-sonnet-4'); without the provider it silently uses its default model")
         if ctx.run_dir is not None:
             server = {"port": free_port(), "password": secrets.token_urlsafe(24)}
+            known = self._stored_session(ctx.run_dir)
+            if known:  # a relaunch keeps the conversation a later restore continues
+                server["session"] = known
             path = ctx.run_dir / SERVER
             fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
             with os.fdopen(fd, "w", encoding="utf-8") as f:
@@ -135,7 +170,7 @@ class OpenCode(BaseAgent):
             ctx.env["OPENCODE_SERVER_PASSWORD"] = server["password"]
 
     def can_resume(self, ctx: LaunchContext) -> bool:
-        return self._stored_session(ctx.run_dir) is not None
+        return self._stored_session(ctx.run_dir, ctx.workspace) is not None
 
     def launch_command(self, ctx: LaunchContext) -> str:
         argv = ["opencode", *permission_flags(self.name, ctx.settings, PERMISSION_FLAGS), *model_flags(ctx.settings)]
@@ -143,7 +178,7 @@ class OpenCode(BaseAgent):
         if server:
             argv += ["--port", str(server["port"])]
         if ctx.resume:
-            session = self._stored_session(ctx.run_dir)
+            session = self._stored_session(ctx.run_dir, ctx.workspace)
             return join([*argv, "--session", session] if session else [*argv, "--continue"])
         return f"{join(argv)} --prompt {prompt_argument(ctx.prompt_file, ctx.workspace)}"
 
@@ -159,10 +194,14 @@ class OpenCode(BaseAgent):
             return data
         return None
 
-    def _stored_session(self, run_dir: Path | None) -> str | None:
+    def _stored_session(self, run_dir: Path | None, workspace: Path | None = None) -> str | None:
+        """The session a restore continues: the one ao saw through the server, else (the agent exited before
+        ao observed it) the folder's newest session in opencode's own store."""
         data = self._server_file(run_dir)
         session = data.get("session") if data else None
-        return session if isinstance(session, str) else None
+        if isinstance(session, str):
+            return session
+        return newest_stored_session(workspace) if workspace is not None else None
 
     def server(self, obs: Observation) -> Server | None:
         data = self._server_file(obs.run_dir)
@@ -192,6 +231,8 @@ class OpenCode(BaseAgent):
             try:
                 pending = server.get("/permission")
                 status = server.get("/session/status")
+                if self._stored_session(obs.run_dir) is None and (session := server.session()):
+                    self._remember(obs, session)  # a restore continues it (`--session`), not a fresh launch
             except ServerError:  # not up yet, gone, or a different API: the screen decides
                 return term
             if isinstance(pending, list) and pending:
@@ -220,9 +261,14 @@ class OpenCode(BaseAgent):
             return False  # a slash command is the TUI's own, so it is typed
         try:
             session = server.session()
-            if session is None:
-                return False
+        except ServerError:
+            return False
+        if session is None:
+            return False
+        try:
             server.prompt(session, text)
+        except MaybeDelivered:
+            pass  # it may have arrived: never type it as well; the receipt decides
         except ServerError:
             return False
         self._remember(obs, session)
