@@ -96,7 +96,7 @@ def agents_in_use(config: Any) -> dict[str, list[str]]:
     """Agent plugin -> the projects that use it (for workers or the orchestrator)."""
     used: dict[str, list[str]] = {}
     for p in config.projects.values():
-        for agent in dict.fromkeys([p.agent, getattr(p, "orchestrator_agent", None) or p.agent]):
+        for agent in dict.fromkeys([p.agent, p.orchestrator_agent or p.agent]):
             used.setdefault(agent, []).append(p.id)
     return used
 
@@ -205,7 +205,7 @@ def environment_problems(config: Any) -> list[Problem]:
                 continue
             where = ("projects", pid, key) if key in raw else ("projects", pid)
             problems.append(src.problem(where, f"{what}; {fix}", key=key not in raw))
-        for agent in dict.fromkeys([project.agent, getattr(project, "orchestrator_agent", None) or project.agent]):
+        for agent in dict.fromkeys([project.agent, project.orchestrator_agent or project.agent]):
             program = AGENT_PROGRAMS.get(agent)
             if program and shutil.which(program) is None:
                 where = ("projects", pid, "agent") if "agent" in raw else ("projects", pid)
@@ -292,7 +292,7 @@ def check_data_dir(config: Any) -> list[Check]:
     out = []
     probe = data if data.exists() else next((p for p in data.parents if p.exists()), Path("/"))
     if not os.access(probe, os.W_OK):
-        out.append(Check("data dir", FAIL, f"{data} ({why}) is not writable", f"fix its permissions, or set dataDir:"))
+        out.append(Check("data dir", FAIL, f"{data} ({why}) is not writable", "fix its permissions, or set dataDir:"))
         return out
     owner = config_mod.data_dir_owner(data)
     mine = str(Path(config.file).resolve())

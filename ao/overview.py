@@ -49,7 +49,6 @@ def status_style(status: str) -> Optional[str]:
 class PollerState:
     pid: Optional[int]               # the running `ao start`, if any
     last_cycle_at: Optional[float]   # when a poller last finished a cycle on this data dir
-    config: str = ""                 # the config that poller ran with
 
     def seconds_ago(self, now: float) -> Optional[float]:
         return None if self.last_cycle_at is None else max(0.0, now - self.last_cycle_at)
@@ -68,12 +67,10 @@ def record_cycle(data_dir: Path, at: float, sessions: int, config: Path | str = 
 def poller_state(data_dir: Path) -> PollerState:
     from ao.poller import running_pid
 
-    at, config = None, ""
-    with contextlib.suppress(OSError, ValueError, TypeError):
-        stamp = json.loads((Path(data_dir) / CYCLE_FILE).read_text(encoding="utf-8"))
-        at = float(stamp["at"])
-        config = str(stamp.get("config") or "")
-    return PollerState(running_pid(Path(data_dir)), at, config)
+    at = None
+    with contextlib.suppress(OSError, ValueError, TypeError, KeyError):  # no stamp yet, or a damaged one
+        at = float(json.loads((Path(data_dir) / CYCLE_FILE).read_text(encoding="utf-8"))["at"])
+    return PollerState(running_pid(Path(data_dir)), at)
 
 
 # ------------------------------------------------------------------------------------------ rows
@@ -111,6 +108,7 @@ class SessionView:
     created_at: float
     observed_at: Optional[float]
     workspace: str
+    merge: list[Any] = field(default_factory=list)  # merge criteria of an open PR (ao.merging.Criterion)
     archived: bool = False
     fact: dict[str, Any] = field(default_factory=dict, repr=False)
     session: Optional[Session] = field(default=None, repr=False)  # the record it was read from
@@ -145,6 +143,8 @@ class SessionView:
             "issue": self.issue, "task": self.task, "agent": self.agent,
             "pr_state": self.pr_state, "pr": self.pr_number or None, "pr_url": self.pr_url, "ci": self.ci,
             "review": self.review, "conflicts": self.conflicts, "mergeable": self.mergeable,
+            "merge": [c.to_dict() for c in self.merge],
+            "merge_missing": [c.name for c in self.merge if not c.ok],
             "escalations": [{"reaction": e.reaction, "attempts": e.attempts,
                              "since": iso(e.since) if e.since is not None else None, "reason": e.reason}
                             for e in self.escalations],
@@ -180,6 +180,11 @@ def view(session: Session, cycle_at: Optional[float], archived: bool = False) ->
     for key, entry in sorted(session.ledger_entries().items()):
         if entry.escalated:
             escalations.append(Escalation(key, entry.attempts, entry.first_at, entry.last_error))
+    merge: list[Any] = []
+    if fact.get("pr_state") == "open":
+        from ao import merging
+
+        merge = merging.for_session(session, fact)
     observed = None
     if fact:
         # The poller observes every session of its config each cycle; a record it wrote after the last
@@ -195,7 +200,7 @@ def view(session: Session, cycle_at: Optional[float], archived: bool = False) ->
         ci=str(fact.get("ci") or "none"), review=str(fact.get("review") or "none"),
         conflicts=bool(fact.get("conflicts")), mergeable=bool(fact.get("mergeable")),
         escalations=escalations, created_at=session.created_at, observed_at=observed,
-        workspace=session.workspace, archived=archived, fact=dict(fact), session=session)
+        workspace=session.workspace, merge=merge, archived=archived, fact=dict(fact), session=session)
 
 
 @dataclass

@@ -16,7 +16,10 @@ less, and on an idle machine the two are close for a process that mostly compute
 - refresh, steady: `ao status --refresh` when nothing changes (one tmux probe, pane captures, one git fetch,
                    N/2 PR views, the engine, no writes).
 
-Usage: python bench/status.py [--sessions 100] [--runs 7]
+With ``--compare DIR`` (a checkout of another ao version), its `ao status --json` is timed on the same
+sessions too, so that two versions can be compared under the same load.
+
+Usage: python bench/status.py [--sessions 100] [--runs 7] [--compare DIR]
 """
 
 from __future__ import annotations
@@ -44,6 +47,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--sessions", type=int, default=100)
     parser.add_argument("--runs", type=int, default=7)
+    parser.add_argument("--compare", default=None, help="another ao checkout to time on the same sessions")
     args = parser.parse_args()
 
     from poll_cycle import setup
@@ -61,6 +65,8 @@ def main() -> None:
             steady = [timed(env, "status", "--refresh", "--json") for _ in range(args.runs)]
             piped = [timed(env, "status") for _ in range(args.runs)]
             as_json = [timed(env, "status", "--json") for _ in range(args.runs)]
+            other = [timed(env, "status", "--json", pythonpath=args.compare) for _ in range(args.runs)] \
+                if args.compare else []
         finally:
             kill_tmux_server(env.socket)
     n = args.sessions
@@ -69,14 +75,17 @@ def main() -> None:
     print(f"ao status --json, {n} sessions (median of {args.runs}):              {median(as_json)}")
     print(f"ao status --refresh, {n} sessions ({len(pushed)} PRs), first:               {median([first])}")
     print(f"ao status --refresh, {n} sessions, steady (median of {args.runs}):     {median(steady)}")
+    if other:
+        print(f"{args.compare}: ao status --json, {n} sessions (median of {args.runs}): {median(other)}")
 
 
-def timed(env, *args: str) -> tuple[float, float]:
-    """(wall ms, CPU ms) of one whole `ao` process."""
+def timed(env, *args: str, pythonpath: str | None = None) -> tuple[float, float]:
+    """(wall ms, CPU ms) of one whole `ao` process (of the checkout at ``pythonpath``, when given)."""
+    process_env = {**env.env, "PYTHONPATH": pythonpath} if pythonpath else env.env
     before = resource.getrusage(resource.RUSAGE_CHILDREN)
     t0 = time.perf_counter()
     run = subprocess.run([sys.executable, "-m", "ao", *args], capture_output=True, text=True, cwd=env.root,
-                         env=env.env, timeout=300)
+                         env=process_env, timeout=300)
     elapsed = (time.perf_counter() - t0) * 1000
     after = resource.getrusage(resource.RUSAGE_CHILDREN)
     if run.returncode != 0:

@@ -55,8 +55,8 @@ def test_the_readme_quick_start_works_from_a_fresh_shell(tmp_path):
         assert (repo / "agent-orchestrator.yaml").is_file() and (repo / "issues" / "1.md").is_file()
         assert "spawned ma-1 (issue 1) on branch feat/issue-1" in run.stdout
         assert re.search(r"^ma-1\tworking\t", run.stdout, flags=re.M), run.stdout  # ao status, piped
-        start = subprocess.Popen(["bash", "-c", "cd ~/src/my-app && exec ao start --no-orchestrator --no-dashboard -q"], env=fresh,
-                                 stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        start = subprocess.Popen(["bash", "-c", "cd ~/src/my-app && exec ao start --no-orchestrator --no-dashboard -q"],
+                                 env=fresh, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
         try:
             wait_for(lambda: subprocess.run(["bash", "-c", "cd ~/src/my-app && ao status --json"], env=fresh,
                                             capture_output=True, text=True).stdout.count('"observed_at": "20') == 1,

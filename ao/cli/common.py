@@ -157,6 +157,16 @@ def examples(*items: tuple[str, str]) -> str:
     return "\n".join(lines)
 
 
+def read_text_option(file: Path, what: str) -> str:
+    """The text of a ``--file`` option: a UTF-8 file, or stdin for ``-``; an AoError naming the file otherwise."""
+    from ao.errors import AoError
+
+    try:
+        return sys.stdin.read() if str(file) == "-" else file.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise AoError(f"{file}: cannot read {what}: {getattr(exc, 'strerror', None) or exc}") from None
+
+
 def load_config(ctx: typer.Context, explicit: Optional[Path]) -> Any:
     from ao import config
 

@@ -3,15 +3,15 @@
 
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 from typing import Annotated, Any, Optional
 
 import typer
 
-from ao.cli.common import ConfigOption, JsonOption, ProjectOption, complete_issue, examples, load_config, print_json
+from ao.cli.common import (ConfigOption, JsonOption, ProjectOption, complete_issue, examples, load_config, print_json,
+                           read_text_option)
 from ao.cli.output import Column, listing
-from ao.errors import AoError, UsageError
+from ao.errors import UsageError
 
 app = typer.Typer(help="Create, list, show and close the local tracker's issues (markdown files in the "
                        "project's issues/ folder).", no_args_is_help=True)
@@ -66,10 +66,7 @@ def new(
     if body is not None and file is not None:
         raise UsageError("give the text with --body or --file, not both")
     if file is not None:
-        try:
-            body = sys.stdin.read() if str(file) == "-" else file.read_text(encoding="utf-8")
-        except (OSError, UnicodeDecodeError) as exc:
-            raise AoError(f"{file}: cannot read the issue text: {getattr(exc, 'strerror', None) or exc}") from None
+        body = read_text_option(file, "the issue text")
     cfg, chosen, tracker = _tracker(ctx, config, project)
     issue = tracker.create(title, body or "")
     row = _row(issue, tracker, {})

@@ -29,7 +29,8 @@ def test(
 ) -> None:
     """Send a test notification through the outbox and report each notifier's result (exit 1 if any failed).
 
-    With NAME, to that notifier; with --priority, to the notifiers routed for it; with neither, to every configured or routed notifier.
+    With NAME, to that notifier; with --priority, to the notifiers routed for it; with neither, to every
+    configured or routed notifier.
     """
     from ao.outbox import send_test
     from ao.reactions import PRIORITIES

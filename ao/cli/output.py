@@ -26,7 +26,7 @@ from typing import Any, Callable, Iterable, Optional, Sequence
 
 from ao.durations import ago, short_duration  # noqa: F401 - re-exported for command modules
 
-_UNPRINTABLE = re.compile(r"[\x00-\x1f\x7f-\x9f]|\x1b\[[0-?]*[ -/]*[@-~]")
+_BREAKS = re.compile(r"[\t\n\r\v\f\x85\u2028\u2029]+")
 
 
 @dataclass(frozen=True)
@@ -55,15 +55,17 @@ def is_terminal(stream: Any = None) -> bool:
 
 
 def cell(value: Any) -> str:
-    """A field as one line of text: no control characters, tabs or newlines (they would split a record);
-    nothing (None, "", "none") shows as ``-``."""
+    """A field as one line of text: tabs and line breaks become spaces (they would split a record), other
+    control characters are shown as ``\\xNN`` (``common.safe_text``); nothing (None, "", "none") is ``-``."""
+    from ao.cli.common import safe_text
+
     if value is None or value == "" or value == "none":
         return "-"
     if isinstance(value, bool):
         return "yes" if value else "no"
     if isinstance(value, (list, tuple)):
         value = ",".join(str(v) for v in value) if value else "-"
-    text = _UNPRINTABLE.sub(" ", str(value)).strip()
+    text = safe_text(_BREAKS.sub(" ", str(value))).strip()
     return text or "-"
 
 

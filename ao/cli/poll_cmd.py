@@ -23,7 +23,8 @@ def event_line(e: dict[str, Any]) -> str:
     """One event as a line: ISO time, type, session (or project), the rest as key=value."""
     rest = {k: v for k, v in e.items() if k not in ("ts", "type", "session", "project")}
     detail = " ".join(f"{k}={cell(v)}" for k, v in rest.items() if v not in (None, "", [], {}))
-    return f"{e.get('ts', '')} {e.get('type', ''):<26} {e.get('session') or e.get('project') or '':<12} {detail}".rstrip()
+    who = e.get("session") or e.get("project") or ""
+    return f"{e.get('ts', '')} {e.get('type', ''):<26} {who:<12} {detail}".rstrip()
 
 
 def action_line(a: dict[str, Any], dry_run: bool) -> str:

@@ -10,7 +10,7 @@ from typing import Annotated, Any, Optional
 
 import typer
 
-from ao.cli.common import ConfigOption, JsonOption, ProjectArg, SessionArg, examples, load_config
+from ao.cli.common import ConfigOption, JsonOption, ProjectArg, SessionArg, examples, load_config, read_text_option
 from ao.cli.output import Column, listing, warn
 from ao.errors import AoError
 
@@ -179,10 +179,7 @@ def register(root: typer.Typer) -> None:
         if (message is None) == (file is None):
             raise UsageError("give the message as an argument or with --file, not both or neither")
         if file is not None:
-            try:
-                message = sys.stdin.read() if str(file) == "-" else file.read_text(encoding="utf-8")
-            except (OSError, UnicodeDecodeError) as exc:
-                raise AoError(f"{file}: cannot read the message: {getattr(exc, 'strerror', None) or exc}") from None
+            message = read_text_option(file, "the message")
         assert message is not None
         manager = _manager(ctx, config)
         try:
@@ -216,7 +213,8 @@ def register(root: typer.Typer) -> None:
     ) -> None:
         """Remove finished sessions: stop the terminal, delete the workspace, archive the record.
 
-        Merged and done sessions go; killed, exited and closed ones go unless their workspace has work that was never pushed. Live sessions are never touched.
+        Merged and done sessions go; killed, exited and closed ones go unless their workspace has work that
+        was never pushed. Live sessions are never touched.
         """
         from ao import config as config_mod
 

@@ -78,7 +78,8 @@ def register(app: typer.Typer) -> None:
         if json:
             print_json(_summary(session))
         else:
-            what = f"issue {session.issue}" if session.issue else (f"task: {session.task}" if session.task else "no task")
+            what = (f"issue {session.issue}" if session.issue
+                    else f"task: {session.task}" if session.task else "no task")
             print(f"spawned {session.id} ({what}) on branch {session.branch}\n"
                   f"  workspace: {session.workspace}\n  attach:    ao attach {session.id}")
 

@@ -19,6 +19,8 @@ COLUMNS = [
     Column("pr", "pr", text=lambda r: r["pr_url"] or (f"#{r['pr']}" if r["pr"] else None)),
     Column("ci", style=lambda r: "red" if r["ci"] == "failing" else None),
     Column("review", style=lambda r: "red" if r["review"] == "changes_requested" else None),
+    Column("merge", text=lambda r: ("ok" if not r["merge_missing"] else "missing " + ",".join(r["merge_missing"]))
+           if r["merge"] else None, style=lambda r: "green" if r["merge"] and not r["merge_missing"] else None),
     Column("needs", "needs a human", style=lambda r: "bold yellow" if r["needs"] else None),
     Column("observed", text=lambda r: "never" if r["observed_seconds_ago"] is None
            else f"{short_duration(r['observed_seconds_ago'])} ago"),
