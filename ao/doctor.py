@@ -314,6 +314,37 @@ def check_data_dir(config: Any) -> list[Check]:
     return out
 
 
+def check_port(config: Any) -> Check:
+    """Whether `ao start` and `ao dashboard` can serve on host:port (a moment's bind, never kept)."""
+    from ao import overview
+    from ao.web import server, settings
+
+    try:
+        chosen = settings.from_config(config)
+    except AoError as exc:
+        return Check("port", FAIL, str(exc), "fix dashboard: in the config")
+    where = f"{chosen.host}:{chosen.port}"
+    hooked = any(p.scm.get("webhook") for p in config.projects.values())
+    served = server.serving(config.data_dir)
+    if served is not None:
+        return Check("port", OK, f"this data dir's dashboard serves at {served['url']} (pid {served['pid']})")
+    if overview.poller_state(config.data_dir).pid is not None:
+        return Check("port", SKIP, f"ao start is running for this data dir (without its dashboard); {where} not tried")
+    try:
+        server.bind(chosen).close()
+    except AoError as exc:
+        if hooked:
+            return Check("port", FAIL, f"{exc}; `ao start` cannot serve its webhooks",
+                         "stop what serves on it, or set `port:` to a free port and point the webhook senders "
+                         "there (webhooks never move to another port)")
+        if chosen.port_fixed:
+            return Check("port", WARN, f"{exc}; `ao start` would run without its dashboard",
+                         "set `port:` to a free port (or remove it: the dashboard then takes a free one)")
+        return Check("port", OK, f"{where} is taken: the dashboard will serve on a free port "
+                                 "(`ao dashboard --print-url` prints it)")
+    return Check("port", OK, f"{where} is free for the dashboard" + (" and webhooks" if hooked else ""))
+
+
 def check_config(explicit: Any) -> tuple[Check, Any]:
     """(the check, the loaded config or None)."""
     from ao import config as config_mod
@@ -344,6 +375,7 @@ def run(explicit: Any = None, notify: bool = False) -> list[Check]:
     if cfg is None:
         return checks
     checks += check_data_dir(cfg)
+    checks.append(check_port(cfg))
     for agent, projects in agents_in_use(cfg).items():
         checks.append(check_agent(agent, projects))
     for project in cfg.projects.values():

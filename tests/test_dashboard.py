@@ -257,6 +257,43 @@ def test_the_stream_pushes_changes_and_resumes_from_the_last_event_id(dash, aoen
 def test_print_url_prints_the_served_login_url(dash, aoenv):
     run = aoenv.ao("dashboard", "--print-url")
     assert run.returncode == 0 and run.stdout.strip() == dash.url
+    # `ao dashboard` itself prints the login URL to the terminal's stderr, as `ao start` does: never to stdout,
+    # which a user may redirect to a file
+    assert f"ao dashboard: {dash.url}" in dash.log.read_text()
+    assert dash.token not in (aoenv.root / "dashboard.out").read_text()
+    # one dashboard per data dir: a second is refused, and told where the first is
+    again = aoenv.ao("dashboard", "--port", "0", "--no-open")
+    assert again.returncode == 1 and f"served already, at {dash.base}/" in again.stderr
+
+
+def test_a_taken_default_port_moves_the_dashboard_but_never_a_chosen_or_webhook_port(aoenv):
+    import dataclasses
+    import socket
+
+    from ao.errors import AoError
+    from ao.web import server, settings
+
+    cfg = aoenv.load()  # no `port:` in this config
+    with socket.socket() as taken:  # stands for another repository's dashboard on the default port
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        busy = taken.getsockname()[1]
+        chosen = dataclasses.replace(settings.from_config(cfg), port=busy)
+        assert not chosen.port_fixed
+        served = server.DashboardServer(cfg, chosen).start()
+        try:
+            assert served.moved and served.port != busy
+            assert httpx.get(served.url(with_token=False), timeout=5).status_code == 401
+            assert server.print_url(cfg) == served.url()  # the address it really serves on, with its token
+        finally:
+            served.stop()
+        with pytest.raises(AoError, match="no dashboard is serving"):
+            server.print_url(cfg)
+        with pytest.raises(AoError, match=f"127.0.0.1:{busy}: .*choose another port with `port:` in the config"):
+            server.DashboardServer(cfg, dataclasses.replace(chosen, port_fixed=True))  # `port:` or --port chose it
+        with pytest.raises(AoError, match=f"127.0.0.1:{busy}"):
+            server.DashboardServer(cfg, chosen, receiver=object())  # webhook senders are pointed at it
+    assert settings.from_config(cfg, port=0).port_fixed
 
 
 def test_a_non_loopback_host_is_refused_without_tls(aoenv):
@@ -295,9 +332,9 @@ def test_ao_start_serves_the_dashboard_and_webhooks_on_one_port(aoenv):
         assert board["poller"]["running"] is True
     finally:
         proc.terminate()
-        _, err = proc.communicate(timeout=30)
+        out, err = proc.communicate(timeout=30)
     assert proc.returncode == 0, err
-    assert f"ao: dashboard: http://127.0.0.1:{port}/?token=" in err
+    assert f"ao: dashboard: http://127.0.0.1:{port}/?token=" in err and "token=" not in out
 
 
 def test_dashboard_settings_come_from_the_config(aoenv):

@@ -369,9 +369,10 @@ def _start_dashboard(cfg: Any, receiver: Any, open_browser: bool, console: Any) 
         events.log(cfg.data_dir, f"dashboard not served: {exc}", console=console)
         return None
     # the token goes to this terminal only, never to the log file
-    events.log(cfg.data_dir, f"dashboard: {served.url(with_token=False)} (`ao dashboard --print-url` prints "
-                             "its login URL)", console=None)
-    print(f"ao: dashboard: {served.url()}", file=sys.stderr, flush=True)
+    moved = f" (port {served.settings.port} is taken: a free one was chosen)" if served.moved else ""
+    events.log(cfg.data_dir, f"dashboard: {served.url(with_token=False)}{moved} (`ao dashboard --print-url` "
+                             "prints its login URL)", console=None)
+    print(f"ao: dashboard: {served.url()}{moved}", file=sys.stderr, flush=True)
     if open_browser:
         server.open_browser(served.url())
     return served
