@@ -120,6 +120,28 @@ def test_watcher_reads_only_what_changed_and_resumes_from_a_cursor(tmp_path):
     assert "app-5" not in watcher.sessions
 
 
+def test_watcher_names_unreadable_and_quarantined_records(tmp_path, monkeypatch):
+    from ao.web import watcher as watcher_mod
+
+    monkeypatch.setattr(watcher_mod, "POLLER_CHECK", 0.0)  # look for quarantined records on every scan
+    store = SessionStore(tmp_path, log=False)
+    for _ in range(2):
+        store.create("app", "app", status="working")
+    watcher = Watcher(tmp_path, _messages)
+    watcher.scan()
+    assert watcher.problems == [] and watcher.snapshot().problems == []
+    (tmp_path / "projects" / "app" / "sessions" / "app-2.json").write_text("{not json")
+    watcher.scan()
+    assert watcher.problems == ["app-2 (unreadable record)"]
+    assert watcher.ring[-1].kind == "problems"
+    store.list()  # the store sets the file aside
+    watcher.scan()
+    assert watcher.problems == ["app-2 (set aside as corrupt)"] and "app-2" not in watcher.sessions  # named instead
+    seq = watcher.seq
+    watcher.scan()
+    assert watcher.seq == seq  # nothing new: no message
+
+
 # ------------------------------------------------------------------------------------ a real dashboard
 
 @pytest.fixture
@@ -252,6 +274,24 @@ def test_the_stream_pushes_changes_and_resumes_from_the_last_event_id(dash, aoen
     assert [s["group"] for s in sessions] == ["merge"]
     reset = _sse(dash.client(), {"Last-Event-ID": "0000-1"})
     assert reset[-1].get("event") == "reset"
+
+
+def test_the_board_names_corrupt_records_instead_of_hiding_them(dash, aoenv):
+    store = SessionStore(aoenv.data)
+    for _ in range(2):
+        store.create("app", "app", status="working")
+    (aoenv.data / "projects" / "app" / "sessions" / "app-2.json").write_text("{not json")
+    c = dash.client()
+    page = c.get("/").text
+    banner = page.split('id="problems-banner"', 1)[1].split("</div>", 1)[0]
+    assert "hidden" not in banner.split(">", 1)[0] and "app-2 (unreadable record)" in banner
+    assert "ao session ls --problems" in banner
+    assert c.get("/api/board").json()["problems"] == ["app-2 (unreadable record)"]
+    # the command the banner points at lists it (setting it aside), and the banner follows
+    listed = aoenv.ao("session", "ls", "--problems")
+    assert listed.returncode == 0 and "app-2" in listed.stdout, listed.stderr
+    wait_for(lambda: c.get("/api/board").json()["problems"] == ["app-2 (set aside as corrupt)"], timeout=10,
+             what="the banner to say the record was set aside")
 
 
 def test_print_url_prints_the_served_login_url(dash, aoenv):
