@@ -165,14 +165,17 @@ def register(app: typer.Typer) -> None:
                             "e.g. 10s (default: the config's pollInterval).", show_default=False)] = None,
         no_dashboard: Annotated[bool, typer.Option("--no-dashboard", help="Do not serve the dashboard.")] = False,
         no_open: Annotated[bool, typer.Option("--no-open", help="Do not open the dashboard in a browser.")] = False,
-        quiet: Annotated[bool, typer.Option("--quiet", "-q", help="Print nothing but errors (everything still "
-                         "goes to the event log and logs/orchestrator.log).")] = False,
+        quiet: Annotated[bool, typer.Option("--quiet", "-q", help="Print nothing but errors and the dashboard's "
+                         "login URL (everything still goes to the event log and logs/orchestrator.log).")] = False,
         json: Annotated[bool, typer.Option("--json", help="Print each event as a JSON line.")] = False,
         config: ConfigOption = None,
     ) -> None:
         """Run the lifecycle loop in the foreground until Ctrl-C or `ao stop`: poll, react, notify, merge,
         clean up; serve the dashboard (and the webhook receiver, when one is configured) on host:port. Each
-        event is printed as it happens (the lines `ao poll` and `ao events` print)."""
+        event is printed as it happens (the lines `ao poll` and `ao events` print).
+
+        With no `port:` in the config and 3000 taken (by another repository's `ao start`, say), the dashboard
+        takes a free port: `ao dashboard --print-url` prints it. Webhooks never move: a taken port is an error."""
         import os
         import signal
 
