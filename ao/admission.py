@@ -397,7 +397,7 @@ def _branch_of(workspace: Path) -> str:
     from ao import git
 
     try:
-        name = git.run(["rev-parse", "--abbrev-ref", "HEAD"], cwd=workspace).strip()
+        name = git.run(["rev-parse", "--abbrev-ref", "HEAD"], cwd=workspace, untrusted=True).strip()
     except AoError:
         return ""
     return "" if name == "HEAD" else name

@@ -735,9 +735,10 @@ def _unsaved_work(workspace: str, symlinks: list[str]) -> str:
 
     try:
         links = {link.strip("/") for link in symlinks}
-        dirty = [line for line in git.run(["status", "--porcelain"], cwd=Path(workspace)).splitlines()
-                 if line and line[3:].strip('"/') not in links]
-        unpushed = git.run(["rev-list", "--count", "HEAD", "--not", "--remotes"], cwd=Path(workspace)).strip()
+        status = git.run(["status", "--porcelain"], cwd=Path(workspace), untrusted=True)
+        dirty = [line for line in status.splitlines() if line and line[3:].strip('"/') not in links]
+        unpushed = git.run(["rev-list", "--count", "HEAD", "--not", "--remotes"], cwd=Path(workspace),
+                           untrusted=True).strip()
     except AoError as exc:
         return f"its workspace could not be checked ({exc})"
     parts = []

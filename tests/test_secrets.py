@@ -78,6 +78,18 @@ def test_the_local_ci_command_gets_no_secret(secret_env, tmp_path):
     assert SECRET not in dump.read_text() and not set(SECRET_NAMES) & set(seen)
 
 
+def test_git_in_an_agents_workspace_gets_no_secret(secret_env, tmp_path):
+    """What git still runs in a workspace an agent controls (a filter driver or an alias its config defines)
+    runs with the agent environment; in the user's own checkout ao's git keeps ao's."""
+    from ao import git as ao_git
+
+    git("init", "-q", cwd=tmp_path)
+    show_env = ["-c", "alias.show-env=!env", "show-env"]
+    seen = ao_git.run(show_env, tmp_path, untrusted=True)
+    assert "PATH=" in seen and SECRET not in seen
+    assert SECRET in ao_git.run(show_env, tmp_path)
+
+
 def test_environment_builders():
     ao_env = {"PATH": "/bin", "HOME": "/h", "LC_ALL": "C", "GITHUB_TOKEN": "x", "MY_A": "1", "MY_B": "2",
               "SSH_AUTH_SOCK": "/s", "OTHER": "o"}

@@ -207,6 +207,36 @@ def test_cleanup_keeps_a_finished_task_with_unpushed_commits_and_skips_the_orche
     assert manager.store.get(task.id).status == "done" and os.path.isdir(task.workspace)
 
 
+def test_cleanup_runs_no_command_an_agent_planted_in_its_workspaces_git(aoenv):
+    """A sandboxed agent owns its workspace, .git included: it can point .git at a repository of its own
+    whose config names an fsmonitor command and hooks. ao's git there must run neither."""
+    import shutil
+
+    manager = aoenv.manager()
+    task = spawn(aoenv, "plant a command")
+    manager.kill(task.id)
+    ws, marks = Path(task.workspace), aoenv.root / "marks"
+    marks.mkdir()
+    own = ws / ".agent-git"
+    shutil.copytree(aoenv.project / ".git", own)
+    (ws / ".git").write_text(f"gitdir: {own}\n")
+    hook = ws / "hook.sh"
+    hook.write_text(f"#!/bin/sh\necho \"$0\" >> {marks}/ran\nexit 1\n")
+    hook.chmod(0o755)
+    git("config", "core.fsmonitor", str(hook), cwd=ws)
+    git("config", "core.hooksPath", str(ws / "hooks"), cwd=ws)
+    (ws / "hooks").mkdir()
+    shutil.copy(hook, ws / "hooks" / "post-index-change")
+    (ws / "README.md").write_text("changed by the agent\n")
+    git("status", "--porcelain", cwd=ws)  # the plant works: the user's own git runs it
+    assert (marks / "ran").exists()
+    (marks / "ran").unlink()
+
+    plan = {i.session.id: i for i in manager.cleanup_plan()}
+    assert plan[task.id].action == "keep" and "uncommitted" in plan[task.id].reason
+    assert not (marks / "ran").exists()
+
+
 # ------------------------------------------------------------------------------------- bad input
 
 def test_unknown_project_lists_the_configured_ones(aoenv):
