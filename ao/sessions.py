@@ -688,14 +688,11 @@ class Sessions:
 def prompt_message(prompt: str, workspace: Path) -> str:
     """The prompt as typed in: a prompt too large to type is put in a git-ignored file in the workspace
     and the message says where."""
-    from ao.plugins.agent.command import ARG_LIMIT, LARGE_PROMPT, exclude, large_prompt_note
+    from ao.plugins.agent.command import ARG_LIMIT, large_prompt
 
     if len(prompt.encode("utf-8")) <= ARG_LIMIT:
         return prompt
-    path = workspace / LARGE_PROMPT
-    path.write_text(prompt, encoding="utf-8")
-    exclude(workspace, LARGE_PROMPT)
-    return large_prompt_note(path)
+    return large_prompt(prompt, workspace)
 
 
 def check_agent_installed(agent: str) -> None:

@@ -37,6 +37,7 @@ from datetime import date, timedelta
 from pathlib import Path
 from typing import Any, Iterable, Mapping
 
+from ao.agentfiles import open_regular
 from ao.ledger import atomic_write
 
 PRICES_AS_OF = "2025-11-30"
@@ -172,7 +173,7 @@ def _new_lines(path: Path, state: dict[str, Any]) -> list[bytes]:
     if size == offset:
         return []
     try:
-        with path.open("rb") as fh:
+        with open_regular(path) as fh:
             fh.seek(offset)
             data = fh.read(size - offset)
     except OSError:
@@ -317,7 +318,7 @@ class CodexIndex:
 
 def _codex_cwd(path: Path) -> str | None:
     try:
-        with path.open("rb") as fh:
+        with open_regular(path) as fh:
             first = fh.readline(1 << 20)
     except OSError:
         return None

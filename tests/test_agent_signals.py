@@ -472,3 +472,72 @@ def test_opencode_restore_finds_the_conversation_in_its_store_when_ao_never_saw_
     db.close()
     assert plugin.can_resume(c)
     assert shlex.split(plugin.launch_command(c))[-2:] == ["--session", "ses_new"]
+
+
+# ------------------------------------------------------------------------------ files an agent can write
+
+def plant_link(path: Path, target: Path) -> None:
+    """What a sandboxed agent can do in its folders: put a link where ao writes, and at ao's temp file name."""
+    path.symlink_to(target)
+    path.with_name(f".{path.name}.{os.getpid()}.{threading.get_ident()}.tmp").symlink_to(target)
+
+
+def test_ao_never_writes_through_a_link_an_agent_planted(tmp_path):
+    from ao.plugins.agent.command import LARGE_PROMPT
+    from ao.sessions import prompt_message
+
+    outside = tmp_path / "outside"
+    outside.write_text("the user's own file\n")
+    c = launch_ctx(tmp_path)
+    plugin = agent.get("opencode")
+    plant_link(c.run_dir / oc.SERVER, outside)
+    plugin.prepare(c)
+    server = c.run_dir / oc.SERVER
+    assert not server.is_symlink() and server.stat().st_mode & 0o777 == 0o600
+    assert "password" in json.loads(server.read_text())
+    server.with_name(f".{oc.SERVER}.{os.getpid()}.{threading.get_ident()}.tmp").symlink_to(outside)
+    plugin._remember(obs(tmp_path), "ses_9")
+    assert json.loads(server.read_text())["session"] == "ses_9"
+
+    plant_link(c.workspace / LARGE_PROMPT, outside)
+    note = prompt_message("x" * 200_000, c.workspace)
+    assert str(c.workspace / LARGE_PROMPT) in note and (c.workspace / LARGE_PROMPT).read_text() == "x" * 200_000
+
+    (tmp_path / "codex").mkdir()
+    (tmp_path / "codex" / "config.toml").symlink_to(outside)
+    agent.get("codex", home_dir=tmp_path / "codex").prepare(launch_ctx(tmp_path, trustWorkspace=True))
+    assert (tmp_path / "codex" / "config.toml").is_symlink()  # left alone: neither read nor written
+
+    (tmp_path / "claude").mkdir()
+    (tmp_path / "claude" / ".claude.json").symlink_to(outside)
+    with pytest.raises(AoError, match="not changing it"):
+        claude(tmp_path).prepare(launch_ctx(tmp_path, trustWorkspace=True))
+    assert outside.read_text() == "the user's own file\n"
+
+
+def test_a_fifo_in_place_of_an_agents_file_never_blocks_ao(tmp_path):
+    """A fifo with no writer blocks whoever opens it for reading: ao would hang in `ao start`."""
+    from ao.plugins.agent import aider
+    from ao.plugins.agent.command import read_new_lines
+
+    c = launch_ctx(tmp_path, trustWorkspace=True)
+    fifo = tmp_path / "fifo"
+    reads = {
+        fifo: [lambda: cc.last_turn(fifo), lambda: aider.last_turn(fifo), lambda: read_new_lines(fifo, 0),
+               lambda: cx._first_line(fifo)],
+        tmp_path / "claude" / "sessions" / "42.json": [lambda: claude(tmp_path).status(42)],
+        tmp_path / "codex" / "config.toml": [lambda: agent.get("codex", home_dir=tmp_path / "codex").prepare(c)],
+        c.run_dir / oc.SERVER: [lambda: oc.OpenCode._server_file(c.run_dir)],
+    }
+    for path, calls in reads.items():
+        path.parent.mkdir(parents=True, exist_ok=True)
+        os.mkfifo(path)
+        for read in calls:
+            got: list = []
+            thread = threading.Thread(target=lambda: got.append(read()), daemon=True)
+            thread.start()
+            thread.join(5)
+            if thread.is_alive():
+                os.close(os.open(path, os.O_WRONLY | os.O_NONBLOCK))  # let the reader go, to fail cleanly
+                pytest.fail(f"reading the fifo {path.name} blocked")
+            assert got in ([None], [([], 0)]), got  # unreadable, as a missing file is

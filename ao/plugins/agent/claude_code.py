@@ -38,6 +38,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 from ao.activity import Screen, Signals, merge, newest, pattern, terminal_activity
+from ao.agentfiles import open_regular, read_regular
 from ao.errors import AoError
 from ao.plugins.agent import Activity, BaseAgent, LaunchContext, Observation
 from ao.plugins.agent.command import (
@@ -133,7 +134,7 @@ def classify(entry: dict[str, Any]) -> str | None:
 def last_turn(path: Path) -> str | None:
     """The state the transcript's last turn entry implies; unreadable or malformed lines are skipped."""
     try:
-        with path.open("rb") as f:
+        with open_regular(path) as f:
             size = f.seek(0, os.SEEK_END)
             f.seek(max(size - TAIL_BYTES, 0))
             data = f.read()
@@ -328,7 +329,7 @@ class ClaudeCode(BaseAgent):
         if pid is None:
             return None
         try:
-            data = json.loads((self.home() / "sessions" / f"{pid}.json").read_text(encoding="utf-8"))
+            data = json.loads(read_regular(self.home() / "sessions" / f"{pid}.json"))
         except (OSError, ValueError):
             return None
         if not isinstance(data, dict) or data.get("pid") != pid or data.get("status") not in (

@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 from ao.activity import Screen, Signals, merge, pattern, shows_input_box, terminal_activity
+from ao.agentfiles import open_regular, read_regular
 from ao.plugins.agent import Activity, BaseAgent, LaunchContext, Observation
 from ao.plugins.agent.command import (
     installed_version, iso_time, join, model_flags, permission_flags, prompt_argument, read_new_lines,
@@ -107,21 +108,22 @@ class Codex(BaseAgent):
 
     def trust(self, workspace: Path) -> None:
         """Mark a workspace ao created as trusted in ``$CODEX_HOME/config.toml`` (``trustWorkspace``): a
-        section is appended when the file has none for this folder; an existing choice is left alone."""
+        section is added when the file has none for this folder; an existing choice is left alone. A
+        config.toml that is a link (or a fifo) is not read or written."""
         import tomllib
+
+        from ao.ledger import atomic_write
 
         path = self.home() / "config.toml"
         try:
-            text = path.read_text(encoding="utf-8") if path.exists() else ""
+            text = read_regular(path).decode("utf-8")
             projects = tomllib.loads(text).get("projects", {})
         except (OSError, ValueError):
             return  # unreadable: never rewrite a user's config we cannot parse
         if str(workspace) in projects:
             return
         section = f'\n[projects.{json.dumps(str(workspace))}]\ntrust_level = "trusted"\n'
-        path.parent.mkdir(parents=True, exist_ok=True)
-        with path.open("a", encoding="utf-8") as f:
-            f.write(("\n" if text and not text.endswith("\n") else "") + section)
+        atomic_write(path, text + ("\n" if text and not text.endswith("\n") else "") + section)
 
     def can_resume(self, ctx: LaunchContext) -> bool:
         return self.rollout(ctx.workspace) is not None
@@ -235,7 +237,7 @@ class Codex(BaseAgent):
 
 def _first_line(path: Path) -> dict[str, Any] | None:
     try:
-        with path.open("rb") as f:
+        with open_regular(path) as f:
             line = f.readline(1 << 20)
         value = json.loads(line)
     except (OSError, ValueError):
