@@ -424,8 +424,7 @@ class Sessions:
                              f"# written by ao for session {ctx.session_id}\n"
                              f"{exports}"
                              f"cd {shlex.quote(str(ws_path))} || exit 1\n"
-                             f"exec {agent.launch_command(ctx)}\n")
-        script.chmod(0o700)
+                             f"exec {agent.launch_command(ctx)}\n", 0o700)
         return ctx.prompt_file, script
 
     # -- per-session lock ------------------------------------------------------------------------

@@ -237,6 +237,34 @@ def test_cleanup_runs_no_command_an_agent_planted_in_its_workspaces_git(aoenv):
     assert not (marks / "ran").exists()
 
 
+def test_the_launch_script_is_made_executable_without_following_a_link(aoenv, monkeypatch, tmp_path):
+    """The run folder is a sandboxed agent's to write: a link it swaps in for restore.sh just after ao wrote
+    it must not make ao change the mode of the file it points at."""
+    from types import SimpleNamespace
+
+    from ao import ledger
+    from ao.plugins.agent import LaunchContext
+
+    outside = tmp_path / "outside"
+    outside.write_text("the user's own file\n")
+    outside.chmod(0o600)
+    write = ledger.atomic_write
+
+    def write_then_swap(path, text, *args):
+        write(path, text, *args)
+        if path.name == "restore.sh":  # the agent wins the race
+            path.unlink()
+            path.symlink_to(outside)
+
+    monkeypatch.setattr(ledger, "atomic_write", write_then_swap)
+    run_dir = tmp_path / "run"
+    ctx = LaunchContext(session_id="app-1", workspace=tmp_path, prompt_file=run_dir / "prompt.md", settings={},
+                        resume=True, run_dir=run_dir)
+    stub = SimpleNamespace(prepare=lambda ctx: None, launch_command=lambda ctx: "true")
+    aoenv.manager()._write_launch(run_dir, tmp_path, stub, ctx, "Fix it")
+    assert outside.stat().st_mode & 0o777 == 0o600
+
+
 # ------------------------------------------------------------------------------------- bad input
 
 def test_unknown_project_lists_the_configured_ones(aoenv):
