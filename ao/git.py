@@ -236,5 +236,23 @@ def is_registered_worktree(repo: Path | str, path: Path | str) -> bool:
     return any(_real(p) == want for p in worktree_paths(repo))
 
 
+def worktree_env(repo: Path | str, workspace: Path | str) -> dict[str, str]:
+    """For git in ``workspace``, a worktree of ``repo`` that an agent controls: the variables that name its
+    folder in the project's own git folder, found from there (trusted) whatever the workspace's ``.git`` file
+    says now, so git reads the project's config (read-only in a container), never one the agent wrote. Empty
+    when ``workspace`` is not a worktree of ``repo`` (a clone, whose config is the agent's)."""
+    from ao.agentfiles import read_regular
+
+    common = Path(repo, run(["rev-parse", "--git-common-dir"], repo))
+    want = _real(Path(workspace, ".git"))
+    for admin in sorted((common / "worktrees").glob("*")):
+        try:
+            if _real(read_regular(admin / "gitdir").decode().strip()) == want:
+                return {"GIT_DIR": str(admin), "GIT_COMMON_DIR": str(common), "GIT_WORK_TREE": str(workspace)}
+        except (OSError, ValueError):
+            continue
+    return {}
+
+
 def _real(path: Path | str) -> str:
     return os.path.realpath(os.path.abspath(path))

@@ -624,7 +624,7 @@ class Sessions:
         if project is not None:
             self.config.project(project)
         seen = observe.observe(self, self.store.list(project), self.clock())
-        project_links = {p.id: p.symlinks for p in self.config.projects.values()}
+        projects = self.config.projects
         plan = []
         for item in seen:
             status, s = item.status, item.session
@@ -633,7 +633,7 @@ class Sessions:
             # merged work is on the default branch; anything else may hold the only copy of the agent's
             # commits (a task has no PR). An orchestrator works in the project checkout, which is the user's.
             check = not force and status != "merged" and s.role != "orchestrator"
-            unsaved = _unsaved_work(s.workspace, project_links.get(s.project, [])) if check else ""
+            unsaved = _unsaved_work(s.workspace, projects.get(s.project)) if check else ""
             plan.append(CleanupItem(s, "keep" if unsaved else "clean",
                                     f"{status}, but {unsaved}; --force removes it anyway" if unsaved else status))
         return plan
@@ -721,19 +721,21 @@ def _rmtree(path: Path) -> None:
     shutil.rmtree(path, ignore_errors=True)
 
 
-def _unsaved_work(workspace: str, symlinks: list[str]) -> str:
+def _unsaved_work(workspace: str, project: Any) -> str:
     """What would be lost by removing this workspace ("" when nothing): uncommitted files, unpushed commits.
 
-    The project's own ``symlinks`` are ao's doing, not the agent's work, so they do not count."""
+    The project's own ``symlinks`` are ao's doing, not the agent's work, so they do not count. A worktree is
+    read through the project's git folder, so a filter driver the agent defines does not run."""
     if not workspace or not Path(workspace).is_dir():
         return ""
     from ao import git
 
     try:
-        links = {link.strip("/") for link in symlinks}
-        status = git.run(["status", "--porcelain"], cwd=Path(workspace), untrusted=True)
+        links = {link.strip("/") for link in (project.symlinks if project else [])}
+        env = git.worktree_env(project.path, workspace) if project else {}
+        status = git.run(["status", "--porcelain"], cwd=Path(workspace), env=env, untrusted=True)
         dirty = [line for line in status.splitlines() if line and line[3:].strip('"/') not in links]
-        unpushed = git.run(["rev-list", "--count", "HEAD", "--not", "--remotes"], cwd=Path(workspace),
+        unpushed = git.run(["rev-list", "--count", "HEAD", "--not", "--remotes"], cwd=Path(workspace), env=env,
                            untrusted=True).strip()
     except AoError as exc:
         return f"its workspace could not be checked ({exc})"

@@ -209,7 +209,8 @@ def test_cleanup_keeps_a_finished_task_with_unpushed_commits_and_skips_the_orche
 
 def test_cleanup_runs_no_command_an_agent_planted_in_its_workspaces_git(aoenv):
     """A sandboxed agent owns its workspace, .git included: it can point .git at a repository of its own
-    whose config names an fsmonitor command and hooks. ao's git there must run neither."""
+    whose config names an fsmonitor command, hooks and a filter driver (which `git status` runs on a file
+    whose index entry is stale). ao's git there must run none of them."""
     import shutil
 
     manager = aoenv.manager()
@@ -218,19 +219,23 @@ def test_cleanup_runs_no_command_an_agent_planted_in_its_workspaces_git(aoenv):
     ws, marks = Path(task.workspace), aoenv.root / "marks"
     marks.mkdir()
     own = ws / ".agent-git"
-    shutil.copytree(aoenv.project / ".git", own)
+    shutil.copytree(aoenv.project / ".git", own)  # its index describes the project's checkout: stale here
     (ws / ".git").write_text(f"gitdir: {own}\n")
     hook = ws / "hook.sh"
-    hook.write_text(f"#!/bin/sh\necho \"$0\" >> {marks}/ran\nexit 1\n")
+    hook.write_text(f"#!/bin/sh\necho \"$0\" >> {marks}/ran\ncat\n")
     hook.chmod(0o755)
     git("config", "core.fsmonitor", str(hook), cwd=ws)
     git("config", "core.hooksPath", str(ws / "hooks"), cwd=ws)
+    git("config", "filter.spy.clean", str(hook), cwd=ws)
     (ws / "hooks").mkdir()
     shutil.copy(hook, ws / "hooks" / "post-index-change")
-    (ws / "README.md").write_text("changed by the agent\n")
+    (ws / ".gitattributes").write_text("README.md filter=spy\n")
+    (ws / "notes.txt").write_text("not committed")
+    index = (own / "index").read_bytes()
     git("status", "--porcelain", cwd=ws)  # the plant works: the user's own git runs it
-    assert (marks / "ran").exists()
+    assert len((marks / "ran").read_text().splitlines()) >= 2
     (marks / "ran").unlink()
+    (own / "index").write_bytes(index)
 
     plan = {i.session.id: i for i in manager.cleanup_plan()}
     assert plan[task.id].action == "keep" and "uncommitted" in plan[task.id].reason
