@@ -23,7 +23,7 @@ as in a repository that does not require reviews), a null ``statusCheckRollup`` 
 than 50 checks or threads (paged), ``STALE`` check runs, primary and secondary rate limits.
 
 Every request is logged (:attr:`FakeGitHub.log`). Faults: :meth:`fail`, :meth:`hold`, :meth:`secondary_limit`,
-:meth:`primary_limit`, :meth:`malformed`, :meth:`push_after_read`.
+:meth:`primary_limit`, :meth:`malformed`, :meth:`push_after_read`, :meth:`between_queries`.
 """
 
 from __future__ import annotations
@@ -188,6 +188,7 @@ class FakeGitHub:
         self.violations: list[str] = []      # REST requests or answers outside the OpenAPI description
         self.faults: list[Fault] = []
         self.after_read: dict[int, str] = {}
+        self.after_graphql: list[Callable[[], Any]] = []
         self.limits = {"core": limit, "graphql": graphql_limit}
         self.remaining = dict(self.limits)
         self.reset = int(clock()) + 3600
@@ -348,6 +349,12 @@ class FakeGitHub:
         with self.lock:
             self.after_read[pr.number] = sha or sha_of(f"{pr.head_sha}+late")
 
+    def between_queries(self, change: Callable[[], Any]) -> None:
+        """Right after the next GraphQL query is answered, ``change`` runs: the world moves between two reads
+        (the first page of a PR's reviews, say, and the next)."""
+        with self.lock:
+            self.after_graphql.append(change)
+
     # -- log helpers -------------------------------------------------------------------------------
 
     def clear_log(self) -> None:
@@ -493,6 +500,10 @@ class FakeGitHub:
                 reply(404, {"message": "Not Found"}, resource=resource)
                 return
             status, answer = self._graphql(body, entry)
+            with self.lock:  # the answer is already made: the change lands between this query and the next
+                changes, self.after_graphql = self.after_graphql[:1], self.after_graphql[1:]
+                for change in changes:
+                    change()
             reply(status, answer, counted=True, resource=resource)
             return
         entry.body = body
