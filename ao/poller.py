@@ -277,7 +277,7 @@ class Poller:
         known = [(action, executors.prepare(action, now)) for action in queue]
         failpoints.hit("cycle.decided")
         for action, outcome in known:
-            self._settle(engine, action, outcome or executors.execute(action), now, report)
+            self._settle(engine, action, executors.finish(action, outcome), now, report)
         engine.save()
 
     def _settle(self, engine: Any, action: Any, outcome: Outcome, now: float, report: CycleReport) -> None:
