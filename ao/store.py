@@ -10,9 +10,9 @@ Layout under the data dir::
 
 Rules every function here keeps:
 
-- Every write is temp file, fsync, rename (:func:`ao.ledger.atomic_write`), inside the project's lock, and a
-  read-modify-write reads inside the same lock. Readers take no lock: a rename is atomic, so a reader sees
-  the old file or the new one, never half of one.
+- Every write is temp file, fsync, rename, fsync of the folder (:func:`ao.ledger.atomic_write`), inside the
+  project's lock, and a read-modify-write reads inside the same lock. Readers take no lock: a rename is
+  atomic, so a reader sees the old file or the new one, never half of one.
 - Ids are ``<prefix>-<n>`` and never reused: the counter only grows, and allocation also looks past every
   id still on disk (live, archived or quarantined), so even a lost counter cannot hand out an old id.
 - A file that does not parse is never overwritten: it is renamed to ``<name>.corrupt-<UTC timestamp>``
