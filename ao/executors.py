@@ -298,7 +298,7 @@ class Executors:
         after a crash: None."""
         if action.action in ("notify", "escalate"):
             return self.notify.execute(action)
-        if action.action in JOURNALLED:
+        if action.action in JOURNALLED and (action.session or action.action == "pause"):  # else: fails at once
             try:
                 self.agent.journal.decide(action, now)
             except AoError as exc:

@@ -184,7 +184,8 @@ class Poller:
             for kind in lifecycle.transitions(item.session.fact or {"status": item.session.status}, item.fact):
                 key = (kind, item.session.id, _digest(_stable(item.session.fact)), _digest(_stable(item.fact)))
                 report.events.append(self._event(kind, item.session, now, key=key, status=item.fact["status"]))
-        decided = [d for project, items in by_project.items() for d in self._decide(project, items, details, now, report)]
+        decided = [d for project, items in by_project.items()
+                   for d in self._decide(project, items, details, now, report)]
         if not self.dry_run:
             failpoints.hit("cycle.decided")
             self._execute(decided, now, report)
@@ -309,10 +310,10 @@ class Poller:
                 "held": outcome.held, "notifiers": list(action.notifiers), "would": self.dry_run}
 
     def _finish_decided(self, now: float, report: CycleReport) -> None:
-        """A restart finishes what was decided and does not decide it again: agent messages a crash left
-        journalled as decided (or half typed) are executed (or resolved by the agent's receipt) and settled
-        into their ledgers before the engine looks at anything. Notifications need nothing: the outbox has
-        them."""
+        """A restart finishes what was decided and does not decide it again: agent messages, pauses and kills
+        a crash left journalled as decided (or half typed) are executed (or resolved by the agent's receipt)
+        and settled into their ledgers before the engine looks at anything. Notifications need nothing: the
+        outbox has them."""
         from ao.executors import action_from_dict
 
         executors = self.executors()
