@@ -115,7 +115,8 @@ class MemoryLedgerStore:
 
 
 def atomic_write(path: Path, text: str) -> None:
-    """Write a file so that a crash leaves either the old or the new content: temp, fsync, rename."""
+    """Write a file so that a crash leaves either the old or the new content: temp, fsync, rename, and an
+    fsync of the directory, so that the rename itself survives a power cut."""
     tmp = path.with_name(f".{path.name}.{os.getpid()}.{threading.get_ident()}.tmp")
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
@@ -127,6 +128,22 @@ def atomic_write(path: Path, text: str) -> None:
     except OSError as exc:
         tmp.unlink(missing_ok=True)
         raise AoError(f"{path}: cannot write: {exc.strerror or exc}") from None
+    fsync_dir(path.parent)
+
+
+def fsync_dir(folder: Path) -> None:
+    """Make a rename in ``folder`` durable. Best effort: the new content is in place either way, and some
+    file systems cannot open or fsync a directory."""
+    try:
+        fd = os.open(folder, os.O_RDONLY | os.O_DIRECTORY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
 
 
 _TEMP = re.compile(r"^\..+\.(\d+)\.\d+\.tmp$")
