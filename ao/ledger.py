@@ -115,7 +115,8 @@ class MemoryLedgerStore:
 
 
 def atomic_write(path: Path, text: str, mode: int = 0o666) -> None:
-    """Write a file so that a crash leaves either the old or the new content: temp, fsync, rename.
+    """Write a file so that a crash leaves either the old or the new content: temp, fsync, rename, and an
+    fsync of the directory, so that the rename itself survives a power cut.
 
     Nothing is written through a link, so this is also how ao writes into a folder an agent can write: the
     temp file is created afresh (never opened where a planted link stands), and the rename replaces a link
@@ -133,6 +134,22 @@ def atomic_write(path: Path, text: str, mode: int = 0o666) -> None:
     except OSError as exc:
         tmp.unlink(missing_ok=True)
         raise AoError(f"{path}: cannot write: {exc.strerror or exc}") from None
+    fsync_dir(path.parent)
+
+
+def fsync_dir(folder: Path) -> None:
+    """Make a rename in ``folder`` durable. Best effort: the new content is in place either way, and some
+    file systems cannot open or fsync a directory."""
+    try:
+        fd = os.open(folder, os.O_RDONLY | os.O_DIRECTORY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
 
 
 _TEMP = re.compile(r"^\..+\.(\d+)\.\d+\.tmp$")

@@ -593,3 +593,24 @@ def test_rules_explain_unknown_or_unobserved_session(tmp_path, data):
     assert run.returncode == 0, run.stderr
     rows = {r["reaction"]: r for r in json.loads(run.stdout)["reactions"]}
     assert rows["ci-failed"]["ledger"]["occurrence"] == "z"
+
+
+def test_an_atomic_write_fsyncs_the_file_then_its_directory(tmp_path, monkeypatch):
+    """The rename is durable too: without an fsync of the directory a power cut can bring back the old file."""
+    import stat
+
+    from ao.ledger import atomic_write
+
+    synced = []
+    real = os.fsync
+
+    def fsync(fd):
+        st = os.fstat(fd)
+        synced.append(("dir" if stat.S_ISDIR(st.st_mode) else "file", st.st_ino))
+        real(fd)
+
+    monkeypatch.setattr(os, "fsync", fsync)
+    path = tmp_path / "journal" / "x.json"
+    atomic_write(path, "one\n")
+    assert synced == [("file", path.stat().st_ino), ("dir", path.parent.stat().st_ino)]
+    assert path.read_text() == "one\n"
