@@ -624,7 +624,6 @@ class Sessions:
         if project is not None:
             self.config.project(project)
         seen = observe.observe(self, self.store.list(project), self.clock())
-        projects = self.config.projects
         plan = []
         for item in seen:
             status, s = item.status, item.session
@@ -633,7 +632,7 @@ class Sessions:
             # merged work is on the default branch; anything else may hold the only copy of the agent's
             # commits (a task has no PR). An orchestrator works in the project checkout, which is the user's.
             check = not force and status != "merged" and s.role != "orchestrator"
-            unsaved = _unsaved_work(s.workspace, projects.get(s.project)) if check else ""
+            unsaved = _unsaved_work(s.workspace, self.config.projects.get(s.project)) if check else ""
             plan.append(CleanupItem(s, "keep" if unsaved else "clean",
                                     f"{status}, but {unsaved}; --force removes it anyway" if unsaved else status))
         return plan
