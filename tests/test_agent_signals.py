@@ -503,16 +503,36 @@ def test_ao_never_writes_through_a_link_an_agent_planted(tmp_path):
     note = prompt_message("x" * 200_000, c.workspace)
     assert str(c.workspace / LARGE_PROMPT) in note and (c.workspace / LARGE_PROMPT).read_text() == "x" * 200_000
 
+    # The user's own agent configs may be dotfiles links: followed, but only a file that parses is changed.
     (tmp_path / "codex").mkdir()
     (tmp_path / "codex" / "config.toml").symlink_to(outside)
     agent.get("codex", home_dir=tmp_path / "codex").prepare(launch_ctx(tmp_path, trustWorkspace=True))
-    assert (tmp_path / "codex" / "config.toml").is_symlink()  # left alone: neither read nor written
+    assert (tmp_path / "codex" / "config.toml").is_symlink()
 
     (tmp_path / "claude").mkdir()
     (tmp_path / "claude" / ".claude.json").symlink_to(outside)
     with pytest.raises(AoError, match="not changing it"):
         claude(tmp_path).prepare(launch_ctx(tmp_path, trustWorkspace=True))
     assert outside.read_text() == "the user's own file\n"
+
+
+def test_trust_follows_a_dotfiles_link_to_the_users_own_agent_config(tmp_path):
+    dotfiles = tmp_path / "dotfiles"
+    dotfiles.mkdir()
+    (dotfiles / "config.toml").write_text('model = "o3"\n')
+    (dotfiles / "claude.json").write_text('{"theme": "dark"}\n')
+    (tmp_path / "codex").mkdir()
+    (tmp_path / "codex" / "config.toml").symlink_to(dotfiles / "config.toml")
+    (tmp_path / "claude").mkdir()
+    (tmp_path / "claude" / ".claude.json").symlink_to(dotfiles / "claude.json")
+    ctx = launch_ctx(tmp_path, trustWorkspace=True)
+    agent.get("codex", home_dir=tmp_path / "codex").prepare(ctx)
+    claude(tmp_path).prepare(ctx)
+    assert (tmp_path / "codex" / "config.toml").is_symlink() and (tmp_path / "claude" / ".claude.json").is_symlink()
+    assert 'trust_level = "trusted"' in (dotfiles / "config.toml").read_text()
+    assert 'model = "o3"' in (dotfiles / "config.toml").read_text()
+    data = json.loads((dotfiles / "claude.json").read_text())
+    assert data["theme"] == "dark" and data["projects"][str(ctx.workspace)]["hasTrustDialogAccepted"] is True
 
 
 def test_a_fifo_in_place_of_an_agents_file_never_blocks_ao(tmp_path):

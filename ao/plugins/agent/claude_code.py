@@ -276,7 +276,8 @@ class ClaudeCode(BaseAgent):
             if isinstance(entry, dict):
                 entry["hasTrustDialogAccepted"] = True
 
-        update_json(self.state_file(), accept)
+        # The user's own file, not the agent's: follow a dotfiles link to the file itself, and replace that.
+        update_json(self.state_file().resolve(), accept)
 
     def can_resume(self, ctx: LaunchContext) -> bool:
         return self.session_file(ctx.workspace) is not None

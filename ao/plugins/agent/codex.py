@@ -109,12 +109,14 @@ class Codex(BaseAgent):
     def trust(self, workspace: Path) -> None:
         """Mark a workspace ao created as trusted in ``$CODEX_HOME/config.toml`` (``trustWorkspace``): a
         section is added when the file has none for this folder; an existing choice is left alone. A
-        config.toml that is a link (or a fifo) is not read or written."""
+        config.toml that links elsewhere (dotfiles) is updated where it points; one that does not parse as
+        TOML (or is a fifo) is not read or written."""
         import tomllib
 
         from ao.ledger import atomic_write
 
-        path = self.home() / "config.toml"
+        # The user's own file, not the agent's: follow a dotfiles link to the file itself, and replace that.
+        path = (self.home() / "config.toml").resolve()
         try:
             text = read_regular(path).decode("utf-8")
             projects = tomllib.loads(text).get("projects", {})
