@@ -38,6 +38,7 @@ from pathlib import Path
 from typing import Any, Iterable, Mapping
 
 from ao.ledger import atomic_write
+from ao.plugins.agent.claude_code import project_folders
 
 PRICES_AS_OF = "2025-11-30"
 
@@ -232,15 +233,9 @@ def read_claude(path: Path, state: dict[str, Any]) -> bool:
     return changed
 
 
-def claude_project_key(path: Path | str) -> str:
-    """Claude Code's folder for a working directory: every non-alphanumeric character becomes '-'."""
-    return re.sub(r"[^A-Za-z0-9]", "-", str(path))
-
-
 def claude_files(workspace: Path, config_dir: Path) -> list[Path]:
     found: list[Path] = []
-    for key in dict.fromkeys([claude_project_key(workspace), claude_project_key(workspace.resolve())]):
-        folder = config_dir / "projects" / key
+    for folder in project_folders(config_dir / "projects", workspace):
         with contextlib.suppress(OSError):
             found.extend(p for p in folder.rglob("*.jsonl") if p.is_file())
     return sorted(found)
