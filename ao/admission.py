@@ -6,7 +6,8 @@ Caps: ``maxConcurrent`` (top level: all projects; in a project: that project's),
 (admit nothing while that many sessions are in a status, e.g. ``ci_failed: 3``), ``admission.minFreeMemory``
 (MemAvailable), and a project over its ``budget.project`` admits nothing. Only live worker sessions count.
 
-Exactly once across crashes. The entry is written ``admitting`` with a fresh token *before* the spawn, and the
+At most one live session per issue across crashes (not exactly once: a spawn cut short by a crash is rolled
+back and done again). The entry is written ``admitting`` with a fresh token *before* the spawn, and the
 spawn writes the token into the session record when it creates it (one atomic write). After a crash, an
 ``admitting`` entry is settled before anything else is decided:
 
@@ -16,7 +17,8 @@ spawn writes the token into the session record when it creates it (one atomic wr
   record archived as ``errored``; the entry is queued again;
 - no session with the token → the spawn never began: the entry is queued again.
 
-So at most one live session per admission, ever, and every admission happens.
+So at most one live session per admission at any time, and every admission happens; an agent that a crash
+caught mid-spawn may have started, and is killed before its issue is spawned again.
 """
 
 from __future__ import annotations
