@@ -38,7 +38,6 @@ from pathlib import Path
 from typing import Any, Iterable, Mapping
 
 from ao.ledger import atomic_write
-from ao.plugins.agent.claude_code import project_folders
 
 PRICES_AS_OF = "2025-11-30"
 
@@ -234,6 +233,8 @@ def read_claude(path: Path, state: dict[str, Any]) -> bool:
 
 
 def claude_files(workspace: Path, config_dir: Path) -> list[Path]:
+    from ao.plugins.agent.claude_code import project_folders  # here: `ao status` needs prices, not plugins
+
     found: list[Path] = []
     for folder in project_folders(config_dir / "projects", workspace):
         with contextlib.suppress(OSError):
