@@ -532,10 +532,6 @@ def project_usage(data: Mapping[str, Any], prices: PriceTable) -> Usage:
     return summarize(models, prices)
 
 
-def project_totals(data: Mapping[str, Any], prices: PriceTable) -> dict[str, Any]:
-    return project_usage(data, prices).fact_fields()
-
-
 def unpriced_warning(project: str, models: Iterable[str]) -> str:
     names = ", ".join(sorted(models))
     return (f"{project}: no price for {names}: its tokens count as $0, so budgets never see them; "

@@ -156,7 +156,7 @@ def test_status_shows_project_totals_the_prices_date_and_models_without_a_price(
         f"app\t1M in, 100 out\t$3.00\t$50\t{PRICES_AS_OF}\tmy-local-model"]
     code, screen = run_tty(aoenv, "status", columns=200)
     plain = ANSI.sub("", screen)
-    assert code == 0 and "app: 1M in, 100 out, $3.00 of a $50 budget" in plain
+    assert code == 0 and "app: 1M in, 100 out, $3.00 of a $50 budget (no price for my-local-model)" in plain
     assert f"costs at prices as of {PRICES_AS_OF}" in plain
     checks = {c["check"]: c for c in json.loads(aoenv.ao("doctor", "--json").stdout)}
     assert checks["prices app"]["result"] == "warn" and "my-local-model" in checks["prices app"]["detail"]

@@ -411,4 +411,5 @@ def test_the_board_header_shows_each_projects_totals_and_the_prices_date(aoenv):
     finally:
         board.stop()
     usage = re.search(r'id="project-usage"[^>]*>([^<]*)<', page).group(1)
-    assert usage == f"app: 1M in, 2.1k out, $3.03 of $50 (no price for my-local-model) · prices as of {PRICES_AS_OF}"
+    assert usage == (f"app: 1M in, 2.1k out, $3.03 of a $50 budget (no price for my-local-model) · "
+                     f"costs at prices as of {PRICES_AS_OF}")

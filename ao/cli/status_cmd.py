@@ -100,19 +100,6 @@ def collect(cfg: Any, project: Optional[str]) -> tuple[list[dict[str, Any]], str
     return rows, overview.header(ov, now), ov.warnings()
 
 
-def totals_lines(projects: list[dict[str, Any]]) -> str:
-    """Under the table: each project's totals over every session it had (what ``budget.project`` is checked
-    against), and the date of the prices behind every cost shown."""
-    out = []
-    for p in projects:
-        used = _tokens_text(p["tokens_in"], p["tokens_out"]) or "no tokens"
-        budget = "" if p["budget_usd"] is None else f" of a ${p['budget_usd']:g} budget"
-        out.append(f"{p['project']}: {used}, ${p['cost_usd']:.2f}{budget}")
-    if projects:
-        out.append(f"costs at prices as of {projects[0]['prices_as_of']}")
-    return "\n".join(out)
-
-
 def columns_for(rows: list[dict[str, Any]]) -> list[Column]:
     """The table's columns; ``host`` only when some session runs somewhere other than here (docker)."""
     return COLUMNS + [Column("host")] if any(r["host"] for r in rows) else COLUMNS
@@ -143,6 +130,7 @@ def register(app: typer.Typer) -> None:
         """Every session as the poller last observed it: status (needs_input, stuck, ci_failed...), what the
         agent is waiting for, the PR, CI, review, escalations, tokens and cost, and how long ago it was
         observed. Under the table: each project's totals and the date of the prices."""
+        from ao.overview import totals_lines
         from ao.usage import project_rows, unpriced_warning
 
         cfg = load_config(ctx, config)
@@ -167,5 +155,5 @@ def register(app: typer.Typer) -> None:
         if projects_:
             listing(totals, PROJECT_COLUMNS, title=head, json=json)
             return
-        listing(rows, columns_for(rows), title=head, json=json, caption=totals_lines(totals),
+        listing(rows, columns_for(rows), title=head, json=json, caption="\n".join(totals_lines(totals)),
                 empty="no sessions (start one with: ao spawn PROJECT ISSUE)")

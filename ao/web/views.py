@@ -88,18 +88,6 @@ def usage_text(fact: Mapping[str, Any]) -> str:
     return text + (f", ${cost:.2f}" if text and cost else "")
 
 
-def project_usage(rows: list[dict[str, Any]]) -> list[str]:
-    """The board's header: each project's totals (``ao.usage.project_rows``), then the prices' date."""
-    from ao.overview import tokens_text
-
-    out = []
-    for r in rows:
-        text = f"{r['project']}: {tokens_text(r['tokens_in'], r['tokens_out']) or 'no tokens'}, ${r['cost_usd']:.2f}"
-        text += "" if r["budget_usd"] is None else f" of ${r['budget_usd']:g}"
-        out.append(text + (f" (no price for {', '.join(r['unpriced'])})" if r["unpriced"] else ""))
-    return out + [f"prices as of {rows[0]['prices_as_of']}"] if rows else []
-
-
 def board(sessions: Iterable[Session], now: float | None = None) -> dict[str, Any]:
     """Cards by group, in GROUPS order, and the attention count."""
     groups: dict[str, list[dict[str, Any]]] = {key: [] for key, _ in GROUPS}
