@@ -314,6 +314,19 @@ def check_data_dir(config: Any) -> list[Check]:
     return out
 
 
+def check_prices(config: Any) -> list[Check]:
+    """Models the poller read usage of that the price table does not know: they cost $0, budgets miss them."""
+    from ao.usage import project_rows
+
+    out = []
+    for row in project_rows(config, config.projects):
+        if row["unpriced"]:
+            out.append(Check(f"prices {row['project']}", WARN, f"no price for {', '.join(row['unpriced'])}: "
+                             "its tokens count as $0, so budgets never see them",
+                             "add it under prices.models in the config (USD per million tokens)"))
+    return out
+
+
 def check_config(explicit: Any) -> tuple[Check, Any]:
     """(the check, the loaded config or None)."""
     from ao import config as config_mod
@@ -344,6 +357,7 @@ def run(explicit: Any = None, notify: bool = False) -> list[Check]:
     if cfg is None:
         return checks
     checks += check_data_dir(cfg)
+    checks += check_prices(cfg)
     for agent, projects in agents_in_use(cfg).items():
         checks.append(check_agent(agent, projects))
     for project in cfg.projects.values():

@@ -45,6 +45,7 @@ class CycleReport:
     actions: list[dict[str, Any]] = field(default_factory=list)
     cleaned: list[str] = field(default_factory=list)
     errors: list[str] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)  # worth a human's look, nothing failed (unpriced models)
     admissions: list[dict[str, Any]] = field(default_factory=list)  # the queue's decisions (ao/admission.py)
 
     def to_dict(self) -> dict[str, Any]:
@@ -174,7 +175,7 @@ class Poller:
         sessions = [s for s in self.store.list() if s.project in self.config.projects]
         report.sessions = len(sessions)
         scm_fields, details = self._observe_scm(sessions, report)
-        fresh = self.spend.observe(sessions, now, report.errors)  # usage, and the issues' states
+        fresh = self.spend.observe(sessions, now, report.errors, report.warnings)  # usage, issues' states
         seen = observe.observe(self.manager, sessions, now, capture=True, scm=scm_fields, fresh=fresh)
         seen = [self._settle_observation(item, now) for item in seen]
 

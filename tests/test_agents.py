@@ -261,7 +261,28 @@ DONE = {"type": "assistant", "message": {"role": "assistant", "stop_reason": "en
 
 
 def test_claude_project_key():
+    # Expected names computed with Claude Code 2.1.197's own sanitising function (its cli, run under node)
     assert project_key("/home/me/.ao/app_1.x") == "-home-me--ao-app-1-x"
+    assert project_key("/tmp/é🚀/x") == "-tmp-----x"  # JavaScript counts an emoji as two characters
+    long = "/home/me/.local/share/ao/worktrees/" + "very-long-project-name-" * 8 + "/app-12"
+    assert project_key(long) == ("-home-me--local-share-ao-worktrees-" + "very-long-project-name-" * 7
+                                 + "very-ob7q90")
+    assert project_key("/srv/wörk/🚀/" + "x" * 190 + "/app") == "-srv-w-rk----" + "x" * 187 + "-67dji"
+
+
+def test_claude_transcripts_of_a_long_workspace_path_are_found(tmp_path, monkeypatch):
+    """A folder name past 200 characters is cut and hashed; a build whose hash differs is found by prefix."""
+    env = ClaudeEnv(tmp_path, monkeypatch)
+    env.workspace = tmp_path / ("a" * 120) / ("b" * 120)
+    env.workspace.mkdir(parents=True)
+    env.folder = env.config / "projects" / project_key(env.workspace)
+    assert len(env.folder.name) > 200
+    env.log([USER, TOOL], T0 + 100)
+    assert env.activity(T0 + 101).state == "active"
+    assert agent.get("claude-code").session_file(env.workspace)[0] == env.folder / "s1.jsonl"
+    other = env.folder.with_name(env.folder.name[:200] + "-otherhash")
+    env.folder.rename(other)
+    assert agent.get("claude-code").session_file(env.workspace)[0] == other / "s1.jsonl"
 
 
 def test_claude_finished_turn_is_ready_then_idle(tmp_path, monkeypatch):

@@ -91,10 +91,45 @@ SCREEN = Screen(
 )
 
 
+KEY_LIMIT = 200  # Claude Code cuts longer folder names and adds a hash of the path
+
+
 def project_key(path: Path | str) -> str:
-    """Claude Code's folder name for a working directory: every non-alphanumeric character becomes '-'
-    (cut to 200 characters plus a hash beyond that; such keys are matched by their prefix)."""
-    return re.sub(r"[^A-Za-z0-9]", "-", str(path))
+    """Claude Code's folder name for a working directory, by its own rule (2.1.197): every non-alphanumeric
+    character becomes '-', counted in UTF-16 code units as JavaScript does (an emoji gives two); a key longer
+    than 200 is cut to 200 and gets ``-<base36 of the absolute Java-style string hash of the path>``."""
+    units = str(path).encode("utf-16-le", "surrogatepass")
+    codes = [int.from_bytes(units[i:i + 2], "little") for i in range(0, len(units), 2)]
+    key = "".join(chr(c) if chr(c).isascii() and chr(c).isalnum() else "-" for c in codes)
+    if len(key) <= KEY_LIMIT:
+        return key
+    h = 0
+    for c in codes:  # (h << 5) - h + c, kept to a signed 32-bit int
+        h = (h * 31 + c) & 0xFFFFFFFF
+    h = abs(h - (1 << 32) if h >= 1 << 31 else h)
+    digits = ""
+    while True:
+        h, d = divmod(h, 36)
+        digits = "0123456789abcdefghijklmnopqrstuvwxyz"[d] + digits
+        if not h:
+            return f"{key[:KEY_LIMIT]}-{digits}"
+
+
+def project_folders(root: Path, workspace: Path) -> list[Path]:
+    """The folders under ``root`` (``<config dir>/projects``) that hold ``workspace``'s transcripts: its key,
+    as given and resolved, and for a key past 200 characters any folder with the same cut prefix, as Claude
+    Code itself looks them up (its hash differs between builds: Bun's runtime hash in some)."""
+    found: list[Path] = []
+    for key in dict.fromkeys([project_key(workspace), project_key(workspace.resolve())]):
+        if (root / key).is_dir():
+            found.append(root / key)
+        if len(key) > KEY_LIMIT:
+            prefix = key[:KEY_LIMIT] + "-"
+            try:
+                found += [Path(e.path) for e in os.scandir(root) if e.name.startswith(prefix) and e.is_dir()]
+            except OSError:
+                pass
+    return list(dict.fromkeys(found))
 
 
 def _text(content: Any) -> str:
@@ -305,12 +340,10 @@ class ClaudeCode(BaseAgent):
 
     def session_file(self, workspace: Path) -> tuple[Path, float] | None:
         """The newest transcript of ``workspace`` and its mtime, if Claude Code has written one."""
-        root = self.projects_dir()
-        keys = dict.fromkeys([project_key(workspace), project_key(workspace.resolve())])
         newest: tuple[Path, float] | None = None
-        for key in keys:
+        for folder in project_folders(self.projects_dir(), workspace):
             try:
-                candidates = list((root / key).glob("*.jsonl"))
+                candidates = list(folder.glob("*.jsonl"))
             except OSError:
                 continue
             for path in candidates:
