@@ -18,7 +18,7 @@ from ao.errors import AoError, Problem
 
 OK, WARN, FAIL, SKIP = "ok", "warn", "FAIL", "skip"
 AGENT_PROGRAMS = {"claude-code": "claude", "codex": "codex", "aider": "aider", "opencode": "opencode"}
-# The agent CLI versions ao's screens and activity patterns were checked against (shared/agent-screens).
+# The agent CLI versions ao's screens and activity patterns were checked against (tests/data/agent-screens).
 CHECKED_WITH = {"claude-code": "2.1.197", "codex": "0.171.0", "opencode": "1.18.33", "aider": "0.86.2"}
 INSTALL_HINTS = {
     "claude-code": "npm install -g @anthropic-ai/claude-code",
