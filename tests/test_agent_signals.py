@@ -114,6 +114,26 @@ def test_claude_hooks_say_working_waiting_finished_and_rate_limited(tmp_path):
     assert plugin.activity(obs(tmp_path, now=T0 + 200, memo=a.memo)).state == "waiting_input"
 
 
+def test_claude_session_end_reads_as_exited_before_the_pane_closes(tmp_path):
+    import dataclasses
+    import time
+
+    (tmp_path / "run").mkdir()
+    plugin = claude(tmp_path)
+    status_file(tmp_path, 4242, "idle", T0 + 50)  # the status file may outlive the exit a moment
+    hook(tmp_path, {"hook_event_name": "SessionStart", "session_id": "s1"})
+    hook(tmp_path, {"hook_event_name": "SessionEnd", "reason": "clear"})  # /clear: the same process goes on
+    hook(tmp_path, {"hook_event_name": "SessionStart", "session_id": "s2", "source": "clear"})
+    a = plugin.activity(obs(tmp_path, pid=4242))
+    assert a.state == "ready"
+    hook(tmp_path, {"hook_event_name": "SessionEnd", "reason": "prompt_input_exit"})
+    a = plugin.activity(obs(tmp_path, pid=4242, memo=a.memo))
+    assert (a.state, a.detail) == ("exited", "Claude session ended (prompt_input_exit)")
+    # after a restore the log still ends with the old process's SessionEnd until the new one starts
+    later = dataclasses.replace(obs(tmp_path, pid=4242), started_at=time.time() + 60, now=time.time() + 70)
+    assert plugin.activity(later).state != "exited"
+
+
 def test_claude_status_file_is_the_truth_about_now(tmp_path):
     """A rejected permission dialog fires no hook: only the status file says the agent is idle again."""
     (tmp_path / "run").mkdir()

@@ -17,7 +17,8 @@ changed CLI falls back to the screen):
   ``waitingFor``): what the agent is doing now, including a permission prompt it has open;
 * the hook log: a turn started (UserPromptSubmit), a permission request (with the tool and its input, for
   the detail), a turn that ended (Stop) or failed (StopFailure: rate_limit and billing_error are
-  ``blocked``, authentication_failed waits for a human);
+  ``blocked``, authentication_failed waits for a human), the session ended (SessionEnd, but for ``/clear``):
+  ``exited``, though the pane has not closed yet;
 * the transcript ``<config>/projects/<cwd key>/<session>.jsonl``: API errors (``isApiErrorMessage``,
   ``error``) and, without the other two, where the last turn stands;
 * the screen (:mod:`ao.activity`): dialogs drawn before any hook runs (theme, login, API key, trust, the
@@ -211,8 +212,9 @@ def fold(state: dict[str, Any], event: dict[str, Any]) -> dict[str, Any]:
     elif name == "StopFailure":
         error = event.get("error") if isinstance(event.get("error"), str) else "unknown"
         state.update(event="failed", detail=f"turn failed: {error}", error=error)
-    elif name == "SessionEnd":
-        state.update(event="end", detail="session ended")
+    elif name == "SessionEnd" and event.get("reason") != "clear":  # /clear goes on in a new session
+        reason = event.get("reason") if isinstance(event.get("reason"), str) else "other"
+        state.update(event="end", detail=f"Claude session ended ({reason})")
     return state
 
 
@@ -364,7 +366,11 @@ class ClaudeCode(BaseAgent):
         sig = Signals(memo={"claude_hooks": hooks} if hooks else {})
         status = self.status(obs.pid)
         transcript = self._transcript_turn(obs, sig.memo)
-        if status is not None:
+        if hooks.get("event") == "end" and hooks_at is not None and hooks_at >= obs.started_at:
+            # Claude Code is on its way out (the pane may linger a moment); an end logged before this launch
+            # (the run folder's log outlives a restore) is the previous process's
+            sig.state, sig.at, sig.detail = "exited", hooks_at, hooks["detail"]
+        elif status is not None:
             at = status.get("statusUpdatedAt")
             at = at / 1000 if isinstance(at, (int, float)) else None
             if status["status"] == "waiting":
