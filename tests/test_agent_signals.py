@@ -252,7 +252,8 @@ def test_codex_rollout_says_working_finished_and_usage_limited(tmp_path):
     assert a.state == "blocked" and "usage_limit_exceeded" in a.detail
 
 
-def test_codex_receipt_resume_and_trust(tmp_path):
+def test_codex_receipt_resume_and_trust(tmp_path, monkeypatch):
+    monkeypatch.setattr(cx, "installed_version", lambda program: "0.171.0")
     plugin = agent.get("codex", home_dir=tmp_path / "codex")
     c = launch_ctx(tmp_path, resume=True, trustWorkspace=True)
     assert not plugin.can_resume(c)  # `codex resume --last` would open an empty session: launch afresh
@@ -426,6 +427,7 @@ def test_installed_version_reads_the_package_without_running_it(tmp_path, monkey
     assert installed_version("codex") == "0.171.0"
     assert version_at_least("0.171.0", (0, 171)) and not version_at_least("0.170.9", (0, 171))
     assert version_at_least(None, (9, 9))  # unknown: signals are used and checked as they are read
+    assert not version_at_least(None, (9, 9), unknown=False)  # ...but not a flag an old CLI would refuse
 
 
 # ------------------------------------------------------------- after a crash while typing (ao.executors)

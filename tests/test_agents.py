@@ -60,12 +60,39 @@ def test_claude_resume_continues_with_the_same_permissions(tmp_path):
     ("auto-edit", ["--sandbox", "workspace-write", "--ask-for-approval", "on-request"]),  # --full-auto is gone
     ("plan", ["--sandbox", "read-only", "--ask-for-approval", "on-request"]),
 ])
-def test_codex_launch(tmp_path, mode, flags):
+def test_codex_launch(tmp_path, monkeypatch, mode, flags):
+    monkeypatch.setattr("ao.plugins.agent.codex.installed_version", lambda program: "0.171.0")
     c = ctx(tmp_path, permissions=mode, model="o3")
     a = agent.get("codex", home_dir=tmp_path / "codex-home")
     assert a.prompt_delivery(c.settings) == "argument"
     # --no-daemon: Codex's shared background server would outlive the session
     assert shlex.split(a.launch_command(c)) == ["codex", "--no-daemon", *flags, "-m", "o3", prompt_arg(c)]
+
+
+@pytest.mark.parametrize("version", ["0.170.2", None])
+def test_codex_gets_no_daemon_only_when_it_is_known_to_have_it(tmp_path, monkeypatch, version):
+    """An older Codex exits at once on a flag it does not know, and so might one whose version ao cannot
+    read: those launch without --no-daemon (``ao doctor`` warns about the version)."""
+    monkeypatch.setattr("ao.plugins.agent.codex.installed_version", lambda program: version)
+    c = ctx(tmp_path, permissions="auto-edit")
+    argv = shlex.split(agent.get("codex", home_dir=tmp_path / "codex-home").launch_command(c))
+    assert argv[:2] == ["codex", "--sandbox"] and "--no-daemon" not in argv
+
+
+def test_doctor_compares_with_the_version_each_plugin_was_checked_with(monkeypatch):
+    from ao import doctor
+    from ao.plugins.agent import aider, claude_code, codex, opencode
+
+    assert {a: doctor.checked_with(a) for a in doctor.AGENT_PROGRAMS} == {
+        "claude-code": claude_code.CHECKED, "codex": codex.CHECKED, "opencode": opencode.CHECKED,
+        "aider": aider.CHECKED}
+    assert doctor.checked_with("command") is None
+    monkeypatch.setattr(doctor.shutil, "which", lambda program: f"/usr/bin/{program}")
+    monkeypatch.setattr(doctor, "_run", lambda argv: (0, "codex-cli 0.180.1"))
+    check = doctor.check_agent("codex", ["app"])
+    assert (check.result, check.detail) == (doctor.WARN, f"codex 0.180.1; ao was checked with {codex.CHECKED}")
+    monkeypatch.setattr(doctor, "_run", lambda argv: (0, f"codex-cli {codex.CHECKED}"))
+    assert doctor.check_agent("codex", ["app"]).result == doctor.OK
 
 
 def test_aider_launch(tmp_path):

@@ -54,7 +54,7 @@ PERMISSION_FLAGS = {
 SETTINGS, EVENTS = "claude-settings.json", "claude-events.jsonl"
 HOOKS = ("SessionStart", "UserPromptSubmit", "PermissionRequest", "Notification", "Stop", "StopFailure",
          "SessionEnd")
-CHECKED = "2.1.197"          # the version these signals were checked against
+CHECKED = "2.1.197"          # the version these signals were checked against (ao doctor compares it)
 HOOKS_SINCE = (2, 1)         # StopFailure and the status file are 2.1's; older versions get the screen only
 SETTLE = 10.0                # a finished-looking turn in the transcript must stay quiet this long
 TAIL_BYTES = 1 << 20         # how much of the transcript's end is read for its last entry

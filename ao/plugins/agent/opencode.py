@@ -32,7 +32,7 @@ from ao.plugins.agent.command import join, model_flags, permission_flags, prompt
 
 PERMISSION_FLAGS = {"skip": ["--auto"]}
 SERVER = "opencode-server.json"   # {"port": N, "password": "..."} in the run folder
-CHECKED = "1.18.33"
+CHECKED = "1.18.33"          # the version these signals were checked against (ao doctor compares it)
 TIMEOUT = 2.0
 
 
