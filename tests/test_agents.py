@@ -69,6 +69,32 @@ def test_codex_launch(tmp_path, monkeypatch, mode, flags):
     assert shlex.split(a.launch_command(c)) == ["codex", "--no-daemon", *flags, "-m", "o3", prompt_arg(c)]
 
 
+@pytest.mark.parametrize("name", ["claude-code", "codex", "opencode"])
+def test_a_prompt_too_large_for_an_argument_is_passed_as_a_file(tmp_path, monkeypatch, name):
+    """Linux refuses one argument over 128 KiB (E2BIG): the agent is told to read the prompt from a file in
+    the workspace, which git ignores (info/exclude), so the agent never commits it."""
+    from ao.plugins.agent.command import ARG_LIMIT, LARGE_PROMPT
+
+    monkeypatch.setattr("ao.plugins.agent.codex.installed_version", lambda program: "0.171.0")
+    ws = tmp_path / "ws"
+    subprocess.run(["git", "init", "-q", str(ws)], check=True)
+    c = ctx(ws)
+    c.prompt_file = tmp_path / "prompt.md"
+    c.prompt_file.write_text("fits")
+    a = agent.get(name, **({"home_dir": tmp_path / "codex"} if name == "codex" else {}))
+    assert shlex.split(a.launch_command(c))[-1] == prompt_arg(c) and not (ws / LARGE_PROMPT).exists()
+
+    big = "Fix the bug.\n" + "x" * ARG_LIMIT + "\nThe end."
+    c.prompt_file.write_text(big)
+    note = shlex.split(a.launch_command(c))[-1]
+    assert str(ws / LARGE_PROMPT) in note and len(note) < 500
+    assert (ws / LARGE_PROMPT).read_text() == big
+    status = subprocess.run(["git", "status", "--porcelain", "--ignored=no"], cwd=ws, capture_output=True,
+                            text=True, check=True)
+    assert LARGE_PROMPT not in status.stdout
+    assert LARGE_PROMPT in (ws / ".git" / "info" / "exclude").read_text().splitlines()
+
+
 @pytest.mark.parametrize("version", ["0.170.2", None])
 def test_codex_gets_no_daemon_only_when_it_is_known_to_have_it(tmp_path, monkeypatch, version):
     """An older Codex exits at once on a flag it does not know, and so might one whose version ao cannot
