@@ -140,7 +140,16 @@ def test_opencode_launch(tmp_path):
     assert a.prompt_delivery({}) == "argument"
     assert shlex.split(a.launch_command(c)) == ["opencode", "--model", "anthropic/claude-sonnet-4", "--prompt",
                                                 prompt_arg(c)]
-    assert shlex.split(a.launch_command(ctx(tmp_path, resume=True))) == ["opencode", "--continue"]
+    # nothing stored to continue (can_resume said no, or the store changed since): a fresh launch with the prompt
+    c = ctx(tmp_path, resume=True)
+    assert shlex.split(a.launch_command(c)) == ["opencode", "--prompt", prompt_arg(c)]
+
+
+def test_codex_restore_without_a_rollout_launches_afresh(tmp_path, monkeypatch):
+    monkeypatch.setattr("ao.plugins.agent.codex.installed_version", lambda program: "0.171.0")
+    c = ctx(tmp_path, resume=True)
+    argv = shlex.split(agent.get("codex", home_dir=tmp_path / "codex-home").launch_command(c))
+    assert argv == ["codex", "--no-daemon", prompt_arg(c)]  # `resume --last` would open an empty session
 
 
 def test_command_agent_runs_the_line_verbatim(tmp_path):

@@ -132,11 +132,10 @@ class Codex(BaseAgent):
         flags = permission_flags(self.name, ctx.settings, PERMISSION_FLAGS) + model_flags(ctx.settings, "-m")
         if version_at_least(installed_version(self.program), NO_DAEMON_SINCE, unknown=False):
             flags = ["--no-daemon", *flags]
-        if ctx.resume:
-            # The resumed conversation keeps its history, but approvals and model are per process: pass them again.
-            found = self.rollout(ctx.workspace)
-            session = found[2] if found else None
-            return join(["codex", "resume", *flags, session] if session else ["codex", "resume", "--last", *flags])
+        # a restore is a resume only when can_resume found a rollout (`resume --last` would open an empty
+        # session); the resumed conversation keeps its history, but approvals and model are per process
+        if ctx.resume and (found := self.rollout(ctx.workspace)):
+            return join(["codex", "resume", *flags, found[2]])
         return f"{join(['codex', *flags])} {prompt_argument(ctx.prompt_file, ctx.workspace)}"
 
     # -- observing ----------------------------------------------------------------------------------

@@ -177,9 +177,9 @@ class OpenCode(BaseAgent):
         server = self._server_file(ctx.run_dir)
         if server:
             argv += ["--port", str(server["port"])]
-        if ctx.resume:
-            session = self._stored_session(ctx.run_dir, ctx.workspace)
-            return join([*argv, "--session", session] if session else [*argv, "--continue"])
+        # a restore is a resume only when can_resume found a session; no session: a fresh launch with the prompt
+        if ctx.resume and (session := self._stored_session(ctx.run_dir, ctx.workspace)):
+            return join([*argv, "--session", session])
         return f"{join(argv)} --prompt {prompt_argument(ctx.prompt_file, ctx.workspace)}"
 
     @staticmethod
