@@ -593,3 +593,10 @@ def test_rules_explain_unknown_or_unobserved_session(tmp_path, data):
     assert run.returncode == 0, run.stderr
     rows = {r["reaction"]: r for r in json.loads(run.stdout)["reactions"]}
     assert rows["ci-failed"]["ledger"]["occurrence"] == "z"
+
+
+def test_an_agents_signals_count_from_its_last_launch():
+    """A restore relaunches the agent: what its run folder logged before (Claude's SessionEnd) is the old one's."""
+    assert Session(id="app-1", project="app", created_at=100.0).launched_at == 100.0
+    assert Session(id="app-1", project="app", created_at=100.0, meta={"restored_at": 500.0}).launched_at == 500.0
+    assert Session(id="app-1", project="app", created_at=100.0, meta={"restored_at": "x"}).launched_at == 100.0
