@@ -122,10 +122,11 @@ def test_claude_session_end_reads_as_exited_before_the_pane_closes(tmp_path):
     plugin = claude(tmp_path)
     status_file(tmp_path, 4242, "idle", T0 + 50)  # the status file may outlive the exit a moment
     hook(tmp_path, {"hook_event_name": "SessionStart", "session_id": "s1"})
-    hook(tmp_path, {"hook_event_name": "SessionEnd", "reason": "clear"})  # /clear: the same process goes on
-    hook(tmp_path, {"hook_event_name": "SessionStart", "session_id": "s2", "source": "clear"})
-    a = plugin.activity(obs(tmp_path, pid=4242))
-    assert a.state == "ready"
+    for reason in ("clear", "resume"):  # /clear, /resume: the same process goes on in another session
+        hook(tmp_path, {"hook_event_name": "SessionEnd", "reason": reason})
+        a = plugin.activity(obs(tmp_path, pid=4242))
+        assert a.state == "ready"
+        hook(tmp_path, {"hook_event_name": "SessionStart", "session_id": "s2", "source": reason})
     hook(tmp_path, {"hook_event_name": "SessionEnd", "reason": "prompt_input_exit"})
     a = plugin.activity(obs(tmp_path, pid=4242, memo=a.memo))
     assert (a.state, a.detail) == ("exited", "Claude session ended (prompt_input_exit)")

@@ -17,8 +17,8 @@ changed CLI falls back to the screen):
   ``waitingFor``): what the agent is doing now, including a permission prompt it has open;
 * the hook log: a turn started (UserPromptSubmit), a permission request (with the tool and its input, for
   the detail), a turn that ended (Stop) or failed (StopFailure: rate_limit and billing_error are
-  ``blocked``, authentication_failed waits for a human), the session ended (SessionEnd, but for ``/clear``):
-  ``exited``, though the pane has not closed yet;
+  ``blocked``, authentication_failed waits for a human), the session ended (SessionEnd, but for ``/clear``
+  and ``/resume``): ``exited``, though the pane has not closed yet;
 * the transcript ``<config>/projects/<cwd key>/<session>.jsonl``: API errors (``isApiErrorMessage``,
   ``error``) and, without the other two, where the last turn stands;
 * the screen (:mod:`ao.activity`): dialogs drawn before any hook runs (theme, login, API key, trust, the
@@ -62,6 +62,7 @@ ERROR_TEXT_CAP = 500         # a limit message is short; a long answer that ment
 BLOCKING_ERRORS = {"rate_limit": "rate limit", "billing_error": "out of credits"}
 HUMAN_ERRORS = {"authentication_failed": "authentication failed: log in again"}
 WAITING_NOTIFICATIONS = {"permission_prompt": "permission prompt", "elicitation_dialog": "question"}
+IN_PROCESS_ENDS = ("clear", "resume")  # /clear and /resume end a session, and the same process goes on in another
 
 DONE, WORKING, BLOCKED = "done", "working", "blocked"
 
@@ -212,7 +213,7 @@ def fold(state: dict[str, Any], event: dict[str, Any]) -> dict[str, Any]:
     elif name == "StopFailure":
         error = event.get("error") if isinstance(event.get("error"), str) else "unknown"
         state.update(event="failed", detail=f"turn failed: {error}", error=error)
-    elif name == "SessionEnd" and event.get("reason") != "clear":  # /clear goes on in a new session
+    elif name == "SessionEnd" and event.get("reason") not in IN_PROCESS_ENDS:
         reason = event.get("reason") if isinstance(event.get("reason"), str) else "other"
         state.update(event="end", detail=f"Claude session ended ({reason})")
     return state
