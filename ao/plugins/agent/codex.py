@@ -4,8 +4,9 @@ Launch: ``codex --no-daemon [permission flags] [-m M] "$(cat prompt)"``. ``--no-
 starts a shared background app-server that outlives the tmux session (and a stale one made later sessions
 hang). It is passed to 0.171 and newer only, not when the installed version cannot be read: a Codex that
 does not know the flag exits at once ("unexpected argument", as ``--full-auto`` did), so ``ao doctor``'s
-warning about the unreadable version is what is left. ``auto-edit`` is ``--sandbox workspace-write --ask-for-approval on-request`` (``--full-auto`` is gone);
-``plan`` is the read-only sandbox; ``skip`` bypasses approvals and the sandbox.
+warning about the unreadable version is what is left. ``auto-edit`` is ``--sandbox workspace-write
+--ask-for-approval on-request`` (``--full-auto`` is gone); ``plan`` is the read-only sandbox; ``skip``
+bypasses approvals and the sandbox.
 
 Activity and receipts come from Codex's rollout, ``$CODEX_HOME/sessions/YYYY/MM/DD/rollout-*.jsonl``, whose
 first line (``session_meta``) names the working folder: ``task_started`` (a turn runs), ``task_complete``
@@ -37,7 +38,7 @@ PERMISSION_FLAGS = {
     "plan": ["--sandbox", "read-only", "--ask-for-approval", "on-request"],
 }
 CHECKED = "0.171.0"          # the version these signals were checked against (ao doctor compares it)
-NO_DAEMON_SINCE = (0, 171)   # an unknown version gets no --no-daemon: a flag it may not know would end every launch
+NO_DAEMON_SINCE = (0, 171)   # not for an unknown version: a flag it may not know would end every launch
 ROLLOUT_DAYS = 3          # day folders searched for a session's rollout (newest first)
 LIMIT_ERRORS = {"usage_limit_exceeded": "usage limit"}
 
