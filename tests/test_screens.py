@@ -48,9 +48,11 @@ def test_captured_screen(file, name, expected, tmp_path):
     plugin = AGENTS[name]
     if expected == "exited":  # the runtime reports the pane dead; the screen shows the CLI's last words
         assert classify(plugin, pane, tmp_path, quiet=True, alive=False) == "exited"
+        live = (classify(plugin, pane, tmp_path, quiet=True), classify(plugin, pane, tmp_path, quiet=False))
         if "\nPane is dead (" in pane:  # tmux's remain-on-exit line: exited even if the runtime missed it
-            assert classify(plugin, pane, tmp_path, quiet=True) == "exited"
-            assert classify(plugin, pane, tmp_path, quiet=False) == "exited"
+            assert live == ("exited", "exited")
+        else:  # the last words before the pane closes: never a screen to type a message into
+            assert not {"ready", "idle"} & set(live), live
         return
     quiet = classify(plugin, pane, tmp_path, quiet=True)
     fresh = classify(plugin, pane, tmp_path, quiet=False)
