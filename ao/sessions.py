@@ -470,7 +470,7 @@ class Sessions:
             run_dir = self.run_dir(project.id, session_id)
             while True:
                 obs, act = self._observe_now(agent, runtime, session.runtime_handle, Path(session.workspace or "."),
-                                             run_dir, session.created_at, session.meta.get("activity", {}))
+                                             run_dir, session.launched_at, session.meta.get("activity", {}))
                 if answer:
                     break
                 try:

@@ -120,6 +120,12 @@ class Session:
         return self.status in facts.ENDED_ON_PURPOSE
 
     @property
+    def launched_at(self) -> float:
+        """When its agent last started: created, or restored since (what the agent's signals count from)."""
+        restored = self.meta.get("restored_at")
+        return max(self.created_at, restored) if isinstance(restored, (int, float)) else self.created_at
+
+    @property
     def prefix(self) -> str:
         return self.id.rsplit("-", 1)[0]
 

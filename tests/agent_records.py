@@ -1,4 +1,4 @@
-"""Usage records in the shapes the real agent CLIs write (see ../shared/agent-screens/CLI-FACTS.md): Claude Code
+"""Usage records in the shapes the real agent CLIs write (see the team's shared/agent-screens/CLI-FACTS.md): Claude Code
 transcripts (one assistant entry per content block, each with the message's ``usage``), Codex rollouts
 (``session_meta``, ``turn_context``, ``event_msg``/``token_count``), opencode's SQLite store (its own
 ``CREATE TABLE`` statements, as opencode 1.x ships them) and aider's chat history."""

@@ -114,6 +114,27 @@ def test_claude_hooks_say_working_waiting_finished_and_rate_limited(tmp_path):
     assert plugin.activity(obs(tmp_path, now=T0 + 200, memo=a.memo)).state == "waiting_input"
 
 
+def test_claude_session_end_reads_as_exited_before_the_pane_closes(tmp_path):
+    import dataclasses
+    import time
+
+    (tmp_path / "run").mkdir()
+    plugin = claude(tmp_path)
+    status_file(tmp_path, 4242, "idle", T0 + 50)  # the status file may outlive the exit a moment
+    hook(tmp_path, {"hook_event_name": "SessionStart", "session_id": "s1"})
+    for reason in ("clear", "resume"):  # /clear, /resume: the same process goes on in another session
+        hook(tmp_path, {"hook_event_name": "SessionEnd", "reason": reason})
+        a = plugin.activity(obs(tmp_path, pid=4242))
+        assert a.state == "ready"
+        hook(tmp_path, {"hook_event_name": "SessionStart", "session_id": "s2", "source": reason})
+    hook(tmp_path, {"hook_event_name": "SessionEnd", "reason": "prompt_input_exit"})
+    a = plugin.activity(obs(tmp_path, pid=4242, memo=a.memo))
+    assert (a.state, a.detail) == ("exited", "Claude session ended (prompt_input_exit)")
+    # after a restore the log still ends with the old process's SessionEnd until the new one starts
+    later = dataclasses.replace(obs(tmp_path, pid=4242), started_at=time.time() + 60, now=time.time() + 70)
+    assert plugin.activity(later).state != "exited"
+
+
 def test_claude_status_file_is_the_truth_about_now(tmp_path):
     """A rejected permission dialog fires no hook: only the status file says the agent is idle again."""
     (tmp_path / "run").mkdir()
@@ -232,7 +253,8 @@ def test_codex_rollout_says_working_finished_and_usage_limited(tmp_path):
     assert a.state == "blocked" and "usage_limit_exceeded" in a.detail
 
 
-def test_codex_receipt_resume_and_trust(tmp_path):
+def test_codex_receipt_resume_and_trust(tmp_path, monkeypatch):
+    monkeypatch.setattr(cx, "installed_version", lambda program: "0.171.0")
     plugin = agent.get("codex", home_dir=tmp_path / "codex")
     c = launch_ctx(tmp_path, resume=True, trustWorkspace=True)
     assert not plugin.can_resume(c)  # `codex resume --last` would open an empty session: launch afresh
@@ -406,6 +428,7 @@ def test_installed_version_reads_the_package_without_running_it(tmp_path, monkey
     assert installed_version("codex") == "0.171.0"
     assert version_at_least("0.171.0", (0, 171)) and not version_at_least("0.170.9", (0, 171))
     assert version_at_least(None, (9, 9))  # unknown: signals are used and checked as they are read
+    assert not version_at_least(None, (9, 9), unknown=False)  # ...but not a flag an old CLI would refuse
 
 
 # ------------------------------------------------------------- after a crash while typing (ao.executors)

@@ -73,6 +73,41 @@ def test_a_killed_tmux_server_is_reported_as_agent_exited(hooked):
     poller.close()
 
 
+# A TUI agent at a permission dialog: the dialog stays, the timer line above it is redrawn in place.
+REDRAWING_DIALOG = """\
+import sys, time
+sys.stdout.write("\\x1b[2J\\x1b[H\\n\\nBash command\\n  npm test\\nDo you want to proceed?\\n\\u276f 1. Yes\\n  2. No\\n\\n"
+                 "Esc to cancel")
+for n in range(100000):
+    sys.stdout.write(f"\\x1b[s\\x1b[H* Working... {n / 10:.1f}s\\x1b[K\\x1b[u")
+    sys.stdout.flush()
+    time.sleep(0.1)
+"""
+
+
+def test_a_question_that_stays_on_screen_pages_once_however_the_pane_redraws(hooked, tmp_path):
+    script = tmp_path / "dialog.py"
+    script.write_text(REDRAWING_DIALOG)
+    cfg = _config(hooked, agentConfig={"command": f"{sys.executable} {script}", "promptDelivery": "none"})
+    poller = Poller(cfg, console=None)
+    s = poller.manager.spawn(SpawnRequest(project="app", target="12"))
+
+    def pane() -> str:
+        return hooked.tmux("capture-pane", "-p", "-t", f"={s.runtime_handle}:").stdout
+
+    wait_for(lambda: "Do you want to proceed?" in pane() and "Working" in pane(), what="the dialog")
+    fired = []
+    for _ in range(4):
+        before = pane()
+        wait_for(lambda: pane() != before, what="a redraw")  # every cycle sees a pane that changed
+        report = poller.cycle()
+        fired += [a for a in report.actions if a["reaction"] == "agent-needs-input"]
+        assert poller.store.get(s.id).status == "needs_input"
+    assert len(fired) == 1 and fired[0]["ok"], fired
+    assert len(_notified(hooked.receiver, "agent-needs-input")) == 1
+    poller.close()
+
+
 def _push_failing_work(env, session):
     """The agent's part, done from outside: commit a failing CI script on the session's branch and push."""
     ws = session.workspace

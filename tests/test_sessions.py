@@ -127,6 +127,10 @@ def test_restore_after_the_agent_exits(aoenv):
     run = aoenv.ao("session", "restore", s.id)
     assert run.returncode == 0, run.stderr
     wait_for(lambda: manager.runtime("tmux").probe([s.runtime_handle])[s.runtime_handle].alive, what="restart")
+    # the scripted agent drops what was typed before it reads input (raw mode is set with TCSAFLUSH), and the
+    # generic agent has no input box for ao to wait for: wait for its prompt, as a user would
+    wait_for(lambda: "ready (pid" in aoenv.tmux("capture-pane", "-p", "-t", f"={s.runtime_handle}:").stdout,
+             what="the restarted agent's prompt")
     restored = manager.store.get(s.id)
     assert restored.status == "working" and "restored_at" in restored.meta
     manager.send(s.id, "after restore")

@@ -91,6 +91,13 @@ def test_list_sorts_by_number_not_text(store):
     assert [s.id for s in store.list()][-3:] == ["app-9", "app-10", "app-11"]
 
 
+def test_an_agents_signals_count_from_its_last_launch():
+    """A restore relaunches the agent: what its run folder logged before (Claude's SessionEnd) is the old one's."""
+    assert Session(id="app-1", project="app", created_at=100.0).launched_at == 100.0
+    assert Session(id="app-1", project="app", created_at=100.0, meta={"restored_at": 500.0}).launched_at == 500.0
+    assert Session(id="app-1", project="app", created_at=100.0, meta={"restored_at": "x"}).launched_at == 100.0
+
+
 def test_round_trip_keeps_unknown_keys_and_version(store, data):
     store.create("app", "app", ledgers={"ci-failed": Entry(attempts=1, occurrence="a1").to_dict()})
     path = data / "projects" / "app" / "sessions" / "app-1.json"

@@ -28,6 +28,7 @@ from ao.plugins.agent import Activity, BaseAgent, LaunchContext, Observation
 from ao.plugins.agent.command import exclude, join, model_flags, permission_flags, same_text
 
 INPUT_HISTORY, CHAT_HISTORY = "aider.input.history", "aider.chat.history.md"
+CHECKED = "0.86.2"           # the version this screen and these files were checked against (ao doctor says so)
 PERMISSION_FLAGS = {"skip": ["--yes-always"]}  # aider edits files without asking anyway; it has no plan mode
 ALWAYS = ["--no-show-model-warnings", "--no-gitignore"]
 _PROMPT = re.compile(r"^(?:[a-z-]+ ?)?> ?")   # ">", "> typed text", "ask> ", "architect> "

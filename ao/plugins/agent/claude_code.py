@@ -17,7 +17,8 @@ changed CLI falls back to the screen):
   ``waitingFor``): what the agent is doing now, including a permission prompt it has open;
 * the hook log: a turn started (UserPromptSubmit), a permission request (with the tool and its input, for
   the detail), a turn that ended (Stop) or failed (StopFailure: rate_limit and billing_error are
-  ``blocked``, authentication_failed waits for a human);
+  ``blocked``, authentication_failed waits for a human), the session ended (SessionEnd, but for ``/clear``
+  and ``/resume``): ``exited``, though the pane has not closed yet;
 * the transcript ``<config>/projects/<cwd key>/<session>.jsonl``: API errors (``isApiErrorMessage``,
   ``error``) and, without the other two, where the last turn stands;
 * the screen (:mod:`ao.activity`): dialogs drawn before any hook runs (theme, login, API key, trust, the
@@ -54,7 +55,7 @@ PERMISSION_FLAGS = {
 SETTINGS, EVENTS = "claude-settings.json", "claude-events.jsonl"
 HOOKS = ("SessionStart", "UserPromptSubmit", "PermissionRequest", "Notification", "Stop", "StopFailure",
          "SessionEnd")
-CHECKED = "2.1.197"          # the version these signals were checked against
+CHECKED = "2.1.197"          # the version these signals were checked against (ao doctor compares it)
 HOOKS_SINCE = (2, 1)         # StopFailure and the status file are 2.1's; older versions get the screen only
 SETTLE = 10.0                # a finished-looking turn in the transcript must stay quiet this long
 TAIL_BYTES = 1 << 20         # how much of the transcript's end is read for its last entry
@@ -62,6 +63,7 @@ ERROR_TEXT_CAP = 500         # a limit message is short; a long answer that ment
 BLOCKING_ERRORS = {"rate_limit": "rate limit", "billing_error": "out of credits"}
 HUMAN_ERRORS = {"authentication_failed": "authentication failed: log in again"}
 WAITING_NOTIFICATIONS = {"permission_prompt": "permission prompt", "elicitation_dialog": "question"}
+IN_PROCESS_ENDS = ("clear", "resume")  # /clear and /resume end a session, and the same process goes on in another
 
 DONE, WORKING, BLOCKED = "done", "working", "blocked"
 
@@ -247,8 +249,9 @@ def fold(state: dict[str, Any], event: dict[str, Any]) -> dict[str, Any]:
     elif name == "StopFailure":
         error = event.get("error") if isinstance(event.get("error"), str) else "unknown"
         state.update(event="failed", detail=f"turn failed: {error}", error=error)
-    elif name == "SessionEnd":
-        state.update(event="end", detail="session ended")
+    elif name == "SessionEnd" and event.get("reason") not in IN_PROCESS_ENDS:
+        reason = event.get("reason") if isinstance(event.get("reason"), str) else "other"
+        state.update(event="end", detail=f"Claude session ended ({reason})")
     return state
 
 
@@ -399,7 +402,11 @@ class ClaudeCode(BaseAgent):
         sig = Signals(memo={"claude_hooks": hooks} if hooks else {})
         status = self.status(obs.pid)
         transcript = self._transcript_turn(obs, sig.memo)
-        if status is not None:
+        if hooks.get("event") == "end" and hooks_at is not None and hooks_at >= obs.started_at:
+            # Claude Code is on its way out (the pane may linger a moment); an end logged before this launch
+            # (the run folder's log outlives a restore) is the previous process's
+            sig.state, sig.at, sig.detail = "exited", hooks_at, hooks["detail"]
+        elif status is not None:
             at = status.get("statusUpdatedAt")
             at = at / 1000 if isinstance(at, (int, float)) else None
             if status["status"] == "waiting":

@@ -2,8 +2,11 @@
 
 Launch: ``codex --no-daemon [permission flags] [-m M] "$(cat prompt)"``. ``--no-daemon``: by default Codex
 starts a shared background app-server that outlives the tmux session (and a stale one made later sessions
-hang). ``auto-edit`` is ``--sandbox workspace-write --ask-for-approval on-request`` (``--full-auto`` is gone);
-``plan`` is the read-only sandbox; ``skip`` bypasses approvals and the sandbox.
+hang). It is passed to 0.171 and newer only, not when the installed version cannot be read: a Codex that
+does not know the flag exits at once ("unexpected argument", as ``--full-auto`` did), so ``ao doctor``'s
+warning about the unreadable version is what is left. ``auto-edit`` is ``--sandbox workspace-write
+--ask-for-approval on-request`` (``--full-auto`` is gone); ``plan`` is the read-only sandbox; ``skip``
+bypasses approvals and the sandbox.
 
 Activity and receipts come from Codex's rollout, ``$CODEX_HOME/sessions/YYYY/MM/DD/rollout-*.jsonl``, whose
 first line (``session_meta``) names the working folder: ``task_started`` (a turn runs), ``task_complete``
@@ -35,8 +38,8 @@ PERMISSION_FLAGS = {
     "auto-edit": ["--sandbox", "workspace-write", "--ask-for-approval", "on-request"],
     "plan": ["--sandbox", "read-only", "--ask-for-approval", "on-request"],
 }
-CHECKED = "0.171.0"
-NO_DAEMON_SINCE = (0, 171)
+CHECKED = "0.171.0"          # the version these signals were checked against (ao doctor compares it)
+NO_DAEMON_SINCE = (0, 171)   # not for an unknown version: a flag it may not know would end every launch
 ROLLOUT_DAYS = 3          # day folders searched for a session's rollout (newest first)
 LIMIT_ERRORS = {"usage_limit_exceeded": "usage limit"}
 
@@ -132,13 +135,12 @@ class Codex(BaseAgent):
 
     def launch_command(self, ctx: LaunchContext) -> str:
         flags = permission_flags(self.name, ctx.settings, PERMISSION_FLAGS) + model_flags(ctx.settings, "-m")
-        if version_at_least(installed_version(self.program), NO_DAEMON_SINCE):
+        if version_at_least(installed_version(self.program), NO_DAEMON_SINCE, unknown=False):
             flags = ["--no-daemon", *flags]
-        if ctx.resume:
-            # The resumed conversation keeps its history, but approvals and model are per process: pass them again.
-            found = self.rollout(ctx.workspace)
-            session = found[2] if found else None
-            return join(["codex", "resume", *flags, session] if session else ["codex", "resume", "--last", *flags])
+        # a restore is a resume only when can_resume found a rollout (`resume --last` would open an empty
+        # session); the resumed conversation keeps its history, but approvals and model are per process
+        if ctx.resume and (found := self.rollout(ctx.workspace)):
+            return join(["codex", "resume", *flags, found[2]])
         return f"{join(['codex', *flags])} {prompt_argument(ctx.prompt_file, ctx.workspace)}"
 
     # -- observing ----------------------------------------------------------------------------------

@@ -211,12 +211,12 @@ def _run_version(exe: str) -> str | None:
     return match.group(0) if match else None
 
 
-def version_at_least(version: str | None, minimum: tuple[int, int]) -> bool:
-    """Whether ``version`` is ``minimum`` or newer; an unknown version gets the benefit of the doubt (its
-    signals are still checked as they are read)."""
+def version_at_least(version: str | None, minimum: tuple[int, int], unknown: bool = True) -> bool:
+    """Whether ``version`` is ``minimum`` or newer; ``unknown`` when it cannot be read (by default the benefit
+    of the doubt: signals are still checked as they are read; a launch flag an old CLI would refuse is not)."""
     match = _VERSION.search(version or "")
     if match is None:
-        return True
+        return unknown
     return (int(match.group(1)), int(match.group(2))) >= minimum
 
 

@@ -34,7 +34,7 @@ from ao.plugins.agent.command import join, model_flags, permission_flags, prompt
 
 PERMISSION_FLAGS = {"skip": ["--auto"]}
 SERVER = "opencode-server.json"   # {"port": N, "password": "..."} in the run folder
-CHECKED = "1.18.33"
+CHECKED = "1.18.33"          # the version these signals were checked against (ao doctor compares it)
 TIMEOUT = 2.0
 
 
@@ -176,9 +176,9 @@ class OpenCode(BaseAgent):
         server = self._server_file(ctx.run_dir)
         if server:
             argv += ["--port", str(server["port"])]
-        if ctx.resume:
-            session = self._stored_session(ctx.run_dir, ctx.workspace)
-            return join([*argv, "--session", session] if session else [*argv, "--continue"])
+        # a restore is a resume only when can_resume found a session; no session: a fresh launch with the prompt
+        if ctx.resume and (session := self._stored_session(ctx.run_dir, ctx.workspace)):
+            return join([*argv, "--session", session])
         return f"{join(argv)} --prompt {prompt_argument(ctx.prompt_file, ctx.workspace)}"
 
     @staticmethod
