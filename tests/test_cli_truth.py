@@ -142,6 +142,47 @@ def test_status_shows_conflicts_escalations_the_pr_url_and_colours_on_a_terminal
     assert "no poller" in ANSI.sub("", screen)  # says how fresh the data is
 
 
+def test_status_shows_project_totals_the_prices_date_and_models_without_a_price(aoenv):
+    from agent_records import ClaudeTranscript
+
+    from ao.poller import Poller
+    from ao.usage import PRICES_AS_OF
+
+    aoenv.write_config(budget={"project": 50}, agentConfig={
+        "command": f'{sys.executable} {FAKE_AGENT} --log "$AO_HOME/$AO_SESSION.agent.jsonl"',
+        "usageFrom": "claude-code"})
+    s = spawn(aoenv, "12")
+    transcript = ClaudeTranscript(aoenv.root / "home" / ".claude", Path(s.workspace))
+    transcript.assistant(input=1_000_000, output=0, blocks=1)  # $3 of Sonnet
+    transcript.assistant("my-local-model", input=500, output=100, blocks=1)  # no price: counts as $0
+    polled = aoenv.ao("poll")
+    assert polled.returncode == 0, polled.stderr
+    assert "warning: app: no price for my-local-model: its tokens count as $0" in polled.stdout
+
+    status = aoenv.ao("status", "--json")
+    (row,) = json.loads(status.stdout)
+    assert (row["cost_usd"], row["prices_as_of"]) == (3.0, PRICES_AS_OF)
+    assert "ao: warning: app: no price for my-local-model" in status.stderr
+    (project,) = json.loads(aoenv.ao("status", "--projects", "--json").stdout)
+    assert project == {"project": "app", "tokens_in": 1_000_500, "tokens_out": 100, "cost_usd": 3.0,
+                       "budget_usd": 50, "prices_as_of": PRICES_AS_OF, "unpriced": ["my-local-model"]}
+    assert lines(aoenv.ao("status", "--projects").stdout) == [
+        f"app\t1M in, 100 out\t$3.00\t$50\t{PRICES_AS_OF}\tmy-local-model"]
+    code, screen = run_tty(aoenv, "status", columns=200)
+    plain = ANSI.sub("", screen)
+    assert code == 0 and "app: 1M in, 100 out, $3.00 of a $50 budget (no price for my-local-model)" in plain
+    assert f"costs at prices as of {PRICES_AS_OF}" in plain
+    checks = {c["check"]: c for c in json.loads(aoenv.ao("doctor", "--json").stdout)}
+    assert checks["prices app"]["result"] == "warn" and "my-local-model" in checks["prices app"]["detail"]
+
+    poller = Poller(aoenv.load(), console=None)  # `ao start`: said once, not every cycle
+    try:
+        assert [w for w in poller.cycle().warnings if "my-local-model" in w]
+        assert poller.cycle().warnings == []
+    finally:
+        poller.close()
+
+
 def test_watch_without_a_terminal_prints_a_timestamped_listing_each_time_and_ctrl_c_exits_130(aoenv):
     spawn(aoenv, "12")
     proc = subprocess.Popen([sys.executable, "-m", "ao", "status", "--watch"], stdout=subprocess.PIPE,

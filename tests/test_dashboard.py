@@ -4,6 +4,7 @@ SSE and WebSocket (401 without the token, Host/Origin/CSRF refused, headers, aud
 from __future__ import annotations
 
 import json
+import re
 import stat
 import subprocess
 import sys
@@ -470,3 +471,22 @@ def test_cards_show_usage_and_a_pause():
     s.fact = {"tokens_in": 1_234_567, "tokens_out": 40_000, "cost_usd": 3.1, "paused": True}
     c = card(s, 10.0)
     assert (c["usage"], c["paused"]) == ("1.2M in, 40k out, $3.10", True)
+
+
+def test_the_board_header_shows_each_projects_totals_and_the_prices_date(aoenv):
+    from ao.usage import PRICES_AS_OF
+
+    aoenv.write_config(budget={"project": 50})
+    usage_dir = aoenv.data / "usage"
+    usage_dir.mkdir(parents=True, exist_ok=True)
+    models = {"claude-sonnet-4-5": [1_000_000, 2000, 0, 0, 0.0], "my-local-model": [500, 100, 0, 0, 0.0]}
+    (usage_dir / "app.json").write_text(json.dumps({"version": 1, "sessions": {  # as the poller stores it
+        "app-1": {"agent": "claude-code", "sources": {"t.jsonl": {"offset": 10, "models": models}}}}}))
+    board = start_dashboard(aoenv)
+    try:
+        page = board.client().get("/").text
+    finally:
+        board.stop()
+    usage = re.search(r'id="project-usage"[^>]*>([^<]*)<', page).group(1)
+    assert usage == (f"app: 1M in, 2.1k out, $3.03 of a $50 budget (no price for my-local-model) · "
+                     f"costs at prices as of {PRICES_AS_OF}")

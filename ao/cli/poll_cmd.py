@@ -65,6 +65,9 @@ def report_printer(json: bool, quiet: bool) -> Callable[[Any], None]:
                 print(jsonlib.dumps(e, ensure_ascii=False, default=str), flush=True)
             for error in report.errors:
                 print(jsonlib.dumps({"ts": _iso(report.at), "type": "cycle.error", "error": error}), flush=True)
+            for warning in report.warnings:
+                print(jsonlib.dumps({"ts": _iso(report.at), "type": "cycle.warning", "warning": warning}),
+                      flush=True)
             return
         for e in report.events:
             print(event_line(e))
@@ -76,6 +79,8 @@ def report_printer(json: bool, quiet: bool) -> Callable[[Any], None]:
                 print(admission_line(row))
         for error in report.errors:
             print(f"error: {error}")
+        for warning in report.warnings:
+            print(f"warning: {warning}")
         sys.stdout.flush()
 
     return show
@@ -149,6 +154,8 @@ def register(app: typer.Typer) -> None:
             print(admission_line(row))
         for error in report.errors:
             print(f"error: {error}")
+        for warning in report.warnings:
+            print(f"warning: {warning}")
         print(summary(report))
 
     @app.command(epilog=examples(
@@ -199,6 +206,8 @@ def register(app: typer.Typer) -> None:
         def on_cycle(report: Any) -> None:
             overview.record_cycle(cfg.data_dir, report.at, report.sessions, cfg.file)
             events.log(cfg.data_dir, summary(report), console=None)
+            for warning in report.warnings:  # `ao start -q` prints nothing: the log keeps it
+                events.log(cfg.data_dir, f"warning: {warning}", console=None)
             show(report)
 
         interrupted = []

@@ -312,11 +312,15 @@ def create_app(config: Any, settings: ServeSettings, token: str, *, webhooks: An
     async def board(request: Request) -> Response:
         from starlette.concurrency import run_in_threadpool
 
+        from ao.overview import totals_lines
+        from ao.usage import project_rows
+
         s = await run_in_threadpool(snap, request)
         data = views.board(sorted(s.sessions.values(), key=lambda x: x.updated_at, reverse=True))
+        usage = totals_lines(await run_in_threadpool(project_rows, config, sorted(config.projects)))
         return renderer.page("board.html.j2", request, snap=s, board=data, title="Board", cards=dict(renderer.cards),
                              project=request.query_params.get("project", ""),
-                             projects=sorted(config.projects))
+                             projects=sorted(config.projects), usage=usage)
 
     async def session_page(request: Request) -> Response:
         from starlette.concurrency import run_in_threadpool

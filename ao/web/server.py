@@ -113,6 +113,43 @@ async def _body(receive: Any, length: int) -> bytes:
     return body
 
 
+def _protocol() -> type:
+    """uvicorn's h11 protocol with a deadline on each request's head (request line and headers): a client
+    drip-feeding them is cut off when it passes (``REQUEST_DEADLINE``), as one drip-feeding a webhook body is
+    (:class:`WebhookApp`). uvicorn has none of its own: its keep-alive timeout runs only between requests,
+    and any byte received stops it. A request being answered (a stream) or a WebSocket is not cut off."""
+    from uvicorn.protocols.http.h11_impl import H11Protocol
+
+    class HeadDeadline(H11Protocol):
+        _head_timer: asyncio.TimerHandle | None = None
+
+        def connection_made(self, transport: Any) -> None:
+            super().connection_made(transport)
+            self._arm()
+
+        def on_response_complete(self) -> None:
+            super().on_response_complete()
+            self._arm()  # for the next request's head
+
+        def connection_lost(self, exc: Exception | None) -> None:
+            if self._head_timer is not None:
+                self._head_timer.cancel()
+            super().connection_lost(exc)
+
+        def _arm(self) -> None:
+            if self._head_timer is not None:
+                self._head_timer.cancel()
+            if not self.transport.is_closing():
+                self._head_timer = self.loop.call_later(REQUEST_DEADLINE, self._expire)
+
+        def _expire(self) -> None:
+            waiting = self.cycle is None or self.cycle.response_complete  # no head received since the timer
+            if waiting and self.transport.get_protocol() is self and not self.transport.is_closing():
+                self.transport.close()
+
+    return HeadDeadline
+
+
 class DashboardServer:
     """One served dashboard. ``run()`` in the foreground, or ``start()``/``stop()`` around other work."""
 
@@ -138,7 +175,7 @@ class DashboardServer:
                               tick=tick)
         self.server = uvicorn.Server(uvicorn.Config(
             self.app, log_level="warning", log_config=None, access_log=False, lifespan="on", ws="websockets-sansio",
-            http="h11", timeout_graceful_shutdown=2, server_header=False, date_header=False,
+            http=_protocol(), timeout_graceful_shutdown=2, server_header=False, date_header=False,
             ssl_certfile=str(settings.cert_file) if settings.cert_file else None,
             ssl_keyfile=str(settings.key_file) if settings.key_file else None))
         self._thread: threading.Thread | None = None
