@@ -281,7 +281,7 @@ class Watcher:
 
 
 def _problem_line(q: Any) -> str:
-    """One record set aside as corrupt, named as ``ao session ls --problems`` names it."""
+    """One record set aside as corrupt, named by the session it was for (or the project file it was)."""
     if q.session:
         return f"{q.session} ({'archived, ' if q.kind == 'archived session' else ''}set aside as corrupt)"
     return f"{q.project}'s {q.kind} (set aside as corrupt)"
