@@ -2,8 +2,16 @@
 
 from __future__ import annotations
 
+import signal
+
 import pytest
 from receiver import Receiver
+
+# A shell starts a background job (`pytest &`, nohup, some CI runners) with SIGINT ignored, and every process a
+# test starts would inherit that: the tests that press Ctrl-C on ao (exit 130) would wait for ever. A handler,
+# unlike "ignore", is reset by exec, so the processes the tests start get the default Ctrl-C again.
+if signal.getsignal(signal.SIGINT) is signal.SIG_IGN:
+    signal.signal(signal.SIGINT, signal.default_int_handler)
 
 
 @pytest.fixture
