@@ -128,6 +128,43 @@ def test_status_shows_conflicts_escalations_the_pr_url_and_colours_on_a_terminal
     assert "no poller" in ANSI.sub("", screen)  # says how fresh the data is
 
 
+def test_status_on_a_normal_terminal_never_splits_a_session_status_or_branch(aoenv):
+    """At 120 and 80 columns every session is one line of the table: the id, status and branch are whole, the
+    free text is cut with an ellipsis, and low-value columns give way (rich used to fold "needs_inp/ut")."""
+    store = SessionStore(aoenv.data)
+    sessions = [spawn(aoenv, "12"), spawn(aoenv, "Make the login page remember the user")]
+    question = "Do you want to proceed with the migration of the whole database schema to the new layout?"
+    store.update(sessions[0].id, "app", status="needs_input", meta={"activity": {"detail": question}}, fact={
+        "session": sessions[0].id, "project": "app", "status": "needs_input", "activity": "waiting_input",
+        "pr_state": "open", "pr_number": 1234, "pr_url": "https://github.com/acme/app/pull/1234", "ci": "passing",
+        "review": "pending", "tokens_in": 1_234_567, "tokens_out": 45_678, "cost_usd": 12.5})
+    store.update(sessions[1].id, "app", status="ci_failed", fact={
+        "session": sessions[1].id, "project": "app", "status": "ci_failed", "activity": "idle", "pr_state": "open",
+        "pr_number": 7, "pr_url": "https://github.com/acme/app/pull/7", "ci": "failing",
+        "review": "changes_requested", "conflicts": True})
+    rows = json.loads(aoenv.ao("status", "--json").stdout)
+    assert [r["status"] for r in rows] == ["needs_input", "ci_failed"] and rows[0]["needs"].startswith("input: Do")
+    for columns in (120, 80):
+        code, screen = run_tty(aoenv, "status", columns=columns)
+        assert code == 0, screen
+        plain = ANSI.sub("", screen).splitlines()
+        assert all(len(line) <= columns for line in plain), (columns, screen)
+        [header] = [line.replace("┃", "│") for line in plain if line.startswith("┃")]  # one line: no header folds
+        body = [line for line in plain if line.startswith("│")]
+        names = [name.strip() for name in header.strip("│ ").split("│")]
+        names = ["needs" if name.startswith("needs") else name for name in names]  # "needs a human", or cut
+        assert names[:2] == ["session", "status"] and "branch" in names and "needs" in names, screen
+        assert len(body) == len(rows), f"a cell was folded onto a second line at {columns} columns:\n{screen}"
+        for row, line in zip(rows, body):
+            cells = dict(zip(names, (c.strip() for c in line.strip("│ ").split("│"))))
+            assert (cells["session"], cells["status"], cells["branch"]) == (row["session"], row["status"],
+                                                                           row["branch"]), (columns, line)
+        needs = dict(zip(names, (c.strip() for c in body[0].strip("│ ").split("│"))))["needs"]
+        assert needs.startswith("input") and needs.endswith("…"), (columns, body[0])  # cut, not folded
+        if columns == 120:
+            assert len(names) > 4 and needs.startswith("input: Do you"), screen
+
+
 def test_watch_without_a_terminal_prints_a_timestamped_listing_each_time_and_ctrl_c_exits_130(aoenv):
     spawn(aoenv, "12")
     proc = subprocess.Popen([sys.executable, "-m", "ao", "status", "--watch"], stdout=subprocess.PIPE,
