@@ -457,13 +457,24 @@ def _commands(env) -> list[list[str]]:
     return out
 
 
-def test_every_command_has_examples_and_no_bool_metavars_or_unshipped_references(aoenv):
+# typer's own placeholders when a parameter has no metavar: <str>, <int>, <file>, <list[Path]>, <int range>...
+TYPER_METAVAR = re.compile(r"<(?:bool|str|int|float|file|path|directory|dir|uuid|datetime|choice|text|\w+ range"
+                           r"|list\[[^\]]*\]|[a-z]+(?:[|,][a-z]+)+)>")
+
+
+def test_every_command_has_examples_consistent_metavars_and_no_unshipped_references(aoenv):
     commands = _commands(aoenv)
     assert len(commands) >= 30 and ["issue", "new"] in commands and ["doctor"] in commands
     for command in commands:
         text = aoenv.ao(*command, "--help", env={**aoenv.env, "COLUMNS": "200"}).stdout
         assert "Examples" in text and re.search(r"^\s*(\$ )?ao [a-z]", text, flags=re.M), command
-        assert "<bool>" not in text and "SPEC" not in text and "docs/" not in text, command
+        assert not TYPER_METAVAR.search(text), (command, TYPER_METAVAR.findall(text))
+        assert "SPEC" not in text and "docs/" not in text, command
+        # arguments are named in capitals (PROJECT, SESSION, ISSUE...), an optional one in one pair of brackets
+        usage = text.split("Usage:")[1].splitlines()[0].strip()
+        arguments = usage.split("[OPTIONS]")[-1].split()
+        assert "[[" not in usage and "..]." not in usage and all(a.strip("[].") == a.strip("[].").upper() for a in arguments), (command,
+                                                                                                     usage)
 
 
 def test_usage_errors_and_messages(aoenv):

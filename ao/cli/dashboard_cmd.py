@@ -19,9 +19,9 @@ def register(app: typer.Typer) -> None:
     ))
     def dashboard(
         ctx: typer.Context,
-        port: Annotated[Optional[int], typer.Option("--port", "-p", help="Port (default: the config's port; "
+        port: Annotated[Optional[int], typer.Option("--port", "-p", metavar="PORT", help="Port (default: the config's port; "
                                                     "0 picks a free one).", show_default=False)] = None,
-        host: Annotated[Optional[str], typer.Option("--host", help="Bind address (default: the config's host, "
+        host: Annotated[Optional[str], typer.Option("--host", metavar="HOST", help="Bind address (default: the config's host, "
                                                     "127.0.0.1).", show_default=False)] = None,
         no_open: Annotated[bool, typer.Option("--no-open", help="Do not open a browser.")] = False,
         print_url: Annotated[bool, typer.Option("--print-url", help="Print the login URL of this data dir's "
