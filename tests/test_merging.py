@@ -114,8 +114,18 @@ def test_an_occurrence_handled_under_another_action_is_handled_again():
     assert ledger.step(entry, True, HEAD, 10, merge).decision == ACT        # auto-merge turned on: act now
     entry, _ = ledger.delivered(entry, HEAD, True, handled_as=ledger.handling(merge))
     assert ledger.step(entry, True, HEAD, 20, merge).decision == NOTHING
-    old = Entry(attempts=1, occurrence=HEAD, first_at=0)  # a ledger written before this rule: left as it was
-    assert ledger.step(old, True, HEAD, 10, merge).decision == NOTHING
+    # A ledger written before handled_as existed: an approved-and-green occurrence that still holds was not
+    # merged (a merge ends it), so it was a notification; auto-merge turned on after the upgrade acts on it once.
+    old = Entry(attempts=1, occurrence=HEAD, first_at=0)
+    assert ledger.step(old, True, HEAD, 10, notify).decision == NOTHING
+    step = ledger.step(old, True, HEAD, 10, merge)
+    assert step.decision == ACT
+    entry, _ = ledger.delivered(step.entry, HEAD, True, handled_as=ledger.handling(merge))
+    assert ledger.step(entry, True, HEAD, 20, merge).decision == NOTHING  # once
+    # any other reaction's old entry is left as it was: an upgrade never repeats a message to an agent
+    for reaction in (Reaction(key="ci-failed", auto=True, action="send-to-agent"),
+                     Reaction(key="ci-failed", auto=False, action="send-to-agent")):
+        assert ledger.step(old, True, HEAD, 10, reaction).decision == NOTHING
 
 
 def test_without_an_open_pr_nothing_but_open_is_claimed():
