@@ -455,9 +455,12 @@ def test_merging_a_sessions_pr_closes_its_local_issue(aoenv):
 
 def test_start_streams_event_lines_json_and_quiet_and_ctrl_c_exits_130(aoenv):
     s = spawn(aoenv, "12")
+    # Something for the poller to report for sure: a spawned session that keeps working is no news (its status
+    # is already `working`), one whose terminal is gone is `session.exited` after two failed probes.
+    aoenv.tmux("kill-session", "-t", f"={s.runtime_handle}")
     proc = run_ao(aoenv, *START, "--json")
     try:
-        event = json.loads(proc.lines.next())  # the first cycle's first event, as `ao events --json` has it
+        event = json.loads(proc.lines.next())  # the first event ao start saw, as `ao events --json` has it
         assert event["session"] == s.id and event["type"] in [e["type"] for e in
                                                               json.loads(aoenv.ao("events", "--json").stdout)]
         assert re.match(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d+)?Z$", event["ts"])
