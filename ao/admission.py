@@ -6,7 +6,8 @@ Caps: ``maxConcurrent`` (top level: all projects; in a project: that project's),
 (admit nothing while that many sessions are in a status, e.g. ``ci_failed: 3``), ``admission.minFreeMemory``
 (MemAvailable), and a project over its ``budget.project`` admits nothing. Only live worker sessions count.
 
-Exactly once across crashes. The entry is written ``admitting`` with a fresh token *before* the spawn, and the
+At most one live session per issue across crashes (not exactly once: a spawn cut short by a crash is rolled
+back and done again). The entry is written ``admitting`` with a fresh token *before* the spawn, and the
 spawn writes the token into the session record when it creates it (one atomic write). After a crash, an
 ``admitting`` entry is settled before anything else is decided:
 
@@ -16,7 +17,8 @@ spawn writes the token into the session record when it creates it (one atomic wr
   record archived as ``errored``; the entry is queued again;
 - no session with the token → the spawn never began: the entry is queued again.
 
-So at most one live session per admission, ever, and every admission happens.
+So at most one live session per admission at any time, and every admission happens; an agent that a crash
+caught mid-spawn may have started, and is killed before its issue is spawned again.
 """
 
 from __future__ import annotations
@@ -397,7 +399,7 @@ def _branch_of(workspace: Path) -> str:
     from ao import git
 
     try:
-        name = git.run(["rev-parse", "--abbrev-ref", "HEAD"], cwd=workspace).strip()
+        name = git.run(["rev-parse", "--abbrev-ref", "HEAD"], cwd=workspace, untrusted=True).strip()
     except AoError:
         return ""
     return "" if name == "HEAD" else name
@@ -418,8 +420,12 @@ class Cycle:
         self.admission = Admission(config, manager, clock)
         self.log = FactLog(config.data_dir, config.fact_retention)
         self._totals: dict[str, dict[str, Any]] = {}
+        self._unpriced: set[tuple[str, str]] = set()  # said once per process (per `ao poll`, once in `ao start`)
 
-    def observe(self, sessions: list[Any], now: float, errors: list[str]) -> dict[str, dict[str, Any]]:
+    def observe(self, sessions: list[Any], now: float, errors: list[str],
+                warnings: list[str] | None = None) -> dict[str, dict[str, Any]]:
+        from ao.usage import unpriced_warning
+
         fresh: dict[str, dict[str, Any]] = {}
         try:
             fresh = self.usage.observe(sessions, now)
@@ -427,7 +433,14 @@ class Cycle:
                 self.usage.save()
         except (OSError, AoError) as exc:  # usage is worth a line in the report, never a lost cycle
             errors.append(f"usage: {exc}")
-        self._totals = {pid: self.usage.totals(pid) for pid in self.usage.config.projects}
+        self._totals = {}
+        for pid in self.usage.config.projects:
+            got = self.usage.project(pid)
+            self._totals[pid] = got.fact_fields()
+            new = [m for m in got.unpriced if (pid, m) not in self._unpriced]
+            if new and warnings is not None:  # costs $0 and no budget sees it: a user must price it
+                self._unpriced.update((pid, m) for m in new)
+                warnings.append(unpriced_warning(pid, new))
         for sid, fields in self.admission.observe(sessions, now, errors, self.dry_run).items():
             fresh.setdefault(sid, {}).update(fields)
         return fresh

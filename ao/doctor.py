@@ -18,8 +18,6 @@ from ao.errors import AoError, Problem
 
 OK, WARN, FAIL, SKIP = "ok", "warn", "FAIL", "skip"
 AGENT_PROGRAMS = {"claude-code": "claude", "codex": "codex", "aider": "aider", "opencode": "opencode"}
-# The agent CLI versions ao's screens and activity patterns were checked against (shared/agent-screens).
-CHECKED_WITH = {"claude-code": "2.1.197", "codex": "0.171.0", "opencode": "1.18.33", "aider": "0.86.2"}
 INSTALL_HINTS = {
     "claude-code": "npm install -g @anthropic-ai/claude-code",
     "codex": "npm install -g @openai/codex",
@@ -101,6 +99,16 @@ def agents_in_use(config: Any) -> dict[str, list[str]]:
     return used
 
 
+def checked_with(agent: str) -> str | None:
+    """The CLI version ao's screens and signals for ``agent`` were checked against: its plugin's ``CHECKED``."""
+    import importlib
+
+    from ao.plugins.agent import MODULES
+
+    module = importlib.import_module(f"ao.plugins.agent.{MODULES[agent]}") if agent in MODULES else None
+    return getattr(module, "CHECKED", None)
+
+
 def check_agent(agent: str, projects: list[str]) -> Check:
     name = f"agent {agent}"
     program = AGENT_PROGRAMS.get(agent)
@@ -111,7 +119,7 @@ def check_agent(agent: str, projects: list[str]) -> Check:
                      f"install it ({INSTALL_HINTS[agent]}), or choose another agent: in the config")
     code, out = _run([program, "--version"])
     found = version_of(out) if code == 0 else None
-    checked = CHECKED_WITH.get(agent)
+    checked = checked_with(agent)
     if found is None:
         return Check(name, WARN, f"`{program} --version` did not say its version", "reinstall it")
     detail = f"{program} {_dotted(found)}"
@@ -314,6 +322,50 @@ def check_data_dir(config: Any) -> list[Check]:
     return out
 
 
+def check_port(config: Any) -> Check:
+    """Whether `ao start` and `ao dashboard` can serve on host:port (a moment's bind, never kept)."""
+    from ao import overview
+    from ao.web import server, settings
+
+    try:
+        chosen = settings.from_config(config)
+    except AoError as exc:
+        return Check("port", FAIL, str(exc), "fix dashboard: in the config")
+    where = f"{chosen.host}:{chosen.port}"
+    hooked = any(p.scm.get("webhook") for p in config.projects.values())
+    served = server.serving(config.data_dir)
+    if served is not None:
+        return Check("port", OK, f"this data dir's dashboard serves at {served['url']} (pid {served['pid']})")
+    if overview.poller_state(config.data_dir).pid is not None:
+        return Check("port", SKIP, f"ao start is running for this data dir (without its dashboard); {where} not tried")
+    try:
+        server.bind(chosen).close()
+    except AoError as exc:
+        if hooked:
+            return Check("port", FAIL, f"{exc}; `ao start` cannot serve its webhooks",
+                         "stop what serves on it, or set `port:` to a free port and point the webhook senders "
+                         "there (webhooks never move to another port)")
+        if chosen.port_fixed:
+            return Check("port", WARN, f"{exc}; `ao start` would run without its dashboard",
+                         "set `port:` to a free port (or remove it: the dashboard then takes a free one)")
+        return Check("port", OK, f"{where} is taken: the dashboard will serve on a free port "
+                                 "(`ao dashboard --print-url` prints it)")
+    return Check("port", OK, f"{where} is free for the dashboard" + (" and webhooks" if hooked else ""))
+
+
+def check_prices(config: Any) -> list[Check]:
+    """Models the poller read usage of that the price table does not know: they cost $0, budgets miss them."""
+    from ao.usage import project_rows
+
+    out = []
+    for row in project_rows(config, config.projects):
+        if row["unpriced"]:
+            out.append(Check(f"prices {row['project']}", WARN, f"no price for {', '.join(row['unpriced'])}: "
+                             "its tokens count as $0, so budgets never see them",
+                             "add it under prices.models in the config (USD per million tokens)"))
+    return out
+
+
 def check_config(explicit: Any) -> tuple[Check, Any]:
     """(the check, the loaded config or None)."""
     from ao import config as config_mod
@@ -344,6 +396,8 @@ def run(explicit: Any = None, notify: bool = False) -> list[Check]:
     if cfg is None:
         return checks
     checks += check_data_dir(cfg)
+    checks.append(check_port(cfg))
+    checks += check_prices(cfg)
     for agent, projects in agents_in_use(cfg).items():
         checks.append(check_agent(agent, projects))
     for project in cfg.projects.values():

@@ -1,11 +1,12 @@
 """The real executors: what carries out the engine's actions (send-to-agent, notify, escalate, auto-merge,
 pause, kill).
 
-Exactly once, by design (``docs/lifecycle.md``): the poller makes every decision of a cycle durable before it
-executes any (:meth:`Executors.prepare`): notifications are queued in the outbox (for them that *is* the
-execution), agent messages are written to the journal as ``decided``. Then the agent messages are typed in,
-one after another. A restarted poller finishes what the journal says was decided (:meth:`Journal.unsettled`)
-before it decides anything new.
+Exactly once, by design (``docs/lifecycle.md``): the poller makes every decision of a cycle, in every project,
+durable before it executes any (:meth:`Executors.prepare`): notifications are queued in the outbox (for them
+that *is* the execution), agent messages, pauses and kills are written to the journal as ``decided``. Then they
+are executed (:meth:`Executors.finish`), one after another: messages typed in, pauses and kills done and their
+notice queued, PR comments posted. A restarted poller finishes what the journal says was decided
+(:meth:`Journal.unsettled`) before it decides anything new.
 
 An agent message's journal entry (``<dataDir>/journal/<id>.json``, the id deterministic from the decision)
 goes ``decided`` -> ``sending`` (written just before the first key is typed) -> ``sent`` once the runtime
@@ -27,6 +28,7 @@ duration ``escalateAfter`` still escalates meanwhile (SPEC 3.1).
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
@@ -45,6 +47,7 @@ JOURNAL_KEEP = 7 * 86400
 DECIDED, SENDING, SENT, UNCONFIRMED, FAILED, HELD = "decided", "sending", "sent", "unconfirmed", "failed", "held"
 _LEGACY = {"pending": SENDING}  # written by ao before the decided state existed: typing may have begun
 UNSETTLED = (DECIDED, SENDING)
+JOURNALLED = ("send-to-agent", "pause", "kill")  # decisions the journal holds until they are executed
 
 
 def action_id(action: Action) -> str:
@@ -246,7 +249,8 @@ class PauseExecutor:
 
     def pause(self, session_id: str, activity: str, reason: str) -> None:
         session, project = self.manager.find(session_id)
-        if activity in ("active", "unknown") and session.runtime_handle:
+        # paused already (by this decision, before a crash): its keys were pressed; never press them twice
+        if activity in ("active", "unknown") and session.runtime_handle and not session.meta.get("paused"):
             agent = self.manager.agent(session.agent or project.agent)
             self.manager.runtime(session.runtime or project.runtime).send_keys(session.runtime_handle,
                                                                                 agent.interrupt_keys())
@@ -286,35 +290,60 @@ class Executors:
     kill: Any = None
 
     def prepare(self, action: Action, now: float) -> Outcome | None:
-        """Make a decision durable before anything slow is executed. Notifications are queued in the outbox,
-        which is all their execution is: their outcome is returned. Agent messages are journalled as decided
-        (None: execute them next; a journal that cannot be written fails the action, so nothing is typed
-        that a crash could repeat). Merges are pinned to a head SHA and decided again after a crash: None."""
+        """Make a decision durable before anything slow is executed; nothing here leaves this machine.
+        Notifications are queued in the outbox, which is all their execution is: their outcome is returned
+        (their PR comment waits for :meth:`finish`). Agent messages, pauses and kills are journalled as
+        decided (None: execute them in :meth:`finish`; a journal that cannot be written fails the action, so
+        nothing is done that a crash could lose or repeat). Merges are pinned to a head SHA and decided again
+        after a crash: None."""
         if action.action in ("notify", "escalate"):
-            return self.execute(action)
-        if action.action == "send-to-agent" and action.session:
+            return self.notify.execute(action)
+        if action.action in JOURNALLED and (action.session or action.action == "pause"):  # else: fails at once
             try:
                 self.agent.journal.decide(action, now)
             except AoError as exc:
-                return Outcome(False, f"cannot journal the message: {exc}")
+                return Outcome(False, f"cannot journal the {action.action}: {exc}")
         return None
+
+    def finish(self, action: Action, prepared: Outcome | None) -> Outcome:
+        """Execute a prepared decision (:meth:`prepare`'s outcome, when it had one already)."""
+        if prepared is None:
+            return self.execute(action)
+        if prepared.ok and action.action in ("notify", "escalate"):
+            self._comment(action)
+        return prepared
 
     def execute(self, action: Action) -> Outcome:
         if action.action == "send-to-agent":
             return self.agent.execute(action)
         if action.action in ("notify", "escalate"):
             outcome = self.notify.execute(action)
-            if outcome.ok and self.comment is not None:
-                self.comment(action)
+            if outcome.ok:
+                self._comment(action)
             return outcome
         if action.action == "auto-merge":
             return self.merge.execute(action)
         if action.action in ("pause", "kill"):
-            done = (self.pause if action.action == "pause" else self.kill).execute(action)
-            if not done.ok:
-                return done
-            # Done to the agent: a human is told, through the outbox. The action counts as done even if the
-            # notice could not be queued, so it is never done twice.
-            told = self.notify.execute(action)
-            return Outcome(True, "" if told.ok else f"the notification could not be queued: {told.error}")
+            return self._act(action)
         return Outcome(False, f"unknown action {action.action}")
+
+    def _comment(self, action: Action) -> None:
+        if self.comment is not None:
+            self.comment(action)
+
+    def _act(self, action: Action) -> Outcome:
+        """``pause`` or ``kill``: done to the agent, then a human is told through the outbox, then the journal
+        entry :meth:`prepare` wrote is settled. A restart finishes one a crash interrupted: the act again
+        (both are idempotent: a killed session is killed, a paused one gets no keys again) and the notice
+        (queued once: its id comes from the decision)."""
+        journal, aid = self.agent.journal, action_id(action)
+        if journal.state(aid) == SENT:
+            return Outcome(True)  # done and told before a crash; the ledger just did not hear of it
+        done = (self.pause if action.action == "pause" else self.kill).execute(action)
+        if done.ok:
+            # The action counts as done even if the notice could not be queued, so it is never done twice.
+            told = self.notify.execute(action)
+            done = Outcome(True, "" if told.ok else f"the notification could not be queued: {told.error}")
+        with contextlib.suppress(AoError):  # unsettled, a restart does it again: idempotent
+            journal.mark(aid, SENT if done.ok else FAILED, self.agent.clock(), error=done.error)
+        return done

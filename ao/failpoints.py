@@ -5,8 +5,8 @@
 any real use) :func:`hit` returns at once: one global lookup. The steps (``docs/lifecycle.md``):
 
 - ``outbox.queued``     a notification was written to the outbox
-- ``journal.decided``   an agent message was journalled as decided, before anything was executed
-- ``cycle.decided``     every decision of a project's cycle is durable and the ledgers saved
+- ``journal.decided``   an agent message, pause or kill was journalled as decided, before anything was executed
+- ``cycle.decided``     every decision of the cycle, in every project, is durable and the ledgers saved
 - ``journal.sending``   an agent message is about to be typed in
 - ``agent.typed``       the agent message was typed in and confirmed, not yet journalled as sent
 - ``journal.sent``      journalled as sent, not yet settled into the ledger

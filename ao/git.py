@@ -4,7 +4,9 @@ Every call runs ``git -C <cwd> <args>`` with a stable environment: ``LC_ALL=C`` 
 output parse the same everywhere, ``GIT_TERMINAL_PROMPT=0`` plus no stdin and no controlling terminal so
 git (or the ssh it starts) fails instead of waiting for a password nobody will type. Repository-location
 variables inherited from a caller (``GIT_DIR`` and friends, set when ao runs inside a git hook) are dropped so
-``-C`` always means what it says. Nothing here needs a git identity: we never commit.
+``-C`` always means what it says. In an agent's workspace (``untrusted=True``) git runs no command the
+workspace's own config names through ``core.fsmonitor`` or hooks, and gets the agent environment, not ours.
+Nothing here needs a git identity: we never commit.
 
 We use :mod:`subprocess` rather than the ``sh`` library: the calls are plain argv lists (no shell, no
 quoting), and subprocess gives exact control over the environment, stdin, the session and the timeout,
@@ -39,6 +41,9 @@ _LOCATION_VARS = (
     "GIT_CEILING_DIRECTORIES",
 )
 _MESSAGE_LIMIT = 400  # characters of git's stderr kept in a GitError message
+# For git in a workspace an agent controls (``untrusted=True``): its ``.git`` (a folder, or a file that may
+# point anywhere), config and hooks are the agent's to write, so git there must not run what they name.
+_UNTRUSTED_CONFIG = ("-c", "core.fsmonitor=false", "-c", "core.hooksPath=/dev/null")
 
 
 class GitError(AoError):
@@ -75,8 +80,12 @@ def clean_env(extra: Mapping[str, str] | None = None) -> dict[str, str]:
     return env
 
 
-def _git_env(extra: Mapping[str, str] | None) -> dict[str, str]:
+def _git_env(extra: Mapping[str, str] | None, untrusted: bool = False) -> dict[str, str]:
     env = clean_env(extra)
+    if untrusted:  # what git still runs there (a filter driver the agent defines) gets no secret of ours
+        from ao.environment import allowed_environment
+
+        env = {**allowed_environment(env=env), **(extra or {})}
     env["GIT_TERMINAL_PROMPT"] = "0"
     env["LC_ALL"] = "C"
     env.pop("LANGUAGE", None)  # gettext ignores it under LC_ALL=C anyway; drop it so nobody wonders
@@ -105,21 +114,25 @@ def run(
     env: Mapping[str, str] | None = None,
     timeout: float = DEFAULT_TIMEOUT,
     input: str | None = None,
+    untrusted: bool = False,
 ) -> str:
-    """Run ``git -C cwd args`` and return its stdout without the trailing newline; raise :class:`GitError`."""
+    """Run ``git -C cwd args`` and return its stdout without the trailing newline; raise :class:`GitError`.
+
+    ``untrusted``: ``cwd`` is a workspace an agent controls; git runs no fsmonitor command or hook there,
+    with the allowlisted environment (:mod:`ao.environment`) instead of ours."""
     cmd = command_line(args, cwd)
     if not Path(cwd).is_dir():
         raise GitError(f"{cmd} failed: no such directory {cwd}", args=args)
     try:
         proc = subprocess.run(
-            ["git", "-C", str(cwd), *args],
+            ["git", *(_UNTRUSTED_CONFIG if untrusted else ()), "-C", str(cwd), *args],
             check=False,
             input=input,
             stdin=None if input is not None else subprocess.DEVNULL,
             capture_output=True,
             text=True,
             errors="replace",
-            env=_git_env(env),
+            env=_git_env(env, untrusted),
             timeout=timeout,
             # No controlling terminal: ssh cannot open /dev/tty to ask for a passphrase, so it fails fast.
             start_new_session=True,
@@ -148,21 +161,21 @@ def succeeds(args: Sequence[str], cwd: Path | str, *, timeout: float = DEFAULT_T
     return True
 
 
-def toplevel(path: Path | str) -> Path | None:
+def toplevel(path: Path | str, *, untrusted: bool = False) -> Path | None:
     """The top folder of the work tree containing ``path``, or None."""
     if not Path(path).is_dir():
         return None
     try:
-        out = run(["rev-parse", "--show-toplevel"], path)
+        out = run(["rev-parse", "--show-toplevel"], path, untrusted=untrusted)
     except GitError:
         return None
     return Path(out) if out else None
 
 
-def is_repo(path: Path | str) -> bool:
+def is_repo(path: Path | str, *, untrusted: bool = False) -> bool:
     """True when ``path`` is the top of a git checkout (a folder merely inside one, e.g. a home directory kept
     in git, does not count: its worktrees would be of the wrong repository)."""
-    top = toplevel(path)
+    top = toplevel(path, untrusted=untrusted)
     return top is not None and top.resolve() == Path(path).resolve()
 
 
@@ -221,6 +234,24 @@ def worktree_paths(repo: Path | str) -> list[Path]:
 def is_registered_worktree(repo: Path | str, path: Path | str) -> bool:
     want = _real(path)
     return any(_real(p) == want for p in worktree_paths(repo))
+
+
+def worktree_env(repo: Path | str, workspace: Path | str) -> dict[str, str]:
+    """For git in ``workspace``, a worktree of ``repo`` that an agent controls: the variables that name its
+    folder in the project's own git folder, found from there (trusted) whatever the workspace's ``.git`` file
+    says now, so git reads the project's config (read-only in a container), never one the agent wrote. Empty
+    when ``workspace`` is not a worktree of ``repo`` (a clone, whose config is the agent's)."""
+    from ao.agentfiles import read_regular
+
+    common = Path(repo, run(["rev-parse", "--git-common-dir"], repo))
+    want = _real(Path(workspace, ".git"))
+    for admin in sorted((common / "worktrees").glob("*")):
+        try:
+            if _real(read_regular(admin / "gitdir").decode().strip()) == want:
+                return {"GIT_DIR": str(admin), "GIT_COMMON_DIR": str(common), "GIT_WORK_TREE": str(workspace)}
+        except (OSError, ValueError):
+            continue
+    return {}
 
 
 def _real(path: Path | str) -> str:

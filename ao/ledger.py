@@ -125,12 +125,19 @@ class MemoryLedgerStore:
         self.data.setdefault(project, {})[session] = dict(entries)
 
 
-def atomic_write(path: Path, text: str) -> None:
-    """Write a file so that a crash leaves either the old or the new content: temp, fsync, rename."""
+def atomic_write(path: Path, text: str, mode: int = 0o666) -> None:
+    """Write a file so that a crash leaves either the old or the new content: temp, fsync, rename, and an
+    fsync of the directory, so that the rename itself survives a power cut.
+
+    Nothing is written through a link, so this is also how ao writes into a folder an agent can write: the
+    temp file is created afresh (never opened where a planted link stands), and the rename replaces a link
+    at ``path`` instead of following it. ``mode`` (less the umask) is the new file's."""
     tmp = path.with_name(f".{path.name}.{os.getpid()}.{threading.get_ident()}.tmp")
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
-        with open(tmp, "w", encoding="utf-8") as fh:
+        tmp.unlink(missing_ok=True)  # left by a killed writer that had our pid, or planted
+        with open(os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, mode), "w",
+                  encoding="utf-8") as fh:
             fh.write(text)
             fh.flush()
             os.fsync(fh.fileno())
@@ -138,6 +145,22 @@ def atomic_write(path: Path, text: str) -> None:
     except OSError as exc:
         tmp.unlink(missing_ok=True)
         raise AoError(f"{path}: cannot write: {exc.strerror or exc}") from None
+    fsync_dir(path.parent)
+
+
+def fsync_dir(folder: Path) -> None:
+    """Make a rename in ``folder`` durable. Best effort: the new content is in place either way, and some
+    file systems cannot open or fsync a directory."""
+    try:
+        fd = os.open(folder, os.O_RDONLY | os.O_DIRECTORY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
 
 
 _TEMP = re.compile(r"^\..+\.(\d+)\.\d+\.tmp$")

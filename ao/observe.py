@@ -114,9 +114,7 @@ def _activity(manager: "Sessions", s: Session, default_agent: str, probe: "Probe
               now: float) -> "Activity":
     from ao.plugins.agent import Observation
 
-    restored = s.meta.get("restored_at")
-    started = max(s.created_at, restored) if isinstance(restored, (int, float)) else s.created_at
-    obs = Observation(now=now, alive=probe.alive, workspace=Path(s.workspace or "."), started_at=started,
+    obs = Observation(now=now, alive=probe.alive, workspace=Path(s.workspace or "."), started_at=s.launched_at,
                       ready_threshold=manager.config.ready_threshold, pane=pane,
                       last_output_at=probe.last_output_at, memo=dict(s.meta.get("activity", {})),
                       run_dir=manager.run_dir(s.project, s.id), pid=probe.pid)

@@ -457,7 +457,7 @@ class NotifyExecutor:
     clock: Callable[[], float] = field(default=lambda: time.time())  # looked up per call: freezegun can fake it
 
     def execute(self, action: Action) -> Outcome:
-        if action.action not in ("notify", "escalate"):
+        if action.action not in ("notify", "escalate", "pause", "kill"):  # pause, kill: the notice of the act
             return Outcome(False, f"not a notification: {action.action}")
         now = self.clock()
         try:

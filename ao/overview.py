@@ -172,6 +172,17 @@ def tokens_text(tokens_in: int, tokens_out: int) -> str:
     return f"{short_count(tokens_in)} in, {short_count(tokens_out)} out" if tokens_in or tokens_out else ""
 
 
+def totals_lines(projects: list[dict[str, Any]]) -> list[str]:
+    """Each project's totals (``ao.usage.project_rows``: every session it had, what ``budget.project`` is
+    checked against), then the date of the prices behind every cost ("" when there is no project)."""
+    out = []
+    for p in projects:
+        text = f"{p['project']}: {tokens_text(p['tokens_in'], p['tokens_out']) or 'no tokens'}, ${p['cost_usd']:.2f}"
+        text += "" if p["budget_usd"] is None else f" of a ${p['budget_usd']:g} budget"
+        out.append(text + (f" (no price for {', '.join(p['unpriced'])})" if p["unpriced"] else ""))
+    return out + [f"costs at prices as of {projects[0]['prices_as_of']}"] if projects else []
+
+
 def view(session: Session, cycle_at: Optional[float], archived: bool = False) -> SessionView:
     fact = session.fact or {}
     memo = session.meta.get("activity") if isinstance(session.meta.get("activity"), dict) else {}

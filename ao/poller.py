@@ -45,6 +45,7 @@ class CycleReport:
     actions: list[dict[str, Any]] = field(default_factory=list)
     cleaned: list[str] = field(default_factory=list)
     errors: list[str] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)  # worth a human's look, nothing failed (unpriced models)
     admissions: list[dict[str, Any]] = field(default_factory=list)  # the queue's decisions (ao/admission.py)
 
     def to_dict(self) -> dict[str, Any]:
@@ -174,7 +175,7 @@ class Poller:
         sessions = [s for s in self.store.list() if s.project in self.config.projects]
         report.sessions = len(sessions)
         scm_fields, details = self._observe_scm(sessions, report)
-        fresh = self.spend.observe(sessions, now, report.errors)  # usage, and the issues' states
+        fresh = self.spend.observe(sessions, now, report.errors, report.warnings)  # usage, issues' states
         seen = observe.observe(self.manager, sessions, now, capture=True, scm=scm_fields, fresh=fresh)
         seen = [self._settle_observation(item, now) for item in seen]
 
@@ -184,8 +185,11 @@ class Poller:
             for kind in lifecycle.transitions(item.session.fact or {"status": item.session.status}, item.fact):
                 key = (kind, item.session.id, _digest(_stable(item.session.fact)), _digest(_stable(item.fact)))
                 report.events.append(self._event(kind, item.session, now, key=key, status=item.fact["status"]))
-        for project, items in by_project.items():
-            self._react(project, items, details, now, report)
+        decided = [d for project, items in by_project.items()
+                   for d in self._decide(project, items, details, now, report)]
+        if not self.dry_run:
+            failpoints.hit("cycle.decided")
+            self._execute(decided, now, report)
         if not self.dry_run:
             merged = [i.session for i in seen if i.fact["status"] == "merged" and i.session.status != "merged"]
             if merged:  # merging a session's PR closes its local issue (before persisting: a crash retries it)
@@ -257,7 +261,14 @@ class Poller:
             item.fact["status"] = "done"
         return item
 
-    def _react(self, project: str, items: list[observe.Seen], details: dict, now: float, report: CycleReport) -> None:
+    def _decide(self, project: str, items: list[observe.Seen], details: dict, now: float,
+                report: CycleReport) -> list[tuple[Any, Any, Outcome | None]]:
+        """Decide, and make the decisions durable (docs/lifecycle.md): the engine evaluates, the ledgers are
+        saved (when each budget began is part of every decision's id: a restarted poller deciding again gets
+        the same ids), notifications go into the outbox, and agent messages, pauses and kills into the
+        journal. Nothing slow runs here: :meth:`_execute` runs only once every project's decisions are
+        durable, so a crash while one agent message is typed in loses no decision of the same cycle, in any
+        project. Returns (engine, action, outcome already known, or None)."""
         engine = self.engine(project)
         queue = engine.evaluate([i.fact for i in items], int(now), details, self.spend.totals(project))
         self.spend.record(project, now, [i.fact for i in items], queue)
@@ -266,19 +277,18 @@ class Poller:
             for action in queue:
                 executor.execute(action)
                 report.actions.append(self._row(action, Outcome(True)))
-            return
+            return []
         executors = self.executors()
-        # Decide, then execute (docs/lifecycle.md). Every decision is made durable first: the ledgers are
-        # saved (when each budget began is part of every decision's id: a restarted poller deciding again gets
-        # the same ids), notifications go into the outbox and agent messages into the journal. Only then does
-        # anything slow run, so a crash while an agent message is being typed in loses no notification
-        # decided in the same cycle.
         engine.save()
-        known = [(action, executors.prepare(action, now)) for action in queue]
-        failpoints.hit("cycle.decided")
-        for action, outcome in known:
-            self._settle(engine, action, outcome or executors.execute(action), now, report)
-        engine.save()
+        return [(engine, action, executors.prepare(action, now)) for action in queue]
+
+    def _execute(self, decided: list[tuple[Any, Any, Outcome | None]], now: float, report: CycleReport) -> None:
+        """Execute what :meth:`_decide` made durable, settle each outcome, save the ledgers."""
+        executors = self.executors()
+        for engine, action, prepared in decided:
+            self._settle(engine, action, executors.finish(action, prepared), now, report)
+        for engine in {id(e): e for e, _, _ in decided}.values():
+            engine.save()
 
     def _settle(self, engine: Any, action: Any, outcome: Outcome, now: float, report: CycleReport) -> None:
         """Record an executed action: report, events, ledger. An escalation it causes is executed at once (a
@@ -301,10 +311,10 @@ class Poller:
                 "held": outcome.held, "notifiers": list(action.notifiers), "would": self.dry_run}
 
     def _finish_decided(self, now: float, report: CycleReport) -> None:
-        """A restart finishes what was decided and does not decide it again: agent messages a crash left
-        journalled as decided (or half typed) are executed (or resolved by the agent's receipt) and settled
-        into their ledgers before the engine looks at anything. Notifications need nothing: the outbox has
-        them."""
+        """A restart finishes what was decided and does not decide it again: agent messages, pauses and kills
+        a crash left journalled as decided (or half typed) are executed (or resolved by the agent's receipt)
+        and settled into their ledgers before the engine looks at anything. Notifications need nothing: the
+        outbox has them."""
         from ao.executors import action_from_dict
 
         executors = self.executors()

@@ -162,7 +162,7 @@ def adopt(manager: Any, session_id: str) -> Session:
     branch = salvaged.get("branch", "")
     if not branch and orphan.workspace is not None:
         with contextlib.suppress(AoError):
-            branch = git.run(["rev-parse", "--abbrev-ref", "HEAD"], orphan.workspace)
+            branch = git.run(["rev-parse", "--abbrev-ref", "HEAD"], orphan.workspace, untrusted=True)
     now = manager.clock()
     session = manager.store.create(
         project.id, id=session_id, role=salvaged.get("role") if salvaged.get("role") in ("worker", "orchestrator")

@@ -424,8 +424,7 @@ class Sessions:
                              f"# written by ao for session {ctx.session_id}\n"
                              f"{exports}"
                              f"cd {shlex.quote(str(ws_path))} || exit 1\n"
-                             f"exec {agent.launch_command(ctx)}\n")
-        script.chmod(0o700)
+                             f"exec {agent.launch_command(ctx)}\n", 0o700)
         return ctx.prompt_file, script
 
     # -- per-session lock ------------------------------------------------------------------------
@@ -471,7 +470,7 @@ class Sessions:
             run_dir = self.run_dir(project.id, session_id)
             while True:
                 obs, act = self._observe_now(agent, runtime, session.runtime_handle, Path(session.workspace or "."),
-                                             run_dir, session.created_at, session.meta.get("activity", {}))
+                                             run_dir, session.launched_at, session.meta.get("activity", {}))
                 if answer:
                     break
                 try:
@@ -625,7 +624,6 @@ class Sessions:
         if project is not None:
             self.config.project(project)
         seen = observe.observe(self, self.store.list(project), self.clock())
-        project_links = {p.id: p.symlinks for p in self.config.projects.values()}
         plan = []
         for item in seen:
             status, s = item.status, item.session
@@ -634,7 +632,7 @@ class Sessions:
             # merged work is on the default branch; anything else may hold the only copy of the agent's
             # commits (a task has no PR). An orchestrator works in the project checkout, which is the user's.
             check = not force and status != "merged" and s.role != "orchestrator"
-            unsaved = _unsaved_work(s.workspace, project_links.get(s.project, [])) if check else ""
+            unsaved = _unsaved_work(s.workspace, self.config.projects.get(s.project)) if check else ""
             plan.append(CleanupItem(s, "keep" if unsaved else "clean",
                                     f"{status}, but {unsaved}; --force removes it anyway" if unsaved else status))
         return plan
@@ -688,14 +686,11 @@ class Sessions:
 def prompt_message(prompt: str, workspace: Path) -> str:
     """The prompt as typed in: a prompt too large to type is put in a git-ignored file in the workspace
     and the message says where."""
-    from ao.plugins.agent.command import ARG_LIMIT, LARGE_PROMPT, exclude, large_prompt_note
+    from ao.plugins.agent.command import ARG_LIMIT, large_prompt
 
     if len(prompt.encode("utf-8")) <= ARG_LIMIT:
         return prompt
-    path = workspace / LARGE_PROMPT
-    path.write_text(prompt, encoding="utf-8")
-    exclude(workspace, LARGE_PROMPT)
-    return large_prompt_note(path)
+    return large_prompt(prompt, workspace)
 
 
 def check_agent_installed(agent: str) -> None:
@@ -725,19 +720,22 @@ def _rmtree(path: Path) -> None:
     shutil.rmtree(path, ignore_errors=True)
 
 
-def _unsaved_work(workspace: str, symlinks: list[str]) -> str:
+def _unsaved_work(workspace: str, project: Any) -> str:
     """What would be lost by removing this workspace ("" when nothing): uncommitted files, unpushed commits.
 
-    The project's own ``symlinks`` are ao's doing, not the agent's work, so they do not count."""
+    The project's own ``symlinks`` are ao's doing, not the agent's work, so they do not count. A worktree is
+    read through the project's git folder, so a filter driver the agent defines does not run."""
     if not workspace or not Path(workspace).is_dir():
         return ""
     from ao import git
 
     try:
-        links = {link.strip("/") for link in symlinks}
-        dirty = [line for line in git.run(["status", "--porcelain"], cwd=Path(workspace)).splitlines()
-                 if line and line[3:].strip('"/') not in links]
-        unpushed = git.run(["rev-list", "--count", "HEAD", "--not", "--remotes"], cwd=Path(workspace)).strip()
+        links = {link.strip("/") for link in (project.symlinks if project else [])}
+        env = git.worktree_env(project.path, workspace) if project else {}
+        status = git.run(["status", "--porcelain"], cwd=Path(workspace), env=env, untrusted=True)
+        dirty = [line for line in status.splitlines() if line and line[3:].strip('"/') not in links]
+        unpushed = git.run(["rev-list", "--count", "HEAD", "--not", "--remotes"], cwd=Path(workspace), env=env,
+                           untrusted=True).strip()
     except AoError as exc:
         return f"its workspace could not be checked ({exc})"
     parts = []

@@ -10,9 +10,9 @@ Layout under the data dir::
 
 Rules every function here keeps:
 
-- Every write is temp file, fsync, rename (:func:`ao.ledger.atomic_write`), inside the project's lock, and a
-  read-modify-write reads inside the same lock. Readers take no lock: a rename is atomic, so a reader sees
-  the old file or the new one, never half of one.
+- Every write is temp file, fsync, rename, fsync of the folder (:func:`ao.ledger.atomic_write`), inside the
+  project's lock, and a read-modify-write reads inside the same lock. Readers take no lock: a rename is
+  atomic, so a reader sees the old file or the new one, never half of one.
 - Ids are ``<prefix>-<n>`` and never reused: the counter only grows, and allocation also looks past every
   id still on disk (live, archived or quarantined), so even a lost counter cannot hand out an old id.
 - A file that does not parse is never overwritten: it is renamed to ``<name>.corrupt-<UTC timestamp>``
@@ -37,7 +37,7 @@ from typing import Any, Callable, Iterator
 
 from ao import facts
 from ao.errors import AoError, did_you_mean
-from ao.ledger import PROJECT_KEY, Entry, Ledgers, atomic_write
+from ao.ledger import PROJECT_KEY, Entry, Ledgers, atomic_write, fsync_dir
 
 try:
     import fcntl
@@ -118,6 +118,12 @@ class Session:
     def ended_on_purpose(self) -> bool:
         """Killed, done or cleaned up: keeps its status whatever is observed later (SPEC 5)."""
         return self.status in facts.ENDED_ON_PURPOSE
+
+    @property
+    def launched_at(self) -> float:
+        """When its agent last started: created, or restored since (what the agent's signals count from)."""
+        restored = self.meta.get("restored_at")
+        return max(self.created_at, restored) if isinstance(restored, (int, float)) else self.created_at
 
     @property
     def prefix(self) -> str:
@@ -498,8 +504,8 @@ class SessionStore:
             try:
                 target.parent.mkdir(parents=True, exist_ok=True)
                 os.replace(source, target)
-                _fsync_dir(target.parent)
-                _fsync_dir(source.parent)
+                fsync_dir(target.parent)
+                fsync_dir(source.parent)
             except OSError as exc:
                 raise AoError(f"{target}: cannot archive session '{sid}': {exc.strerror or exc}") from None
         return session
@@ -557,20 +563,6 @@ def _project_entries(data: Any) -> dict[str, Entry]:
         return {k: Entry.from_dict(v) for k, v in ledgers.items()}
     except TypeError as exc:
         raise ValueError(str(exc)) from None
-
-
-def _fsync_dir(folder: Path) -> None:
-    """Make a rename in ``folder`` durable (where directories can be opened)."""
-    try:
-        fd = os.open(folder, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass
-    finally:
-        os.close(fd)
 
 
 # ------------------------------------------------------------------------------------- ledger storage

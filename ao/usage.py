@@ -37,6 +37,7 @@ from datetime import date, timedelta
 from pathlib import Path
 from typing import Any, Iterable, Mapping
 
+from ao.agentfiles import open_regular
 from ao.ledger import atomic_write
 
 PRICES_AS_OF = "2025-11-30"
@@ -172,7 +173,7 @@ def _new_lines(path: Path, state: dict[str, Any]) -> list[bytes]:
     if size == offset:
         return []
     try:
-        with path.open("rb") as fh:
+        with open_regular(path) as fh:
             fh.seek(offset)
             data = fh.read(size - offset)
     except OSError:
@@ -232,15 +233,11 @@ def read_claude(path: Path, state: dict[str, Any]) -> bool:
     return changed
 
 
-def claude_project_key(path: Path | str) -> str:
-    """Claude Code's folder for a working directory: every non-alphanumeric character becomes '-'."""
-    return re.sub(r"[^A-Za-z0-9]", "-", str(path))
-
-
 def claude_files(workspace: Path, config_dir: Path) -> list[Path]:
+    from ao.plugins.agent.claude_code import project_folders  # here: `ao status` needs prices, not plugins
+
     found: list[Path] = []
-    for key in dict.fromkeys([claude_project_key(workspace), claude_project_key(workspace.resolve())]):
-        folder = config_dir / "projects" / key
+    for folder in project_folders(config_dir / "projects", workspace):
         with contextlib.suppress(OSError):
             found.extend(p for p in folder.rglob("*.jsonl") if p.is_file())
     return sorted(found)
@@ -317,7 +314,7 @@ class CodexIndex:
 
 def _codex_cwd(path: Path) -> str | None:
     try:
-        with path.open("rb") as fh:
+        with open_regular(path) as fh:
             first = fh.readline(1 << 20)
     except OSError:
         return None
@@ -497,7 +494,11 @@ class UsageTracker:
 
     def totals(self, project: str) -> dict[str, Any]:
         """Usage of every session of the project this data dir remembers, cleaned-up ones included."""
-        return project_totals(self._project(project), self.prices)
+        return self.project(project).fact_fields()
+
+    def project(self, project: str) -> Usage:
+        """Like :meth:`totals`, with the models the price table does not know."""
+        return project_usage(self._project(project), self.prices)
 
     def save(self) -> None:
         for project in sorted(self._dirty):
@@ -524,16 +525,34 @@ def save(root: Path, project: str, data: dict[str, Any]) -> None:
     atomic_write(root / f"{project}.json", json.dumps(data, separators=(",", ":"), sort_keys=True) + "\n")
 
 
-def project_totals(data: Mapping[str, Any], prices: PriceTable) -> dict[str, Any]:
+def project_usage(data: Mapping[str, Any], prices: PriceTable) -> Usage:
     models: dict[str, Tally] = {}
     for record in data.get("sessions", {}).values():
         for model, tally in merged(record.get("sources", {})).items():
             _add(models, model, tally)
-    return summarize(models, prices).fact_fields()
+    return summarize(models, prices)
 
 
-def session_usage(config: Any, project: str) -> dict[str, Usage]:
-    """Each session's usage as last recorded by the poller (for ``ao status``; reads no agent records)."""
+def unpriced_warning(project: str, models: Iterable[str]) -> str:
+    names = ", ".join(sorted(models))
+    return (f"{project}: no price for {names}: its tokens count as $0, so budgets never see them; "
+            f"add it under prices.models in the config")
+
+
+def project_rows(config: Any, projects: Iterable[str]) -> list[dict[str, Any]]:
+    """Each project's totals as the poller last stored them (what ``budget.project`` is checked against), for
+    ``ao status``, ``ao doctor`` and the dashboard. Reads no agent records and changes nothing."""
     prices = PriceTable(config.prices)
-    data = load(Path(config.data_dir) / USAGE_DIR, project)
-    return {sid: summarize(merged(r.get("sources", {})), prices) for sid, r in data["sessions"].items()}
+    rows = []
+    for pid in projects:
+        try:
+            data = json.loads((Path(config.data_dir) / USAGE_DIR / f"{pid}.json").read_text(encoding="utf-8"))
+        except (OSError, ValueError):  # none yet, or damaged: the poller rebuilds it from the records
+            data = {}
+        got = project_usage(data if isinstance(data, dict) and isinstance(data.get("sessions"), dict) else {},
+                            prices)
+        project = config.projects.get(pid)
+        rows.append({"project": pid, **got.fact_fields(),
+                     "budget_usd": project.budget.get("project") if project is not None else None,
+                     "prices_as_of": prices.as_of, "unpriced": sorted(got.unpriced)})
+    return rows

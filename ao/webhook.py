@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import collections
 import contextlib
+import errno
 import hashlib
 import hmac
 import json
@@ -253,7 +254,11 @@ class WebhookServer(WebhookReceiver):
         try:
             self.httpd = Server((host, port), Handler)
         except OSError as exc:
-            raise AoError(f"cannot serve webhooks on {host}:{port}: {exc.strerror or exc}") from None
+            # Never a free port instead: webhook senders are pointed at this one.
+            hint = (": webhook senders are pointed at this port, so it never moves. Stop what serves on it, or "
+                    "set `port:` in the config to a free port and point the senders there"
+                    if exc.errno == errno.EADDRINUSE else "")
+            raise AoError(f"cannot serve webhooks on {host}:{port}: {exc.strerror or exc}{hint}") from None
         self._thread: threading.Thread | None = None
 
     @property

@@ -1,4 +1,4 @@
-"""Usage records in the shapes the real agent CLIs write (see ../shared/agent-screens/CLI-FACTS.md): Claude Code
+"""Usage records in the shapes the real agent CLIs write (see the team's shared/agent-screens/CLI-FACTS.md): Claude Code
 transcripts (one assistant entry per content block, each with the message's ``usage``), Codex rollouts
 (``session_meta``, ``turn_context``, ``event_msg``/``token_count``), opencode's SQLite store (its own
 ``CREATE TABLE`` statements, as opencode 1.x ships them) and aider's chat history."""
@@ -11,7 +11,7 @@ import uuid
 from pathlib import Path
 from typing import Any
 
-from ao.usage import claude_project_key
+from ao.plugins.agent.claude_code import project_key
 
 
 def _append(path: Path, entries: list[dict[str, Any]]) -> None:
@@ -27,7 +27,7 @@ class ClaudeTranscript:
     def __init__(self, config_dir: Path, cwd: Path, session_id: str | None = None) -> None:
         self.cwd = cwd
         self.session_id = session_id or str(uuid.uuid4())
-        self.path = config_dir / "projects" / claude_project_key(cwd) / f"{self.session_id}.jsonl"
+        self.path = config_dir / "projects" / project_key(cwd) / f"{self.session_id}.jsonl"
         self._parent: str | None = None
         self._n = 0
 

@@ -71,7 +71,7 @@ class Dashboard:
 
 
 def start_dashboard(env: AoEnv, *args: str) -> Dashboard:
-    """``ao dashboard --port 0 --no-open`` in a subprocess; returns once it has printed its URL."""
+    """``ao dashboard --port 0 --no-open`` in a subprocess; returns once it has printed its URL (to stderr)."""
     log = env.root / "dashboard.log"
     out = env.root / "dashboard.out"
     run_env = {k: v for k, v in env.env.items() if k not in ("DISPLAY", "WAYLAND_DISPLAY")}
@@ -79,7 +79,7 @@ def start_dashboard(env: AoEnv, *args: str) -> Dashboard:
         proc = subprocess.Popen([sys.executable, "-m", "ao", "dashboard", "--port", "0", "--no-open", *args],
                                 cwd=env.root, env=run_env, stdout=stdout, stderr=stderr, text=True)
     try:
-        line = wait_for(lambda: _url(out) or proc.poll() is not None, timeout=30, what="the dashboard's URL")
+        line = wait_for(lambda: _url(log) or proc.poll() is not None, timeout=30, what="the dashboard's URL")
         if line is True:
             raise AssertionError(f"ao dashboard exited ({proc.returncode}): {log.read_text()}")
         board = Dashboard(env, proc, line, log)
@@ -92,8 +92,8 @@ def start_dashboard(env: AoEnv, *args: str) -> Dashboard:
         raise
 
 
-def _url(out: Path) -> str | None:
-    m = re.search(r"ao dashboard: (\S+)", out.read_text()) if out.exists() else None
+def _url(log: Path) -> str | None:
+    m = re.search(r"ao dashboard: (\S+)", log.read_text()) if log.exists() else None
     return m.group(1) if m else None
 
 

@@ -23,7 +23,7 @@ as in a repository that does not require reviews), a null ``statusCheckRollup`` 
 than 50 checks or threads (paged), ``STALE`` check runs, primary and secondary rate limits.
 
 Every request is logged (:attr:`FakeGitHub.log`). Faults: :meth:`fail`, :meth:`hold`, :meth:`secondary_limit`,
-:meth:`primary_limit`, :meth:`malformed`, :meth:`push_after_read`.
+:meth:`primary_limit`, :meth:`malformed`, :meth:`push_after_read`, :meth:`between_queries`.
 """
 
 from __future__ import annotations
@@ -134,6 +134,7 @@ class IssueRec:
     state_reason: str | None = None
     sub_issues: list[int] = field(default_factory=list)   # its sub-issues (children)
     tracks: list[int] = field(default_factory=list)       # the issues its task list tracks
+    blocked_by: list[int] = field(default_factory=list)   # its "blocked by" dependencies (issue dependencies)
 
 
 @dataclass
@@ -188,6 +189,7 @@ class FakeGitHub:
         self.violations: list[str] = []      # REST requests or answers outside the OpenAPI description
         self.faults: list[Fault] = []
         self.after_read: dict[int, str] = {}
+        self.after_graphql: list[Callable[[], Any]] = []
         self.limits = {"core": limit, "graphql": graphql_limit}
         self.remaining = dict(self.limits)
         self.reset = int(clock()) + 3600
@@ -348,6 +350,12 @@ class FakeGitHub:
         with self.lock:
             self.after_read[pr.number] = sha or sha_of(f"{pr.head_sha}+late")
 
+    def between_queries(self, change: Callable[[], Any]) -> None:
+        """Right after the next GraphQL query is answered, ``change`` runs: the world moves between two reads
+        (the first page of a PR's reviews, say, and the next)."""
+        with self.lock:
+            self.after_graphql.append(change)
+
     # -- log helpers -------------------------------------------------------------------------------
 
     def clear_log(self) -> None:
@@ -493,6 +501,10 @@ class FakeGitHub:
                 reply(404, {"message": "Not Found"}, resource=resource)
                 return
             status, answer = self._graphql(body, entry)
+            with self.lock:  # the answer is already made: the change lands between this query and the next
+                changes, self.after_graphql = self.after_graphql[:1], self.after_graphql[1:]
+                for change in changes:
+                    change()
             reply(status, answer, counted=True, resource=resource)
             return
         entry.body = body
@@ -672,9 +684,15 @@ class FakeGitHub:
         issue = issues.get(n)
         if issue is None:
             return None
+        blockers = [issues[b] for b in issue.blocked_by if b in issues]
+        blocking = [i for i in issues.values() if n in i.blocked_by]
         return {"number": n, "id": 70000 + n + repo_id, "node_id": f"I_{repo_id}_{n}", "title": issue.title,
                 "body": issue.body or None, "state": issue.state, "state_reason": issue.state_reason,
                 "html_url": self._html("issues", n, name), "url": f"{self.api_root}/repos/{name}/issues/{n}",
+                "repository_url": f"{self.api_root}/repos/{name}",
+                "issue_dependencies_summary": {  # open ones, and all
+                    "blocked_by": sum(b.state == "open" for b in blockers), "total_blocked_by": len(blockers),
+                    "blocking": sum(i.state == "open" for i in blocking), "total_blocking": len(blocking)},
                 "user": self._user("octocat"), "created_at": iso(self.clock()), "updated_at": iso(self.clock()),
                 "labels": [{"name": label, "id": i + 1, "node_id": f"L_{i}", "url": "https://api.github.com/",
                             "color": "ededed", "default": False, "description": None}
@@ -696,6 +714,16 @@ class FakeGitHub:
     def _op_issues_get(self, repo_id: int, params: dict, query: dict, body: Any) -> tuple:
         data = self._issue_json(repo_id, int(params["issue_number"]))
         return (200, data, None) if data else (404, {"message": "Not Found"}, None)
+
+    def _op_issues_list_dependencies_blocked_by(self, repo_id: int, params: dict, query: dict[str, str], body: Any
+                                                ) -> tuple:
+        issues = self.issues if repo_id == self.repo_id else self.elsewhere[repo_id][1]
+        issue = issues.get(int(params["issue_number"]))
+        if issue is None:
+            return 404, {"message": "Not Found"}, None
+        items = [d for b in issue.blocked_by if (d := self._issue_json(repo_id, b))]
+        per_page, page = int(query.get("per_page", 30)), int(query.get("page", 1))
+        return 200, items[(page - 1) * per_page: page * per_page], None
 
     def _op_issues_update(self, repo_id: int, params: dict, query: dict, body: Any) -> tuple:
         n = int(params["issue_number"])

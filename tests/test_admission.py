@@ -1,4 +1,4 @@
-"""The queue and admission (SPEC 12): caps, priority, dependencies, pickup, exactly once across crashes."""
+"""The queue and admission (SPEC 12): caps, priority, dependencies, pickup, at most one live agent per issue across crashes."""
 
 from __future__ import annotations
 

@@ -114,6 +114,27 @@ def test_claude_hooks_say_working_waiting_finished_and_rate_limited(tmp_path):
     assert plugin.activity(obs(tmp_path, now=T0 + 200, memo=a.memo)).state == "waiting_input"
 
 
+def test_claude_session_end_reads_as_exited_before_the_pane_closes(tmp_path):
+    import dataclasses
+    import time
+
+    (tmp_path / "run").mkdir()
+    plugin = claude(tmp_path)
+    status_file(tmp_path, 4242, "idle", T0 + 50)  # the status file may outlive the exit a moment
+    hook(tmp_path, {"hook_event_name": "SessionStart", "session_id": "s1"})
+    for reason in ("clear", "resume"):  # /clear, /resume: the same process goes on in another session
+        hook(tmp_path, {"hook_event_name": "SessionEnd", "reason": reason})
+        a = plugin.activity(obs(tmp_path, pid=4242))
+        assert a.state == "ready"
+        hook(tmp_path, {"hook_event_name": "SessionStart", "session_id": "s2", "source": reason})
+    hook(tmp_path, {"hook_event_name": "SessionEnd", "reason": "prompt_input_exit"})
+    a = plugin.activity(obs(tmp_path, pid=4242, memo=a.memo))
+    assert (a.state, a.detail) == ("exited", "Claude session ended (prompt_input_exit)")
+    # after a restore the log still ends with the old process's SessionEnd until the new one starts
+    later = dataclasses.replace(obs(tmp_path, pid=4242), started_at=time.time() + 60, now=time.time() + 70)
+    assert plugin.activity(later).state != "exited"
+
+
 def test_claude_status_file_is_the_truth_about_now(tmp_path):
     """A rejected permission dialog fires no hook: only the status file says the agent is idle again."""
     (tmp_path / "run").mkdir()
@@ -232,7 +253,8 @@ def test_codex_rollout_says_working_finished_and_usage_limited(tmp_path):
     assert a.state == "blocked" and "usage_limit_exceeded" in a.detail
 
 
-def test_codex_receipt_resume_and_trust(tmp_path):
+def test_codex_receipt_resume_and_trust(tmp_path, monkeypatch):
+    monkeypatch.setattr(cx, "installed_version", lambda program: "0.171.0")
     plugin = agent.get("codex", home_dir=tmp_path / "codex")
     c = launch_ctx(tmp_path, resume=True, trustWorkspace=True)
     assert not plugin.can_resume(c)  # `codex resume --last` would open an empty session: launch afresh
@@ -406,6 +428,7 @@ def test_installed_version_reads_the_package_without_running_it(tmp_path, monkey
     assert installed_version("codex") == "0.171.0"
     assert version_at_least("0.171.0", (0, 171)) and not version_at_least("0.170.9", (0, 171))
     assert version_at_least(None, (9, 9))  # unknown: signals are used and checked as they are read
+    assert not version_at_least(None, (9, 9), unknown=False)  # ...but not a flag an old CLI would refuse
 
 
 # ------------------------------------------------------------- after a crash while typing (ao.executors)
@@ -472,3 +495,92 @@ def test_opencode_restore_finds_the_conversation_in_its_store_when_ao_never_saw_
     db.close()
     assert plugin.can_resume(c)
     assert shlex.split(plugin.launch_command(c))[-2:] == ["--session", "ses_new"]
+
+
+# ------------------------------------------------------------------------------ files an agent can write
+
+def plant_link(path: Path, target: Path) -> None:
+    """What a sandboxed agent can do in its folders: put a link where ao writes, and at ao's temp file name."""
+    path.symlink_to(target)
+    path.with_name(f".{path.name}.{os.getpid()}.{threading.get_ident()}.tmp").symlink_to(target)
+
+
+def test_ao_never_writes_through_a_link_an_agent_planted(tmp_path):
+    from ao.plugins.agent.command import LARGE_PROMPT
+    from ao.sessions import prompt_message
+
+    outside = tmp_path / "outside"
+    outside.write_text("the user's own file\n")
+    c = launch_ctx(tmp_path)
+    plugin = agent.get("opencode")
+    plant_link(c.run_dir / oc.SERVER, outside)
+    plugin.prepare(c)
+    server = c.run_dir / oc.SERVER
+    assert not server.is_symlink() and server.stat().st_mode & 0o777 == 0o600
+    assert "password" in json.loads(server.read_text())
+    server.with_name(f".{oc.SERVER}.{os.getpid()}.{threading.get_ident()}.tmp").symlink_to(outside)
+    plugin._remember(obs(tmp_path), "ses_9")
+    assert json.loads(server.read_text())["session"] == "ses_9"
+
+    plant_link(c.workspace / LARGE_PROMPT, outside)
+    note = prompt_message("x" * 200_000, c.workspace)
+    assert str(c.workspace / LARGE_PROMPT) in note and (c.workspace / LARGE_PROMPT).read_text() == "x" * 200_000
+
+    # The user's own agent configs may be dotfiles links: followed, but only a file that parses is changed.
+    (tmp_path / "codex").mkdir()
+    (tmp_path / "codex" / "config.toml").symlink_to(outside)
+    agent.get("codex", home_dir=tmp_path / "codex").prepare(launch_ctx(tmp_path, trustWorkspace=True))
+    assert (tmp_path / "codex" / "config.toml").is_symlink()
+
+    (tmp_path / "claude").mkdir()
+    (tmp_path / "claude" / ".claude.json").symlink_to(outside)
+    with pytest.raises(AoError, match="not changing it"):
+        claude(tmp_path).prepare(launch_ctx(tmp_path, trustWorkspace=True))
+    assert outside.read_text() == "the user's own file\n"
+
+
+def test_trust_follows_a_dotfiles_link_to_the_users_own_agent_config(tmp_path):
+    dotfiles = tmp_path / "dotfiles"
+    dotfiles.mkdir()
+    (dotfiles / "config.toml").write_text('model = "o3"\n')
+    (dotfiles / "claude.json").write_text('{"theme": "dark"}\n')
+    (tmp_path / "codex").mkdir()
+    (tmp_path / "codex" / "config.toml").symlink_to(dotfiles / "config.toml")
+    (tmp_path / "claude").mkdir()
+    (tmp_path / "claude" / ".claude.json").symlink_to(dotfiles / "claude.json")
+    ctx = launch_ctx(tmp_path, trustWorkspace=True)
+    agent.get("codex", home_dir=tmp_path / "codex").prepare(ctx)
+    claude(tmp_path).prepare(ctx)
+    assert (tmp_path / "codex" / "config.toml").is_symlink() and (tmp_path / "claude" / ".claude.json").is_symlink()
+    assert 'trust_level = "trusted"' in (dotfiles / "config.toml").read_text()
+    assert 'model = "o3"' in (dotfiles / "config.toml").read_text()
+    data = json.loads((dotfiles / "claude.json").read_text())
+    assert data["theme"] == "dark" and data["projects"][str(ctx.workspace)]["hasTrustDialogAccepted"] is True
+
+
+def test_a_fifo_in_place_of_an_agents_file_never_blocks_ao(tmp_path):
+    """A fifo with no writer blocks whoever opens it for reading: ao would hang in `ao start`."""
+    from ao.plugins.agent import aider
+    from ao.plugins.agent.command import read_new_lines
+
+    c = launch_ctx(tmp_path, trustWorkspace=True)
+    fifo = tmp_path / "fifo"
+    reads = {
+        fifo: [lambda: cc.last_turn(fifo), lambda: aider.last_turn(fifo), lambda: read_new_lines(fifo, 0),
+               lambda: cx._first_line(fifo)],
+        tmp_path / "claude" / "sessions" / "42.json": [lambda: claude(tmp_path).status(42)],
+        tmp_path / "codex" / "config.toml": [lambda: agent.get("codex", home_dir=tmp_path / "codex").prepare(c)],
+        c.run_dir / oc.SERVER: [lambda: oc.OpenCode._server_file(c.run_dir)],
+    }
+    for path, calls in reads.items():
+        path.parent.mkdir(parents=True, exist_ok=True)
+        os.mkfifo(path)
+        for read in calls:
+            got: list = []
+            thread = threading.Thread(target=lambda: got.append(read()), daemon=True)
+            thread.start()
+            thread.join(5)
+            if thread.is_alive():
+                os.close(os.open(path, os.O_WRONLY | os.O_NONBLOCK))  # let the reader go, to fail cleanly
+                pytest.fail(f"reading the fifo {path.name} blocked")
+            assert got in ([None], [([], 0)]), got  # unreadable, as a missing file is

@@ -60,12 +60,65 @@ def test_claude_resume_continues_with_the_same_permissions(tmp_path):
     ("auto-edit", ["--sandbox", "workspace-write", "--ask-for-approval", "on-request"]),  # --full-auto is gone
     ("plan", ["--sandbox", "read-only", "--ask-for-approval", "on-request"]),
 ])
-def test_codex_launch(tmp_path, mode, flags):
+def test_codex_launch(tmp_path, monkeypatch, mode, flags):
+    monkeypatch.setattr("ao.plugins.agent.codex.installed_version", lambda program: "0.171.0")
     c = ctx(tmp_path, permissions=mode, model="o3")
     a = agent.get("codex", home_dir=tmp_path / "codex-home")
     assert a.prompt_delivery(c.settings) == "argument"
     # --no-daemon: Codex's shared background server would outlive the session
     assert shlex.split(a.launch_command(c)) == ["codex", "--no-daemon", *flags, "-m", "o3", prompt_arg(c)]
+
+
+@pytest.mark.parametrize("name", ["claude-code", "codex", "opencode"])
+def test_a_prompt_too_large_for_an_argument_is_passed_as_a_file(tmp_path, monkeypatch, name):
+    """Linux refuses one argument over 128 KiB (E2BIG): the agent is told to read the prompt from a file in
+    the workspace, which git ignores (info/exclude), so the agent never commits it."""
+    from ao.plugins.agent.command import ARG_LIMIT, LARGE_PROMPT
+
+    monkeypatch.setattr("ao.plugins.agent.codex.installed_version", lambda program: "0.171.0")
+    ws = tmp_path / "ws"
+    subprocess.run(["git", "init", "-q", str(ws)], check=True)
+    c = ctx(ws)
+    c.prompt_file = tmp_path / "prompt.md"
+    c.prompt_file.write_text("fits")
+    a = agent.get(name, **({"home_dir": tmp_path / "codex"} if name == "codex" else {}))
+    assert shlex.split(a.launch_command(c))[-1] == prompt_arg(c) and not (ws / LARGE_PROMPT).exists()
+
+    big = "Fix the bug.\n" + "x" * ARG_LIMIT + "\nThe end."
+    c.prompt_file.write_text(big)
+    note = shlex.split(a.launch_command(c))[-1]
+    assert str(ws / LARGE_PROMPT) in note and len(note) < 500
+    assert (ws / LARGE_PROMPT).read_text() == big
+    status = subprocess.run(["git", "status", "--porcelain", "--ignored=no"], cwd=ws, capture_output=True,
+                            text=True, check=True)
+    assert LARGE_PROMPT not in status.stdout
+    assert LARGE_PROMPT in (ws / ".git" / "info" / "exclude").read_text().splitlines()
+
+
+@pytest.mark.parametrize("version", ["0.170.2", None])
+def test_codex_gets_no_daemon_only_when_it_is_known_to_have_it(tmp_path, monkeypatch, version):
+    """An older Codex exits at once on a flag it does not know, and so might one whose version ao cannot
+    read: those launch without --no-daemon (``ao doctor`` warns about the version)."""
+    monkeypatch.setattr("ao.plugins.agent.codex.installed_version", lambda program: version)
+    c = ctx(tmp_path, permissions="auto-edit")
+    argv = shlex.split(agent.get("codex", home_dir=tmp_path / "codex-home").launch_command(c))
+    assert argv[:2] == ["codex", "--sandbox"] and "--no-daemon" not in argv
+
+
+def test_doctor_compares_with_the_version_each_plugin_was_checked_with(monkeypatch):
+    from ao import doctor
+    from ao.plugins.agent import aider, claude_code, codex, opencode
+
+    assert {a: doctor.checked_with(a) for a in doctor.AGENT_PROGRAMS} == {
+        "claude-code": claude_code.CHECKED, "codex": codex.CHECKED, "opencode": opencode.CHECKED,
+        "aider": aider.CHECKED}
+    assert doctor.checked_with("command") is None
+    monkeypatch.setattr(doctor.shutil, "which", lambda program: f"/usr/bin/{program}")
+    monkeypatch.setattr(doctor, "_run", lambda argv: (0, "codex-cli 0.180.1"))
+    check = doctor.check_agent("codex", ["app"])
+    assert (check.result, check.detail) == (doctor.WARN, f"codex 0.180.1; ao was checked with {codex.CHECKED}")
+    monkeypatch.setattr(doctor, "_run", lambda argv: (0, f"codex-cli {codex.CHECKED}"))
+    assert doctor.check_agent("codex", ["app"]).result == doctor.OK
 
 
 def test_aider_launch(tmp_path):
@@ -87,7 +140,16 @@ def test_opencode_launch(tmp_path):
     assert a.prompt_delivery({}) == "argument"
     assert shlex.split(a.launch_command(c)) == ["opencode", "--model", "anthropic/claude-sonnet-4", "--prompt",
                                                 prompt_arg(c)]
-    assert shlex.split(a.launch_command(ctx(tmp_path, resume=True))) == ["opencode", "--continue"]
+    # nothing stored to continue (can_resume said no, or the store changed since): a fresh launch with the prompt
+    c = ctx(tmp_path, resume=True)
+    assert shlex.split(a.launch_command(c)) == ["opencode", "--prompt", prompt_arg(c)]
+
+
+def test_codex_restore_without_a_rollout_launches_afresh(tmp_path, monkeypatch):
+    monkeypatch.setattr("ao.plugins.agent.codex.installed_version", lambda program: "0.171.0")
+    c = ctx(tmp_path, resume=True)
+    argv = shlex.split(agent.get("codex", home_dir=tmp_path / "codex-home").launch_command(c))
+    assert argv == ["codex", "--no-daemon", prompt_arg(c)]  # `resume --last` would open an empty session
 
 
 def test_command_agent_runs_the_line_verbatim(tmp_path):
@@ -261,7 +323,28 @@ DONE = {"type": "assistant", "message": {"role": "assistant", "stop_reason": "en
 
 
 def test_claude_project_key():
+    # Expected names computed with Claude Code 2.1.197's own sanitising function (its cli, run under node)
     assert project_key("/home/me/.ao/app_1.x") == "-home-me--ao-app-1-x"
+    assert project_key("/tmp/é🚀/x") == "-tmp-----x"  # JavaScript counts an emoji as two characters
+    long = "/home/me/.local/share/ao/worktrees/" + "very-long-project-name-" * 8 + "/app-12"
+    assert project_key(long) == ("-home-me--local-share-ao-worktrees-" + "very-long-project-name-" * 7
+                                 + "very-ob7q90")
+    assert project_key("/srv/wörk/🚀/" + "x" * 190 + "/app") == "-srv-w-rk----" + "x" * 187 + "-67dji"
+
+
+def test_claude_transcripts_of_a_long_workspace_path_are_found(tmp_path, monkeypatch):
+    """A folder name past 200 characters is cut and hashed; a build whose hash differs is found by prefix."""
+    env = ClaudeEnv(tmp_path, monkeypatch)
+    env.workspace = tmp_path / ("a" * 120) / ("b" * 120)
+    env.workspace.mkdir(parents=True)
+    env.folder = env.config / "projects" / project_key(env.workspace)
+    assert len(env.folder.name) > 200
+    env.log([USER, TOOL], T0 + 100)
+    assert env.activity(T0 + 101).state == "active"
+    assert agent.get("claude-code").session_file(env.workspace)[0] == env.folder / "s1.jsonl"
+    other = env.folder.with_name(env.folder.name[:200] + "-otherhash")
+    env.folder.rename(other)
+    assert agent.get("claude-code").session_file(env.workspace)[0] == other / "s1.jsonl"
 
 
 def test_claude_finished_turn_is_ready_then_idle(tmp_path, monkeypatch):

@@ -107,6 +107,7 @@ def test_an_issue_closed_while_its_agent_works_is_reconciled(aoenv):
         assert aoenv.tmux("has-session", "-t", s.runtime_handle).returncode != 0
         log = (aoenv.data / "logs" / "orchestrator.log").read_text()
         assert "kill the session in 1m" in log  # the warning went out through the log notifier
+        assert "The session was killed" in log  # and so did the notice of the kill
         # the poller recorded what it decided on; replaying it with the same config decides the same
         from ao import replay
 

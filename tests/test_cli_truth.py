@@ -12,6 +12,7 @@ import queue
 import re
 import select
 import signal
+import socket
 import subprocess
 import sys
 import threading
@@ -19,6 +20,7 @@ import time
 from pathlib import Path
 from typing import Any, Callable, Optional
 
+import httpx
 import yaml
 from sessionkit import FAKE_AGENT, git, wait_for
 
@@ -27,8 +29,20 @@ from ao.sessions import SpawnRequest
 from ao.store import SessionLedgerStore, SessionStore
 
 ANSI = re.compile(r"\x1b\[[0-9;?]*[A-Za-z]")
-START = ("start", "--no-orchestrator", "--no-dashboard", "--interval", "1")  # the dashboard's port is fixed
+START = ("start", "--no-orchestrator", "--no-dashboard", "--interval", "1")  # tests never serve on port 3000
 LONG = 60.0  # a deadline for a process to answer: generous, since the machine may be loaded; passing never waits it
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+def set_config(path: Path, **values) -> None:
+    data = yaml.safe_load(path.read_text())
+    data.update(values)
+    path.write_text(yaml.safe_dump(data))
 
 
 def spawn(env, target=None, **kw):
@@ -223,6 +237,47 @@ def test_status_on_a_normal_terminal_never_splits_a_session_status_or_branch(aoe
             assert len(names) > 4 and needs.startswith("input: Do you"), screen
 
 
+def test_status_shows_project_totals_the_prices_date_and_models_without_a_price(aoenv):
+    from agent_records import ClaudeTranscript
+
+    from ao.poller import Poller
+    from ao.usage import PRICES_AS_OF
+
+    aoenv.write_config(budget={"project": 50}, agentConfig={
+        "command": f'{sys.executable} {FAKE_AGENT} --log "$AO_HOME/$AO_SESSION.agent.jsonl"',
+        "usageFrom": "claude-code"})
+    s = spawn(aoenv, "12")
+    transcript = ClaudeTranscript(aoenv.root / "home" / ".claude", Path(s.workspace))
+    transcript.assistant(input=1_000_000, output=0, blocks=1)  # $3 of Sonnet
+    transcript.assistant("my-local-model", input=500, output=100, blocks=1)  # no price: counts as $0
+    polled = aoenv.ao("poll")
+    assert polled.returncode == 0, polled.stderr
+    assert "warning: app: no price for my-local-model: its tokens count as $0" in polled.stdout
+
+    status = aoenv.ao("status", "--json")
+    (row,) = json.loads(status.stdout)
+    assert (row["cost_usd"], row["prices_as_of"]) == (3.0, PRICES_AS_OF)
+    assert "ao: warning: app: no price for my-local-model" in status.stderr
+    (project,) = json.loads(aoenv.ao("status", "--projects", "--json").stdout)
+    assert project == {"project": "app", "tokens_in": 1_000_500, "tokens_out": 100, "cost_usd": 3.0,
+                       "budget_usd": 50, "prices_as_of": PRICES_AS_OF, "unpriced": ["my-local-model"]}
+    assert lines(aoenv.ao("status", "--projects").stdout) == [
+        f"app\t1M in, 100 out\t$3.00\t$50\t{PRICES_AS_OF}\tmy-local-model"]
+    code, screen = run_tty(aoenv, "status", columns=200)
+    plain = ANSI.sub("", screen)
+    assert code == 0 and "app: 1M in, 100 out, $3.00 of a $50 budget (no price for my-local-model)" in plain
+    assert f"costs at prices as of {PRICES_AS_OF}" in plain
+    checks = {c["check"]: c for c in json.loads(aoenv.ao("doctor", "--json").stdout)}
+    assert checks["prices app"]["result"] == "warn" and "my-local-model" in checks["prices app"]["detail"]
+
+    poller = Poller(aoenv.load(), console=None)  # `ao start`: said once, not every cycle
+    try:
+        assert [w for w in poller.cycle().warnings if "my-local-model" in w]
+        assert poller.cycle().warnings == []
+    finally:
+        poller.close()
+
+
 def test_watch_without_a_terminal_prints_a_timestamped_listing_each_time_and_ctrl_c_exits_130(aoenv):
     spawn(aoenv, "12")
     proc = run_ao(aoenv, "status", "--watch")
@@ -326,20 +381,46 @@ def test_two_repositories_each_with_its_own_config_run_side_by_side(aoenv, tmp_p
     for repo, other in ((one, "beta"), (two, "alpha")):
         rows = json.loads(ao(repo, "status", "--json").stdout)
         assert [r["project"] for r in rows] == [repo.name] and other not in ao(repo, "status").stdout
-    starts = [subprocess.Popen([sys.executable, "-m", "ao", *START, "-q"], cwd=repo, env=env,
-                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    # Each serves its dashboard (on a port of its own: tests never take 3000, the default), with its own sessions.
+    ports = [free_port(), free_port()]
+    for repo, port in zip((one, two), ports):
+        set_config(repo / "agent-orchestrator.yaml", port=port)
+    starts = [subprocess.Popen([sys.executable, "-m", "ao", "start", "--no-orchestrator", "--no-open", "--interval",
+                                "1", "-q"], cwd=repo, env={**env, "DISPLAY": ""}, stdout=subprocess.PIPE,
+                               stderr=subprocess.PIPE, text=True)
               for repo in (one, two)]
     try:
         for data_dir in shows:
             wait_for(lambda d=data_dir: (Path(d) / "poller.pid").exists(), timeout=20, what="both ao start")
-        for repo in (one, two):
+        for repo, port in zip((one, two), ports):
             wait_for(lambda r=repo: json.loads(ao(r, "status", "--json").stdout)[0]["observed_at"], timeout=20,
                      what="an observation")
+            url = wait_for(lambda r=repo: ao(r, "dashboard", "--print-url").stdout.strip(), timeout=20,
+                           what="the dashboard")
+            assert url.startswith(f"http://127.0.0.1:{port}/?token=")
+            with httpx.Client(timeout=10) as c:
+                assert c.get(url).status_code == 303  # this repository's token logs in to this one's dashboard
+                board = c.get(url.split("?")[0] + "api/board").json()
+            assert [card["project"] for card in board["sessions"]] == [repo.name]
             assert ao(repo, "stop").returncode == 0
         assert [p.wait(timeout=20) for p in starts] == [0, 0]
     finally:
         for p in starts:
             stop(p)
+    assert [ao(repo, "dashboard", "--print-url").returncode for repo in (one, two)] == [1, 1]  # none serves now
+    # A port with webhook senders pointed at it never moves: taken, `ao start` fails and says how to fix it.
+    set_config(two / "agent-orchestrator.yaml", port=ports[0])
+    data = yaml.safe_load((two / "agent-orchestrator.yaml").read_text())
+    data["projects"]["beta"]["scm"]["webhook"] = {"secretEnv": "AO_TEST_HOOK"}
+    (two / "agent-orchestrator.yaml").write_text(yaml.safe_dump(data))
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", ports[0]))
+        taken.listen()
+        clash = subprocess.run([sys.executable, "-m", "ao", "start", "--no-orchestrator", "--no-open"], cwd=two,
+                               env={**env, "AO_TEST_HOOK": "s3cret", "DISPLAY": ""}, capture_output=True,
+                               text=True, timeout=60)
+    assert clash.returncode == 1 and f"cannot serve webhooks on 127.0.0.1:{ports[0]}" in clash.stderr
+    assert "it never moves" in clash.stderr and "set `port:`" in clash.stderr
     # Two configs pointed at one data dir collide, and the message says how to fix it.
     config = two / "agent-orchestrator.yaml"
     data = yaml.safe_load(config.read_text())
@@ -354,6 +435,7 @@ def test_two_repositories_each_with_its_own_config_run_side_by_side(aoenv, tmp_p
 # ------------------------------------------------------------------------------------------ doctor
 
 def test_doctor_on_a_healthy_and_a_broken_setup(aoenv, tmp_path):
+    set_config(aoenv.config, port=free_port())  # doctor tries the port: never 3000 in tests
     run = aoenv.ao("doctor", "--json")
     checks = {c["check"]: c for c in json.loads(run.stdout)}
     assert run.returncode == 0, run.stdout
@@ -366,6 +448,7 @@ def test_doctor_on_a_healthy_and_a_broken_setup(aoenv, tmp_path):
 
     git("remote", "remove", "origin", cwd=aoenv.project)
     aoenv.write_config(agent="codex", agentConfig={}, defaultBranch="trunk")
+    set_config(aoenv.config, port=free_port())
     broken = aoenv.ao("doctor", "--json", env={**aoenv.env, "PATH": "/usr/bin:/bin:/nonexistent",
                                                "GITHUB_TOKEN": "", "GH_TOKEN": ""})
     assert broken.returncode == 1
@@ -381,6 +464,27 @@ def test_doctor_on_a_healthy_and_a_broken_setup(aoenv, tmp_path):
                              env={k: v for k, v in aoenv.env.items() if k != "AO_CONFIG_PATH"})
     assert missing.returncode == 1 and "config\tFAIL" in missing.stdout and "ao config init" in missing.stdout
     assert "git\tok" in missing.stdout  # the checks that need no config still run
+
+
+def test_doctor_tries_the_port_and_a_taken_webhook_port_fails(aoenv):
+    def port_check() -> tuple[int, dict]:
+        run = aoenv.ao("doctor", "--json", env={**aoenv.env, "AO_TEST_HOOK": "s3cret"})
+        return run.returncode, next(c for c in json.loads(run.stdout) if c["check"] == "port")
+
+    port = free_port()
+    set_config(aoenv.config, port=port)
+    assert port_check()[1]["result"] == "ok" and f"127.0.0.1:{port} is free" in port_check()[1]["detail"]
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", port))
+        taken.listen()
+        check = port_check()[1]
+        assert check["result"] == "warn" and "without its dashboard" in check["detail"]
+        data = yaml.safe_load(aoenv.config.read_text())
+        data["projects"]["app"]["scm"]["webhook"] = {"secretEnv": "AO_TEST_HOOK"}
+        aoenv.config.write_text(yaml.safe_dump(data))
+        code, check = port_check()
+        assert code == 1 and check["result"] == "FAIL" and "cannot serve its webhooks" in check["detail"]
+        assert "point the webhook senders there" in check["fix"]
 
 
 # -------------------------------------------------------------------------------------------- logs

@@ -4,6 +4,7 @@ SSE and WebSocket (401 without the token, Host/Origin/CSRF refused, headers, aud
 from __future__ import annotations
 
 import json
+import re
 import stat
 import subprocess
 import sys
@@ -118,6 +119,28 @@ def test_watcher_reads_only_what_changed_and_resumes_from_a_cursor(tmp_path):
     store.archive("app-5", "app", status="cleanup")
     watcher.scan()
     assert "app-5" not in watcher.sessions
+
+
+def test_watcher_names_unreadable_and_quarantined_records(tmp_path, monkeypatch):
+    from ao.web import watcher as watcher_mod
+
+    monkeypatch.setattr(watcher_mod, "POLLER_CHECK", 0.0)  # look for quarantined records on every scan
+    store = SessionStore(tmp_path, log=False)
+    for _ in range(2):
+        store.create("app", "app", status="working")
+    watcher = Watcher(tmp_path, _messages)
+    watcher.scan()
+    assert watcher.problems == [] and watcher.snapshot().problems == []
+    (tmp_path / "projects" / "app" / "sessions" / "app-2.json").write_text("{not json")
+    watcher.scan()
+    assert watcher.problems == ["app-2 (unreadable record)"]
+    assert watcher.ring[-1].kind == "problems"
+    store.list()  # the store sets the file aside
+    watcher.scan()
+    assert watcher.problems == ["app-2 (set aside as corrupt)"] and "app-2" not in watcher.sessions  # named instead
+    seq = watcher.seq
+    watcher.scan()
+    assert watcher.seq == seq  # nothing new: no message
 
 
 # ------------------------------------------------------------------------------------ a real dashboard
@@ -254,9 +277,64 @@ def test_the_stream_pushes_changes_and_resumes_from_the_last_event_id(dash, aoen
     assert reset[-1].get("event") == "reset"
 
 
+def test_the_board_names_corrupt_records_instead_of_hiding_them(dash, aoenv):
+    store = SessionStore(aoenv.data)
+    for _ in range(2):
+        store.create("app", "app", status="working")
+    (aoenv.data / "projects" / "app" / "sessions" / "app-2.json").write_text("{not json")
+    c = dash.client()
+    page = c.get("/").text
+    banner = page.split('id="problems-banner"', 1)[1].split("</div>", 1)[0]
+    assert "hidden" not in banner.split(">", 1)[0] and "app-2 (unreadable record)" in banner
+    assert "ao session ls --problems" in banner
+    assert c.get("/api/board").json()["problems"] == ["app-2 (unreadable record)"]
+    # the command the banner points at lists it (setting it aside), and the banner follows
+    listed = aoenv.ao("session", "ls", "--problems")
+    assert listed.returncode == 0 and "app-2" in listed.stdout, listed.stderr
+    wait_for(lambda: c.get("/api/board").json()["problems"] == ["app-2 (set aside as corrupt)"], timeout=10,
+             what="the banner to say the record was set aside")
+
+
 def test_print_url_prints_the_served_login_url(dash, aoenv):
     run = aoenv.ao("dashboard", "--print-url")
     assert run.returncode == 0 and run.stdout.strip() == dash.url
+    # `ao dashboard` itself prints the login URL to the terminal's stderr, as `ao start` does: never to stdout,
+    # which a user may redirect to a file
+    assert f"ao dashboard: {dash.url}" in dash.log.read_text()
+    assert dash.token not in (aoenv.root / "dashboard.out").read_text()
+    # one dashboard per data dir: a second is refused, and told where the first is
+    again = aoenv.ao("dashboard", "--port", "0", "--no-open")
+    assert again.returncode == 1 and f"served already, at {dash.base}/" in again.stderr
+
+
+def test_a_taken_default_port_moves_the_dashboard_but_never_a_chosen_or_webhook_port(aoenv):
+    import dataclasses
+    import socket
+
+    from ao.errors import AoError
+    from ao.web import server, settings
+
+    cfg = aoenv.load()  # no `port:` in this config
+    with socket.socket() as taken:  # stands for another repository's dashboard on the default port
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        busy = taken.getsockname()[1]
+        chosen = dataclasses.replace(settings.from_config(cfg), port=busy)
+        assert not chosen.port_fixed
+        served = server.DashboardServer(cfg, chosen).start()
+        try:
+            assert served.moved and served.port != busy
+            assert httpx.get(served.url(with_token=False), timeout=5).status_code == 401
+            assert server.print_url(cfg) == served.url()  # the address it really serves on, with its token
+        finally:
+            served.stop()
+        with pytest.raises(AoError, match="no dashboard is serving"):
+            server.print_url(cfg)
+        with pytest.raises(AoError, match=f"127.0.0.1:{busy}: .*choose another port with `port:` in the config"):
+            server.DashboardServer(cfg, dataclasses.replace(chosen, port_fixed=True))  # `port:` or --port chose it
+        with pytest.raises(AoError, match=f"127.0.0.1:{busy}"):
+            server.DashboardServer(cfg, chosen, receiver=object())  # webhook senders are pointed at it
+    assert settings.from_config(cfg, port=0).port_fixed
 
 
 def test_a_non_loopback_host_is_refused_without_tls(aoenv):
@@ -295,9 +373,9 @@ def test_ao_start_serves_the_dashboard_and_webhooks_on_one_port(aoenv):
         assert board["poller"]["running"] is True
     finally:
         proc.terminate()
-        _, err = proc.communicate(timeout=30)
+        out, err = proc.communicate(timeout=30)
     assert proc.returncode == 0, err
-    assert f"ao: dashboard: http://127.0.0.1:{port}/?token=" in err
+    assert f"ao: dashboard: http://127.0.0.1:{port}/?token=" in err and "token=" not in out
 
 
 def test_dashboard_settings_come_from_the_config(aoenv):
@@ -393,3 +471,22 @@ def test_cards_show_usage_and_a_pause():
     s.fact = {"tokens_in": 1_234_567, "tokens_out": 40_000, "cost_usd": 3.1, "paused": True}
     c = card(s, 10.0)
     assert (c["usage"], c["paused"]) == ("1.2M in, 40k out, $3.10", True)
+
+
+def test_the_board_header_shows_each_projects_totals_and_the_prices_date(aoenv):
+    from ao.usage import PRICES_AS_OF
+
+    aoenv.write_config(budget={"project": 50})
+    usage_dir = aoenv.data / "usage"
+    usage_dir.mkdir(parents=True, exist_ok=True)
+    models = {"claude-sonnet-4-5": [1_000_000, 2000, 0, 0, 0.0], "my-local-model": [500, 100, 0, 0, 0.0]}
+    (usage_dir / "app.json").write_text(json.dumps({"version": 1, "sessions": {  # as the poller stores it
+        "app-1": {"agent": "claude-code", "sources": {"t.jsonl": {"offset": 10, "models": models}}}}}))
+    board = start_dashboard(aoenv)
+    try:
+        page = board.client().get("/").text
+    finally:
+        board.stop()
+    usage = re.search(r'id="project-usage"[^>]*>([^<]*)<', page).group(1)
+    assert usage == (f"app: 1M in, 2.1k out, $3.03 of a $50 budget (no price for my-local-model) · "
+                     f"costs at prices as of {PRICES_AS_OF}")

@@ -73,6 +73,41 @@ def test_a_killed_tmux_server_is_reported_as_agent_exited(hooked):
     poller.close()
 
 
+# A TUI agent at a permission dialog: the dialog stays, the timer line above it is redrawn in place.
+REDRAWING_DIALOG = """\
+import sys, time
+sys.stdout.write("\\x1b[2J\\x1b[H\\n\\nBash command\\n  npm test\\nDo you want to proceed?\\n\\u276f 1. Yes\\n  2. No\\n\\n"
+                 "Esc to cancel")
+for n in range(100000):
+    sys.stdout.write(f"\\x1b[s\\x1b[H* Working... {n / 10:.1f}s\\x1b[K\\x1b[u")
+    sys.stdout.flush()
+    time.sleep(0.1)
+"""
+
+
+def test_a_question_that_stays_on_screen_pages_once_however_the_pane_redraws(hooked, tmp_path):
+    script = tmp_path / "dialog.py"
+    script.write_text(REDRAWING_DIALOG)
+    cfg = _config(hooked, agentConfig={"command": f"{sys.executable} {script}", "promptDelivery": "none"})
+    poller = Poller(cfg, console=None)
+    s = poller.manager.spawn(SpawnRequest(project="app", target="12"))
+
+    def pane() -> str:
+        return hooked.tmux("capture-pane", "-p", "-t", f"={s.runtime_handle}:").stdout
+
+    wait_for(lambda: "Do you want to proceed?" in pane() and "Working" in pane(), what="the dialog")
+    fired = []
+    for _ in range(4):
+        before = pane()
+        wait_for(lambda: pane() != before, what="a redraw")  # every cycle sees a pane that changed
+        report = poller.cycle()
+        fired += [a for a in report.actions if a["reaction"] == "agent-needs-input"]
+        assert poller.store.get(s.id).status == "needs_input"
+    assert len(fired) == 1 and fired[0]["ok"], fired
+    assert len(_notified(hooked.receiver, "agent-needs-input")) == 1
+    poller.close()
+
+
 def _push_failing_work(env, session):
     """The agent's part, done from outside: commit a failing CI script on the session's branch and push."""
     ws = session.workspace
@@ -290,21 +325,34 @@ def test_a_signed_webhook_wakes_ao_start_at_once(hooked):
     assert proc.returncode == 0
 
 
-def _decide_both_in_one_cycle(env, poller):
+def _decide_both_in_one_cycle(env, poller, b_project="app", b_target="12"):
     """Session A's CI fails (a message for its agent) and session B's agent is gone (a notification for a
     human), so that one cycle decides both."""
     from ao.plugins.scm import for_project
 
     a = poller.manager.spawn(SpawnRequest(project="app", target="12"))
-    b = poller.manager.spawn(SpawnRequest(project="app", target="12"))  # an issue: exited, not done
+    b = poller.manager.spawn(SpawnRequest(project=b_project, target=b_target))  # an issue: exited, not done
     wait_for(lambda: env.received(a.id) and env.received(b.id), what="the prompts")
     poller.cycle()
     _push_failing_work(env, a)
     scm = for_project(env.load(), env.load().projects["app"])
     wait_for(lambda: scm.view(a.branch).ci == "failing", timeout=20, what="CI to fail")
     env.tmux("kill-session", "-t", f"={b.runtime_handle}")
-    poller.store.update(b.id, "app", meta={**poller.store.get(b.id).meta, "probe_misses": 1})
+    poller.store.update(b.id, b_project, meta={**poller.store.get(b.id, b_project).meta, "probe_misses": 1})
     return a, b
+
+
+def _cycle_dying_while_typing(env, poller, monkeypatch):
+    """A cycle in which ao dies while typing an agent message in; what it left in the outbox."""
+    from ao import executors
+    from ao.outbox import Outbox
+
+    real = executors.AgentExecutor._deliver
+    monkeypatch.setattr(executors.AgentExecutor, "_deliver", lambda self, action: (_ for _ in ()).throw(KeyboardInterrupt))
+    with pytest.raises(KeyboardInterrupt):
+        poller.cycle()
+    monkeypatch.setattr(executors.AgentExecutor, "_deliver", real)
+    return [r.notification for r in Outbox.from_config(env.load(), console=None).records()]
 
 
 def test_a_notification_decided_beside_an_agent_message_survives_a_crash_while_typing(hooked, monkeypatch):
@@ -314,16 +362,7 @@ def test_a_notification_decided_beside_an_agent_message_survives_a_crash_while_t
     hooked.receiver.mode = "fail"  # nothing is delivered before the crash: only the outbox can have it
     poller = Poller(cfg, console=None)
     a, b = _decide_both_in_one_cycle(hooked, poller)
-    from ao import executors
-
-    real = executors.AgentExecutor._deliver
-    monkeypatch.setattr(executors.AgentExecutor, "_deliver", lambda self, action: (_ for _ in ()).throw(KeyboardInterrupt))
-    with pytest.raises(KeyboardInterrupt):
-        poller.cycle()
-    monkeypatch.setattr(executors.AgentExecutor, "_deliver", real)
-    from ao.outbox import Outbox
-
-    queued = [r.notification for r in Outbox.from_config(hooked.load(), console=None).records()]
+    queued = _cycle_dying_while_typing(hooked, poller, monkeypatch)
     assert [(n.type, n.session) for n in queued] == [("agent-exited", b.id)]
     # the situation passes before the restart: B is cleaned up, so nothing would decide agent-exited again
     poller.store.archive(b.id, "app", status="cleanup")
@@ -337,6 +376,51 @@ def test_a_notification_decided_beside_an_agent_message_survives_a_crash_while_t
     errors = [x["error"] for r in reports for x in r.actions if x["reaction"] == "ci-failed" and x["action"] != "escalate"]
     assert len(errors) == 3 and "not typing it again" in errors[0]
     assert [x["action"] for r in reports for x in r.actions][-1] == "escalate"
+    assert len(_notified(hooked.receiver, "agent-exited")) == 1
+    restarted.close()
+
+
+def _second_project(env, name="beta"):
+    """Another project in the config, with a repository and origin of its own; sorted after "app", so its
+    decisions come after app's."""
+    import yaml
+
+    origin, path = env.root / f"{name}.git", env.root / name
+    subprocess.run(["git", "init", "-q", "--bare", "-b", "main", str(origin)], check=True)
+    subprocess.run(["git", "clone", "-q", str(origin), str(path)], check=True, capture_output=True)
+    (path / "issues").mkdir()
+    (path / "issues" / "7.md").write_text("# Fix the logo\n")
+    git("add", "-A", cwd=path)
+    git("commit", "-q", "-m", "initial", cwd=path)
+    git("push", "-q", "origin", "HEAD:main", cwd=path)
+    data = yaml.safe_load(env.config.read_text())
+    data["projects"][name] = {**data["projects"]["app"], "path": str(path), "sessionPrefix": name,
+                              "scm": {"plugin": "local", "ci": "true"}}
+    env.config.write_text(yaml.safe_dump(data))
+    return env.load()
+
+
+def test_a_notification_decided_in_another_project_survives_a_crash_while_typing(hooked, monkeypatch):
+    """Exactly once across projects: every project's decisions are durable before any project's are executed.
+    App's agent message is being typed in when ao dies; beta's notification, decided in the same cycle, is
+    already in the outbox (before: beta was not even evaluated), and goes out once after the restart although
+    the situation has passed by then."""
+    _config(hooked, scm={"plugin": "local", "ci": "sh ci.sh"})
+    cfg = _second_project(hooked)
+    hooked.receiver.mode = "fail"  # nothing is delivered before the crash: only the outbox can have it
+    poller = Poller(cfg, console=None)
+    a, b = _decide_both_in_one_cycle(hooked, poller, "beta", "7")
+    queued = _cycle_dying_while_typing(hooked, poller, monkeypatch)
+    # beta's only session has ended, so beta is complete too
+    assert sorted((n.type, n.project, n.session or "") for n in queued) == [("agent-exited", "beta", b.id),
+                                                                             ("all-complete", "beta", "")]
+    poller.store.archive(b.id, "beta", status="cleanup")  # the situation passes before the restart
+    hooked.receiver.mode = "ok"
+    restarted = Poller(hooked.load(), console=None, clock=lambda: time.time() + 10)
+    restarted.cycle()
+    got = wait_for(lambda: _notified(hooked.receiver, "agent-exited"), what="the notification after the restart")
+    assert [n["session"] for n in got] == [b.id]
+    restarted.cycle()
     assert len(_notified(hooked.receiver, "agent-exited")) == 1
     restarted.close()
 

@@ -41,8 +41,9 @@ class World:
     sid: str = ""
     reports: list[Any] = field(default_factory=list)
 
-    def configure(self, reactions: dict | None = None, webhook: bool = False) -> Any:
-        scm: dict[str, Any] = {"plugin": "github", "baseUrl": self.fake.url}
+    def configure(self, reactions: dict | None = None, webhook: bool = False, scm_settings: dict | None = None
+                  ) -> Any:
+        scm: dict[str, Any] = {"plugin": "github", "baseUrl": self.fake.url, **(scm_settings or {})}
         if webhook:
             scm["webhook"] = {"secretEnv": SECRET_ENV}
         extra: dict[str, Any] = {"repo": "acme/app", "scm": scm, "tracker": {"plugin": "local"}}
@@ -424,6 +425,53 @@ def test_a_change_request_blocks_auto_merge_even_with_a_null_review_decision(wor
     world.fake.review(pr, "bob", "APPROVED")
     world.cycle()
     assert [(m.status, m.body["sha"]) for m in _merges(world)] == [(200, head)] and pr.state == "MERGED"
+
+
+def test_a_repository_renamed_mid_run_still_auto_merges(world):
+    """Case 3. The repository is renamed while ao watches it (the config still says acme/app): REST answers
+    301 to /repositories/ID. ao follows on the same host, remembers the new place, and the auto-merge goes
+    through there, with the observed head pinned."""
+    world.configure(reactions=AUTO_MERGE)
+    sid = world.spawn()
+    pr = world.fake.add_pr(BRANCH, checks=[Run("test", status="IN_PROGRESS", conclusion=None)])
+    world.fake.review(pr, "alice", "APPROVED")
+    world.cycle()
+    assert world.fact()["ci"] == "pending" and pr.state == "OPEN"
+    world.fake.rename("acme", "app-renamed")
+    pr.checks[0].status, pr.checks[0].conclusion = "COMPLETED", "SUCCESS"
+    head = pr.head_sha
+    for _ in range(3):  # every cycle asserts it had no error: the 301s are no failure
+        if pr.state == "MERGED":
+            break
+        world.cycle()
+    moved = f"/repositories/{world.fake.repo_id}"
+    assert pr.state == "MERGED" and _merges(world) == []  # never at the old name
+    assert [(m.status, m.body) for m in world.fake.requests_to(f"PUT {moved}/pulls/{pr.number}/merge")] == [
+        (200, {"sha": head, "merge_method": "squash"})]
+    assert [r.status for r in world.fake.requests_to("GET /repos/acme/app/pulls")] == [200, 301]  # once
+    world.cycle()
+    assert _events(world.reports[-1:], "merge.completed", sid)
+
+
+def test_a_trusted_logins_change_request_reaches_the_agent(world):
+    """Org members can show as CONTRIBUTOR (a private membership): scm.trustedLogins trusts carol by login, so
+    her change request and her thread reach the agent and block the merge; dave, with the same association
+    and not listed, is never forwarded."""
+    world.configure(reactions=AUTO_MERGE, scm_settings={"trustedLogins": ["Carol"]})
+    world.spawn()
+    pr = world.fake.add_pr(BRANCH, checks=[Run("test")])
+    world.fake.review(pr, "carol", "CHANGES_REQUESTED", body=REVIEW_BODY, association="CONTRIBUTOR")
+    world.fake.add_thread(pr, Thread(TRUSTED_BODY, author="carol", association="CONTRIBUTOR", path="app/health.py"))
+    world.fake.add_thread(pr, Thread(UNTRUSTED_BODY, author="dave", association="CONTRIBUTOR"))
+    for _ in range(3):
+        world.cycle()
+    fact = world.fact()
+    assert (fact["review"], fact["human_comments"], fact["mergeable"]) == ("changes_requested", 2, False)
+    asks = wait_for(lambda: world.agent_got(REVIEW_FIX), what="carol's review")
+    assert REVIEW_BODY in asks[0] and TRUSTED_BODY in asks[0] and "carol" in asks[0]
+    assert len(world.agent_got(REVIEW_FIX)) == 1 and pr.state == "OPEN" and _merges(world) == []
+    everything = "\n".join(world.texts())
+    assert "evil.example" not in everything and "dave" not in everything
 
 
 def test_an_approval_of_an_earlier_commit_does_not_merge_the_head(world):

@@ -1,6 +1,8 @@
 """A standing guard (issue 13): property-based fuzzing of what users write. Whatever a config file, a rule file
 or a rule test holds, ao answers with a clear error (AoError, positioned) or a working result: never another
-exception (a traceback), and never a hang (hypothesis' deadline).
+exception (a traceback), and never a hang: hypothesis' deadline fails an example that ends late, and
+:func:`bounded` (SIGALRM) fails one that would never end. A hang in C code that holds the GIL (a backtracking
+``re``) cannot be interrupted from Python: pytest's ``faulthandler_timeout`` (pyproject.toml) dumps its stacks.
 
 Mutated configs start from a valid one and replace, add or delete values at random paths with hostile values:
 huge numbers, durations like 110000d, backtracking regexes, control characters and NUL bytes, ${VAR}s,
@@ -10,7 +12,9 @@ deep nesting. Raw documents are arbitrary text. Rule files get random condition 
 from __future__ import annotations
 
 import copy
+import functools
 import os
+import signal
 from datetime import timedelta
 from pathlib import Path
 
@@ -28,6 +32,33 @@ EXAMPLES = int(os.environ.get("AO_FUZZ_EXAMPLES", "150"))  # per property; READM
 FUZZ = settings(max_examples=EXAMPLES, deadline=timedelta(seconds=5), derandomize=False,
                 suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
                 database=None)
+
+EXAMPLE_SECONDS = 20.0  # far past the deadline: only a hang reaches it
+
+
+class Hang(Exception):
+    pass
+
+
+def bounded(seconds: float):
+    """Run each example under a SIGALRM bound, so that a hang fails the example (hypothesis reports and
+    shrinks it) rather than stalling the suite: the deadline only judges an example once it has ended."""
+    def wrap(test):
+        @functools.wraps(test)
+        def run(*args, **kwargs):
+            def hang(signum, frame):
+                raise Hang(f"one example ran for more than {seconds:g} s")
+
+            previous = signal.signal(signal.SIGALRM, hang)
+            signal.setitimer(signal.ITIMER_REAL, seconds)
+            try:
+                return test(*args, **kwargs)
+            finally:
+                signal.setitimer(signal.ITIMER_REAL, 0)
+                signal.signal(signal.SIGALRM, previous)
+        return run
+    return wrap
+
 
 BASE = {
     "pollInterval": "10s",
@@ -103,6 +134,7 @@ def _load(path: Path):
 
 @FUZZ
 @given(data=st.data())
+@bounded(EXAMPLE_SECONDS)
 def test_mutated_configs_never_give_a_traceback_or_hang(tmp_path_factory, data):
     folder = tmp_path_factory.mktemp("fuzz")
     doc = copy.deepcopy(BASE)
@@ -128,6 +160,7 @@ def test_mutated_configs_never_give_a_traceback_or_hang(tmp_path_factory, data):
                      st.sampled_from([b"a: &x [*x]", b"a: &a\n  b: *a", b"[" * 5000, b"{a: " * 3000,
                                       b"projects: !!python/object:os.system x", b"\xff\xfe", b"projects:\n\tapp: x",
                                       b"a: " + b"&x [" * 50 + b"]" * 50])))
+@bounded(EXAMPLE_SECONDS)
 def test_raw_documents_never_give_a_traceback_or_hang(tmp_path_factory, raw):
     path = tmp_path_factory.mktemp("raw") / "agent-orchestrator.yaml"
     path.write_bytes(raw)
@@ -150,6 +183,7 @@ def _conditions(depth: int):
 
 @FUZZ
 @given(when=_conditions(4), occurrence=st.one_of(FIELDS, SCALARS))
+@bounded(EXAMPLE_SECONDS)
 def test_random_rule_files_never_give_a_traceback_or_hang(tmp_path_factory, when, occurrence):
     from ao import engine, facts
 
@@ -171,3 +205,19 @@ def test_random_rule_files_never_give_a_traceback_or_hang(tmp_path_factory, when
         with engine.Engine(compiled) as e:
             fact = facts.complete({"session": "app-1", "project": "app", "branch": "hotfix/" + "a" * 60 + "b"}, 0, 600)
             e.evaluate([fact], 0)
+
+
+def test_a_hanging_example_fails_instead_of_stalling_the_suite():
+    @settings(max_examples=1, deadline=None, database=None)
+    @given(x=st.just(0))
+    @bounded(0.2)
+    def hangs(x):
+        while True:
+            pass
+
+    with pytest.raises(Hang):
+        hangs()
+
+
+def test_a_hung_test_dumps_its_stacks(pytestconfig):
+    assert float(pytestconfig.getini("faulthandler_timeout")) > 0

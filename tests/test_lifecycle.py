@@ -72,3 +72,55 @@ def test_a_failed_agent_send_is_reported_and_retried_later(aoenv):
     wait_for(lambda: manager.runtime("tmux").capture(s.runtime_handle).strip(), what="the agent to draw")
     assert AgentExecutor(manager, journal).execute(action).ok
     wait_for(lambda: any(m["text"] == "please fix" for m in aoenv.received(s.id)), what="the retried message")
+
+
+class _Act:
+    """A pause or kill executor that records what it was asked to do."""
+
+    def __init__(self) -> None:
+        self.done: list[str] = []
+
+    def execute(self, action: Action):
+        from ao.actions import Outcome
+
+        self.done.append(action.session)
+        return Outcome(True)
+
+
+def _executors(tmp_path, comments=None):
+    from ao.executors import Executors
+    from ao.outbox import NotifyExecutor, Outbox
+
+    outbox = Outbox(tmp_path, {}, console=None)
+    return Executors(agent=AgentExecutor(None, Journal(tmp_path)), notify=NotifyExecutor(outbox), merge=None,
+                     comment=None if comments is None else comments.append, pause=_Act(), kill=_Act()), outbox
+
+
+def test_a_kill_is_journalled_when_decided_and_finished_with_its_notice_exactly_once_after_a_crash(tmp_path):
+    executors, outbox = _executors(tmp_path)
+    kill = Action(project="app", session="app-1", reaction="issue-closed", action="kill", priority="warning",
+                  notifiers=("log",), title="app-1: issue 12 is closed", text="The session was killed.",
+                  occurrence="closed", reason="triggered", attempt=1)
+    assert executors.prepare(kill, 0) is None  # decided: durable, nothing done yet
+    assert Journal(tmp_path).state(action_id(kill)) == "decided" and executors.kill.done == []
+    assert outbox.records() == []
+    # ao dies here; a restart finds the decision unsettled and finishes it: the act, then the notice
+    restarted, outbox = _executors(tmp_path)
+    (aid, entry), = restarted.agent.journal.unsettled()
+    assert aid == action_id(kill) and entry["action"]["action"] == "kill"
+    assert restarted.execute(kill).ok and restarted.kill.done == ["app-1"]
+    assert [(r.notification.type, r.notification.body) for r in outbox.records()] == [
+        ("issue-closed", "The session was killed.")]
+    assert restarted.agent.journal.unsettled() == []
+    # the same decision again (the ledger did not hear of it before a crash): nothing is done twice
+    assert restarted.execute(kill).ok and restarted.kill.done == ["app-1"] and len(outbox.records()) == 1
+
+
+def test_a_notifications_pr_comment_is_posted_when_executed_not_while_deciding(tmp_path):
+    comments: list[Action] = []
+    executors, outbox = _executors(tmp_path, comments)
+    note = Action(project="app", session="app-1", reaction="agent-exited", action="notify", priority="urgent",
+                  notifiers=("log",), title="app-1 exited", text="", occurrence="x", reason="triggered", attempt=1)
+    prepared = executors.prepare(note, 0)
+    assert prepared.ok and len(outbox.records()) == 1 and comments == []  # queued; no network call yet
+    assert executors.finish(note, prepared).ok and comments == [note]

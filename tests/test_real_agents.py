@@ -9,7 +9,9 @@ kill|restore``. Issue 11's contract, for every agent:
   meanwhile is held with the dialog untouched, and delivered once after the human answers;
 * a rate limit gives ``blocked``;
 * an exit gives ``exited``, and restore resumes the conversation;
-* kill leaves no process behind (checked after every test that reaches its end, too).
+* kill leaves no process behind (checked after every test that reaches its end, too);
+* every permission mode launches and reaches the model, and ``trustWorkspace`` lets Claude Code and Codex
+  start in a clone workspace (a clone, unlike a worktree, inherits no trust).
 
 Locally a CLI that is not installed skips its tests; under CI (``CI`` set) they fail.
 """
@@ -205,6 +207,45 @@ def test_restore_with_nothing_to_resume_starts_afresh_with_the_prompt(real):
     assert run.returncode == 0, run.stderr
     real.model.wait(lambda m: answered(real), START_TIMEOUT, "the prompt, after the restore")
     told_once_and_whole(real, prompt)
+    finish(real, sid)
+
+
+# opencode has a flag for skip only (--auto), and is slow to start: that one mode
+PERMISSION_MODES = [(agent, mode) for agent in ("claude-code", "codex", "aider")
+                    for mode in ("skip", "auto-edit", "plan")] + [("opencode", "skip")]
+
+
+@pytest.mark.parametrize("real, mode", PERMISSION_MODES, indirect=["real"])
+def test_every_permission_mode_starts_and_reaches_the_model(real, mode):
+    """Each mode's launch flags work with the installed CLI (Codex's old --full-auto exited 2; Claude's bypass
+    flag as root exited at once, and its first use asks a question): the prompt reaches the model and is
+    answered. The default mode is what every other test runs."""
+    write_config(real, agentConfig={**_agent_config(real), "permissions": mode})
+    sid = spawn(real)
+    prompt = real.record(sid).prompt
+    real.model.wait(lambda m: answered(real), START_TIMEOUT, f"the first answer with permissions: {mode}")
+    told_once_and_whole(real, prompt)
+    row = real.status(sid)
+    assert (row["status"], row["activity"]) != ("needs_input", "waiting_input"), row
+    finish(real, sid)
+
+
+@pytest.mark.parametrize("trust", [True, False], ids=["trustWorkspace", "untrusted"])
+@pytest.mark.parametrize("real", ["claude-code", "codex"], indirect=True)
+def test_trust_workspace_lets_the_agent_start_in_a_clone(real, trust):
+    """A clone workspace is a new folder the CLI has never trusted (a worktree inherits the project's trust):
+    without ``trustWorkspace`` the trust dialog holds the prompt and reads as needs_input; with it the prompt
+    reaches the model."""
+    write_config(real, workspace="clone", agentConfig={**_agent_config(real), "trustWorkspace": trust})
+    sid = spawn(real)
+    prompt = real.record(sid).prompt
+    if trust:
+        real.model.wait(lambda m: answered(real), START_TIMEOUT, "the first answer in a trusted clone")
+        told_once_and_whole(real, prompt)
+    else:
+        real.wait_status(sid, lambda r: r["status"] == "needs_input", START_TIMEOUT, "the trust dialog")
+        assert re.search(r"trust", real.pane(sid), re.IGNORECASE), real.pane(sid)
+        assert real.model.turns() == []
     finish(real, sid)
 
 

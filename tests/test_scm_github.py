@@ -807,6 +807,34 @@ def test_more_than_a_page_of_checks_threads_and_reviewers_is_read_in_full(gh):
     assert len(queries) == 3 and max(q.cost for q in queries) <= 30  # the batch, then two rounds of next pages
 
 
+def test_reviews_that_changed_between_their_pages_are_no_approval(gh):
+    pr = gh.fake.add_pr("feat-a", checks=[Run("build")])
+    for i in range(60):
+        gh.fake.review(pr, f"reviewer-{i}", "APPROVED")
+    s = gh.scm()
+    # reviewer-0 (on the page already read) changes their mind before the second page is read
+    gh.fake.between_queries(lambda: gh.fake.review(pr, "reviewer-0", "CHANGES_REQUESTED", body="no"))
+    view = gh.cycle(s, ["feat-a"])["feat-a"]
+    assert view.review == "pending" and "could not all be read" in view.review_note and not view.mergeable
+    assert gh.cycle(s, ["feat-a"])["feat-a"].review == "changes_requested"
+
+
+def test_reviews_longer_than_a_cycle_reads_are_no_approval_and_read_again(gh, monkeypatch):
+    from ao.plugins.scm import github
+
+    monkeypatch.setattr(github, "MORE_ROUNDS", 1)
+    pr = gh.fake.add_pr("feat-a", checks=[Run("build")])
+    for i in range(120):
+        gh.fake.review(pr, f"reviewer-{i}", "CHANGES_REQUESTED" if i == 110 else "APPROVED")
+    s = gh.scm()
+    view = gh.cycle(s, ["feat-a"])["feat-a"]
+    assert len(view.reviews) == 100 and view.review == "pending" and not view.mergeable
+    monkeypatch.setattr(github, "MORE_ROUNDS", 2)
+    view = gh.cycle(s, ["feat-a"])["feat-a"]  # nothing changed on GitHub, yet not settled: read again
+    assert "POST /graphql 200" in methods(gh.fake)
+    assert len(view.reviews) == 120 and view.review == "changes_requested"
+
+
 def test_a_stale_check_run_is_not_pending_for_ever(gh):
     gh.fake.add_pr("feat-a", checks=[Run("build"), Run("e2e", conclusion="STALE")])
     s = gh.scm()

@@ -78,6 +78,30 @@ def test_the_local_ci_command_gets_no_secret(secret_env, tmp_path):
     assert SECRET not in dump.read_text() and not set(SECRET_NAMES) & set(seen)
 
 
+def test_git_in_an_agents_workspace_runs_no_planted_command_and_gets_no_secret(secret_env, tmp_path):
+    """A clone workspace's config is the agent's: ao's git there runs no fsmonitor command or hook it names,
+    and what git still runs (a filter driver or an alias) gets the agent environment; in the user's own
+    checkout ao's git keeps ao's."""
+    from ao import git as ao_git
+
+    git("init", "-q", cwd=tmp_path)
+    hook = tmp_path / "hook.sh"
+    hook.write_text(f"#!/bin/sh\necho \"$0\" >> {tmp_path}/ran\n")
+    hook.chmod(0o755)
+    (tmp_path / "hooks").mkdir()
+    (tmp_path / "hooks" / "post-index-change").symlink_to(hook)
+    git("config", "core.fsmonitor", str(hook), cwd=tmp_path)
+    git("config", "core.hooksPath", str(tmp_path / "hooks"), cwd=tmp_path)
+    ao_git.run(["status", "--porcelain"], tmp_path, untrusted=True)
+    assert not (tmp_path / "ran").exists()
+    show_env = ["-c", "alias.show-env=!env", "show-env"]
+    seen = ao_git.run(show_env, tmp_path, untrusted=True)
+    assert "PATH=" in seen and SECRET not in seen
+    assert SECRET in ao_git.run(show_env, tmp_path)
+    ao_git.run(["status", "--porcelain"], tmp_path)
+    assert (tmp_path / "ran").exists()  # the plant works: the user's own git runs it
+
+
 def test_environment_builders():
     ao_env = {"PATH": "/bin", "HOME": "/h", "LC_ALL": "C", "GITHUB_TOKEN": "x", "MY_A": "1", "MY_B": "2",
               "SSH_AUTH_SOCK": "/s", "OTHER": "o"}

@@ -127,6 +127,10 @@ def test_restore_after_the_agent_exits(aoenv):
     run = aoenv.ao("session", "restore", s.id)
     assert run.returncode == 0, run.stderr
     wait_for(lambda: manager.runtime("tmux").probe([s.runtime_handle])[s.runtime_handle].alive, what="restart")
+    # the scripted agent drops what was typed before it reads input (raw mode is set with TCSAFLUSH), and the
+    # generic agent has no input box for ao to wait for: wait for its prompt, as a user would
+    wait_for(lambda: "ready (pid" in aoenv.tmux("capture-pane", "-p", "-t", f"={s.runtime_handle}:").stdout,
+             what="the restarted agent's prompt")
     restored = manager.store.get(s.id)
     assert restored.status == "working" and "restored_at" in restored.meta
     manager.send(s.id, "after restore")
@@ -205,6 +209,69 @@ def test_cleanup_keeps_a_finished_task_with_unpushed_commits_and_skips_the_orche
     assert [(d.session.id, d.action) for d in done] == [(orchestrator.id, "clean")]
     assert (aoenv.project / "scratch.txt").exists() and aoenv.project.is_dir()  # the checkout is untouched
     assert manager.store.get(task.id).status == "done" and os.path.isdir(task.workspace)
+
+
+def test_cleanup_runs_no_command_an_agent_planted_in_its_workspaces_git(aoenv):
+    """A sandboxed agent owns its workspace, .git included: it can point .git at a repository of its own
+    whose config names an fsmonitor command, hooks and a filter driver (which `git status` runs on a file
+    whose index entry is stale). ao's git there must run none of them."""
+    import shutil
+
+    manager = aoenv.manager()
+    task = spawn(aoenv, "plant a command")
+    manager.kill(task.id)
+    ws, marks = Path(task.workspace), aoenv.root / "marks"
+    marks.mkdir()
+    own = ws / ".agent-git"
+    shutil.copytree(aoenv.project / ".git", own)  # its index describes the project's checkout: stale here
+    (ws / ".git").write_text(f"gitdir: {own}\n")
+    hook = ws / "hook.sh"
+    hook.write_text(f"#!/bin/sh\necho \"$0\" >> {marks}/ran\ncat\n")
+    hook.chmod(0o755)
+    git("config", "core.fsmonitor", str(hook), cwd=ws)
+    git("config", "core.hooksPath", str(ws / "hooks"), cwd=ws)
+    git("config", "filter.spy.clean", str(hook), cwd=ws)
+    (ws / "hooks").mkdir()
+    shutil.copy(hook, ws / "hooks" / "post-index-change")
+    (ws / ".gitattributes").write_text("README.md filter=spy\n")
+    (ws / "notes.txt").write_text("not committed")
+    index = (own / "index").read_bytes()
+    git("status", "--porcelain", cwd=ws)  # the plant works: the user's own git runs it
+    assert len((marks / "ran").read_text().splitlines()) >= 2
+    (marks / "ran").unlink()
+    (own / "index").write_bytes(index)
+
+    plan = {i.session.id: i for i in manager.cleanup_plan()}
+    assert plan[task.id].action == "keep" and "uncommitted" in plan[task.id].reason
+    assert not (marks / "ran").exists()
+
+
+def test_the_launch_script_is_made_executable_without_following_a_link(aoenv, monkeypatch, tmp_path):
+    """The run folder is a sandboxed agent's to write: a link it swaps in for restore.sh just after ao wrote
+    it must not make ao change the mode of the file it points at."""
+    from types import SimpleNamespace
+
+    from ao import ledger
+    from ao.plugins.agent import LaunchContext
+
+    outside = tmp_path / "outside"
+    outside.write_text("the user's own file\n")
+    outside.chmod(0o600)
+    write = ledger.atomic_write
+
+    def write_then_swap(path, text, *args):
+        write(path, text, *args)
+        if path.name == "restore.sh":  # the agent wins the race
+            path.unlink()
+            path.symlink_to(outside)
+
+    monkeypatch.setattr(ledger, "atomic_write", write_then_swap)
+    run_dir = tmp_path / "run"
+    ctx = LaunchContext(session_id="app-1", workspace=tmp_path, prompt_file=run_dir / "prompt.md", settings={},
+                        resume=True, run_dir=run_dir)
+    stub = SimpleNamespace(prepare=lambda ctx: None, launch_command=lambda ctx: "true")
+    aoenv.manager()._write_launch(run_dir, tmp_path, stub, ctx, "Fix it")
+    assert outside.stat().st_mode & 0o777 == 0o600
 
 
 # ------------------------------------------------------------------------------------- bad input

@@ -91,6 +91,13 @@ def test_list_sorts_by_number_not_text(store):
     assert [s.id for s in store.list()][-3:] == ["app-9", "app-10", "app-11"]
 
 
+def test_an_agents_signals_count_from_its_last_launch():
+    """A restore relaunches the agent: what its run folder logged before (Claude's SessionEnd) is the old one's."""
+    assert Session(id="app-1", project="app", created_at=100.0).launched_at == 100.0
+    assert Session(id="app-1", project="app", created_at=100.0, meta={"restored_at": 500.0}).launched_at == 500.0
+    assert Session(id="app-1", project="app", created_at=100.0, meta={"restored_at": "x"}).launched_at == 100.0
+
+
 def test_round_trip_keeps_unknown_keys_and_version(store, data):
     store.create("app", "app", ledgers={"ci-failed": Entry(attempts=1, occurrence="a1").to_dict()})
     path = data / "projects" / "app" / "sessions" / "app-1.json"
@@ -593,3 +600,24 @@ def test_rules_explain_unknown_or_unobserved_session(tmp_path, data):
     assert run.returncode == 0, run.stderr
     rows = {r["reaction"]: r for r in json.loads(run.stdout)["reactions"]}
     assert rows["ci-failed"]["ledger"]["occurrence"] == "z"
+
+
+def test_an_atomic_write_fsyncs_the_file_then_its_directory(tmp_path, monkeypatch):
+    """The rename is durable too: without an fsync of the directory a power cut can bring back the old file."""
+    import stat
+
+    from ao.ledger import atomic_write
+
+    synced = []
+    real = os.fsync
+
+    def fsync(fd):
+        st = os.fstat(fd)
+        synced.append(("dir" if stat.S_ISDIR(st.st_mode) else "file", st.st_ino))
+        real(fd)
+
+    monkeypatch.setattr(os, "fsync", fsync)
+    path = tmp_path / "journal" / "x.json"
+    atomic_write(path, "one\n")
+    assert synced == [("file", path.stat().st_ino), ("dir", path.parent.stat().st_ino)]
+    assert path.read_text() == "one\n"

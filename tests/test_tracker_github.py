@@ -118,3 +118,26 @@ def test_a_transferred_issue_is_followed_to_its_new_repository(fake, tmp_path):
     t.close(str(issue.number))
     assert fake.elsewhere[777][1][number].state == "closed"
     assert [(r.method, r.status) for r in fake.log[2:]] == [("PATCH", 301), ("PATCH", 200)]
+
+
+def test_blocked_by_dependencies_hold_an_issue_while_a_blocker_is_open(fake, tmp_path):
+    done = fake.add_issue("Shipped", state="closed", labels=["ao"])
+    base = fake.add_issue("Base work", labels=["ao"])
+    blocked = fake.add_issue("Needs the base", labels=["ao"], blocked_by=[base.number, done.number])
+    only_done = fake.add_issue("Needed what shipped", labels=["ao"], blocked_by=[done.number])
+    free = fake.add_issue("Free", labels=["ao"])
+    t = make(fake, tmp_path)
+    t.pickup({"label": "ao"})  # the issue objects carry issue_dependencies_summary: open blockers counted
+    fake.clear_log()
+    ids = [str(i.number) for i in (blocked, only_done, free)]
+    got = t.status(ids)
+    assert {i: s.blocked_by for i, s in got.items()} == {ids[0]: [f"#{base.number}"], ids[1]: [], ids[2]: []}
+    # the list is asked for only where the summary counted an open blocker
+    assert [r.path.split("?")[0] for r in fake.log if not r.graphql] == [
+        f"/repos/acme/app/issues/{blocked.number}/dependencies/blocked_by"]
+    base.state = "closed"
+    assert t.status([ids[0]])[ids[0]].blocked_by == []
+    # an issue never read through REST (queued by hand): its summary is unknown, so the list is asked
+    fresh = github_tracker.plugin(project_path=tmp_path, settings={"repo": "acme/app", "baseUrl": fake.url})
+    base.state = "open"
+    assert fresh.status([ids[0]])[ids[0]].blocked_by == [f"#{base.number}"]

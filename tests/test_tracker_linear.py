@@ -84,6 +84,21 @@ def test_the_list_follows_linears_pages(linear, tmp_path):
     assert [r["variables"]["after"] is None for r in pages] == [True, False, False]
 
 
+def test_pickup_follows_linears_pages_for_filters_and_views(linear, tmp_path):
+    for n in range(10, 140):
+        linear.add_issue(f"ENG-{n}", f"Issue {n}", labels=("ao",), state="completed" if n == 139 else "unstarted")
+    linear.views["view-1"] = [f"ENG-{n}" for n in range(10, 140)]
+    t = make(tmp_path)
+    picked = [i.id for i in t.pickup({"label": "ao"})]
+    assert len(picked) == 129 == len(set(picked)) and "ENG-139" not in picked
+    viewed = [i.id for i in t.pickup({"view": "view-1"})]
+    assert viewed == [f"ENG-{n}" for n in range(10, 139)]  # the closed one is not work
+    pages = [r for r in linear.requests if r["operation"] in ("AoIssues", "AoViewIssues")]
+    assert [(r["operation"], r["variables"]["after"] is None) for r in pages] == [
+        ("AoIssues", True), ("AoIssues", False), ("AoIssues", False),
+        ("AoViewIssues", True), ("AoViewIssues", False), ("AoViewIssues", False)]
+
+
 def test_comment_and_close(linear, tmp_path):
     t = make(tmp_path)
     t.comment("ENG-1", "PR merged: local:app#1")

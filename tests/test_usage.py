@@ -162,6 +162,16 @@ def test_tracker_keeps_offsets_across_restarts_and_totals_include_sessions_gone_
     assert restarted.totals("app") == {"tokens_in": 1_000_000, "tokens_out": 101_000, "cost_usd": 4.515}
 
 
+def test_tracker_reads_the_transcripts_of_a_workspace_past_claudes_folder_name_limit(tmp_path):
+    loc = Locations(claude=tmp_path / ".claude", codex=tmp_path / ".codex", opencode=tmp_path / "oc.db")
+    ws = tmp_path / ("a" * 120) / ("b" * 120)
+    t = ClaudeTranscript(loc.claude, ws)
+    t.assistant(input=1_000_000, output=0, blocks=1)
+    assert len(t.path.parent.name) == 200 + 1 + len(t.path.parent.name.rsplit("-", 1)[1])
+    tracker = UsageTracker(_config(tmp_path), loc)
+    assert tracker.observe([_session("app-1", ws)], now=0)["app-1"]["cost_usd"] == 3.0
+
+
 def test_tracker_reads_an_ended_session_once_more_then_never_again(tmp_path, monkeypatch):
     loc = Locations(claude=tmp_path / ".claude", codex=tmp_path / ".codex", opencode=tmp_path / "oc.db")
     t = ClaudeTranscript(loc.claude, tmp_path / "ws")

@@ -190,3 +190,93 @@ def test_a_drip_fed_request_is_cut_off_at_the_deadline(tmp_path, monkeypatch):
         assert post(base, PR_EVENT, delivery="after").status_code == 202
     finally:
         srv.stop()
+
+
+# ------------------------------------------- the same attacks on the server `ao start` runs (WebhookApp)
+
+@pytest.fixture
+def served(aoenv, monkeypatch):
+    """What `ao start` serves webhooks through: the dashboard's server (uvicorn) with the webhook receiver on
+    its port (``ao.web.server.WebhookApp``), built as ``ao.cli.poll_cmd`` builds it. Yields (base URL, calls)."""
+    from dataclasses import replace
+
+    from ao.web import server, settings
+    from ao.webhook import WebhookReceiver
+
+    monkeypatch.setattr(server, "REQUEST_DEADLINE", 0.6)
+    cfg = aoenv.load()
+    calls: list[tuple[str, str, list[str]]] = []
+    receiver = WebhookReceiver([Hook("app", "/webhooks/app", SECRET, 1 << 20)],
+                               lambda *call: calls.append(call), data_dir=cfg.data_dir)
+    srv = server.DashboardServer(cfg, replace(settings.from_config(cfg), host="127.0.0.1", port=0),
+                                 receiver=receiver).start()
+    try:
+        yield f"http://127.0.0.1:{srv.port}", calls
+    finally:
+        srv.stop()
+
+
+def test_ao_starts_server_marks_an_id_only_once_signature_and_body_are_accepted(served):
+    base, calls = served
+    assert post(base, PR_EVENT, delivery="d-forged", signature=sign(PR_EVENT, b"wrong")).status_code == 401
+    assert post(base, b'{"pull_request": ', delivery="d-broken").status_code == 400
+    r = post(base, b"[" * 30_000 + b"]" * 30_000, delivery="d-deep")
+    assert r.status_code == 400 and "nested too deeply" in r.text
+    for delivery in ("d-forged", "d-broken", "d-deep"):  # the real deliveries with those ids still count
+        assert post(base, PR_EVENT, delivery=delivery).status_code == 202
+    assert [c[0] for c in calls] == ["app"] * 3
+
+
+def test_ao_starts_server_prints_nothing_when_a_client_hangs_up_mid_request(served, capfd):
+    import socket
+
+    base, calls = served
+    host, port = base.rsplit("/", 1)[1].split(":")
+    for _ in range(3):
+        with socket.create_connection((host, int(port))) as sock:
+            sock.sendall(b"POST /webhooks/app HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Length: 1000\r\n"
+                         b"X-Hub-Signature-256: sha256=00\r\n\r\n{\"partial\": ")
+        with socket.create_connection((host, int(port))) as sock:
+            sock.sendall(b"POST /webhooks/app HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Length: 2\r\n\r\n{}")
+            sock.shutdown(socket.SHUT_WR)
+            sock.close()  # gone before the answer is written
+    assert post(base, PR_EVENT, delivery="after").status_code == 202
+    out, err = capfd.readouterr()
+    assert "Traceback" not in err and "Error" not in err and calls == [("app", "pull_request", ["feat/issue-12"])]
+
+
+@pytest.mark.parametrize("part", ["body", "headers"])
+def test_ao_starts_server_cuts_a_drip_fed_request_off_at_the_deadline(served, part):
+    import select
+    import socket
+    import time
+
+    base, calls = served
+    host, port = base.rsplit("/", 1)[1].split(":")
+    head = b"POST /webhooks/app HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Length: 5000\r\n"
+    with socket.create_connection((host, int(port))) as sock:
+        if part == "body":  # the head at once, then the body a byte at a time
+            sock.sendall(head + b"\r\n")
+            drip = b" " * 5000
+        else:  # the head itself a byte at a time (uvicorn has no deadline for it of its own)
+            drip = head + b"X-Slow: " + b"x" * 5000
+        started = time.monotonic()
+        answer = None
+        for byte in drip:  # a byte every 0.1 s: each read is quick, the whole would take minutes
+            if select.select([sock], [], [], 0.1)[0]:  # answered or closed by the server
+                try:
+                    answer = sock.recv(200)
+                except OSError:  # reset by the server
+                    answer = b""
+                break
+            try:
+                sock.sendall(bytes([byte]))
+            except OSError:  # reset by the server
+                answer = b""
+                break
+            if time.monotonic() - started > 5:
+                break
+        elapsed = time.monotonic() - started
+    assert answer is not None and elapsed < 3, (part, elapsed)
+    assert answer == b"" or answer.startswith(b"HTTP/1.1 400"), answer
+    assert post(base, PR_EVENT, delivery="after").status_code == 202 and len(calls) == 1

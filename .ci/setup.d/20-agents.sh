@@ -4,7 +4,7 @@
 #                         so a test home links it instead of running npm at test time
 #   $AO_TOOLS/aider/      aider in its own venv: its exact pins clash with ours
 #   $AO_TOOLS/bin/        one link per CLI, the only folder the tests put on PATH
-# These are the versions the screens in shared/agent-screens were taken from. Each part is skipped when its
+# These are the versions the screens in tests/data/agent-screens were taken from. Each part is skipped when its
 # stamp says the pinned version is installed already. Sourced by .ci/run (set -euo pipefail): no `exit`.
 
 ao_agents_setup() {

@@ -76,6 +76,9 @@ def report_printer(json: bool, quiet: bool) -> Callable[[Any], None]:
                 print(jsonlib.dumps(e, ensure_ascii=False, default=str), flush=True)
             for error in report.errors:
                 print(jsonlib.dumps({"ts": _iso(report.at), "type": "cycle.error", "error": error}), flush=True)
+            for warning in report.warnings:
+                print(jsonlib.dumps({"ts": _iso(report.at), "type": "cycle.warning", "warning": warning}),
+                      flush=True)
             return
         for e in report.events:
             print(event_line(e))
@@ -87,6 +90,8 @@ def report_printer(json: bool, quiet: bool) -> Callable[[Any], None]:
                 print(admission_line(row))
         for error in report.errors:
             print(f"error: {error}")
+        for warning in report.warnings:
+            print(f"warning: {warning}")
         sys.stdout.flush()
 
     return show
@@ -160,6 +165,8 @@ def register(app: typer.Typer) -> None:
             print(admission_line(row))
         for error in report.errors:
             print(f"error: {error}")
+        for warning in report.warnings:
+            print(f"warning: {warning}")
         print(summary(report))
 
     @app.command(epilog=examples(
@@ -176,14 +183,17 @@ def register(app: typer.Typer) -> None:
                             "e.g. 10s (default: the config's pollInterval).", show_default=False)] = None,
         no_dashboard: Annotated[bool, typer.Option("--no-dashboard", help="Do not serve the dashboard.")] = False,
         no_open: Annotated[bool, typer.Option("--no-open", help="Do not open the dashboard in a browser.")] = False,
-        quiet: Annotated[bool, typer.Option("--quiet", "-q", help="Print nothing but errors (everything still "
-                         "goes to the event log and logs/orchestrator.log).")] = False,
+        quiet: Annotated[bool, typer.Option("--quiet", "-q", help="Print nothing but errors and the dashboard's "
+                         "login URL (everything still goes to the event log and logs/orchestrator.log).")] = False,
         json: Annotated[bool, typer.Option("--json", help="Print each event as a JSON line.")] = False,
         config: ConfigOption = None,
     ) -> None:
         """Run the lifecycle loop in the foreground until Ctrl-C or `ao stop`: poll, react, notify, merge,
         clean up; serve the dashboard (and the webhook receiver, when one is configured) on host:port. Each
-        event is printed as it happens (the lines `ao poll` and `ao events` print)."""
+        event is printed as it happens (the lines `ao poll` and `ao events` print).
+
+        With no `port:` in the config and 3000 taken (by another repository's `ao start`, say), the dashboard
+        takes a free port: `ao dashboard --print-url` prints it. Webhooks never move: a taken port is an error."""
         import os
         import signal
 
@@ -207,6 +217,8 @@ def register(app: typer.Typer) -> None:
         def on_cycle(report: Any) -> None:
             overview.record_cycle(cfg.data_dir, report.at, report.sessions, cfg.file)
             events.log(cfg.data_dir, summary(report), console=None)
+            for warning in report.warnings:  # `ao start -q` prints nothing: the log keeps it
+                events.log(cfg.data_dir, f"warning: {warning}", console=None)
             show(report)
 
         interrupted = []
@@ -382,9 +394,10 @@ def _start_dashboard(cfg: Any, receiver: Any, open_browser: bool, console: Any) 
         events.log(cfg.data_dir, f"dashboard not served: {exc}", console=console)
         return None
     # the token goes to this terminal only, never to the log file
-    events.log(cfg.data_dir, f"dashboard: {served.url(with_token=False)} (`ao dashboard --print-url` prints "
-                             "its login URL)", console=None)
-    print(f"ao: dashboard: {served.url()}", file=sys.stderr, flush=True)
+    moved = f" (port {served.settings.port} is taken: a free one was chosen)" if served.moved else ""
+    events.log(cfg.data_dir, f"dashboard: {served.url(with_token=False)}{moved} (`ao dashboard --print-url` "
+                             "prints its login URL)", console=None)
+    print(f"ao: dashboard: {served.url()}{moved}", file=sys.stderr, flush=True)
     if open_browser:
         server.open_browser(served.url())
     return served

@@ -84,6 +84,7 @@ def ls(
     if project is not None:
         cfg.project(project)
     if problems:
+        manager.store.list()  # sets aside a corrupt file nothing has read yet, so that it is listed too
         rows = [o.row() for o in quarantine.orphans(manager) if project is None or o.record.project == project]
         listing(rows, PROBLEM_COLUMNS, title="records set aside as corrupt", json=json,
                 empty="no corrupt records: nothing is hidden")

@@ -33,6 +33,17 @@ COLUMNS = [
 ]
 
 
+PROJECT_COLUMNS = [
+    Column("project"),
+    Column("tokens", text=lambda r: _tokens_text(r["tokens_in"], r["tokens_out"])),
+    Column("cost", text=lambda r: f"${r['cost_usd']:.2f}"),
+    Column("budget_usd", "budget", text=lambda r: None if r["budget_usd"] is None else f"${r['budget_usd']:g}"),
+    Column("prices_as_of", "prices as of"),
+    Column("unpriced", text=lambda r: ",".join(r["unpriced"]) or None,
+           style=lambda r: "bold yellow" if r["unpriced"] else None),
+]
+
+
 def _style(status: str) -> Optional[str]:
     from ao.overview import status_style
 
@@ -67,22 +78,25 @@ def report_lines(report: Any) -> list[str]:
         target = a["session"] or a["project"]
         out.append(f"{'fired' if a['ok'] else 'FAILED'}: {a['reaction']} ({a['action']}) for {target}"
                    + (f": {a['error']}" if a["error"] else ""))
-    out += [f"error: {e}" for e in report.errors]
+    out += [f"error: {e}" for e in report.errors] + [f"warning: {w}" for w in report.warnings]
     return out
 
 
 def collect(cfg: Any, project: Optional[str]) -> tuple[list[dict[str, Any]], str, list[str]]:
     """(rows, the freshness line, warnings). ``host`` says where a session runs when its runtime can be in
-    more than one place (a Docker engine)."""
+    more than one place (a Docker engine); ``prices_as_of`` dates the price table behind ``cost_usd``."""
     from ao import overview
     from ao.sessions import Sessions
+    from ao.usage import PriceTable
 
     now = time.time()
     ov = overview.overview(cfg, project)
     manager = Sessions(cfg, store=None)
+    as_of = PriceTable(cfg.prices).as_of
     rows = []
     for v in ov.sessions:
         row = v.row(now)
+        row["prices_as_of"] = as_of
         row["host"] = manager.host_of(v.session) if v.session is not None and v.session.runtime not in \
             ("tmux", "process", "") else None
         rows.append(row)
@@ -101,6 +115,7 @@ def register(app: typer.Typer) -> None:
         ("ao status | grep needs_input", "piped: one plain line per session"),
         ("ao status --json | jq '.[] | select(.needs != \"\")'", "sessions that need you"),
         ("ao status --watch", "redraw every 2 seconds until Ctrl-C"),
+        ("ao status --projects --json", "each project's tokens and cost so far, its budget, the prices' date"),
     ))
     def status(
         ctx: typer.Context,
@@ -109,25 +124,39 @@ def register(app: typer.Typer) -> None:
                             "PR, CI, reactions: one `ao poll` cycle) when no `ao start` is running.")] = False,
         watch_: Annotated[bool, typer.Option("--watch", "-w", help="Redraw every 2 seconds until Ctrl-C "
                           "(without a terminal: a timestamped listing each time).")] = False,
+        projects_: Annotated[bool, typer.Option("--projects", help="One row per project instead: tokens and "
+                             "cost over every session it had (what budget.project is checked against), its "
+                             "budget, the date of the prices, and models without a price.")] = False,
         json: JsonOption = False,
         config: ConfigOption = None,
     ) -> None:
         """Every session as the poller last observed it: status (needs_input, stuck, ci_failed...), what the
-        agent is waiting for, the PR, CI, review, escalations, and how long ago it was observed."""
+        agent is waiting for, the PR, CI, review, escalations, tokens and cost, and how long ago it was
+        observed. Under the table: each project's totals and the date of the prices."""
+        from ao.overview import totals_lines
+        from ao.usage import project_rows, unpriced_warning
+
         cfg = load_config(ctx, config)
         if project is not None:
             cfg.project(project)
         if refresh_:
             refresh(cfg)
+        names = [project] if project else list(cfg.projects)
         if watch_:
             def render() -> tuple[list[dict[str, Any]], list[Column], str]:
                 rows, head, _ = collect(cfg, project)
+                if projects_:
+                    return project_rows(cfg, names), PROJECT_COLUMNS, head
                 return rows, columns_for(rows), head
 
             watch(render, 2.0, json=json)
             return
         rows, head, warnings = collect(cfg, project)
-        for warning in warnings:
+        totals = project_rows(cfg, names)
+        for warning in warnings + [unpriced_warning(p["project"], p["unpriced"]) for p in totals if p["unpriced"]]:
             warn(warning)
-        listing(rows, columns_for(rows), title=head, json=json,
+        if projects_:
+            listing(totals, PROJECT_COLUMNS, title=head, json=json)
+            return
+        listing(rows, columns_for(rows), title=head, json=json, caption="\n".join(totals_lines(totals)),
                 empty="no sessions (start one with: ao spawn PROJECT ISSUE)")

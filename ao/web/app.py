@@ -190,7 +190,8 @@ class Renderer:
         self.config = config
         self.env = jinja2.Environment(loader=jinja2.FileSystemLoader(HERE / "templates"), autoescape=True,
                                       trim_blocks=True, lstrip_blocks=True, undefined=jinja2.ChainableUndefined)
-        self.env.globals.update(groups=views.GROUPS, quick_replies=QUICK_REPLIES, short=lambda s: (s or "")[:10])
+        self.env.globals.update(groups=views.GROUPS, quick_replies=QUICK_REPLIES, short=lambda s: (s or "")[:10],
+                                problems_text=problems_text)
         self.env.filters["when"] = _when
         self.compiled = engine.compile_config(config)
         self.watcher: Any = None
@@ -204,7 +205,7 @@ class Renderer:
         attention = [s.id for s in snap.sessions.values() if views.group_of(s) in views.ATTENTION]
         html = self.env.get_template(name).render(
             nonce=request.scope[STYLE_NONCE], csrf=auth.csrf(request.scope[SESSION]), cursor=snap.cursor,
-            poller=snap.poller, attention=",".join(sorted(attention)), **context)
+            poller=snap.poller, problems=snap.problems, attention=",".join(sorted(attention)), **context)
         return HTMLResponse(html)
 
     def fragment(self, name: str, **context: Any) -> str:
@@ -238,6 +239,8 @@ class Renderer:
             return [("event", None, {"event": item, "html": self.fragment("_event.html.j2", e=item)})]
         if kind == "poller":
             return [("poller", None, item)]
+        if kind == "problems":
+            return [("problems", None, {"records": item, "text": problems_text(item)})]
         if isinstance(item, str):
             self.cards.pop(item, None)
             return [("removed", None, {"id": item})]
@@ -250,6 +253,16 @@ class Renderer:
                                    "html": self.cards[item.id]}),
                 ("detail", item.id, {"id": item.id, "status": item.status,
                                      "html": self.fragment("_detail.html.j2", **detail)})]
+
+
+def problems_text(records: list[str]) -> str:
+    """The problem banner's text ("" when there is no problem record)."""
+    if not records:
+        return ""
+    n = len(records)
+    return (f"{n} session record{'s' if n != 1 else ''} cannot be shown: {', '.join(records)}. A session may "
+            "still run unseen: `ao session ls --problems` lists them with what still runs, and "
+            "`ao session adopt ID` takes one back.")
 
 
 def _criteria(session: Any, fact: dict[str, Any]) -> list[dict[str, Any]]:
@@ -299,11 +312,15 @@ def create_app(config: Any, settings: ServeSettings, token: str, *, webhooks: An
     async def board(request: Request) -> Response:
         from starlette.concurrency import run_in_threadpool
 
+        from ao.overview import totals_lines
+        from ao.usage import project_rows
+
         s = await run_in_threadpool(snap, request)
         data = views.board(sorted(s.sessions.values(), key=lambda x: x.updated_at, reverse=True))
+        usage = totals_lines(await run_in_threadpool(project_rows, config, sorted(config.projects)))
         return renderer.page("board.html.j2", request, snap=s, board=data, title="Board", cards=dict(renderer.cards),
                              project=request.query_params.get("project", ""),
-                             projects=sorted(config.projects))
+                             projects=sorted(config.projects), usage=usage)
 
     async def session_page(request: Request) -> Response:
         from starlette.concurrency import run_in_threadpool
@@ -378,7 +395,7 @@ def create_app(config: Any, settings: ServeSettings, token: str, *, webhooks: An
         from starlette.concurrency import run_in_threadpool
 
         s = await run_in_threadpool(snap, request)
-        return JSONResponse({"cursor": s.cursor, "poller": s.poller,
+        return JSONResponse({"cursor": s.cursor, "poller": s.poller, "problems": s.problems,
                              "sessions": [views.card(x) for x in s.sessions.values()]})
 
     async def stats(request: Request) -> Response:

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import errno
 import io
 import json
 import os
@@ -21,22 +22,47 @@ from ao.web.settings import STATE_FILE, ServeSettings
 from ao.webhook import REQUEST_DEADLINE
 
 
-def bind(settings: ServeSettings, port: int | None = None) -> socket.socket:
+def bind(settings: ServeSettings, fallback: bool = False) -> socket.socket:
+    """A listening socket on the settings' host and port; with ``fallback``, a free port when that one is taken."""
     host = settings.host.strip("[]")
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
-    sock = socket.socket(family, socket.SOCK_STREAM)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     try:
-        sock.bind((host, settings.port if port is None else port))
-        sock.listen(128)
+        try:
+            sock = _listen(family, host, settings.port)
+        except OSError as exc:
+            if not (fallback and exc.errno == errno.EADDRINUSE):
+                raise
+            sock = _listen(family, host, 0)
     except OSError as exc:
-        sock.close()
-        hint = (" (is `ao start` or another `ao dashboard` serving it already? `ao dashboard --print-url` shows "
-                "its address; or choose another with --port)") if exc.errno in (98, 48) else ""
+        hint = (" (another program, or another repository's `ao start` or `ao dashboard`, serves on it: choose "
+                "another port with `port:` in the config, or `ao dashboard --port N`)"
+                if exc.errno == errno.EADDRINUSE else "")
         raise AoError(f"cannot serve the dashboard on {settings.host}:{settings.port}: "
                       f"{exc.strerror or exc}{hint}") from None
     sock.set_inheritable(False)
     return sock
+
+
+def _listen(family: int, host: str, port: int) -> socket.socket:
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        sock.bind((host, port))
+        sock.listen(128)
+    except OSError:
+        sock.close()
+        raise
+    return sock
+
+
+def serving(data_dir: Path) -> dict[str, Any] | None:
+    """The record (``url``, ``pid``) of the dashboard serving ``data_dir`` now, if its process lives."""
+    with contextlib.suppress(OSError, ValueError, AttributeError, KeyError, TypeError):
+        state = json.loads((Path(data_dir) / STATE_FILE).read_text())
+        os.kill(int(state["pid"]), 0)
+        if isinstance(state["url"], str):
+            return state
+    return None
 
 
 class WebhookApp:
@@ -87,6 +113,43 @@ async def _body(receive: Any, length: int) -> bytes:
     return body
 
 
+def _protocol() -> type:
+    """uvicorn's h11 protocol with a deadline on each request's head (request line and headers): a client
+    drip-feeding them is cut off when it passes (``REQUEST_DEADLINE``), as one drip-feeding a webhook body is
+    (:class:`WebhookApp`). uvicorn has none of its own: its keep-alive timeout runs only between requests,
+    and any byte received stops it. A request being answered (a stream) or a WebSocket is not cut off."""
+    from uvicorn.protocols.http.h11_impl import H11Protocol
+
+    class HeadDeadline(H11Protocol):
+        _head_timer: asyncio.TimerHandle | None = None
+
+        def connection_made(self, transport: Any) -> None:
+            super().connection_made(transport)
+            self._arm()
+
+        def on_response_complete(self) -> None:
+            super().on_response_complete()
+            self._arm()  # for the next request's head
+
+        def connection_lost(self, exc: Exception | None) -> None:
+            if self._head_timer is not None:
+                self._head_timer.cancel()
+            super().connection_lost(exc)
+
+        def _arm(self) -> None:
+            if self._head_timer is not None:
+                self._head_timer.cancel()
+            if not self.transport.is_closing():
+                self._head_timer = self.loop.call_later(REQUEST_DEADLINE, self._expire)
+
+        def _expire(self) -> None:
+            waiting = self.cycle is None or self.cycle.response_complete  # no head received since the timer
+            if waiting and self.transport.get_protocol() is self and not self.transport.is_closing():
+                self.transport.close()
+
+    return HeadDeadline
+
+
 class DashboardServer:
     """One served dashboard. ``run()`` in the foreground, or ``start()``/``stop()`` around other work."""
 
@@ -99,14 +162,20 @@ class DashboardServer:
 
         settings.check_exposure()
         self.config, self.settings = config, settings
+        served = serving(config.data_dir)
+        if served is not None and served["pid"] != os.getpid():
+            raise AoError(f"this data dir's dashboard is served already, at {served['url']} (pid {served['pid']}): "
+                          "`ao dashboard --print-url` prints its login URL")
         self.token = load_token(config.data_dir)
-        self.sock = bind(settings)
+        # Webhook senders are pointed at one port: with a receiver, the port never moves.
+        self.sock = bind(settings, fallback=not settings.port_fixed and receiver is None)
         self.port = self.sock.getsockname()[1]
+        self.moved = settings.port not in (0, self.port)  # the port was taken, and a free one was chosen
         self.app = create_app(config, settings, self.token, webhooks=WebhookApp(receiver) if receiver else None,
                               tick=tick)
         self.server = uvicorn.Server(uvicorn.Config(
             self.app, log_level="warning", log_config=None, access_log=False, lifespan="on", ws="websockets-sansio",
-            http="h11", timeout_graceful_shutdown=2, server_header=False, date_header=False,
+            http=_protocol(), timeout_graceful_shutdown=2, server_header=False, date_header=False,
             ssl_certfile=str(settings.cert_file) if settings.cert_file else None,
             ssl_keyfile=str(settings.key_file) if settings.key_file else None))
         self._thread: threading.Thread | None = None
@@ -164,18 +233,15 @@ class DashboardServer:
         self.sock.close()
 
 
-def print_url(config: Any, settings: ServeSettings) -> str:
-    """The login URL of this data dir's dashboard: the one serving now, else where it would serve."""
+def print_url(config: Any) -> str:
+    """The login URL of the dashboard serving this data dir now."""
     from ao.web.auth import load_token
 
-    token = load_token(config.data_dir)
-    path = Path(config.data_dir) / STATE_FILE
-    with contextlib.suppress(OSError, ValueError, AttributeError):
-        state = json.loads(path.read_text())
-        pid = int(state["pid"])
-        os.kill(pid, 0)
-        return f"{state['url']}?token={token}"
-    return settings.url(token=token)
+    state = serving(config.data_dir)
+    if state is None:
+        raise AoError(f"no dashboard is serving {config.data_dir} now: start one with `ao dashboard` (or `ao start`), "
+                      "which prints its login URL")
+    return f"{state['url']}?token={load_token(config.data_dir)}"
 
 
 def can_open_browser() -> bool:

@@ -18,7 +18,7 @@ from ao import paths
 from ao.errors import AoError
 from ao.web.auth import allowed_host_names, is_loopback
 
-STATE_FILE = "dashboard.json"  # the URL (without its token) of the dashboard serving this data dir now
+STATE_FILE = "dashboard.json"  # the URL (without its token) and pid of the dashboard serving this data dir now
 
 
 @dataclass(frozen=True)
@@ -29,6 +29,8 @@ class ServeSettings:
     key_file: Path | None = None
     allow_plain_http: bool = False
     allowed_hosts: tuple[str, ...] = ()
+    # False when neither the config nor --port chose the port: the dashboard may then move to a free one
+    port_fixed: bool = True
 
     @property
     def tls(self) -> bool:
@@ -76,4 +78,5 @@ def from_config(config: Any, host: str | None = None, port: int | None = None,
     return ServeSettings(
         host=host or config.host, port=config.port if port is None else port, cert_file=cert, key_file=key,
         allow_plain_http=allow_plain_http or bool(raw.get("allowPlainHttp")),
-        allowed_hosts=tuple(raw.get("allowedHosts") or ()))
+        allowed_hosts=tuple(raw.get("allowedHosts") or ()),
+        port_fixed=port is not None or "port" in (config.data or {}))

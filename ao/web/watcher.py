@@ -3,7 +3,9 @@
 One :class:`Watcher` per server looks at the disk (a tick every ``TICK`` seconds while any browser listens,
 and before a page is rendered): it reads the new tail of ``events.jsonl`` from the offset it reached,
 ``stat``s the session files and reads only those whose (inode, mtime, size) changed (writes are atomic
-renames, so a new inode is a new version), and checks every few seconds whether a poller runs. Each change
+renames, so a new inode is a new version), and checks every few seconds whether a poller runs and which
+records the store set aside as corrupt (:mod:`ao.quarantine`). A record nobody can read is never hidden in
+silence: it and every quarantined one are a ``problems`` message, a banner on every page. Each change
 becomes one message, numbered, rendered and encoded once, and kept in a ring. Browsers never cause reads:
 each open stream only waits to be woken and copies the new messages out of the ring, so ten tabs cost the
 disk exactly what one does (``Watcher.reads`` counts it; the browser tests check it).
@@ -28,6 +30,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 from ao import events as events_mod
+from ao import quarantine
 from ao.store import PROJECTS, SESSIONS, Session
 
 TICK = 0.2                 # seconds between looks while someone listens: a status change shows within ~0.3 s
@@ -55,6 +58,7 @@ class Snapshot:
     sessions: dict[str, Session]
     events: list[dict[str, Any]]
     poller: dict[str, Any]
+    problems: list[str]
 
     @property
     def cursor(self) -> str:
@@ -70,9 +74,11 @@ class Reads:
     session_reads: int = 0       # session files read
     event_reads: int = 0         # reads of the event log's new tail
     poller_checks: int = 0
+    problem_checks: int = 0      # looks for records set aside as corrupt (with the poller check)
 
     def total(self) -> int:
-        return self.scans + self.stats + self.session_reads + self.event_reads + self.poller_checks
+        return (self.scans + self.stats + self.session_reads + self.event_reads + self.poller_checks
+                + self.problem_checks)
 
 
 Render = Callable[[str, Any], list[tuple[str, str | None, dict[str, Any]]]]
@@ -81,8 +87,8 @@ Render = Callable[[str, Any], list[tuple[str, str | None, dict[str, Any]]]]
 @dataclass
 class Watcher:
     """Watches one data dir. ``render(kind, item)`` turns a change into messages (kind, session, payload):
-    a session change (item: the Session, or its id when removed), an event (item: the event) or the
-    poller's state (item: a dict)."""
+    a session change (item: the Session, or its id when removed), an event (item: the event), the
+    poller's state (item: a dict) or the problem records (item: a list of lines, each naming one)."""
 
     data_dir: Path
     render: Render
@@ -96,6 +102,9 @@ class Watcher:
         self.sessions: dict[str, Session] = {}
         self.events: collections.deque[dict[str, Any]] = collections.deque(maxlen=EVENTS_KEPT)
         self.poller: dict[str, Any] = {"running": False, "pid": None}
+        self.problems: list[str] = []
+        self._unreadable: dict[Path, str] = {}  # session files that cannot be read (until the store sets them aside)
+        self._quarantined: list[str] = []
         self._files: dict[Path, tuple[int, int, int]] = {}
         self._by_file: dict[Path, str] = {}
         self._offset: int | None = None
@@ -111,6 +120,7 @@ class Watcher:
         with self._lock:
             self.reads.scans += 1
             made = self._scan_events() + self._scan_sessions() + self._scan_poller()
+            made += self._scan_problems()
         if made:
             for wake in list(self._listeners):
                 wake()
@@ -183,7 +193,9 @@ class Watcher:
             session = self._read_session(path, project)
             self.reads.session_reads += 1
             if session is None:
+                self._unreadable[path] = path.stem
                 continue
+            self._unreadable.pop(path, None)
             old = self.sessions.get(session.id)
             self.sessions[session.id] = session
             self._by_file[path] = session.id
@@ -191,6 +203,7 @@ class Watcher:
                 made += self._emit("session", session)
         for path in [p for p in self._files if p not in present]:
             del self._files[path]
+            self._unreadable.pop(path, None)
             sid = self._by_file.pop(path, None)
             if sid is not None and self.sessions.pop(sid, None) is not None:
                 made += self._emit("session", sid)  # archived (cleaned up) or a spawn rolled back
@@ -211,12 +224,21 @@ class Watcher:
             return 0
         self._poller_at = now
         self.reads.poller_checks += 1
+        self.reads.problem_checks += 1
+        self._quarantined = [_problem_line(q) for q in quarantine.quarantined(self.data_dir)]
         pid = _poller_pid(self.data_dir)
         state = {"running": pid is not None, "pid": pid}
         if state == self.poller:
             return 0
         self.poller = state
         return self._emit("poller", state)
+
+    def _scan_problems(self) -> int:
+        problems = [f"{sid} (unreadable record)" for sid in sorted(self._unreadable.values())] + self._quarantined
+        if problems == self.problems:
+            return 0
+        self.problems = problems
+        return self._emit("problems", problems)
 
     # -- messages -----------------------------------------------------------------------------------
 
@@ -234,7 +256,8 @@ class Watcher:
         """The current state, freshly scanned (a page is rendered from it)."""
         self.scan()
         with self._lock:
-            return Snapshot(self.boot, self.seq, dict(self.sessions), list(self.events), dict(self.poller))
+            return Snapshot(self.boot, self.seq, dict(self.sessions), list(self.events), dict(self.poller),
+                            list(self.problems))
 
     def since(self, cursor: str | None, session: str | None = None) -> tuple[list[Message], int] | None:
         """Messages after ``cursor`` for a stream (detail messages only of ``session``), and the new position;
@@ -255,6 +278,13 @@ class Watcher:
         """Call ``wake`` (from any thread) after each scan that made messages; returns the unsubscriber."""
         self._listeners.append(wake)
         return lambda: self._listeners.remove(wake)
+
+
+def _problem_line(q: Any) -> str:
+    """One record set aside as corrupt, named by the session it was for (or the project file it was)."""
+    if q.session:
+        return f"{q.session} ({'archived, ' if q.kind == 'archived session' else ''}set aside as corrupt)"
+    return f"{q.project}'s {q.kind} (set aside as corrupt)"
 
 
 def _poller_pid(data_dir: Path) -> int | None:

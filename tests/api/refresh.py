@@ -43,6 +43,7 @@ REST_OPERATIONS = [
     ("get", "/repos/{owner}/{repo}/issues/{issue_number}"),
     ("patch", "/repos/{owner}/{repo}/issues/{issue_number}"),
     ("post", "/repos/{owner}/{repo}/issues/{issue_number}/comments"),
+    ("get", "/repos/{owner}/{repo}/issues/{issue_number}/dependencies/blocked_by"),
     ("get", "/repos/{owner}/{repo}/actions/jobs/{job_id}/logs"),
     ("get", "/repos/{owner}/{repo}/actions/workflows"),
 ]

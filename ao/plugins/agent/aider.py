@@ -23,10 +23,12 @@ from pathlib import Path
 from typing import Any, Callable
 
 from ao.activity import Screen, Signals, combine, merge, pattern, shows_input_box, terminal_activity
+from ao.agentfiles import open_regular, read_regular
 from ao.plugins.agent import Activity, BaseAgent, LaunchContext, Observation
 from ao.plugins.agent.command import exclude, join, model_flags, permission_flags, same_text
 
 INPUT_HISTORY, CHAT_HISTORY = "aider.input.history", "aider.chat.history.md"
+CHECKED = "0.86.2"           # the version this screen and these files were checked against (ao doctor says so)
 PERMISSION_FLAGS = {"skip": ["--yes-always"]}  # aider edits files without asking anyway; it has no plan mode
 ALWAYS = ["--no-show-model-warnings", "--no-gitignore"]
 _PROMPT = re.compile(r"^(?:[a-z-]+ ?)?> ?")   # ">", "> typed text", "ask> ", "architect> "
@@ -48,7 +50,7 @@ def last_turn(path: Path, tail: int = 16384) -> str | None:
     token report (``> Tokens: …``, printed when a reply ends) is a turn in progress ("working"), or
     "blocked" when rate-limit errors followed it; the token report last is "done"; None: no turn yet."""
     try:
-        with path.open("rb") as f:
+        with open_regular(path) as f:
             f.seek(max(f.seek(0, 2) - tail, 0))
             lines = f.read().decode("utf-8", "replace").splitlines()
     except OSError:
@@ -160,13 +162,13 @@ class Aider(BaseAgent):
     def receipt(self, obs: Observation, text: str) -> Callable[[], bool] | None:
         path = self._history(obs, INPUT_HISTORY)
         try:
-            before = len(path.read_bytes())
+            before = len(read_regular(path))
         except OSError:
             before = 0
 
         def received() -> bool:
             try:
-                data = path.read_bytes()
+                data = read_regular(path)
             except OSError:
                 return False
             if len(data) < before:
@@ -181,7 +183,8 @@ class Aider(BaseAgent):
         path = self._history(Observation(now=since, alive=True, workspace=workspace, started_at=since,
                                          ready_threshold=0, run_dir=run_dir), INPUT_HISTORY)
         try:
-            data = path.read_text(encoding="utf-8", errors="replace")
+            with open_regular(path) as f:
+                data = f.read().decode("utf-8", "replace")
         except OSError:
             return None
         return any(same_text(message, text) and (at is None or at >= since - 1)

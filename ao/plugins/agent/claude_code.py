@@ -17,7 +17,8 @@ changed CLI falls back to the screen):
   ``waitingFor``): what the agent is doing now, including a permission prompt it has open;
 * the hook log: a turn started (UserPromptSubmit), a permission request (with the tool and its input, for
   the detail), a turn that ended (Stop) or failed (StopFailure: rate_limit and billing_error are
-  ``blocked``, authentication_failed waits for a human);
+  ``blocked``, authentication_failed waits for a human), the session ended (SessionEnd, but for ``/clear``
+  and ``/resume``): ``exited``, though the pane has not closed yet;
 * the transcript ``<config>/projects/<cwd key>/<session>.jsonl``: API errors (``isApiErrorMessage``,
   ``error``) and, without the other two, where the last turn stands;
 * the screen (:mod:`ao.activity`): dialogs drawn before any hook runs (theme, login, API key, trust, the
@@ -38,6 +39,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 from ao.activity import Screen, Signals, merge, newest, pattern, terminal_activity
+from ao.agentfiles import open_regular, read_regular
 from ao.errors import AoError
 from ao.plugins.agent import Activity, BaseAgent, LaunchContext, Observation
 from ao.plugins.agent.command import (
@@ -53,7 +55,7 @@ PERMISSION_FLAGS = {
 SETTINGS, EVENTS = "claude-settings.json", "claude-events.jsonl"
 HOOKS = ("SessionStart", "UserPromptSubmit", "PermissionRequest", "Notification", "Stop", "StopFailure",
          "SessionEnd")
-CHECKED = "2.1.197"          # the version these signals were checked against
+CHECKED = "2.1.197"          # the version these signals were checked against (ao doctor compares it)
 HOOKS_SINCE = (2, 1)         # StopFailure and the status file are 2.1's; older versions get the screen only
 SETTLE = 10.0                # a finished-looking turn in the transcript must stay quiet this long
 TAIL_BYTES = 1 << 20         # how much of the transcript's end is read for its last entry
@@ -61,6 +63,7 @@ ERROR_TEXT_CAP = 500         # a limit message is short; a long answer that ment
 BLOCKING_ERRORS = {"rate_limit": "rate limit", "billing_error": "out of credits"}
 HUMAN_ERRORS = {"authentication_failed": "authentication failed: log in again"}
 WAITING_NOTIFICATIONS = {"permission_prompt": "permission prompt", "elicitation_dialog": "question"}
+IN_PROCESS_ENDS = ("clear", "resume")  # /clear and /resume end a session, and the same process goes on in another
 
 DONE, WORKING, BLOCKED = "done", "working", "blocked"
 
@@ -90,10 +93,45 @@ SCREEN = Screen(
 )
 
 
+KEY_LIMIT = 200  # Claude Code cuts longer folder names and adds a hash of the path
+
+
 def project_key(path: Path | str) -> str:
-    """Claude Code's folder name for a working directory: every non-alphanumeric character becomes '-'
-    (cut to 200 characters plus a hash beyond that; such keys are matched by their prefix)."""
-    return re.sub(r"[^A-Za-z0-9]", "-", str(path))
+    """Claude Code's folder name for a working directory, by its own rule (2.1.197): every non-alphanumeric
+    character becomes '-', counted in UTF-16 code units as JavaScript does (an emoji gives two); a key longer
+    than 200 is cut to 200 and gets ``-<base36 of the absolute Java-style string hash of the path>``."""
+    units = str(path).encode("utf-16-le", "surrogatepass")
+    codes = [int.from_bytes(units[i:i + 2], "little") for i in range(0, len(units), 2)]
+    key = "".join(chr(c) if chr(c).isascii() and chr(c).isalnum() else "-" for c in codes)
+    if len(key) <= KEY_LIMIT:
+        return key
+    h = 0
+    for c in codes:  # (h << 5) - h + c, kept to a signed 32-bit int
+        h = (h * 31 + c) & 0xFFFFFFFF
+    h = abs(h - (1 << 32) if h >= 1 << 31 else h)
+    digits = ""
+    while True:
+        h, d = divmod(h, 36)
+        digits = "0123456789abcdefghijklmnopqrstuvwxyz"[d] + digits
+        if not h:
+            return f"{key[:KEY_LIMIT]}-{digits}"
+
+
+def project_folders(root: Path, workspace: Path) -> list[Path]:
+    """The folders under ``root`` (``<config dir>/projects``) that hold ``workspace``'s transcripts: its key,
+    as given and resolved, and for a key past 200 characters any folder with the same cut prefix, as Claude
+    Code itself looks them up (its hash differs between builds: Bun's runtime hash in some)."""
+    found: list[Path] = []
+    for key in dict.fromkeys([project_key(workspace), project_key(workspace.resolve())]):
+        if (root / key).is_dir():
+            found.append(root / key)
+        if len(key) > KEY_LIMIT:
+            prefix = key[:KEY_LIMIT] + "-"
+            try:
+                found += [Path(e.path) for e in os.scandir(root) if e.name.startswith(prefix) and e.is_dir()]
+            except OSError:
+                pass
+    return list(dict.fromkeys(found))
 
 
 def _text(content: Any) -> str:
@@ -133,7 +171,7 @@ def classify(entry: dict[str, Any]) -> str | None:
 def last_turn(path: Path) -> str | None:
     """The state the transcript's last turn entry implies; unreadable or malformed lines are skipped."""
     try:
-        with path.open("rb") as f:
+        with open_regular(path) as f:
             size = f.seek(0, os.SEEK_END)
             f.seek(max(size - TAIL_BYTES, 0))
             data = f.read()
@@ -211,8 +249,9 @@ def fold(state: dict[str, Any], event: dict[str, Any]) -> dict[str, Any]:
     elif name == "StopFailure":
         error = event.get("error") if isinstance(event.get("error"), str) else "unknown"
         state.update(event="failed", detail=f"turn failed: {error}", error=error)
-    elif name == "SessionEnd":
-        state.update(event="end", detail="session ended")
+    elif name == "SessionEnd" and event.get("reason") not in IN_PROCESS_ENDS:
+        reason = event.get("reason") if isinstance(event.get("reason"), str) else "other"
+        state.update(event="end", detail=f"Claude session ended ({reason})")
     return state
 
 
@@ -275,7 +314,8 @@ class ClaudeCode(BaseAgent):
             if isinstance(entry, dict):
                 entry["hasTrustDialogAccepted"] = True
 
-        update_json(self.state_file(), accept)
+        # The user's own file, not the agent's: follow a dotfiles link to the file itself, and replace that.
+        update_json(self.state_file().resolve(), accept)
 
     def can_resume(self, ctx: LaunchContext) -> bool:
         return self.session_file(ctx.workspace) is not None
@@ -303,12 +343,10 @@ class ClaudeCode(BaseAgent):
 
     def session_file(self, workspace: Path) -> tuple[Path, float] | None:
         """The newest transcript of ``workspace`` and its mtime, if Claude Code has written one."""
-        root = self.projects_dir()
-        keys = dict.fromkeys([project_key(workspace), project_key(workspace.resolve())])
         newest: tuple[Path, float] | None = None
-        for key in keys:
+        for folder in project_folders(self.projects_dir(), workspace):
             try:
-                candidates = list((root / key).glob("*.jsonl"))
+                candidates = list(folder.glob("*.jsonl"))
             except OSError:
                 continue
             for path in candidates:
@@ -328,7 +366,7 @@ class ClaudeCode(BaseAgent):
         if pid is None:
             return None
         try:
-            data = json.loads((self.home() / "sessions" / f"{pid}.json").read_text(encoding="utf-8"))
+            data = json.loads(read_regular(self.home() / "sessions" / f"{pid}.json"))
         except (OSError, ValueError):
             return None
         if not isinstance(data, dict) or data.get("pid") != pid or data.get("status") not in (
@@ -364,7 +402,11 @@ class ClaudeCode(BaseAgent):
         sig = Signals(memo={"claude_hooks": hooks} if hooks else {})
         status = self.status(obs.pid)
         transcript = self._transcript_turn(obs, sig.memo)
-        if status is not None:
+        if hooks.get("event") == "end" and hooks_at is not None and hooks_at >= obs.started_at:
+            # Claude Code is on its way out (the pane may linger a moment); an end logged before this launch
+            # (the run folder's log outlives a restore) is the previous process's
+            sig.state, sig.at, sig.detail = "exited", hooks_at, hooks["detail"]
+        elif status is not None:
             at = status.get("statusUpdatedAt")
             at = at / 1000 if isinstance(at, (int, float)) else None
             if status["status"] == "waiting":

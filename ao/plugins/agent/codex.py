@@ -2,8 +2,11 @@
 
 Launch: ``codex --no-daemon [permission flags] [-m M] "$(cat prompt)"``. ``--no-daemon``: by default Codex
 starts a shared background app-server that outlives the tmux session (and a stale one made later sessions
-hang). ``auto-edit`` is ``--sandbox workspace-write --ask-for-approval on-request`` (``--full-auto`` is gone);
-``plan`` is the read-only sandbox; ``skip`` bypasses approvals and the sandbox.
+hang). It is passed to 0.171 and newer only, not when the installed version cannot be read: a Codex that
+does not know the flag exits at once ("unexpected argument", as ``--full-auto`` did), so ``ao doctor``'s
+warning about the unreadable version is what is left. ``auto-edit`` is ``--sandbox workspace-write
+--ask-for-approval on-request`` (``--full-auto`` is gone); ``plan`` is the read-only sandbox; ``skip``
+bypasses approvals and the sandbox.
 
 Activity and receipts come from Codex's rollout, ``$CODEX_HOME/sessions/YYYY/MM/DD/rollout-*.jsonl``, whose
 first line (``session_meta``) names the working folder: ``task_started`` (a turn runs), ``task_complete``
@@ -23,6 +26,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 from ao.activity import Screen, Signals, merge, pattern, shows_input_box, terminal_activity
+from ao.agentfiles import open_regular, read_regular
 from ao.plugins.agent import Activity, BaseAgent, LaunchContext, Observation
 from ao.plugins.agent.command import (
     installed_version, iso_time, join, model_flags, permission_flags, prompt_argument, read_new_lines,
@@ -34,8 +38,8 @@ PERMISSION_FLAGS = {
     "auto-edit": ["--sandbox", "workspace-write", "--ask-for-approval", "on-request"],
     "plan": ["--sandbox", "read-only", "--ask-for-approval", "on-request"],
 }
-CHECKED = "0.171.0"
-NO_DAEMON_SINCE = (0, 171)
+CHECKED = "0.171.0"          # the version these signals were checked against (ao doctor compares it)
+NO_DAEMON_SINCE = (0, 171)   # not for an unknown version: a flag it may not know would end every launch
 ROLLOUT_DAYS = 3          # day folders searched for a session's rollout (newest first)
 LIMIT_ERRORS = {"usage_limit_exceeded": "usage limit"}
 
@@ -107,34 +111,36 @@ class Codex(BaseAgent):
 
     def trust(self, workspace: Path) -> None:
         """Mark a workspace ao created as trusted in ``$CODEX_HOME/config.toml`` (``trustWorkspace``): a
-        section is appended when the file has none for this folder; an existing choice is left alone."""
+        section is added when the file has none for this folder; an existing choice is left alone. A
+        config.toml that links elsewhere (dotfiles) is updated where it points; one that does not parse as
+        TOML (or is a fifo) is not read or written."""
         import tomllib
 
-        path = self.home() / "config.toml"
+        from ao.ledger import atomic_write
+
+        # The user's own file, not the agent's: follow a dotfiles link to the file itself, and replace that.
+        path = (self.home() / "config.toml").resolve()
         try:
-            text = path.read_text(encoding="utf-8") if path.exists() else ""
+            text = read_regular(path).decode("utf-8")
             projects = tomllib.loads(text).get("projects", {})
         except (OSError, ValueError):
             return  # unreadable: never rewrite a user's config we cannot parse
         if str(workspace) in projects:
             return
         section = f'\n[projects.{json.dumps(str(workspace))}]\ntrust_level = "trusted"\n'
-        path.parent.mkdir(parents=True, exist_ok=True)
-        with path.open("a", encoding="utf-8") as f:
-            f.write(("\n" if text and not text.endswith("\n") else "") + section)
+        atomic_write(path, text + ("\n" if text and not text.endswith("\n") else "") + section)
 
     def can_resume(self, ctx: LaunchContext) -> bool:
         return self.rollout(ctx.workspace) is not None
 
     def launch_command(self, ctx: LaunchContext) -> str:
         flags = permission_flags(self.name, ctx.settings, PERMISSION_FLAGS) + model_flags(ctx.settings, "-m")
-        if version_at_least(installed_version(self.program), NO_DAEMON_SINCE):
+        if version_at_least(installed_version(self.program), NO_DAEMON_SINCE, unknown=False):
             flags = ["--no-daemon", *flags]
-        if ctx.resume:
-            # The resumed conversation keeps its history, but approvals and model are per process: pass them again.
-            found = self.rollout(ctx.workspace)
-            session = found[2] if found else None
-            return join(["codex", "resume", *flags, session] if session else ["codex", "resume", "--last", *flags])
+        # a restore is a resume only when can_resume found a rollout (`resume --last` would open an empty
+        # session); the resumed conversation keeps its history, but approvals and model are per process
+        if ctx.resume and (found := self.rollout(ctx.workspace)):
+            return join(["codex", "resume", *flags, found[2]])
         return f"{join(['codex', *flags])} {prompt_argument(ctx.prompt_file, ctx.workspace)}"
 
     # -- observing ----------------------------------------------------------------------------------
@@ -235,7 +241,7 @@ class Codex(BaseAgent):
 
 def _first_line(path: Path) -> dict[str, Any] | None:
     try:
-        with path.open("rb") as f:
+        with open_regular(path) as f:
             line = f.readline(1 << 20)
         value = json.loads(line)
     except (OSError, ValueError):

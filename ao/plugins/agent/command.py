@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from ao.agentfiles import open_regular, read_regular
 from ao.errors import AoError
 from ao.plugins.agent import BaseAgent, LaunchContext
 
@@ -26,7 +27,14 @@ ARG_LIMIT = 100_000
 LARGE_PROMPT = ".ao-prompt.md"
 
 
-def large_prompt_note(path: Path) -> str:
+def large_prompt(prompt: str, workspace: Path) -> str:
+    """Put a prompt too long to type or pass as an argument in a git-ignored file in the workspace (written
+    without following a link the agent may have put there) and say where it is."""
+    from ao.ledger import atomic_write
+
+    path = workspace / LARGE_PROMPT
+    atomic_write(path, prompt)
+    exclude(workspace, LARGE_PROMPT)
     return (f"Your instructions are too long for a command line, so they are in the file {path}. "
             "Read that file first and follow it.")
 
@@ -36,14 +44,15 @@ def prompt_argument(prompt_file: Path, workspace: Path | None = None) -> str:
     the prompt (issue text included) never becomes part of a command line ao writes. A prompt too large
     for one argument is copied into the workspace and the argument says where it is."""
     try:
-        size = prompt_file.stat().st_size
+        size = prompt_file.lstat().st_size
     except OSError:
         size = 0
     if size > ARG_LIMIT and workspace is not None:
-        copy = workspace / LARGE_PROMPT
-        copy.write_bytes(prompt_file.read_bytes())
-        exclude(workspace, LARGE_PROMPT)
-        return shlex.quote(large_prompt_note(copy))
+        try:
+            prompt = read_regular(prompt_file).decode("utf-8", "replace")
+        except OSError as exc:
+            raise AoError(f"{prompt_file}: cannot read the prompt: {exc.strerror or exc}") from None
+        return shlex.quote(large_prompt(prompt, workspace))
     return f'"$(cat {shlex.quote(str(prompt_file))})"'
 
 
@@ -54,12 +63,12 @@ def exclude(workspace: Path, pattern: str) -> None:
     from ao import git
 
     try:
-        common = Path(git.run(["rev-parse", "--git-common-dir"], cwd=workspace).strip())
+        common = Path(git.run(["rev-parse", "--git-common-dir"], cwd=workspace, untrusted=True).strip())
     except AoError:
         return
     path = (workspace / common if not common.is_absolute() else common) / "info" / "exclude"
     try:
-        text = path.read_text(encoding="utf-8") if path.exists() else ""
+        text = read_regular(path).decode("utf-8", "replace")
         if pattern not in text.splitlines():
             from ao.ledger import atomic_write
 
@@ -73,7 +82,7 @@ def read_new_lines(path: Path, offset: int, cap: int = 8 << 20) -> tuple[list[di
     and the offset to read on from. A half-written last line is left for next time; other lines that are
     not JSON objects are skipped."""
     try:
-        with path.open("rb") as f:
+        with open_regular(path) as f:
             size = f.seek(0, 2)
             if size < offset:
                 offset = 0  # replaced or truncated: read it again from the start
@@ -127,7 +136,7 @@ def update_json(path: Path, change: Callable[[dict[str, Any]], None]) -> None:
 
     for _ in range(5):
         try:
-            before = path.read_bytes() if path.exists() else b""
+            before = read_regular(path)
             data = json.loads(before) if before.strip() else {}
         except (OSError, ValueError) as exc:
             raise AoError(f"{path}: cannot read it as JSON ({exc}); not changing it") from None
@@ -137,12 +146,14 @@ def update_json(path: Path, change: Callable[[dict[str, Any]], None]) -> None:
         after = json.dumps(data, indent=2) + "\n"
         if json.loads(before or b"{}") == data:
             return
-        current = path.read_bytes() if path.exists() else b""
+        try:
+            current = read_regular(path)
+            mode = path.lstat().st_mode & 0o777 if current else 0o600
+        except OSError:
+            continue  # replaced meanwhile; the next round reads what is there now
         if current != before:
             continue  # the agent wrote it meanwhile: start again from its version
-        mode = path.stat().st_mode & 0o777 if path.exists() else 0o600
-        atomic_write(path, after)
-        os.chmod(path, mode)
+        atomic_write(path, after, mode)
         return
     raise AoError(f"{path} keeps changing; could not update it")
 
@@ -200,12 +211,12 @@ def _run_version(exe: str) -> str | None:
     return match.group(0) if match else None
 
 
-def version_at_least(version: str | None, minimum: tuple[int, int]) -> bool:
-    """Whether ``version`` is ``minimum`` or newer; an unknown version gets the benefit of the doubt (its
-    signals are still checked as they are read)."""
+def version_at_least(version: str | None, minimum: tuple[int, int], unknown: bool = True) -> bool:
+    """Whether ``version`` is ``minimum`` or newer; ``unknown`` when it cannot be read (by default the benefit
+    of the doubt: signals are still checked as they are read; a launch flag an old CLI would refuse is not)."""
     match = _VERSION.search(version or "")
     if match is None:
-        return True
+        return unknown
     return (int(match.group(1)), int(match.group(2))) >= minimum
 
 

@@ -26,13 +26,15 @@ from pathlib import Path
 from typing import Any, Callable
 
 from ao.activity import Screen, Signals, merge, pattern, terminal_activity
+from ao.agentfiles import open_regular
 from ao.errors import AoError
+from ao.ledger import atomic_write
 from ao.plugins.agent import Activity, BaseAgent, LaunchContext, Observation
 from ao.plugins.agent.command import join, model_flags, permission_flags, prompt_argument, same_text
 
 PERMISSION_FLAGS = {"skip": ["--auto"]}
 SERVER = "opencode-server.json"   # {"port": N, "password": "..."} in the run folder
-CHECKED = "1.18.33"
+CHECKED = "1.18.33"          # the version these signals were checked against (ao doctor compares it)
 TIMEOUT = 2.0
 
 
@@ -163,10 +165,7 @@ class OpenCode(BaseAgent):
             known = self._stored_session(ctx.run_dir)
             if known:  # a relaunch keeps the conversation a later restore continues
                 server["session"] = known
-            path = ctx.run_dir / SERVER
-            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-            with os.fdopen(fd, "w", encoding="utf-8") as f:
-                json.dump(server, f)
+            atomic_write(ctx.run_dir / SERVER, json.dumps(server), 0o600)
             ctx.env["OPENCODE_SERVER_PASSWORD"] = server["password"]
 
     def can_resume(self, ctx: LaunchContext) -> bool:
@@ -177,9 +176,9 @@ class OpenCode(BaseAgent):
         server = self._server_file(ctx.run_dir)
         if server:
             argv += ["--port", str(server["port"])]
-        if ctx.resume:
-            session = self._stored_session(ctx.run_dir, ctx.workspace)
-            return join([*argv, "--session", session] if session else [*argv, "--continue"])
+        # a restore is a resume only when can_resume found a session; no session: a fresh launch with the prompt
+        if ctx.resume and (session := self._stored_session(ctx.run_dir, ctx.workspace)):
+            return join([*argv, "--session", session])
         return f"{join(argv)} --prompt {prompt_argument(ctx.prompt_file, ctx.workspace)}"
 
     @staticmethod
@@ -187,7 +186,8 @@ class OpenCode(BaseAgent):
         if run_dir is None:
             return None
         try:
-            data = json.loads((run_dir / SERVER).read_text(encoding="utf-8"))
+            with open_regular(run_dir / SERVER) as f:
+                data = json.loads(f.read(1 << 16))
         except (OSError, ValueError):
             return None
         if isinstance(data, dict) and isinstance(data.get("port"), int) and isinstance(data.get("password"), str):
@@ -213,10 +213,7 @@ class OpenCode(BaseAgent):
         if obs.run_dir is None or data is None or data.get("session") == session:
             return
         data["session"] = session
-        path = obs.run_dir / SERVER
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            json.dump(data, f)
+        atomic_write(obs.run_dir / SERVER, json.dumps(data), 0o600)
 
     def interrupt_keys(self) -> list[str]:
         return ["Escape", "Escape"]  # opencode asks for Esc twice ("esc again to interrupt")

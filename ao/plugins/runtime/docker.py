@@ -40,7 +40,6 @@ import json
 import os
 import re
 import shutil
-import stat
 import subprocess
 import threading
 from concurrent.futures import ThreadPoolExecutor
@@ -49,6 +48,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 from ao import paths
+from ao.agentfiles import read_small
 from ao.errors import AoError
 from ao.plugins.runtime import LaunchSpec, Probe
 from ao.plugins.runtime.tmux import TmuxRuntime, last_lines
@@ -540,7 +540,7 @@ class DockerRuntime:
         and the time it was taken: the observer's capture without a ``docker exec``. None when there is no
         such screen (then :meth:`capture`)."""
         path = self._screens.get(handle)
-        got = _read_small(path, 1 << 18) if path is not None and lines <= SCREEN_LINES else None
+        got = read_small(path, 1 << 18) if path is not None and lines <= SCREEN_LINES else None
         if got is None:
             return None
         text, mtime = got
@@ -599,27 +599,9 @@ def _git_folder(folder: Path) -> list[Mount]:
     return mounts
 
 
-def _read_small(path: Path | str, limit: int) -> tuple[str, float] | None:
-    """(text, mtime) of a file the container writes, at most ``limit`` bytes of it. The folder is the
-    agent's to write: never follow a link, never wait on a fifo, never read a huge file."""
-    try:
-        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_NOFOLLOW | os.O_CLOEXEC)
-    except OSError:
-        return None
-    try:
-        st = os.fstat(fd)
-        if not stat.S_ISREG(st.st_mode):
-            return None
-        return os.read(fd, limit).decode("utf-8", "replace"), st.st_mtime
-    except OSError:
-        return None
-    finally:
-        os.close(fd)
-
-
 def _stamp(path: str) -> float | None:
     """tmux's last-output time from a container's activity file (its mtime if the watcher was mid-write)."""
-    got = _read_small(path, 32) if path else None
+    got = read_small(path, 32) if path else None
     if got is None:
         return None
     text, mtime = got[0].strip(), got[1]

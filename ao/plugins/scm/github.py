@@ -574,12 +574,13 @@ def batch_query(items: list[tuple[str, int | str]]) -> tuple[str, dict[str, Any]
 
 def more_query(wanted: list[tuple[int, str, str]]) -> tuple[str, dict[str, Any]]:
     """The next pages of connections that had more than a page: ``(PR number, "reviews" | "threads" |
-    "contexts", cursor)`` each, as ``m<i>``."""
+    "contexts", cursor)`` each, as ``m<i>`` (with the PR's ``updatedAt`` and head, to tell it did not change)."""
     fields, params, variables = [], [], {}
     for i, (number, kind, cursor) in enumerate(wanted):
         params.append(f"$c{i}: String!")
         variables[f"c{i}"] = cursor
-        fields.append(f"    m{i}: pullRequest(number: {int(number)}) {{ {_connection(kind, f'$c{i}')} }}")
+        fields.append(f"    m{i}: pullRequest(number: {int(number)}) {{ updatedAt headRefOid "
+                      f"{_connection(kind, f'$c{i}')} }}")
     return _document(params, fields, FRAGMENTS), variables
 
 
@@ -615,6 +616,14 @@ def _page(pr: dict, kind: str) -> dict | None:
         return rollup.get("contexts") if rollup else None
     value = pr.get(CONNECTIONS[kind][0])
     return value if isinstance(value, dict) else None
+
+
+def _incomplete(pr: dict, kind: str) -> bool:
+    """Whether the connection ``kind`` was not read whole: the PR changed between its pages, or the rounds of
+    next pages ran out (:meth:`GitHubSCM._more_pages`)."""
+    page = _page(pr, kind)
+    info = page.get("pageInfo") if page else None
+    return bool(page and (page.get("incomplete") or (isinstance(info, dict) and info.get("hasNextPage"))))
 
 
 @dataclass(frozen=True)
@@ -738,6 +747,12 @@ def read_pr(branch: str, node: dict, trust: Trust, accept_stale: bool = False) -
         reviews=reviews, mergeability=mergeability, blocked=merge_state == "BLOCKED")
     view.review, view.review_note = review_verdict(reviews, head, decision=str(node.get("reviewDecision") or ""),
                                                    accept_stale=accept_stale)
+    partial = [kind for kind in CONNECTIONS if _incomplete(node, kind)]
+    if "reviews" in partial and view.review != "changes_requested":
+        # a request for changes may sit on a page not read: no approval (and no "no review") from part of a list
+        view.review, view.review_note = "pending", (f"the reviews could not all be read ({len(reviews)} so far: the "
+                                                    "PR changed between their pages, or they are more than a "
+                                                    "cycle reads); read again next cycle")
     short = head[:7]
     if rollup is not None:
         failing = [c for c in checks if c.state == "failing"]
@@ -756,7 +771,8 @@ def read_pr(branch: str, node: dict, trust: Trust, accept_stale: bool = False) -
             view.ci_note = f"{len(pending) or 'some'} of {len(checks)} checks still running on {short}"
     # what the PR list cannot announce: CI finishing, GitHub finishing its mergeability computation
     # (with no rollup at all, the SCM decides CI and narrows this: GitHubSCM._no_checks)
-    settled = state != "open" or ((view.ci != "pending" or rollup is None) and mergeability != "unknown")
+    settled = state != "open" or ((view.ci != "pending" or rollup is None) and mergeability != "unknown"
+                                  and not partial)
     return Read(view, str(node.get("updatedAt") or ""), settled, jobs, no_checks=rollup is None and state == "open")
 
 
@@ -1124,11 +1140,15 @@ class GitHubSCM:
                     page = _page(pr, kind)
                     if page is None:
                         continue
-                    if more is None:  # the PR (or its head commit) changed meanwhile: the next cycle reads it
+                    if more is None or any(node.get(k) != pr.get(k) for k in ("updatedAt", "headRefOid")):
+                        # the PR (or its head commit) changed meanwhile: its pages no longer fit together, and
+                        # what was read is not the whole list (read_pr: not settled, no approval from it)
+                        page["incomplete"] = True
                         page["pageInfo"] = {"hasNextPage": False}
                         continue
                     page["nodes"] = _nodes(page) + _nodes(more)
                     page["pageInfo"] = more.get("pageInfo") or {"hasNextPage": False}
+        # the rounds ran out: a page still saying hasNextPage is incomplete (read_pr)
 
     def _no_checks(self, read: Read, waited: float, now: float) -> None:
         """CI of a head with no check and no status at all (``statusCheckRollup: null``): pending if the

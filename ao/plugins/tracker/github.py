@@ -31,6 +31,9 @@ class GitHubTracker:
     labels: list[str] = field(default_factory=list)
     client: Any = None        # a GitHubClient; made on first use
     name: str = "github"
+    # issue number -> its open "blocked by" dependencies as the last REST issue object read said
+    # (issue_dependencies_summary.blocked_by): status() asks for the list only where it is not 0
+    _blocked_counts: dict[int, int] = field(default_factory=dict, repr=False)
 
     def __post_init__(self) -> None:
         if not re.fullmatch(r"[^/\s]+/[^/\s]+", self.repo or ""):
@@ -55,6 +58,10 @@ class GitHubTracker:
         return int(m.group(1))
 
     def _issue(self, data: Any) -> Issue:
+        summary = data.get("issue_dependencies_summary") if isinstance(data, dict) else None
+        if isinstance(summary, dict) and isinstance(summary.get("blocked_by"), int) \
+                and isinstance(data.get("number"), int):
+            self._blocked_counts[data["number"]] = summary["blocked_by"]
         try:
             return Issue(id=str(int(data["number"])), title=str(data.get("title") or ""),
                          body=str(data.get("body") or ""), url=str(data.get("html_url") or ""),
@@ -126,8 +133,9 @@ class GitHubTracker:
 
     def status(self, issue_ids: list[str], active_states: list[str] | None = None) -> dict[str, IssueStatus]:
         """State and open blockers of many issues: one GraphQL query per STATUS_BATCH issues. An issue waits for
-        its open sub-issues and the open issues its task list tracks. (GitHub's newer "blocked by" dependencies
-        are not in the GraphQL schema ao is held to, tests/api/github: not read yet.)"""
+        its open sub-issues, the open issues its task list tracks, and its open "blocked by" dependencies (not in
+        the GraphQL schema ao is held to, tests/api/github: one REST request for an open issue whose last read
+        counted any, or that was never read through REST, see :meth:`_dependencies`)."""
         numbers = sorted({self._number(i) for i in issue_ids})
         owner, name = self.repo.split("/")
         related = " ".join(f"{link}(first: {LINK_PAGE}) {{ nodes {{ number state repository {{ nameWithOwner }} }} }}"
@@ -151,14 +159,37 @@ class GitHubTracker:
                             other = (b.get("repository") or {}).get("nameWithOwner") or self.repo
                             number = b.get("number")
                             blockers.append(f"#{number}" if other == self.repo else f"{other}#{number}")
-                by_number[n] = IssueStatus(state="closed" if node.get("state") == "CLOSED" else "open",
+                closed = node.get("state") == "CLOSED"
+                if not closed and self._blocked_counts.get(n, 1) > 0:
+                    blockers += self._dependencies(n)
+                by_number[n] = IssueStatus(state="closed" if closed else "open",
                                            blocked_by=list(dict.fromkeys(blockers)))
         return {i: by_number[self._number(i)] for i in issue_ids if self._number(i) in by_number}
+
+    def _dependencies(self, n: int) -> list[str]:
+        """The open issues issue ``n`` is blocked by (GitHub's issue dependencies, the first DEPENDENCY_PAGE;
+        a closed blocker blocks nothing). A 404 or 410: none (an API without issue dependencies, GHES)."""
+        client = self._client()
+        response = client.request("GET", f"{self._path}/issues/{n}/dependencies/blocked_by",
+                                  params={"per_page": DEPENDENCY_PAGE})
+        if response.status_code in (404, 410):
+            return []
+        items = client.json_of(response, f"GET issue #{n}'s dependencies") if response.status_code == 200 else None
+        if not isinstance(items, list):
+            detail = client.message(response) if response.status_code != 200 else "not a list"
+            raise AoError(f"cannot read what blocks issue #{n} of {self.repo}: HTTP {response.status_code}: {detail}")
+        out = []
+        for b in items:
+            if isinstance(b, dict) and b.get("state") == "open" and isinstance(b.get("number"), int):
+                other = "/".join(str(b.get("repository_url") or "").split("/")[-2:])
+                out.append(f"#{b['number']}" if other.lower() in ("", self.repo.lower()) else f"{other}#{b['number']}")
+        return out
 
 
 STATUS_BATCH = 50   # issues per GraphQL query (each costs one point)
 LINK_PAGE = 20      # blockers read per issue and kind of link
 LINKS = ("subIssues", "trackedIssues")
+DEPENDENCY_PAGE = 100   # "blocked by" dependencies read per issue
 
 
 def plugin(*, project_path: Path, settings: dict[str, Any] | None = None, client: Any = None) -> GitHubTracker:

@@ -7,8 +7,8 @@ that only spawns free-form tasks never needs one; it is never logged or put in a
 
 Issue ids are Linear identifiers, ``ENG-123``. ``close()`` moves the issue to its team's first "completed"
 workflow state (``Done`` in a default workspace); completed, canceled and duplicate issues read as closed (a
-duplicate is never offered to an agent, and never moved to Done). ``list()`` follows Linear's pages (50 issues
-each) up to :data:`MAX_PAGES`.
+duplicate is never offered to an agent, and never moved to Done). ``list()`` and ``pickup()`` (views too) follow
+Linear's pages (50 issues each) up to :data:`MAX_PAGES`.
 """
 
 from __future__ import annotations
@@ -153,11 +153,15 @@ class LinearTracker:
             flt["team"] = {"key": {"eq": self.team}}
         if state != "all":
             flt["state"] = {"type": {"nin" if state == "open" else "in": list(CLOSED_TYPES)}}
+        return self._pages(LIST_ISSUES, {"filter": flt}, "the issue list")
+
+    def _pages(self, query: str, variables: dict[str, Any], what: str, view: bool = False) -> list[Issue]:
+        """Every issue of a paged issue list (a custom view's with ``view``), up to :data:`MAX_PAGES` pages."""
         issues: list[Issue] = []
         after = None
         for _ in range(MAX_PAGES):
-            data = self._call(LIST_ISSUES, {"filter": flt, "first": PAGE_SIZE, "after": after}, "the issue list")
-            page = data.get("issues") or {}
+            data = self._call(query, {**variables, "first": PAGE_SIZE, "after": after}, what)
+            page = ((data.get("customView") or {}) if view else data).get("issues") or {}
             issues += [self._issue(n) for n in page.get("nodes") or [] if isinstance(n, dict)]
             info = page.get("pageInfo") or {}
             after = info.get("endCursor")
@@ -190,9 +194,8 @@ class LinearTracker:
     def pickup(self, spec: dict[str, Any]) -> list[Issue]:
         """Open issues in a custom view, or with a label and/or in a workflow state (of the team, if set)."""
         if spec.get("view"):
-            data = self._call(VIEW_ISSUES, {"id": spec["view"], "first": PICKUP_LIMIT}, f"the view {spec['view']}")
-            nodes = (((data.get("customView") or {}).get("issues")) or {}).get("nodes") or []
-            return [i for i in (self._issue(n) for n in nodes if isinstance(n, dict)) if i.state == "open"]
+            issues = self._pages(VIEW_ISSUES, {"id": spec["view"]}, f"the view {spec['view']}", view=True)
+            return [i for i in issues if i.state == "open"]
         flt: dict[str, Any] = {"state": {"type": {"nin": list(CLOSED_TYPES)}}}
         if spec.get("state"):
             flt["state"]["name"] = {"eq": spec["state"]}
@@ -202,8 +205,7 @@ class LinearTracker:
             flt["team"] = {"id": {"eq": self.team_id}}
         elif self.team:
             flt["team"] = {"key": {"eq": self.team}}
-        data = self._call(LIST_ISSUES, {"filter": flt, "first": PICKUP_LIMIT}, "the pickup list")
-        return [self._issue(n) for n in (data.get("issues") or {}).get("nodes") or [] if isinstance(n, dict)]
+        return self._pages(LIST_ISSUES, {"filter": flt}, "the pickup list")
 
     def status(self, issue_ids: list[str], active_states: list[str] | None = None) -> dict[str, IssueStatus]:
         """State and open blockers ("blocks" relations pointing at the issue) of many issues, one query per
@@ -239,10 +241,10 @@ class LinearTracker:
         return out
 
 
-PICKUP_LIMIT = 100
 STATUS_BATCH = 50
-VIEW_ISSUES = (f"query AoViewIssues($id: String!, $first: Int) {{ customView(id: $id) {{ issues(first: $first) "
-               f"{{ nodes {{ {_ISSUE_FIELDS} }} }} }} }}")
+VIEW_ISSUES = (f"query AoViewIssues($id: String!, $first: Int, $after: String) {{ customView(id: $id) {{ "
+               f"issues(first: $first, after: $after) {{ nodes {{ {_ISSUE_FIELDS} }} pageInfo {{ hasNextPage "
+               f"endCursor }} }} }} }}")
 ISSUE_LINKS = ("query AoIssueLinks($filter: IssueFilter, $first: Int) { issues(filter: $filter, first: $first) "
                "{ nodes { identifier state { type name } inverseRelations { nodes { type issue { identifier "
                "state { type } } } } } } }")

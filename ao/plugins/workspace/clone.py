@@ -141,9 +141,10 @@ def _push_url(repo: Path) -> str | None:
 
 
 def _is_our_clone(path: Path) -> bool:
-    if not git.is_repo(path):
+    """The folder is a clone ao made (by then the agent's to rewrite: git there runs nothing it planted)."""
+    if not git.is_repo(path, untrusted=True):
         return False
     try:
-        return git.run(["config", "--get", MARKER_KEY], path) == MARKER_VALUE
+        return git.run(["config", "--get", MARKER_KEY], path, untrusted=True) == MARKER_VALUE
     except GitError:
         return False

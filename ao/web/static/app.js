@@ -179,6 +179,10 @@
     else if (msg.kind === "event") onEvent(msg);
     else if (msg.kind === "detail" && msg.id === SESSION) onDetail(msg);
     else if (msg.kind === "poller") $("#poller-banner").hidden = msg.running;
+    else if (msg.kind === "problems") {
+      $("#problems-banner").textContent = msg.text;
+      $("#problems-banner").hidden = !msg.text;
+    }
     else if (msg.kind === "reset") location.reload();
   }
 
