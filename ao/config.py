@@ -582,7 +582,7 @@ def _runtime(src: Source, at: tuple, value: Any, default: Any, problems: list[Pr
         if not settings.get("image"):
             where = at + ("runtime",) if value is not None else at
             problems.append(src.problem(where, "runtime docker needs an image: runtime: {plugin: docker, image: "
-                                               "NAME} here or under defaults (docs/sandbox.md)"))
+                                               f"NAME}} here or under defaults (see {paths.doc('sandbox.md')})"))
     return name, settings
 
 

@@ -57,6 +57,16 @@ def handling(reaction: Reaction) -> str:
     return reaction.action if reaction.auto else "notify"
 
 
+def handled_as(entry: Entry, reaction: Reaction) -> str:
+    """How ``entry``'s occurrence was handled. A ledger written before ``handled_as`` existed does not say; for a
+    merge reaction it can only have been a notification: a successful auto-merge ends the occurrence (the PR is
+    no longer open), so one that still holds was not merged. For other reactions it stays unknown ("") and the
+    occurrence is not handled again: a message is never repeated on an upgrade."""
+    if entry.handled_as or entry.occurrence is None:
+        return entry.handled_as
+    return "notify" if reaction.action == "auto-merge" else ""
+
+
 def step(entry: Entry, holds: bool, occurrence: str, now: int, reaction: Reaction) -> Step:
     """One observation of one (session, reaction). The pseudo-code of SPEC 3.1, line for line, and one rule
     more: an occurrence handled under another action than the reaction's current one (the config changed, e.g.
@@ -71,7 +81,8 @@ def step(entry: Entry, holds: bool, occurrence: str, now: int, reaction: Reactio
         return Step(NOTHING, entry)
     if reaction.escalate_seconds is not None and now - entry.first_at >= reaction.escalate_seconds:
         return Step(ESCALATE, replace(entry, escalated=True), "time passed")
-    if occurrence != entry.occurrence or (entry.handled_as and entry.handled_as != handling(reaction)):
+    handled = handled_as(entry, reaction)
+    if occurrence != entry.occurrence or (handled and handled != handling(reaction)):
         limit = reaction.limit
         if limit is not None and entry.attempts >= limit:
             return Step(ESCALATE, replace(entry, escalated=True), "retries used up")

@@ -15,6 +15,8 @@ pin for the merge (``PRView.head_sha``; a later push is never merged unseen):
 ``up-to-date``  the branch is not behind its base when the base requires up-to-date branches;
 ``protection``  the host does not report the merge as blocked (GitHub's ``mergeStateStatus: BLOCKED``).
 
+Without an open PR the list is ``open`` alone: nothing else about a PR was observed, so nothing is claimed.
+
 The SCM plugins gather the evidence into a :class:`ao.plugins.scm.PRView` (``review`` and ``ci`` with a sentence
 saying why, from :func:`review_verdict` and the plugin's CI rules); :func:`criteria` reads it. The session
 fact's ``mergeable`` is ``all(criteria(view))``, ``approved-and-green`` triggers on it, the ``auto-merge``
@@ -100,10 +102,12 @@ def criteria(view: PRView) -> list[Criterion]:
     """Every merge criterion for the PR as observed in ``view`` (see the module's docstring)."""
     number = f"PR #{view.number}" if view.number else "the PR"
     head = _short(view.head_sha)
-    out = [Criterion("open", view.state == "open" and bool(view.head_sha),
-                     f"{number} is open at {head}" if view.state == "open" and view.head_sha
-                     else "no PR for the branch" if view.state == "none" else f"{number} is {view.state}"),
-           Criterion("ready", not view.draft, "a draft" if view.draft else "not a draft")]
+    opened = Criterion("open", view.state == "open" and bool(view.head_sha),
+                       f"{number} is open at {head}" if view.state == "open" and view.head_sha
+                       else "no PR for the branch" if view.state == "none" else f"{number} is {view.state}")
+    if not opened.ok:  # nothing else was observed: claim no "ci ok" or "merges cleanly" about a PR that isn't
+        return [opened]
+    out = [opened, Criterion("ready", not view.draft, "a draft" if view.draft else "not a draft")]
     out.append(Criterion("review", view.review == "approved",
                          view.review_note or {"approved": "approved", "none": "no review yet",
                                               "pending": "waiting for an approving review",
@@ -217,10 +221,12 @@ def merge_session(config: Any, session_id: str, *, method: str | None = None, dr
     if hasattr(scm, "invalidate"):
         scm.invalidate([session.branch])  # read it now, whatever the cheap guard says
     view = scm.observe([session.branch])[session.branch]
+    found = criteria(view)
+    if expected_sha is not None and not found[0].ok:  # no open PR: there is no head to compare
+        raise NotMergeable(f"not merged: {session.branch}: {describe(found)}", missing(found))
     if expected_sha is not None and view.head_sha != expected_sha:
         raise AoError(f"not merged: {session.branch} is at {_short(view.head_sha)} now, not the "
                       f"{_short(expected_sha)} you confirmed; look at it again")
-    found = criteria(view)
     result = MergeResult(session.id, view.number, view.url, view.head_sha, False, "", found)
     if dry_run:
         return result

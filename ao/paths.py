@@ -1,4 +1,4 @@
-"""Where ao finds its data folders (rules/, schemas/, templates/) and where it keeps state."""
+"""Where ao finds its data folders (rules/, schemas/, templates/, examples/, docs/) and where it keeps state."""
 
 from __future__ import annotations
 
@@ -20,6 +20,12 @@ def data_folder(name: str) -> Path:
     if installed.is_dir():
         return installed
     return _PKG.parent / name
+
+
+def doc(name: str) -> Path:
+    """A page of ao's docs (``sandbox.md``), as a full path: an installed wheel carries them under
+    ``ao/_data/docs``, so an error message can point at a file the user really has."""
+    return data_folder("docs") / name
 
 
 def xdg_config_home() -> Path:

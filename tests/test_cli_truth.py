@@ -8,14 +8,17 @@ from __future__ import annotations
 import json
 import os
 import pty
+import queue
 import re
 import select
 import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
+from typing import Any, Callable, Optional
 
 import httpx
 import yaml
@@ -27,6 +30,7 @@ from ao.store import SessionLedgerStore, SessionStore
 
 ANSI = re.compile(r"\x1b\[[0-9;?]*[A-Za-z]")
 START = ("start", "--no-orchestrator", "--no-dashboard", "--interval", "1")  # tests never serve on port 3000
+LONG = 60.0  # a deadline for a process to answer: generous, since the machine may be loaded; passing never waits it
 
 
 def free_port() -> int:
@@ -66,7 +70,7 @@ def run_tty(env, *args: str, columns: int = 200, timeout: float = 60) -> tuple[i
                 out += chunk
             elif proc.poll() is not None:
                 break
-        return proc.wait(timeout=10), out.decode("utf-8", "replace")
+        return proc.wait(timeout=LONG), out.decode("utf-8", "replace")
     finally:
         if proc.poll() is None:
             proc.kill()
@@ -78,8 +82,62 @@ def stop(proc: subprocess.Popen) -> None:
     """Kill ``proc`` if it still runs and collect it (every test kills what it starts, whatever happens)."""
     if proc.poll() is None:
         proc.kill()
-    if not (proc.stdout is None or proc.stdout.closed):  # not collected yet
+    reader = getattr(proc, "lines", None)
+    if reader is not None:  # a thread reads stdout: let it see the end, then close the other pipe
+        proc.wait()
+        reader.thread.join(timeout=10)
+        if proc.stderr is not None:
+            proc.stderr.close()
+    elif not (proc.stdout is None or proc.stdout.closed):  # not collected yet
         proc.communicate()
+
+
+class Lines:
+    """What a long-running process prints, line by line, read by a thread, so that a test waits for a line
+    with a deadline (a bare ``readline()`` on a loaded machine either blocks for ever or races a timer)."""
+
+    def __init__(self, proc: subprocess.Popen) -> None:
+        self.proc = proc
+        self.queue: queue.Queue[Optional[str]] = queue.Queue()
+        self.thread = threading.Thread(target=self._read, daemon=True)
+        self.thread.start()
+
+    def _read(self) -> None:
+        try:
+            for line in self.proc.stdout:
+                self.queue.put(line)
+        except (OSError, ValueError):  # the pipe was closed under us
+            pass
+        self.queue.put(None)
+
+    def next(self, timeout: float = LONG) -> str:
+        try:
+            line = self.queue.get(timeout=timeout)
+        except queue.Empty:
+            raise AssertionError(f"no output from {self.proc.args[3:]} within {timeout} s") from None
+        if line is None:
+            self.proc.wait(timeout=LONG)
+            raise AssertionError(f"{self.proc.args[3:]} ended (exit {self.proc.returncode}): "
+                                 f"{self.proc.stderr.read() if self.proc.stderr else ''}")
+        return line
+
+    def until(self, predicate: Callable[[str], Any], what: str, timeout: float = LONG) -> str:
+        deadline = time.monotonic() + timeout
+        while True:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                raise AssertionError(f"timed out after {timeout} s waiting for {what}")
+            line = self.next(left)
+            if predicate(line):
+                return line
+
+
+def run_ao(env, *args: str) -> subprocess.Popen:
+    """``ao ARGS`` in the background, stdout piped and read by :class:`Lines` (``proc.lines``)."""
+    proc = subprocess.Popen([sys.executable, "-m", "ao", *args], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            text=True, cwd=env.root, env=env.env)
+    proc.lines = Lines(proc)  # type: ignore[attr-defined]
+    return proc
 
 
 def lines(text: str) -> list[str]:
@@ -142,6 +200,43 @@ def test_status_shows_conflicts_escalations_the_pr_url_and_colours_on_a_terminal
     assert "no poller" in ANSI.sub("", screen)  # says how fresh the data is
 
 
+def test_status_on_a_normal_terminal_never_splits_a_session_status_or_branch(aoenv):
+    """At 120 and 80 columns every session is one line of the table: the id, status and branch are whole, the
+    free text is cut with an ellipsis, and low-value columns give way (rich used to fold "needs_inp/ut")."""
+    store = SessionStore(aoenv.data)
+    sessions = [spawn(aoenv, "12"), spawn(aoenv, "Make the login page remember the user")]
+    question = "Do you want to proceed with the migration of the whole database schema to the new layout?"
+    store.update(sessions[0].id, "app", status="needs_input", meta={"activity": {"detail": question}}, fact={
+        "session": sessions[0].id, "project": "app", "status": "needs_input", "activity": "waiting_input",
+        "pr_state": "open", "pr_number": 1234, "pr_url": "https://github.com/acme/app/pull/1234", "ci": "passing",
+        "review": "pending", "tokens_in": 1_234_567, "tokens_out": 45_678, "cost_usd": 12.5})
+    store.update(sessions[1].id, "app", status="ci_failed", fact={
+        "session": sessions[1].id, "project": "app", "status": "ci_failed", "activity": "idle", "pr_state": "open",
+        "pr_number": 7, "pr_url": "https://github.com/acme/app/pull/7", "ci": "failing",
+        "review": "changes_requested", "conflicts": True})
+    rows = json.loads(aoenv.ao("status", "--json").stdout)
+    assert [r["status"] for r in rows] == ["needs_input", "ci_failed"] and rows[0]["needs"].startswith("input: Do")
+    for columns in (120, 80):
+        code, screen = run_tty(aoenv, "status", columns=columns)
+        assert code == 0, screen
+        plain = ANSI.sub("", screen).splitlines()
+        assert all(len(line) <= columns for line in plain), (columns, screen)
+        [header] = [line.replace("┃", "│") for line in plain if line.startswith("┃")]  # one line: no header folds
+        body = [line for line in plain if line.startswith("│")]
+        names = [name.strip() for name in header.strip("│ ").split("│")]
+        names = ["needs" if name.startswith("needs") else name for name in names]  # "needs a human", or cut
+        assert names[:2] == ["session", "status"] and "branch" in names and "needs" in names, screen
+        assert len(body) == len(rows), f"a cell was folded onto a second line at {columns} columns:\n{screen}"
+        for row, line in zip(rows, body):
+            cells = dict(zip(names, (c.strip() for c in line.strip("│ ").split("│"))))
+            assert (cells["session"], cells["status"], cells["branch"]) == (row["session"], row["status"],
+                                                                           row["branch"]), (columns, line)
+        needs = dict(zip(names, (c.strip() for c in body[0].strip("│ ").split("│"))))["needs"]
+        assert needs.startswith("input") and needs.endswith("…"), (columns, body[0])  # cut, not folded
+        if columns == 120:
+            assert len(names) > 4 and needs.startswith("input: Do you"), screen
+
+
 def test_status_shows_project_totals_the_prices_date_and_models_without_a_price(aoenv):
     from agent_records import ClaudeTranscript
 
@@ -185,19 +280,18 @@ def test_status_shows_project_totals_the_prices_date_and_models_without_a_price(
 
 def test_watch_without_a_terminal_prints_a_timestamped_listing_each_time_and_ctrl_c_exits_130(aoenv):
     spawn(aoenv, "12")
-    proc = subprocess.Popen([sys.executable, "-m", "ao", "status", "--watch"], stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True, cwd=aoenv.root, env=aoenv.env)
+    proc = run_ao(aoenv, "status", "--watch")
     try:
         stamps = []
         while len(stamps) < 2:
-            line = proc.stdout.readline()
-            assert line, proc.stderr.read()
+            line = proc.lines.next()
             if line.startswith("# "):
+                assert re.match(r"^# \d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d+)?Z$", line), line
                 stamps.append(line)
             else:
                 assert line.startswith("app-1\t")
         proc.send_signal(signal.SIGINT)
-        assert proc.wait(timeout=10) == 130
+        assert proc.wait(timeout=LONG) == 130
     finally:
         stop(proc)
 
@@ -228,6 +322,18 @@ def test_every_listing_prints_plain_unwrapped_lines_when_piped(aoenv):
                 assert "\t" in line, (args, line)
         if first:
             assert any(line.split("\t")[0] == first for line in lines(run.stdout)), (args, run.stdout)
+    # the event log too: time, type, session, details, one tab-separated line each (it used to pad with spaces)
+    events = [line.split("\t") for line in lines(aoenv.ao("events", env=narrow).stdout)]
+    assert events and all(len(fields) == 4 for fields in events), events
+    assert all(re.match(r"^\d{4}-\d\d-\d\dT[\d:.]+Z$", fields[0]) for fields in events), events
+    assert ["session.spawned", s.id] in [fields[1:3] for fields in events], events
+    follow = run_ao(aoenv, "events", "--follow", "-n", "1")
+    try:
+        assert follow.lines.next().rstrip("\n").split("\t") == events[-1]
+        follow.send_signal(signal.SIGINT)
+        assert follow.wait(timeout=LONG) == 130
+    finally:
+        stop(follow)
     explain = aoenv.ao("rules", "explain", s.id).stdout
     ci = next(line for line in lines(explain) if line.startswith("ci-failed\t"))
     assert ci.split("\t")[1] == "no" and "pr_state" in ci
@@ -391,14 +497,13 @@ def test_logs_prints_recent_output_and_follows_it(aoenv):
     run = aoenv.ao("logs", s.id, "-n", "5")
     assert run.returncode == 0, run.stderr
     assert "received 2" in run.stdout and len(run.stdout.splitlines()) <= 5
-    proc = subprocess.Popen([sys.executable, "-m", "ao", "logs", s.id, "-f", "-n", "1"], stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True, cwd=aoenv.root, env=aoenv.env)
+    proc = run_ao(aoenv, "logs", s.id, "-f", "-n", "1")
     try:
-        proc.stdout.readline()
+        proc.lines.next()  # the last line so far: following has begun
         aoenv.manager().send(s.id, "second message")
-        wait_for(lambda: "received 3" in proc.stdout.readline(), what="the new output")
+        proc.lines.until(lambda line: "received 3" in line, what="the new output")
         proc.send_signal(signal.SIGINT)
-        assert proc.wait(timeout=10) == 130
+        assert proc.wait(timeout=LONG) == 130
     finally:
         stop(proc)
     assert aoenv.ao("logs", "app-99").returncode == 1
@@ -454,15 +559,17 @@ def test_merging_a_sessions_pr_closes_its_local_issue(aoenv):
 
 def test_start_streams_event_lines_json_and_quiet_and_ctrl_c_exits_130(aoenv):
     s = spawn(aoenv, "12")
-    proc = subprocess.Popen([sys.executable, "-m", "ao", *START, "--json"], stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True, cwd=aoenv.root, env=aoenv.env)
+    # Something for the poller to report for sure: a spawned session that keeps working is no news (its status
+    # is already `working`), one whose terminal is gone is `session.exited` after two failed probes.
+    aoenv.tmux("kill-session", "-t", f"={s.runtime_handle}")
+    proc = run_ao(aoenv, *START, "--json")
     try:
-        event = json.loads(proc.stdout.readline())  # the first cycle's first event, as `ao events --json` has it
+        event = json.loads(proc.lines.next())  # the first event ao start saw, as `ao events --json` has it
         assert event["session"] == s.id and event["type"] in [e["type"] for e in
                                                               json.loads(aoenv.ao("events", "--json").stdout)]
         assert re.match(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d+)?Z$", event["ts"])
         proc.send_signal(signal.SIGINT)
-        assert proc.wait(timeout=20) == 130
+        assert proc.wait(timeout=LONG) == 130
     finally:
         stop(proc)
     quiet = subprocess.Popen([sys.executable, "-m", "ao", *START, "-q"], stdout=subprocess.PIPE,
@@ -471,7 +578,7 @@ def test_start_streams_event_lines_json_and_quiet_and_ctrl_c_exits_130(aoenv):
         wait_for(lambda: (aoenv.data / "poller.pid").exists(), timeout=20, what="ao start")
         stopped = aoenv.ao("stop")
         assert stopped.returncode == 0 and "sessions keep running" in stopped.stdout
-        out, err = quiet.communicate(timeout=20)
+        out, err = quiet.communicate(timeout=LONG)
         assert quiet.returncode == 0 and out == "" and err == ""
     finally:
         stop(quiet)
@@ -524,13 +631,24 @@ def _commands(env) -> list[list[str]]:
     return out
 
 
-def test_every_command_has_examples_and_no_bool_metavars_or_unshipped_references(aoenv):
+# typer's own placeholders when a parameter has no metavar: <str>, <int>, <file>, <list[Path]>, <int range>...
+TYPER_METAVAR = re.compile(r"<(?:bool|str|int|float|file|path|directory|dir|uuid|datetime|choice|text|\w+ range"
+                           r"|list\[[^\]]*\]|[a-z]+(?:[|,][a-z]+)+)>")
+
+
+def test_every_command_has_examples_consistent_metavars_and_no_unshipped_references(aoenv):
     commands = _commands(aoenv)
     assert len(commands) >= 30 and ["issue", "new"] in commands and ["doctor"] in commands
     for command in commands:
         text = aoenv.ao(*command, "--help", env={**aoenv.env, "COLUMNS": "200"}).stdout
         assert "Examples" in text and re.search(r"^\s*(\$ )?ao [a-z]", text, flags=re.M), command
-        assert "<bool>" not in text and "SPEC" not in text and "docs/" not in text, command
+        assert not TYPER_METAVAR.search(text), (command, TYPER_METAVAR.findall(text))
+        assert "SPEC" not in text and "docs/" not in text, command
+        # arguments are named in capitals (PROJECT, SESSION, ISSUE...), an optional one in one pair of brackets
+        usage = text.split("Usage:")[1].splitlines()[0].strip()
+        arguments = usage.split("[OPTIONS]")[-1].split()
+        assert "[[" not in usage and "..]." not in usage and all(a.strip("[].") == a.strip("[].").upper() for a in arguments), (command,
+                                                                                                     usage)
 
 
 def test_usage_errors_and_messages(aoenv):

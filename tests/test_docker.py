@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import subprocess
 
@@ -107,8 +108,10 @@ projects:
     assert "set host (one engine) or hosts (several), not both (at projects.bare.runtime.hosts)" in text
 
     path.write_text("projects:\n  app: {path: app, runtime: docker}\n")
-    with pytest.raises(AoError, match=r":2:29: runtime docker needs an image"):
+    with pytest.raises(AoError, match=r":2:29: runtime docker needs an image") as err:
         config.load(path, env={})
+    [guide] = re.findall(r"see (/\S+\.md)", str(err.value))  # a full path to a page that is really there
+    assert guide.endswith("sandbox.md") and os.path.isfile(guide)
 
     path.write_text("""\
 defaults:

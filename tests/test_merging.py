@@ -114,5 +114,54 @@ def test_an_occurrence_handled_under_another_action_is_handled_again():
     assert ledger.step(entry, True, HEAD, 10, merge).decision == ACT        # auto-merge turned on: act now
     entry, _ = ledger.delivered(entry, HEAD, True, handled_as=ledger.handling(merge))
     assert ledger.step(entry, True, HEAD, 20, merge).decision == NOTHING
-    old = Entry(attempts=1, occurrence=HEAD, first_at=0)  # a ledger written before this rule: left as it was
-    assert ledger.step(old, True, HEAD, 10, merge).decision == NOTHING
+    # A ledger written before handled_as existed: an approved-and-green occurrence that still holds was not
+    # merged (a merge ends it), so it was a notification; auto-merge turned on after the upgrade acts on it once.
+    old = Entry(attempts=1, occurrence=HEAD, first_at=0)
+    assert ledger.step(old, True, HEAD, 10, notify).decision == NOTHING
+    step = ledger.step(old, True, HEAD, 10, merge)
+    assert step.decision == ACT
+    entry, _ = ledger.delivered(step.entry, HEAD, True, handled_as=ledger.handling(merge))
+    assert ledger.step(entry, True, HEAD, 20, merge).decision == NOTHING  # once
+    # any other reaction's old entry is left as it was: an upgrade never repeats a message to an agent
+    for reaction in (Reaction(key="ci-failed", auto=True, action="send-to-agent"),
+                     Reaction(key="ci-failed", auto=False, action="send-to-agent")):
+        assert ledger.step(old, True, HEAD, 10, reaction).decision == NOTHING
+
+
+def test_without_an_open_pr_nothing_but_open_is_claimed():
+    """No PR (or a closed one): no "CI passed" or "merges cleanly" about it, in ao status, explain or ao merge."""
+    for view in (PRView(branch="feat"), green(state="closed"), green(head_sha="")):
+        assert [(c.name, c.ok) for c in criteria(view)] == [("open", False)]
+    assert [(c.name, c.ok, c.detail) for c in criteria_for_fact({"pr_state": "none"})] == [
+        ("open", False, "no PR for the branch")]
+
+
+def test_merge_session_says_there_is_no_open_pr_before_comparing_heads(monkeypatch):
+    """The dashboard pins the head a person confirmed; when the PR is gone the answer is "no open PR", not
+    "feat is at ? now"."""
+    from types import SimpleNamespace
+
+    from ao import merging, store
+    from ao.plugins import scm as scm_plugins
+
+    views = {"feat": PRView(branch="feat")}
+
+    class Scm(FakeScm):
+        def observe(self, branches):
+            return {b: views[b] for b in branches}
+
+    scm = Scm()
+    session = SimpleNamespace(id="app-1", branch="feat", project="app")
+    monkeypatch.setattr(store.SessionStore, "__init__", lambda self, *a, **kw: None)
+    monkeypatch.setattr(store.SessionStore, "find", lambda self, sid: session)
+    monkeypatch.setattr(scm_plugins, "for_project", lambda config, project, clock: scm)
+    config = SimpleNamespace(data_dir="/nonexistent", projects={"app": SimpleNamespace(scm={})})
+    for pinned in (HEAD, None):
+        with pytest.raises(NotMergeable, match="open: no PR for the branch") as err:
+            merging.merge_session(config, "app-1", expected_sha=pinned)
+        assert "is at" not in str(err.value) and [c.name for c in err.value.missing] == ["open"]
+    assert [c.name for c in merging.merge_session(config, "app-1", dry_run=True).criteria] == ["open"]
+    views["feat"] = green(branch="feat", head_sha=OLD)
+    with pytest.raises(merging.AoError, match=f"feat is at {OLD[:7]} now, not the {HEAD[:7]} you confirmed"):
+        merging.merge_session(config, "app-1", expected_sha=HEAD)
+    assert merging.merge_session(config, "app-1", expected_sha=OLD).merged and scm.merged == [OLD]

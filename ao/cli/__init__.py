@@ -94,9 +94,10 @@ def _tidy_help(command: Any) -> None:
     def no_type(param: Any) -> None:
         if getattr(param, "param_type_name", "") == "argument":
             param.display_type_rich = lambda ctx: None  # the argument's name says it all: no "<str>"
-            if param.required and hasattr(param, "display_name_raw"):  # SESSION, not {SESSION}, in the usage
+            if hasattr(param, "display_name_raw"):  # SESSION, not {SESSION}; [FILE...], not [FILE...]...
                 name = param.display_name_raw
                 name += "..." if param.nargs != 1 and not name.endswith("...") else ""
+                name = name if param.required else f"[{name}]"
                 param._usage_display_name = lambda name=name: name
         elif (getattr(param, "is_flag", False) or getattr(param, "count", False)) and param.metavar is None:
             param.metavar = ""

@@ -19,9 +19,11 @@ def register(app: typer.Typer) -> None:
     ))
     def dashboard(
         ctx: typer.Context,
-        port: Annotated[Optional[int], typer.Option("--port", "-p", help="Port (default: the config's port, else 3000 "
-                                                    "or a free one; 0 picks a free one).", show_default=False)] = None,
-        host: Annotated[Optional[str], typer.Option("--host", help="Bind address (default: the config's host, "
+        port: Annotated[Optional[int], typer.Option("--port", "-p", metavar="PORT", help="Port (default: the "
+                                                    "config's port, else 3000 or a free one; 0 picks a free one).",
+                                                    show_default=False)] = None,
+        host: Annotated[Optional[str], typer.Option("--host", metavar="HOST", help="Bind address (default: the "
+                                                    "config's host, "
                                                     "127.0.0.1).", show_default=False)] = None,
         no_open: Annotated[bool, typer.Option("--no-open", help="Do not open a browser.")] = False,
         print_url: Annotated[bool, typer.Option("--print-url", help="Print the login URL of the dashboard "

@@ -32,7 +32,7 @@ def register(root: typer.Typer) -> None:
         session: Annotated[str, typer.Argument(metavar="SESSION", help="Session id, e.g. app-3.",
                                                show_default=False)],
         method: Annotated[Optional[str], typer.Option(
-            "--method", help="squash, merge or rebase (default: the project's scm.mergeMethod).")] = None,
+            "--method", metavar="METHOD", help="squash, merge or rebase (default: the project's scm.mergeMethod).")] = None,
         dry_run: Annotated[bool, typer.Option("--dry-run", help="Check the criteria; merge nothing.")] = False,
         json: JsonOption = False,
         config: ConfigOption = None,

@@ -37,6 +37,11 @@ class Column:
     header: str = ""
     style: Optional[Callable[[dict[str, Any]], Optional[str]]] = None
     text: Optional[Callable[[dict[str, Any]], Any]] = None  # what to show, when it is not row[key]
+    # On a terminal: "fold" wraps a long cell over lines; "keep" never splits it (an id, a status, a branch:
+    # the table gives way around it); "clip" keeps free text to one line, cut with an ellipsis.
+    fit: str = "fold"
+    # When the table is wider than the terminal, columns go in decreasing ``drop`` order (0: never).
+    drop: int = 0
 
     @property
     def title(self) -> str:
@@ -103,21 +108,49 @@ def plain_lines(rows: Iterable[dict[str, Any]], columns: Sequence[Column]) -> li
     return ["\t".join(c.value(row) for c in columns) for row in rows]
 
 
-def table(rows: Sequence[dict[str, Any]], columns: Sequence[Column], title: str = "", caption: str = "") -> Any:
-    """The rich table of a listing (also what ``--watch`` redraws)."""
+CLIP_MIN = 16  # the least of a "clip" column worth showing: "input: Do you w…"
+
+
+def fitting(rows: Sequence[dict[str, Any]], columns: Sequence[Column], width: int) -> list[Column]:
+    """``columns`` without the droppable ones a table ``width`` cells wide has no room for, least useful first.
+
+    A table needs each column's widest cell plus three (padding and a border) and one more for the last border;
+    a "clip" column counts as at most :data:`CLIP_MIN`, since it is cut to what is left."""
+    from rich.cells import cell_len
+
+    def need(column: Column) -> int:
+        widest = max([cell_len(column.title), *(cell_len(column.value(row)) for row in rows)])
+        return (min(widest, CLIP_MIN) if column.fit == "clip" else widest) + 3
+
+    kept = list(columns)
+    while sum(map(need, kept)) + 1 > width and any(c.drop for c in kept):
+        kept.remove(max((c for c in kept if c.drop), key=lambda c: c.drop))
+    return kept
+
+
+def table(rows: Sequence[dict[str, Any]], columns: Sequence[Column], title: str = "", caption: str = "",
+          width: Optional[int] = None) -> Any:
+    """The rich table of a listing (also what ``--watch`` redraws), fitted to ``width`` (:func:`fitting`)."""
     from rich.markup import escape
     from rich.table import Table
     from rich.text import Text
 
+    if width is not None:
+        columns = fitting(rows, columns, width)
     out = Table(title=escape(title) if title else None, title_justify="left",
                 caption=escape(caption) if caption else None, caption_justify="left")
     for column in columns:
-        out.add_column(column.title, overflow="fold")
+        if column.fit == "fold":
+            out.add_column(column.title, overflow="fold")
+        else:  # "keep" is cut only when even the kept columns cannot fit; rich shrinks "clip" columns first
+            out.add_column(Text(column.title, no_wrap=True, overflow="ellipsis"), overflow="ellipsis",
+                           no_wrap=column.fit == "keep")
     for row in rows:
         cells = []
         for column in columns:
             style = column.style(row) if column.style else None
-            cells.append(Text(column.value(row), style=style or ""))
+            cells.append(Text(column.value(row), style=style or "", no_wrap=column.fit != "fold" or None,
+                              overflow="ellipsis" if column.fit != "fold" else None))
         out.add_row(*cells)
     return out
 
@@ -145,7 +178,7 @@ def listing(rows: Sequence[dict[str, Any]], columns: Sequence[Column], *, title:
     if not rows and empty:
         out.print(Text(empty))
         return
-    out.print(table(rows, columns, title, caption))
+    out.print(table(rows, columns, title, caption, width=out.width))
 
 
 def warn(message: str) -> None:
@@ -175,8 +208,9 @@ def watch(render: Callable[[], tuple[Sequence[dict[str, Any]], Sequence[Column],
 
     from ao.cli.common import console
 
-    with Live(auto_refresh=False, console=console()) as live:
+    out = console()
+    with Live(auto_refresh=False, console=out) as live:
         while True:
             rows, columns, title = render()
-            live.update(table(rows, columns, title), refresh=True)
+            live.update(table(rows, columns, title, width=out.width), refresh=True)  # out.width follows resizes
             time.sleep(interval)  # a display refresh period, not synchronisation

@@ -1,7 +1,8 @@
 """``ao poll``, ``ao start``, ``ao stop`` and ``ao events``.
 
-``ao poll`` and ``ao start`` print the same lines: each event of the cycle as ``ao events`` shows it (time,
-type, session, details), then each action fired; ``--json`` prints the events as JSON lines instead.
+``ao poll`` and ``ao start`` print the same lines: each event of the cycle as ``ao events --follow`` shows it on a
+terminal (time, type, session, details), then each action fired; ``--json`` prints the events as JSON lines
+instead. ``ao events`` is a listing (``ao.cli.output``): piped, one tab-separated line per event.
 """
 
 from __future__ import annotations
@@ -15,16 +16,26 @@ from typing import Annotated, Any, Callable, Optional
 import typer
 
 from ao.cli.common import ConfigOption, JsonOption, examples, load_config, print_json
-from ao.cli.output import cell, warn
+from ao.cli.output import Column, cell, is_terminal, listing, plain_lines, warn
 from ao.errors import AoError, UsageError
 
 
-def event_line(e: dict[str, Any]) -> str:
-    """One event as a line: ISO time, type, session (or project), the rest as key=value."""
+def event_detail(e: dict[str, Any]) -> str:
+    """What an event says beyond its time, type and session: the rest as key=value."""
     rest = {k: v for k, v in e.items() if k not in ("ts", "type", "session", "project")}
-    detail = " ".join(f"{k}={cell(v)}" for k, v in rest.items() if v not in (None, "", [], {}))
+    return " ".join(f"{k}={cell(v)}" for k, v in rest.items() if v not in (None, "", [], {}))
+
+
+def event_line(e: dict[str, Any]) -> str:
+    """One event as a line for a person: ISO time, type, session (or project), the rest as key=value."""
     who = e.get("session") or e.get("project") or ""
-    return f"{e.get('ts', '')} {e.get('type', ''):<26} {who:<12} {detail}".rstrip()
+    return f"{e.get('ts', '')} {e.get('type', ''):<26} {who:<12} {event_detail(e)}".rstrip()
+
+
+# ``ao events`` as a listing: a table on a terminal, one tab-separated line per event when piped
+EVENT_COLUMNS = [Column("ts", "time"), Column("type"),
+                 Column("session", text=lambda e: e.get("session") or e.get("project")),
+                 Column("detail", text=event_detail)]
 
 
 def action_line(a: dict[str, Any], dry_run: bool) -> str:
@@ -294,20 +305,22 @@ def register(app: typer.Typer) -> None:
         def wanted(e: dict[str, Any]) -> bool:
             return session is None or e.get("session") == session
 
+        terminal = is_terminal()
+
         def show(e: dict[str, Any]) -> None:
-            print(jsonlib.dumps(e, ensure_ascii=False) if json else event_line(e), flush=True)
+            line = (jsonlib.dumps(e, ensure_ascii=False) if json else event_line(e) if terminal
+                    else plain_lines([e], EVENT_COLUMNS)[0])
+            print(line, flush=True)
 
         path = cfg.data_dir / events.EVENTS_FILE
         shown = [e for e in events.read(cfg.data_dir) if wanted(e)]
-        if json and not follow:  # a JSON array, as every listing's --json; with --follow, JSON lines
-            print_json(shown[-limit:] if limit else shown)
+        last = shown[-limit:] if limit else shown
+        if not follow:  # a listing: a table, tab-separated lines when piped, or (--json) a JSON array
+            listing(last, EVENT_COLUMNS, title="events", json=json,
+                    empty="no events yet" + (f" for {session}" if session else ""))
             return
-        for e in shown[-limit:] if limit else shown:
+        for e in last:  # followed: one line per event as it comes (with --json: JSON lines)
             show(e)
-        if not follow:
-            if not shown:
-                print("no events yet" + (f" for {session}" if session else ""), file=sys.stderr)
-            return
         offset = path.stat().st_size if path.exists() else 0
         while True:
             time.sleep(0.5)  # tailing a file: a display refresh period

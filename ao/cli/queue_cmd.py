@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import time
-from typing import Annotated, Any, Optional
+from typing import Annotated, Any
 
 import typer
 
-from ao.cli.common import ConfigOption, JsonOption, examples, load_config
+from ao.cli.common import ConfigOption, JsonOption, ProjectArg, ProjectRequired, examples, load_config
 from ao.cli.output import Column, iso, listing, print_json, short_duration
 from ao.errors import AoError
 
@@ -32,10 +32,11 @@ def _row(e: Any, now: float) -> dict[str, Any]:
 ))
 def add(
     ctx: typer.Context,
-    project: Annotated[str, typer.Argument(help="Project id from the config.", show_default=False)],
+    project: ProjectRequired,
     issues: Annotated[list[str], typer.Argument(metavar="ISSUE...", help="Issue ids, oldest first.",
                                                 show_default=False)],
-    priority: Annotated[int, typer.Option("--priority", "-p", help="Higher goes first; then the oldest.")] = 0,
+    priority: Annotated[int, typer.Option("--priority", "-p", metavar="N",
+                                          help="Higher goes first; then the oldest.")] = 0,
     json: JsonOption = False,
     config: ConfigOption = None,
 ) -> None:
@@ -66,8 +67,7 @@ def add(
 ))
 def ls(
     ctx: typer.Context,
-    project: Annotated[Optional[str], typer.Argument(metavar="[PROJECT]", help="Only this project.",
-                                                     show_default=False)] = None,
+    project: ProjectArg = None,
     all_: Annotated[bool, typer.Option("--all", "-a", help="Also admitted and failed entries.")] = False,
     json: JsonOption = False,
     config: ConfigOption = None,
@@ -89,7 +89,7 @@ def ls(
 @app.command(epilog=examples(("ao queue rm my-app 13", "take issue 13 off the queue"),))
 def rm(
     ctx: typer.Context,
-    project: Annotated[str, typer.Argument(help="Project id from the config.", show_default=False)],
+    project: ProjectRequired,
     issues: Annotated[list[str], typer.Argument(metavar="ISSUE...", help="Issue ids.", show_default=False)],
     json: JsonOption = False,
     config: ConfigOption = None,

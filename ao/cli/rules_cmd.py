@@ -179,10 +179,10 @@ def test_cmd(
                        "shipped with ao, by name (repeatable).", show_default=False)] = None,
     all_examples: Annotated[bool, typer.Option("--examples", help="Run every rule test shipped with ao.")] = False,
     replay: Annotated[Optional[list[Path]], typer.Option(
-        "--replay", help="Re-run the facts the poller recorded (a file or folder of <dataDir>/facts/) and print "
+        "--replay", metavar="FILE|DIR", help="Re-run the facts the poller recorded (a file or folder of <dataDir>/facts/) and print "
                          "how the actions would differ. Repeatable.", show_default=False)] = None,
     new_config: Annotated[Optional[Path], typer.Option(
-        "--config", help="With --replay: the changed config to compare with the current one (default: compare "
+        "--config", metavar="FILE", help="With --replay: the changed config to compare with the current one (default: compare "
                          "the current config with what ao actually did).", dir_okay=False, show_default=False)] = None,
     json: JsonOption = False,
 ) -> None:

@@ -11,7 +11,7 @@ from ao.cli.common import (ConfigOption, JsonOption, ProjectRequired, complete_i
 from ao.cli.output import Column, listing
 from ao.errors import AoError
 
-AgentOption = Annotated[Optional[str], typer.Option("--agent", "-a", help="Agent plugin for this session "
+AgentOption = Annotated[Optional[str], typer.Option("--agent", "-a", metavar="AGENT", help="Agent plugin for this session "
                                                     "(claude-code, codex, aider, opencode, command).",
                                                     show_default=False)]
 
@@ -54,7 +54,7 @@ def register(app: typer.Typer) -> None:
         extra: Annotated[Optional[str], typer.Argument(metavar="PROMPT", help="Extra instructions for the "
                          "agent, e.g. \"Step 1: add the schema\".", show_default=False)] = None,
         agent: AgentOption = None,
-        branch: Annotated[Optional[str], typer.Option("--branch", "-b", help="Branch name (must not exist). "
+        branch: Annotated[Optional[str], typer.Option("--branch", "-b", metavar="BRANCH", help="Branch name (must not exist). "
                           "Default: feat/issue-<n>, or a slug of the task.", show_default=False)] = None,
         prompt: Annotated[Optional[str], typer.Option("--prompt", metavar="TEXT", help="Extra instructions "
                           "(same as PROMPT).", show_default=False)] = None,

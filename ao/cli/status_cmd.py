@@ -11,22 +11,25 @@ import typer
 from ao.cli.common import ConfigOption, JsonOption, ProjectArg, examples, load_config
 from ao.cli.output import Column, listing, short_duration, warn, watch
 
+# The id, status and branch are never split; the free text is cut to a line; on a narrow terminal the columns
+# worth least go first (cost, tokens, age...: the title already says how fresh the data is).
 COLUMNS = [
-    Column("session"),
-    Column("status", style=lambda r: _style(r["status"])),
-    Column("activity"),
-    Column("branch"),
-    Column("pr", "pr", text=lambda r: r["pr_url"] or (f"#{r['pr']}" if r["pr"] else None)),
-    Column("ci", style=lambda r: "red" if r["ci"] == "failing" else None),
-    Column("review", style=lambda r: "red" if r["review"] == "changes_requested" else None),
+    Column("session", fit="keep"),
+    Column("status", style=lambda r: _style(r["status"]), fit="keep"),
+    Column("activity", fit="keep", drop=6),
+    Column("branch", fit="keep"),
+    Column("pr", "pr", text=lambda r: r["pr_url"] or (f"#{r['pr']}" if r["pr"] else None), fit="keep", drop=5),
+    Column("ci", style=lambda r: "red" if r["ci"] == "failing" else None, fit="keep", drop=7),
+    Column("review", style=lambda r: "red" if r["review"] == "changes_requested" else None, fit="keep", drop=8),
     Column("merge", text=lambda r: ("ok" if not r["merge_missing"] else "missing " + ",".join(r["merge_missing"]))
-           if r["merge"] else None, style=lambda r: "green" if r["merge"] and not r["merge_missing"] else None),
-    Column("needs", "needs a human", style=lambda r: "bold yellow" if r["needs"] else None),
+           if r["merge"] else None, style=lambda r: "green" if r["merge"] and not r["merge_missing"] else None,
+           fit="clip", drop=4),
+    Column("needs", "needs a human", style=lambda r: "bold yellow" if r["needs"] else None, fit="clip"),
     Column("observed", text=lambda r: "never" if r["observed_seconds_ago"] is None
-           else f"{short_duration(r['observed_seconds_ago'])} ago"),
-    Column("age", text=lambda r: short_duration(r["age_seconds"])),
-    Column("tokens", text=lambda r: _tokens_text(r["tokens_in"], r["tokens_out"])),
-    Column("cost", text=lambda r: f"${r['cost_usd']:.2f}" if r["cost_usd"] else None),
+           else f"{short_duration(r['observed_seconds_ago'])} ago", fit="keep", drop=9),
+    Column("age", text=lambda r: short_duration(r["age_seconds"]), fit="keep", drop=10),
+    Column("tokens", text=lambda r: _tokens_text(r["tokens_in"], r["tokens_out"]), fit="keep", drop=11),
+    Column("cost", text=lambda r: f"${r['cost_usd']:.2f}" if r["cost_usd"] else None, fit="keep", drop=12),
 ]
 
 
@@ -102,7 +105,7 @@ def collect(cfg: Any, project: Optional[str]) -> tuple[list[dict[str, Any]], str
 
 def columns_for(rows: list[dict[str, Any]]) -> list[Column]:
     """The table's columns; ``host`` only when some session runs somewhere other than here (docker)."""
-    return COLUMNS + [Column("host")] if any(r["host"] for r in rows) else COLUMNS
+    return COLUMNS + [Column("host", fit="keep", drop=3)] if any(r["host"] for r in rows) else COLUMNS
 
 
 def register(app: typer.Typer) -> None:

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from ao import paths
 from ao.errors import AoError
 from ao.web.auth import allowed_host_names, is_loopback
 
@@ -57,8 +58,8 @@ class ServeSettings:
         raise AoError(
             f"refusing to serve the dashboard on {self.host}: that address is reachable from other machines and "
             "no TLS is configured, so the login token and every session would cross the network in clear text. "
-            "Reach it through an SSH tunnel instead (docs/dashboard.md), configure dashboard.tls (certFile, "
-            "keyFile), or, if you know this network is private, set dashboard.allowPlainHttp: true "
+            f"Reach it through an SSH tunnel instead (see {paths.doc('dashboard.md')}), configure dashboard.tls "
+            "(certFile, keyFile), or, if you know this network is private, set dashboard.allowPlainHttp: true "
             "(or pass --allow-plain-http)")
 
 

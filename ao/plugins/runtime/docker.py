@@ -47,6 +47,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Callable
 
+from ao import paths
 from ao.agentfiles import read_small
 from ao.errors import AoError
 from ao.plugins.runtime import LaunchSpec, Probe
@@ -312,7 +313,7 @@ class DockerRuntime:
                                 "or point host at an engine you may use)")
         if "no such image" in low or "unable to find image" in low:
             return AoError(f"image {self.image} is not on the Docker engine {engine.label}: build or load it there "
-                           "first (docs/sandbox.md); ao never pulls images")
+                           f"first (see {paths.doc('sandbox.md')}); ao never pulls images")
         if "bind source path does not exist" in low:
             return AoError(f"{doing}: a mount source does not exist on the Docker engine {engine.label} (on a remote "
                            f"engine, paths are that machine's): {err}")
@@ -366,8 +367,8 @@ class DockerRuntime:
         if shutil.which(self.docker_bin) is None:
             raise AoError(MISSING)
         if self.image is None:
-            raise AoError("runtime docker needs an image (runtime: {plugin: docker, image: ...}); docs/sandbox.md "
-                          "shows how to build one")
+            raise AoError("runtime docker needs an image (runtime: {plugin: docker, image: ...}); "
+                          f"{paths.doc('sandbox.md')} shows how to build one")
         if len(self.engines) == 1:  # several engines: placement finds the ones that answer
             engine = self.engines[0]
             r = self._docker(engine, "image", "inspect", "--format", "{{.Id}}", self.image)
