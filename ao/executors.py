@@ -249,8 +249,11 @@ class PauseExecutor:
 
     def pause(self, session_id: str, activity: str, reason: str) -> None:
         session, project = self.manager.find(session_id)
-        # paused already (by this decision, before a crash): its keys were pressed; never press them twice
-        if activity in ("active", "unknown") and session.runtime_handle and not session.meta.get("paused"):
+        # paused already since its last launch (by this decision, before a crash): its keys were pressed; never
+        # press them twice. A mark from before a restore is stale: that agent was started afresh.
+        paused = session.meta.get("paused")
+        pressed = isinstance(paused, dict) and float(paused.get("at") or 0) >= session.launched_at
+        if activity in ("active", "unknown") and session.runtime_handle and not pressed:
             agent = self.manager.agent(session.agent or project.agent)
             self.manager.runtime(session.runtime or project.runtime).send_keys(session.runtime_handle,
                                                                                 agent.interrupt_keys())

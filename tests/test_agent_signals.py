@@ -543,6 +543,7 @@ def test_trust_follows_a_dotfiles_link_to_the_users_own_agent_config(tmp_path):
     dotfiles = tmp_path / "dotfiles"
     dotfiles.mkdir()
     (dotfiles / "config.toml").write_text('model = "o3"\n')
+    (dotfiles / "config.toml").chmod(0o600)
     (dotfiles / "claude.json").write_text('{"theme": "dark"}\n')
     (tmp_path / "codex").mkdir()
     (tmp_path / "codex" / "config.toml").symlink_to(dotfiles / "config.toml")
@@ -554,6 +555,7 @@ def test_trust_follows_a_dotfiles_link_to_the_users_own_agent_config(tmp_path):
     assert (tmp_path / "codex" / "config.toml").is_symlink() and (tmp_path / "claude" / ".claude.json").is_symlink()
     assert 'trust_level = "trusted"' in (dotfiles / "config.toml").read_text()
     assert 'model = "o3"' in (dotfiles / "config.toml").read_text()
+    assert (dotfiles / "config.toml").stat().st_mode & 0o777 == 0o600  # MCP tokens stay private
     data = json.loads((dotfiles / "claude.json").read_text())
     assert data["theme"] == "dark" and data["projects"][str(ctx.workspace)]["hasTrustDialogAccepted"] is True
 

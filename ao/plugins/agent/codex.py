@@ -128,7 +128,11 @@ class Codex(BaseAgent):
         if str(workspace) in projects:
             return
         section = f'\n[projects.{json.dumps(str(workspace))}]\ntrust_level = "trusted"\n'
-        atomic_write(path, text + ("\n" if text and not text.endswith("\n") else "") + section)
+        try:
+            mode = path.stat().st_mode & 0o777  # it may hold tokens (MCP servers' env): keep it private
+        except FileNotFoundError:
+            mode = 0o600
+        atomic_write(path, text + ("\n" if text and not text.endswith("\n") else "") + section, mode)
 
     def can_resume(self, ctx: LaunchContext) -> bool:
         return self.rollout(ctx.workspace) is not None
