@@ -162,7 +162,7 @@ class Admission:
                 if not wanted or not self._due("reconcile", project, now, set(wanted) - set(known)):
                     states = {}
                 else:
-                    states = self.tracker(pid).status(wanted, project.pickup.get("activeStates"))
+                    states = self.tracker(pid).status(wanted, project.pickup.get("activeStates"), blockers=False)
                     known.clear()
                     known.update({i: st.state for i, st in states.items()})
             except AoError as exc:  # the tracker is down: keep last cycle's view, say so, carry on

@@ -404,7 +404,7 @@ def test_a_remote_tracker_is_asked_at_most_every_few_minutes(admit):
             calls.append("pickup")
             return []
 
-        def status(self, ids, active=None):
+        def status(self, ids, active=None, *, blockers=True):
             calls.append(("status", tuple(ids)))
             return {i: IssueStatus(state="closed") for i in ids}
 

@@ -141,3 +141,18 @@ def test_blocked_by_dependencies_hold_an_issue_while_a_blocker_is_open(fake, tmp
     fresh = github_tracker.plugin(project_path=tmp_path, settings={"repo": "acme/app", "baseUrl": fake.url})
     base.state = "open"
     assert fresh.status([ids[0]])[ids[0]].blocked_by == [f"#{base.number}"]
+
+
+def test_reconciling_reads_no_dependencies_and_one_unreadable_list_holds_only_its_issue(fake, tmp_path):
+    base = fake.add_issue("Base work", labels=["ao"])
+    blocked = fake.add_issue("Needs the base", labels=["ao"], blocked_by=[base.number])
+    free = fake.add_issue("Free", labels=["ao"])
+    t = github_tracker.plugin(project_path=tmp_path, settings={"repo": "acme/app", "baseUrl": fake.url})
+    ids = [str(blocked.number), str(free.number)]  # never read through REST: their summaries are unknown
+    fake.clear_log()
+    assert {i: s.state for i, s in t.status(ids, blockers=False).items()} == dict.fromkeys(ids, "open")
+    assert [r.path for r in fake.log if not r.graphql] == []  # the state alone costs one GraphQL query
+    fake.fail(count=10, status=502, match=f"/issues/{blocked.number}/dependencies")  # past the retries
+    got = t.status(ids)  # one issue's list fails: that issue waits, the batch and the other issue are read
+    assert got[ids[0]].state == "open" and got[ids[0]].blocked_by[0].startswith("(dependencies unread: ")
+    assert got[ids[1]].blocked_by == []

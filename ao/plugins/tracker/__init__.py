@@ -52,9 +52,11 @@ class Tracker(Protocol):
     def pickup(self, spec: dict[str, Any]) -> list[Issue]:
         """Open issues matching a project's ``pickup`` (label, state, view), for the queue."""
 
-    def status(self, issue_ids: list[str], active_states: list[str] | None = None) -> dict[str, IssueStatus]:
+    def status(self, issue_ids: list[str], active_states: list[str] | None = None, *,
+               blockers: bool = True) -> dict[str, IssueStatus]:
         """State and open blockers of many issues, in as few requests as the tracker allows. Issues that do
-        not exist are left out."""
+        not exist are left out. ``blockers=False``: only the state matters (reconciling live sessions), so a
+        tracker may skip requests it makes only for blockers."""
 
 
 def get(name: str, *, project_path: Path, settings: dict[str, Any]) -> Tracker:

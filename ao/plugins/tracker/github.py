@@ -131,7 +131,8 @@ class GitHubTracker:
         """Open issues with the pickup label (every open issue when none is given)."""
         return self.list("open", [spec["label"]] if spec.get("label") else [])
 
-    def status(self, issue_ids: list[str], active_states: list[str] | None = None) -> dict[str, IssueStatus]:
+    def status(self, issue_ids: list[str], active_states: list[str] | None = None, *,
+               blockers: bool = True) -> dict[str, IssueStatus]:
         """State and open blockers of many issues: one GraphQL query per STATUS_BATCH issues. An issue waits for
         its open sub-issues, the open issues its task list tracks, and its open "blocked by" dependencies (not in
         the GraphQL schema ao is held to, tests/api/github: one REST request for an open issue whose last read
@@ -152,18 +153,21 @@ class GitHubTracker:
                 node = repo.get(f"i{n}")
                 if not isinstance(node, dict):
                     continue
-                blockers = []
+                waits_for = []
                 for link in LINKS:
                     for b in ((node.get(link) or {}).get("nodes") or []):
                         if isinstance(b, dict) and b.get("state") == "OPEN":
                             other = (b.get("repository") or {}).get("nameWithOwner") or self.repo
                             number = b.get("number")
-                            blockers.append(f"#{number}" if other == self.repo else f"{other}#{number}")
+                            waits_for.append(f"#{number}" if other == self.repo else f"{other}#{number}")
                 closed = node.get("state") == "CLOSED"
-                if not closed and self._blocked_counts.get(n, 1) > 0:
-                    blockers += self._dependencies(n)
+                if blockers and not closed and self._blocked_counts.get(n, 1) > 0:
+                    try:
+                        waits_for += self._dependencies(n)
+                    except AoError as exc:  # this issue waits (unknown is not "unblocked"); the others go on
+                        waits_for.append(f"(dependencies unread: {exc})")
                 by_number[n] = IssueStatus(state="closed" if closed else "open",
-                                           blocked_by=list(dict.fromkeys(blockers)))
+                                           blocked_by=list(dict.fromkeys(waits_for)))
         return {i: by_number[self._number(i)] for i in issue_ids if self._number(i) in by_number}
 
     def _dependencies(self, n: int) -> list[str]:

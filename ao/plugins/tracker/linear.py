@@ -207,7 +207,8 @@ class LinearTracker:
             flt["team"] = {"key": {"eq": self.team}}
         return self._pages(LIST_ISSUES, {"filter": flt}, "the pickup list")
 
-    def status(self, issue_ids: list[str], active_states: list[str] | None = None) -> dict[str, IssueStatus]:
+    def status(self, issue_ids: list[str], active_states: list[str] | None = None, *,
+               blockers: bool = True) -> dict[str, IssueStatus]:
         """State and open blockers ("blocks" relations pointing at the issue) of many issues, one query per
         team and STATUS_BATCH issues. With ``active_states``, an open issue in another state is inactive."""
         wanted: dict[tuple[str, int], str] = {}

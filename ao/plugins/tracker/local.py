@@ -187,7 +187,8 @@ class LocalTracker:
             issues = [i for i in issues if spec["label"] in i.labels]
         return issues
 
-    def status(self, issue_ids: list[str], active_states: list[str] | None = None) -> dict[str, IssueStatus]:
+    def status(self, issue_ids: list[str], active_states: list[str] | None = None, *,
+               blockers: bool = True) -> dict[str, IssueStatus]:
         out: dict[str, IssueStatus] = {}
         for issue_id in issue_ids:
             try:
