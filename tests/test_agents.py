@@ -339,11 +339,14 @@ def test_claude_transcripts_of_a_long_workspace_path_are_found(tmp_path, monkeyp
     env.workspace.mkdir(parents=True)
     env.folder = env.config / "projects" / project_key(env.workspace)
     assert len(env.folder.name) > 200
-    env.log([USER, TOOL], T0 + 100)
+    env.log([{**USER, "cwd": str(env.workspace)}, TOOL], T0 + 100)
     assert env.activity(T0 + 101).state == "active"
     assert agent.get("claude-code").session_file(env.workspace)[0] == env.folder / "s1.jsonl"
     other = env.folder.with_name(env.folder.name[:200] + "-otherhash")
     env.folder.rename(other)
+    # another workspace under the same deep folder shares the cut prefix: its newer transcript is not ours
+    env.folder = env.folder.with_name(env.folder.name[:200] + "-siblinghash")
+    env.log([{**USER, "cwd": str(env.workspace) + "-2"}, TOOL], T0 + 150)
     assert agent.get("claude-code").session_file(env.workspace)[0] == other / "s1.jsonl"
 
 

@@ -121,17 +121,39 @@ def project_folders(root: Path, workspace: Path) -> list[Path]:
     """The folders under ``root`` (``<config dir>/projects``) that hold ``workspace``'s transcripts: its key,
     as given and resolved, and for a key past 200 characters any folder with the same cut prefix, as Claude
     Code itself looks them up (its hash differs between builds: Bun's runtime hash in some)."""
-    found: list[Path] = []
-    for key in dict.fromkeys([project_key(workspace), project_key(workspace.resolve())]):
-        if (root / key).is_dir():
-            found.append(root / key)
+    keys = list(dict.fromkeys([project_key(workspace), project_key(workspace.resolve())]))
+    found = [root / key for key in keys if (root / key).is_dir()]
+    if found:
+        return found
+    # Workspaces under one deep folder share the cut prefix: a folder found by it is this workspace's only if
+    # its transcripts say they ran here (else every session would count all the others' tokens).
+    paths = {str(workspace), str(workspace.resolve())}
+    for key in keys:
         if len(key) > KEY_LIMIT:
             prefix = key[:KEY_LIMIT] + "-"
             try:
-                found += [Path(e.path) for e in os.scandir(root) if e.name.startswith(prefix) and e.is_dir()]
+                found += [Path(e.path) for e in os.scandir(root) if e.name.startswith(prefix) and e.is_dir()
+                          and _transcript_cwd(Path(e.path)) in paths]
             except OSError:
                 pass
     return list(dict.fromkeys(found))
+
+
+def _transcript_cwd(folder: Path) -> str | None:
+    """The working directory a transcript in ``folder`` records (its first lines that carry ``cwd``)."""
+    for transcript in sorted(folder.glob("*.jsonl")):
+        try:
+            with open_regular(transcript) as f:
+                for line in f.read(64 * 1024).splitlines()[:20]:
+                    try:
+                        cwd = json.loads(line).get("cwd")
+                    except (ValueError, AttributeError):
+                        continue
+                    if isinstance(cwd, str):
+                        return cwd
+        except OSError:
+            continue
+    return None
 
 
 def _text(content: Any) -> str:
