@@ -4,6 +4,7 @@ SSE and WebSocket (401 without the token, Host/Origin/CSRF refused, headers, aud
 from __future__ import annotations
 
 import json
+import os
 import re
 import stat
 import subprocess
@@ -490,3 +491,24 @@ def test_the_board_header_shows_each_projects_totals_and_the_prices_date(aoenv):
     usage = re.search(r'id="project-usage"[^>]*>([^<]*)<', page).group(1)
     assert usage == (f"app: 1M in, 2.1k out, $3.03 of a $50 budget (no price for my-local-model) · "
                      f"costs at prices as of {PRICES_AS_OF}")
+
+
+def test_a_record_left_by_a_killed_dashboard_never_blocks_the_next(tmp_path):
+    """A SIGKILLed dashboard leaves dashboard.json behind, and its pid may be reused by any process (here pid 1,
+    which lives): only the lock says whether a dashboard serves, and the kernel dropped it with the process."""
+    from ao.web import server
+    from ao.web.settings import STATE_FILE
+
+    (tmp_path / STATE_FILE).write_text(json.dumps({"url": "http://127.0.0.1:3000/", "pid": 1}))
+    (tmp_path / server.LOCK_FILE).touch()
+    assert server.serving(tmp_path) is None
+    held = server._take_lock(tmp_path)
+    try:
+        assert held is not None and server._take_lock(tmp_path) is None  # a second one waits its turn
+        assert server.serving(tmp_path) == {"url": "http://127.0.0.1:3000/", "pid": 1}
+    finally:
+        os.close(held)
+    assert server.serving(tmp_path) is None
+    again = server._take_lock(tmp_path)
+    assert again is not None
+    os.close(again)

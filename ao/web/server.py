@@ -55,12 +55,48 @@ def _listen(family: int, host: str, port: int) -> socket.socket:
     return sock
 
 
+LOCK_FILE = "dashboard.lock"  # held (flock) by the process serving this data dir's dashboard, for as long as it serves
+
+
+def _held(data_dir: Path) -> bool:
+    """Whether a process holds this data dir's dashboard lock now. A lock, unlike a recorded pid, cannot go
+    stale: the kernel drops it when its holder dies, however it dies, and a reused pid holds nothing."""
+    import fcntl
+
+    try:
+        fd = os.open(Path(data_dir) / LOCK_FILE, os.O_RDONLY | os.O_CLOEXEC)
+    except OSError:
+        return False
+    try:
+        fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+        return False
+    except OSError:
+        return True
+    finally:
+        os.close(fd)
+
+
+def _take_lock(data_dir: Path) -> int | None:
+    """This data dir's dashboard lock, held (an fd to keep open while serving), or None if another holds it."""
+    import fcntl
+
+    Path(data_dir).mkdir(parents=True, exist_ok=True)
+    fd = os.open(Path(data_dir) / LOCK_FILE, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        return fd
+    except OSError:
+        os.close(fd)
+        return None
+
+
 def serving(data_dir: Path) -> dict[str, Any] | None:
-    """The record (``url``, ``pid``) of the dashboard serving ``data_dir`` now, if its process lives."""
+    """The record (``url``, ``pid``) of the dashboard serving ``data_dir`` now: only while its lock is held."""
+    if not _held(data_dir):
+        return None
     with contextlib.suppress(OSError, ValueError, AttributeError, KeyError, TypeError):
         state = json.loads((Path(data_dir) / STATE_FILE).read_text())
-        os.kill(int(state["pid"]), 0)
-        if isinstance(state["url"], str):
+        if isinstance(state["url"], str) and isinstance(state["pid"], int):
             return state
     return None
 
@@ -155,17 +191,29 @@ class DashboardServer:
 
     def __init__(self, config: Any, settings: ServeSettings, *, receiver: Any = None,
                  tick: float | None = None) -> None:
+        settings.check_exposure()
+        self.config, self.settings = config, settings
+        # One dashboard per data dir, decided by a lock taken before binding: two starting at once cannot both pass
+        self._lock = _take_lock(config.data_dir)
+        if self._lock is None:
+            served = serving(config.data_dir) or {}
+            where = f", at {served['url']} (pid {served['pid']})" if served else ""
+            raise AoError(f"this data dir's dashboard is served already{where}: "
+                          "`ao dashboard --print-url` prints its login URL")
+        try:
+            self._setup(config, settings, receiver, tick)
+        except BaseException:
+            if getattr(self, "sock", None) is not None:
+                self.sock.close()
+            self._unlock()
+            raise
+
+    def _setup(self, config: Any, settings: ServeSettings, receiver: Any, tick: float | None) -> None:
         import uvicorn
 
         from ao.web.app import create_app
         from ao.web.auth import load_token
 
-        settings.check_exposure()
-        self.config, self.settings = config, settings
-        served = serving(config.data_dir)
-        if served is not None and served["pid"] != os.getpid():
-            raise AoError(f"this data dir's dashboard is served already, at {served['url']} (pid {served['pid']}): "
-                          "`ao dashboard --print-url` prints its login URL")
         self.token = load_token(config.data_dir)
         # Webhook senders are pointed at one port: with a receiver, the port never moves.
         self.sock = bind(settings, fallback=not settings.port_fixed and receiver is None)
@@ -203,6 +251,12 @@ class DashboardServer:
         with contextlib.suppress(OSError, ValueError):
             if json.loads(path.read_text()).get("pid") == os.getpid():
                 path.unlink()
+        self._unlock()
+
+    def _unlock(self) -> None:
+        if self._lock is not None:
+            os.close(self._lock)  # closing the only fd drops the flock
+            self._lock = None
 
     def run(self) -> None:
         """Serve until SIGINT/SIGTERM."""
