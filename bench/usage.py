@@ -54,28 +54,26 @@ def main() -> None:
         for run in range(args.runs):
             cfg = SimpleNamespace(data_dir=root / f"data{run}", prices={},
                                   projects={"app": SimpleNamespace(agent="claude-code", agent_config={})})
+
+            def cycle(tracker: UsageTracker | None = None) -> float:
+                """One poller cycle's usage work (a fresh tracker: after a restart), timed."""
+                started = time.perf_counter()
+                tracker = tracker or UsageTracker(cfg, loc)
+                tracker.observe(sessions, 0)
+                tracker.save()
+                return time.perf_counter() - started
+
+            def every_session_writes() -> None:
+                for t in transcripts:
+                    t.assistant(input=3, output=300, cache_read=60000, blocks=3)
+
             tracker = UsageTracker(cfg, loc)
-            started = time.perf_counter()
-            tracker.observe(sessions, 0)
-            tracker.save()
-            firsts.append(time.perf_counter() - started)
-            started = time.perf_counter()
-            tracker.observe(sessions, 0)
-            tracker.save()
-            quiets.append(time.perf_counter() - started)
-            for t in transcripts:
-                t.assistant(input=3, output=300, cache_read=60000, blocks=3)
-            started = time.perf_counter()
-            tracker.observe(sessions, 0)
-            tracker.save()
-            busies.append(time.perf_counter() - started)
-            for t in transcripts:
-                t.assistant(input=3, output=300, cache_read=60000, blocks=3)
-            started = time.perf_counter()
-            again = UsageTracker(cfg, loc)
-            again.observe(sessions, 0)
-            again.save()
-            restarts.append(time.perf_counter() - started)
+            firsts.append(cycle(tracker))
+            quiets.append(cycle(tracker))
+            every_session_writes()
+            busies.append(cycle(tracker))
+            every_session_writes()
+            restarts.append(cycle())
         ms = lambda xs: f"{statistics.median(xs) * 1000:.1f} ms"  # noqa: E731
         print(f"{args.sessions} sessions, {size / 2**20:.0f} MiB of transcripts, median of {args.runs}: "
               f"first {ms(firsts)}, quiet cycle {ms(quiets)}, busy cycle {ms(busies)}, "
