@@ -416,7 +416,7 @@ class Cycle:
         from ao.usage import UsageTracker
 
         self.dry_run = dry_run
-        self.usage = UsageTracker(config)
+        self.usage = UsageTracker(config, home_of=manager.agent_home)
         self.admission = Admission(config, manager, clock)
         self.log = FactLog(config.data_dir, config.fact_retention)
         self._totals: dict[str, dict[str, Any]] = {}

@@ -44,3 +44,10 @@ def read_small(path: Path | str, limit: int) -> tuple[str, float] | None:
             return f.read(limit).decode("utf-8", "replace"), os.fstat(f.fileno()).st_mtime
     except OSError:
         return None
+
+
+def within(root: Path, path: Path) -> bool:
+    """Whether ``path``'s folder really is ``root`` or inside it, no link on the way leading out: checked
+    before ao writes into a folder an agent can change (a session's own home)."""
+    real, parent = os.path.realpath(root), os.path.realpath(Path(path).parent)
+    return parent == real or parent.startswith(real + os.sep)

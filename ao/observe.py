@@ -117,7 +117,7 @@ def _activity(manager: "Sessions", s: Session, default_agent: str, probe: "Probe
     obs = Observation(now=now, alive=probe.alive, workspace=Path(s.workspace or "."), started_at=s.launched_at,
                       ready_threshold=manager.config.ready_threshold, pane=pane,
                       last_output_at=probe.last_output_at, memo=dict(s.meta.get("activity", {})),
-                      run_dir=manager.run_dir(s.project, s.id), pid=probe.pid)
+                      run_dir=manager.run_dir(s.project, s.id), pid=probe.pid, home=manager.agent_home(s))
     return manager.agent(s.agent or default_agent).activity(obs)
 
 

@@ -29,6 +29,7 @@ PROMPT_READY_TIMEOUT = 30.0     # how long a "send" agent may take to be ready f
 RECEIPT_TIMEOUT = 10.0          # how long an agent may take to record a message it was given
 GIT_LOCK_TIMEOUT = 600.0        # a fetch of a big repository by a concurrent spawn
 SESSION_LOCK_TIMEOUT = 60.0     # a send (confirmation included) or a cleanup of the same session
+EXIT_SETTLE = 10.0              # how long an agent seen exiting may keep its terminal before a restore
 _SLUG = re.compile(r"[^a-z0-9]+")
 
 
@@ -286,11 +287,13 @@ class Sessions:
         """Write the prompt and launch script, start the runtime, and type the prompt in for agents that take
         it that way. Returns (runtime handle, prompt file); each step pushes its undo."""
         from ao.plugins.agent import LaunchContext
+        from ao.plugins.runtime import prepare_home
 
         run_dir = self.run_dir(project.id, sid)
         undo.push(f"remove {run_dir}", lambda: _rmtree(run_dir))
         ctx = LaunchContext(session_id=sid, workspace=cwd, prompt_file=run_dir / "prompt.md",
-                            settings=project.agent_config, run_dir=run_dir, created_workspace=created)
+                            settings=project.agent_config, run_dir=run_dir, created_workspace=created,
+                            home=prepare_home(runtime, run_dir))
         prompt_file, script = self._write_launch(run_dir, cwd, agent, ctx, prompt)
         handle = self._start(project, runtime, sid, cwd, script, run_dir)
         undo.push(f"stop the {project.runtime} session {handle}", lambda: runtime.kill(handle))
@@ -493,6 +496,7 @@ class Sessions:
         """The agent's state right now: one probe, one capture, the agent's activity."""
         from ao.observe import CAPTURE_LINES
         from ao.plugins.agent import Observation
+        from ao.plugins.runtime import agent_home
 
         probe = runtime.probe([handle])[handle]
         if not probe.alive:
@@ -502,7 +506,7 @@ class Sessions:
         obs = Observation(now=self.clock(), alive=True, workspace=workspace, started_at=started_at,
                           ready_threshold=self.config.ready_threshold,
                           pane=runtime.capture(handle, CAPTURE_LINES), last_output_at=probe.last_output_at,
-                          memo=dict(memo), run_dir=run_dir, pid=probe.pid)
+                          memo=dict(memo), run_dir=run_dir, pid=probe.pid, home=agent_home(runtime, run_dir))
         return obs, agent.activity(obs)
 
     @staticmethod
@@ -544,12 +548,22 @@ class Sessions:
         """The agent's own word on whether it received ``text`` at or after ``since`` (epoch s): the journal
         asks it about a message ao was typing in when it died (``ao.executors``). None when the agent keeps no
         receipt it can be asked about afterwards (an agent plugin offers one with
-        ``received_since(workspace, run_dir, text, since) -> bool | None``)."""
+        ``received_since(workspace, run_dir, text, since, home) -> bool | None``)."""
         session, project = self.find(session_id)
         check = getattr(self.agent(session.agent or project.agent), "received_since", None)
         if check is None:
             return None
-        return check(Path(session.workspace or "."), self.run_dir(project.id, session_id), text, since)
+        return check(Path(session.workspace or "."), self.run_dir(project.id, session_id), text, since,
+                     self.agent_home(session))
+
+    def agent_home(self, session: Session) -> Path | None:
+        """Where the session's agent keeps its own files when its runtime gives it a home of its own (a
+        container's), else None (ao's home). See :func:`ao.plugins.runtime.agent_home`."""
+        from ao.plugins.runtime import agent_home
+
+        if not session.runtime:
+            return None
+        return agent_home(self.runtime(session.runtime), self.run_dir(session.project, session.id))
 
     def attach_argv(self, session_id: str) -> list[str]:
         session, project = self.find(session_id)
@@ -578,13 +592,26 @@ class Sessions:
         with self.session_lock(session):
             return self._restore(self._recheck(session), project)
 
+    @staticmethod
+    def _still_running(runtime: Any, session: Session) -> bool:
+        """Whether the session's terminal is alive. One the poller saw end (its agent said so: a hook, a
+        receipt) may linger a moment (a container stops up to 2 s after its agent): that is waited for."""
+        handle = session.runtime_handle
+        deadline = time.monotonic() + (EXIT_SETTLE if session.status == "exited" else 0)
+        while runtime.probe([handle])[handle].alive:
+            if time.monotonic() >= deadline:
+                return True
+            time.sleep(0.2)
+        return False
+
     def _restore(self, session: Session, project: Project) -> Session:
         from ao.plugins.agent import LaunchContext
+        from ao.plugins.runtime import prepare_home
 
         session_id = session.id
         runtime = self.runtime(session.runtime or project.runtime, project)
         runtime.check()
-        if session.runtime_handle and runtime.probe([session.runtime_handle])[session.runtime_handle].alive:
+        if session.runtime_handle and self._still_running(runtime, session):
             raise AoError(f"session '{session_id}' is still running; attach with `ao attach {session_id}`")
         if session.status in ("merged", "done", "cleanup"):
             raise AoError(f"session '{session_id}' is {session.status}; there is nothing to restore")
@@ -596,7 +623,7 @@ class Sessions:
         run_dir = self.run_dir(project.id, session_id)
         ctx = LaunchContext(session_id=session_id, workspace=ws_path, prompt_file=run_dir / "prompt.md",
                             settings=project.agent_config, resume=True, run_dir=run_dir,
-                            created_workspace=session.role != "orchestrator")
+                            created_workspace=session.role != "orchestrator", home=prepare_home(runtime, run_dir))
         ctx.resume = agent.can_resume(ctx)  # nothing to continue: a fresh launch with the prompt
         _, script = self._write_launch(run_dir, ws_path, agent, ctx, session.prompt)
         if session.runtime_handle:

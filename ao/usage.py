@@ -35,7 +35,7 @@ import time
 from dataclasses import dataclass, field
 from datetime import date, timedelta
 from pathlib import Path
-from typing import Any, Iterable, Mapping
+from typing import Any, Callable, Iterable, Mapping
 
 from ao.agentfiles import open_regular
 from ao.ledger import atomic_write
@@ -416,7 +416,7 @@ AGENTS = ("claude-code", "codex", "opencode", "aider")
 
 @dataclass
 class Locations:
-    """Where the agent CLIs keep their records (the agents run with the user's HOME)."""
+    """Where the agent CLIs keep their records: in the user's HOME, or a session's own (a container's)."""
 
     claude: Path
     codex: Path
@@ -443,12 +443,15 @@ def usage_agent(session: Any, project: Any) -> str | None:
 class UsageTracker:
     """Reads usage for the poller, once per cycle, and keeps offsets and counts in ``<dataDir>/usage/``."""
 
-    def __init__(self, config: Any, locations: Locations | None = None) -> None:
+    def __init__(self, config: Any, locations: Locations | None = None,
+                 home_of: Callable[[Any], Path | None] | None = None) -> None:
         self.config = config
         self.root = Path(config.data_dir) / USAGE_DIR
         self.locations = locations or Locations.from_env()
+        self.home_of = home_of or (lambda session: None)  # a session's own home (Sessions.agent_home)
         self.prices = PriceTable(config.prices)
         self.codex = CodexIndex(self.locations.codex)
+        self._own: dict[Path, tuple[Locations, CodexIndex]] = {}  # per session home: its agent's records
         self._data: dict[str, dict[str, Any]] = {}
         self._dirty: set[str] = set()
 
@@ -459,9 +462,12 @@ class UsageTracker:
 
     def observe(self, sessions: list[Any], now: float) -> dict[str, dict[str, Any]]:
         """Read what each session's agent wrote since last time; the usage fact fields per session id."""
-        if any(usage_agent(s, self.config.projects.get(s.project)) == "codex" and not s.terminal for s in sessions):
+        homes = {s.id: self.home_of(s) for s in sessions}
+        codex = [s for s in sessions if usage_agent(s, self.config.projects.get(s.project)) == "codex" and not s.terminal]
+        if codex:
             live = [s.created_at for s in sessions if not s.terminal] or [now]
-            self.codex.refresh(min(live), now)
+            for home in dict.fromkeys(homes[s.id] for s in codex):
+                self._places(home)[1].refresh(min(live), now)
         out = {}
         for s in sessions:
             project = self.config.projects.get(s.project)
@@ -470,7 +476,7 @@ class UsageTracker:
             if agent and s.workspace and not (record or {}).get("final"):
                 record = self._project(s.project)["sessions"].setdefault(s.id, {"agent": agent, "sources": {}})
                 run_dir = Path(self.config.data_dir) / "projects" / s.project / "run" / s.id
-                if self._read(agent, Path(s.workspace), run_dir, record["sources"]):
+                if self._read(agent, Path(s.workspace), run_dir, record["sources"], homes[s.id]):
                     self._dirty.add(s.project)
                 if s.terminal:  # one last read after the agent ended, then the counts are final
                     record["final"] = True
@@ -479,14 +485,25 @@ class UsageTracker:
                 out[s.id] = summarize(merged(record["sources"]), self.prices).fact_fields()
         return out
 
-    def _read(self, agent: str, workspace: Path, run_dir: Path, sources: dict[str, Any]) -> bool:
+    def _places(self, home: Path | None) -> tuple[Locations, CodexIndex]:
+        """Where to read: the user's locations, or those in a session's own home (its agent's alone)."""
+        if home is None:
+            return self.locations, self.codex
+        if home not in self._own:
+            own = Locations.from_env({"HOME": str(home)})
+            self._own[home] = own, CodexIndex(own.codex)
+        return self._own[home]
+
+    def _read(self, agent: str, workspace: Path, run_dir: Path, sources: dict[str, Any],
+              home: Path | None = None) -> bool:
+        where, codex = self._places(home)
         if agent == "claude-code":
-            files = claude_files(workspace, self.locations.claude)
+            files = claude_files(workspace, where.claude)
             return any([read_claude(p, sources.setdefault(str(p), {})) for p in files])
         if agent == "codex":
-            return any([read_codex(p, sources.setdefault(str(p), {})) for p in self.codex.files(workspace)])
+            return any([read_codex(p, sources.setdefault(str(p), {})) for p in codex.files(workspace)])
         if agent == "opencode":
-            return read_opencode(self.locations.opencode, workspace, sources.setdefault("opencode", {}))
+            return read_opencode(where.opencode, workspace, sources.setdefault("opencode", {}))
         # ao launches aider with its chat history in the session's run folder; older sessions have it in the
         # workspace
         paths = [p for p in (run_dir / AIDER_RUN_HISTORY, workspace / AIDER_HISTORY) if p.is_file()]

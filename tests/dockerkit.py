@@ -40,9 +40,19 @@ class Dockerd:
     root: Path
     proc: subprocess.Popen | None = None
     log: Path = field(init=False)
+    tls_port: int | None = None  # also listening on tcp://127.0.0.1:PORT, TLS with client certificates
 
     def __post_init__(self) -> None:
         self.log = self.root / "dockerd.log"
+
+    @property
+    def tls_url(self) -> str:
+        return f"tcp://127.0.0.1:{self.tls_port}"
+
+    @property
+    def client_certs(self) -> Path:
+        """ca.pem, cert.pem and key.pem of a client the engine accepts (ao's ``certPath``)."""
+        return self.root / "tls" / "client"
 
     @property
     def socket(self) -> Path:
@@ -71,6 +81,10 @@ class Dockerd:
         argv = ["dockerd", "--storage-driver", "overlay2", "--iptables=false", "--ip6tables=false", "--bridge=none",
                 "--host", self.url, "--data-root", str(self.root / "data"), "--exec-root", str(self.root / "exec"),
                 "--pidfile", str(self.root / "docker.pid"), "--shutdown-timeout", "2"]
+        if self.tls_port is not None:
+            tls = make_certs(self.root / "tls")
+            argv += ["--host", self.tls_url, "--tlsverify", "--tlscacert", str(tls / "ca.pem"),
+                     "--tlscert", str(tls / "server-cert.pem"), "--tlskey", str(tls / "server-key.pem")]
         with open(self.log, "ab") as log:
             self.proc = subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
                                          start_new_session=True)
@@ -121,6 +135,37 @@ class Dockerd:
         shutil.rmtree(self.root / "exec", ignore_errors=True)
 
 
+def make_certs(folder: Path) -> Path:
+    """A CA, a server certificate for 127.0.0.1 and a client certificate (in ``client/``, named as the docker
+    CLI's --tlsverify wants them), as Docker's guide to protecting the daemon socket makes them."""
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "client").mkdir(exist_ok=True)
+
+    def ssl(*args: str) -> None:
+        subprocess.run(["openssl", *args], cwd=folder, check=True, capture_output=True, timeout=60)
+
+    ssl("req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2", "-subj", "/CN=ao test CA",
+        "-keyout", "ca-key.pem", "-out", "ca.pem")
+    for name, ext in (("server", "subjectAltName=IP:127.0.0.1\nextendedKeyUsage=serverAuth"),
+                      ("client", "extendedKeyUsage=clientAuth")):
+        ssl("req", "-newkey", "rsa:2048", "-nodes", "-subj", f"/CN={name}", "-keyout", f"{name}-key.pem",
+            "-out", f"{name}.csr")
+        (folder / f"{name}.ext").write_text(ext + "\n")
+        ssl("x509", "-req", "-in", f"{name}.csr", "-CA", "ca.pem", "-CAkey", "ca-key.pem", "-CAcreateserial",
+            "-days", "2", "-extfile", f"{name}.ext", "-out", f"{name}-cert.pem")
+    for src, dst in (("ca.pem", "ca.pem"), ("client-cert.pem", "cert.pem"), ("client-key.pem", "key.pem")):
+        shutil.copy(folder / src, folder / "client" / dst)
+    return folder
+
+
+def free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
 def _kill_leftovers(root: str, timeout: float = 10.0) -> None:
     """containerd and its shims name the engine's folders on their command lines: none may outlive a test."""
     def mine() -> list[int]:
@@ -153,8 +198,8 @@ def _unmount_under(root: str) -> None:
         subprocess.run(["umount", "-l", point], capture_output=True)
 
 
-def started_engine(root: Path) -> Dockerd:
-    engine = Dockerd(root).start()
+def started_engine(root: Path, tls: bool = False) -> Dockerd:
+    engine = Dockerd(root, tls_port=free_port() if tls else None).start()
     try:
         engine.load_image()
     except BaseException:

@@ -586,3 +586,71 @@ def test_a_fifo_in_place_of_an_agents_file_never_blocks_ao(tmp_path):
                 os.close(os.open(path, os.O_WRONLY | os.O_NONBLOCK))  # let the reader go, to fail cleanly
                 pytest.fail(f"reading the fifo {path.name} blocked")
             assert got in ([None], [([], 0)]), got  # unreadable, as a missing file is
+
+
+# ------------------------------------------------------------- an agent with a home of its own (docker)
+
+def test_an_agent_with_its_own_home_is_read_and_trusted_there_and_not_in_aos(tmp_path, monkeypatch):
+    """A container's agent keeps its transcripts, status files, rollouts and store in the session's home
+    (``Observation.home``, ``LaunchContext.home``): ao reads them there, writes trust there, and leaves its own
+    home (and the settings naming it) alone."""
+    import sqlite3
+
+    monkeypatch.setattr(cx, "installed_version", lambda program: "0.171.0")
+    own = tmp_path / "run" / "home"
+    own.mkdir(parents=True)
+    ws = tmp_path / "ws"
+    ws.mkdir()
+    c = launch_ctx(tmp_path, resume=True, trustWorkspace=True)
+    c.home = own
+    seen = Observation(now=T0 + 100, alive=True, workspace=ws, started_at=T0, ready_threshold=300,
+                       pane=CLAUDE_IDLE, run_dir=tmp_path / "run", pid=42, home=own)
+
+    # Claude Code: ao's configured folder holds nothing of this session; the session's home does
+    plugin = claude(tmp_path)
+    (own / ".claude" / "sessions").mkdir(parents=True)
+    (own / ".claude" / "sessions" / "42.json").write_text(json.dumps(
+        {"pid": 42, "sessionId": "s1", "status": "waiting", "waitingFor": "permission prompt",
+         "statusUpdatedAt": int((T0 + 90) * 1000)}))
+    assert plugin.activity(seen).state == "waiting_input"
+    assert plugin.activity(obs(tmp_path, pid=42)).state != "waiting_input"  # ao's own folder: no such file
+    assert not plugin.can_resume(c)
+    transcript = own / ".claude" / "projects" / cc.project_key(ws) / "abc.jsonl"
+    transcript.parent.mkdir(parents=True)
+    transcript.write_text(json.dumps({"type": "user", "message": {"content": "Fix it"}}) + "\n")
+    assert plugin.can_resume(c) and plugin.session_file(ws) is None
+    plugin.prepare(c)
+    assert json.loads((own / ".claude.json").read_text())["projects"][str(ws)] == {"hasTrustDialogAccepted": True}
+    assert not (tmp_path / "claude" / ".claude.json").exists()
+
+    # Codex: the rollout in the session's $CODEX_HOME is the receipt, the turn state and the resume
+    codex = agent.get("codex", home_dir=tmp_path / "codex")
+    assert not codex.can_resume(c)
+    found = rollout(tmp_path / "run" / "home" / "x", ws, ev("task_started"), ev("task_complete"))
+    (own / ".codex").mkdir()
+    (found.parents[3]).rename(own / ".codex" / "sessions")
+    assert codex.can_resume(c) and codex.rollout(ws) is None
+    assert (codex.activity(Observation(**{**seen.__dict__, "pane": CODEX_IDLE})).detail == "turn finished")
+    codex.prepare(c)
+    assert 'trust_level = "trusted"' in (own / ".codex" / "config.toml").read_text()
+    assert not (tmp_path / "codex" / "config.toml").exists()
+
+    # opencode: its store under the session's ~/.local/share
+    store = own / ".local" / "share" / "opencode"
+    store.mkdir(parents=True)
+    db = sqlite3.connect(store / "opencode.db")
+    db.execute("CREATE TABLE session (id text, parent_id text, directory text, time_updated integer)")
+    db.execute("INSERT INTO session VALUES ('ses_1', NULL, ?, 1)", (str(ws),))
+    db.commit()
+    db.close()
+    assert oc.newest_stored_session(ws, own) == "ses_1"
+
+    # a link the agent left in its home never leads ao's writes out of it
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    (own / ".codex" / "config.toml").unlink()
+    (own / ".codex").rename(own / ".codex-old")
+    (own / ".codex").symlink_to(outside)
+    with pytest.raises(AoError, match="leads out of the session's home"):
+        codex.prepare(c)
+    assert list(outside.iterdir()) == []

@@ -8,6 +8,7 @@ Without dockerd, root or the cached root filesystem these tests skip locally and
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import re
@@ -21,6 +22,7 @@ from sessionkit import check_demo_run, wait_for
 
 from ao.errors import AoError
 from ao.plugins import runtime
+from ao.plugins.runtime import SendError
 from ao.plugins.runtime import docker as docker_rt
 from ao.sessions import Sessions, SpawnRequest, handle_name
 
@@ -29,7 +31,7 @@ from ao.sessions import Sessions, SpawnRequest, handle_name
 def engine(tmp_path_factory):
     """One private engine with the test image, for the whole module; stopped and removed afterwards."""
     require_docker()
-    e = started_engine(tmp_path_factory.mktemp("dockerd"))
+    e = started_engine(tmp_path_factory.mktemp("dockerd"), tls=True)
     yield e
     e.stop()
 
@@ -160,6 +162,65 @@ def test_mounts_hosts_and_run_arguments(tmp_path, monkeypatch):
                                                        "SSH_AUTH_SOCK": "/ssh-agent", "HOME": f"{tmp_path}/run/home"}
     with pytest.raises(AoError, match="unknown docker runtime option"):
         runtime.get("docker", imag="x")
+
+
+def test_home_files_are_copied_into_each_new_session_home_once(tmp_path, monkeypatch):
+    from ao import config
+
+    monkeypatch.setenv("HOME", str(tmp_path / "me"))
+    settings = tmp_path / "me" / ".claude" / "settings.json"
+    settings.parent.mkdir(parents=True)
+    settings.write_text('{"env": {}}')
+    settings.chmod(0o600)
+    (tmp_path / "dotfiles").mkdir()
+    (tmp_path / "dotfiles" / "codex.toml").write_text('model = "o3"\n')
+    (tmp_path / "me" / ".codex.toml").symlink_to(tmp_path / "dotfiles" / "codex.toml")  # a dotfiles link
+    rt = runtime.get("docker", image="agent", homeFiles=["~/.claude", "~/.codex.toml:~/.codex/config.toml"])
+    run_dir = tmp_path / "run"
+    home = runtime.prepare_home(rt, run_dir)
+    assert home == runtime.agent_home(rt, run_dir) == run_dir.resolve() / "home"
+    assert home.stat().st_mode & 0o777 == 0o700
+    assert (home / ".claude" / "settings.json").read_text() == '{"env": {}}'
+    assert (home / ".claude" / "settings.json").stat().st_mode & 0o777 == 0o600  # the copy stays private
+    copied = home / ".codex" / "config.toml"
+    assert copied.read_text() == 'model = "o3"\n' and not copied.is_symlink()
+    copied.write_text("the agent's own change\n")  # a restore keeps what the session changed
+    runtime.prepare_home(rt, run_dir)
+    assert copied.read_text() == "the agent's own change\n"
+    assert sorted(p.name for p in home.rglob("*")) == [".claude", ".codex", "config.toml", "settings.json"]
+    assert runtime.agent_home(runtime.get("tmux"), run_dir) is None  # on the host: ao's own home
+
+    with pytest.raises(AoError, match=r"homeFiles: .*/missing does not exist"):
+        runtime.prepare_home(runtime.get("docker", image="agent", homeFiles=["~/missing"]), tmp_path / "run2")
+    (tmp_path / "run3" / "home").mkdir(parents=True)
+    (tmp_path / "run3" / "home" / ".claude").symlink_to(tmp_path / "dotfiles")  # left by the agent
+    with pytest.raises(AoError, match="leads out of the session's home"):
+        runtime.prepare_home(runtime.get("docker", image="agent", homeFiles=["~/.codex.toml:~/.claude/x"]),
+                             tmp_path / "run3")
+    assert sorted(p.name for p in (tmp_path / "dotfiles").iterdir()) == ["codex.toml"]
+
+    (tmp_path / "app").mkdir()
+    path = tmp_path / "agent-orchestrator.yaml"
+    path.write_text("""\
+projects:
+  app:
+    path: app
+    runtime: {plugin: docker, image: agent, homeFiles: [relative/file]}
+""")
+    with pytest.raises(AoError, match=r"homeFiles entries are SOURCE or SOURCE:~/TARGET.*homeFiles\[0\]"):
+        config.load(path, env={})
+    path.write_text("""\
+projects:
+  app:
+    path: app
+    runtime: {plugin: docker, image: agent, homeFiles: ["~/.a:/etc/passwd", "~/.b:~/../x", "~/.c"]}
+""")
+    with pytest.raises(AoError) as err:
+        config.load(path, env={})
+    text = str(err.value)
+    assert "target '/etc/passwd' must be inside the session's home (~/PATH) (at projects.app.runtime.homeFiles[0])" \
+        in text
+    assert "target '../x' must be inside the session's home" in text and "homeFiles[2]" not in text
 
 
 def test_docker_missing_is_a_clear_error_and_nothing_is_created(aoenv):
@@ -370,6 +431,101 @@ def test_the_whole_local_workflow_runs_in_containers(engine, tmp_path, monkeypat
                             text=True).stdout
     assert "Fix greet() punctuation" in merged and "Document count_words()" in merged
     demo._wait_for_ci_jobs(tmp_path)
+
+
+def test_a_tcp_engine_with_tls_runs_sessions_and_refuses_a_certificate_it_does_not_know(aoenv, engine, tmp_path):
+    """The same engine through tcp:// with TLS, as a remote one is reached: client certificates from certPath."""
+    from dockerkit import make_certs
+
+    cfg = docker_project(aoenv, [{"url": engine.tls_url, "name": "remote", "certPath": str(engine.client_certs)}])
+    manager = Sessions(cfg)
+    s = manager.spawn(SpawnRequest(project="app", target="12"))
+    assert s.runtime_handle.endswith("@" + engine.tls_url) and manager.host_of(s) == "remote"
+    wait_for(lambda: received(aoenv, s.id), what="the prompt")
+    manager.send(s.id, "over TLS")
+    wait_for(lambda: [m["text"] for m in received(aoenv, s.id)][1:] == ["over TLS"], what="the message")
+    assert manager.runtime("docker").probe([s.runtime_handle])[s.runtime_handle].alive
+    manager.kill(s.id)
+    assert containers_of(engine, cfg) == []
+
+    strangers = make_certs(tmp_path / "other-ca") / "client"  # signed by a CA the engine does not trust
+    cfg = docker_project(aoenv, [{"url": engine.tls_url, "name": "remote", "certPath": str(strangers)}])
+    with pytest.raises(AoError, match=r"the Docker engine remote and ao do not accept each other's TLS certificates "
+                                      r"\(certPath .*other-ca/client: .*x509: certificate signed by unknown authority"):
+        Sessions(cfg).spawn(SpawnRequest(project="app", target="12"))
+    assert containers_of(engine, cfg) == [] and [x.id for x in Sessions(cfg).store.list()] == [s.id]  # nothing new
+
+
+# ------------------------------------------------------------------------------ a real agent CLI inside
+
+# The real CLI in the test image: its own executable mounted in (Claude Code's needs only libc, Codex's is
+# static), and the files of the test's seeded home it needs, copied into the session's home.
+IN_IMAGE = {
+    "claude-code": ("claude", [".claude.json", ".claude/settings.json"], "projects/*/*.jsonl"),
+    "codex": ("codex", [".codex/config.toml"], "sessions/*/*/*/rollout-*.jsonl"),
+}
+
+
+@pytest.mark.parametrize("agent", sorted(IN_IMAGE))
+def test_a_real_agent_cli_in_a_container_is_read_from_its_own_home(engine, tmp_path, agent):
+    """Claude Code and Codex themselves (the pinned CLIs) against the fake model, on the host's network. Their
+    transcripts, status files and rollouts are in the session's home, not ao's: ao must read them there. That
+    home starts with the user's settings (``homeFiles``) and the workspace's trust (``trustWorkspace``, written
+    into that home), so no first-run screen shows. Then: the prompt once, ``ready`` from the agent's own
+    signals, tokens counted from its records in that home, ``ao send`` confirmed by its receipt, and a restore
+    that resumes the conversation (found in that home)."""
+    from agentkit import BIN, MODELS, kill_all, make_real_env, write_config
+
+    program, seeded, records = IN_IMAGE[agent]
+    env = make_real_env(tmp_path, agent)
+    try:
+        exe = (BIN / program).resolve()
+        if agent == "codex":  # the npm package's launcher is a node script; the binary it runs is static
+            exe = next((BIN.parent / "npm" / "node_modules" / "@openai").glob("codex-linux-x64/vendor/*/bin/codex"))
+        write_config(env, agentConfig={"trustWorkspace": True, **({"model": MODELS[agent]} if MODELS[agent] else {})},
+                     runtime={"plugin": "docker", "image": IMAGE, "host": engine.url, "network": "host",
+                              "mounts": [f"{exe}:/usr/local/bin/{program}"],
+                              "homeFiles": [f"{env.home}/{name}:~/{name}" for name in seeded]})
+        sid = env.spawn("12")["session"]
+        record = env.record(sid)
+        manager = env.manager()
+        home, rt = manager.agent_home(record), manager.runtime("docker")
+        assert home == manager.run_dir("app", sid).resolve() / "home"
+        env.model.wait(lambda m: any(c.answer == "text" for c in m.turns()), 120, "the first answer")
+        assert sum(record.prompt.splitlines()[0] in m for m in env.model.user_messages()) == 1
+        own = home / ("." + program)
+        wait_for(lambda: list(own.glob(records)), what=f"{agent}'s records in the session's home")
+        assert not list((env.home / ("." + program)).glob(records))  # none in ao's home
+
+        row = env.wait_status(sid, lambda r: r["activity"] == "ready", 60, "ready from the agent's own signals")
+        assert row["host"] == engine.url and row["tokens_in"] > 0, row  # usage read from the session's home
+        if agent == "claude-code":  # its status file names its pid as it sees it: the container's
+            pid = rt.probe([record.runtime_handle])[record.runtime_handle].pid
+            assert pid is not None and (own / "sessions" / f"{pid}.json").exists()
+
+        run = env.ao("send", sid, "Second message, from ao send.")
+        assert run.returncode == 0 and "not confirmed" not in run.stdout + run.stderr, run.stdout + run.stderr
+        env.model.wait_for_user_message("Second message, from ao send.", 60)
+
+        with contextlib.suppress(SendError):  # the agent exits; it may be gone before the send is confirmed
+            rt.send(record.runtime_handle, "/exit")
+        env.wait_status(sid, lambda r: r["status"] == "exited", 60, "exited")
+        run = env.ao("session", "restore", sid)
+        assert run.returncode == 0, run.stderr
+        assert re.search(r"--resume|codex.* resume ", (manager.run_dir("app", sid) / "restore.sh").read_text())
+        run = env.ao("send", sid, "--wait", "120", "Third message, after the restore.", timeout=180)
+        assert run.returncode == 0, run.stdout + run.stderr
+        call = env.model.wait_for_user_message("Third message, after the restore.", 60)
+        assert any("Second message, from ao send." in text for text in call.user_texts), \
+            "the restored agent did not resume its conversation"
+        assert env.model.rejected == [], [(c.path, c.error) for c in env.model.rejected]
+        run = env.ao("session", "kill", sid)
+        assert run.returncode == 0, run.stderr
+        assert record.runtime_handle.split("@")[0] not in engine.containers()
+    finally:
+        kill_all(env)
+        env.model.stop()
+        shutil.rmtree(env.data, ignore_errors=True)  # Codex copies its 424 MB app-server into each home
 
 
 # ------------------------------------------------------------------------------------------ two engines

@@ -139,6 +139,27 @@ def test_restore_after_the_agent_exits(aoenv):
     assert run.returncode == 1 and "still running" in run.stderr
 
 
+def test_restore_waits_a_moment_for_the_terminal_of_an_agent_seen_exiting():
+    """Claude's SessionEnd hook says "exited" while its pane (or a container, up to 2 s) is still closing: a
+    restore right then waits for it instead of saying the session is still running. Only then."""
+    from types import SimpleNamespace
+
+    from ao.plugins.runtime import Probe
+    from ao.sessions import Sessions
+
+    class Closing:
+        def __init__(self, looks: int) -> None:
+            self.looks = looks
+
+        def probe(self, handles):
+            self.looks -= 1
+            return {h: Probe(alive=self.looks >= 0) for h in handles}
+
+    exited = SimpleNamespace(runtime_handle="h", status="exited")
+    assert Sessions._still_running(Closing(3), exited) is False
+    assert Sessions._still_running(Closing(3), SimpleNamespace(runtime_handle="h", status="working")) is True
+
+
 # --------------------------------------------------------------------------------- rollbacks
 
 def test_a_failing_post_create_rolls_the_whole_spawn_back(aoenv):

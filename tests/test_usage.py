@@ -162,6 +162,27 @@ def test_tracker_keeps_offsets_across_restarts_and_totals_include_sessions_gone_
     assert restarted.totals("app") == {"tokens_in": 1_000_000, "tokens_out": 101_000, "cost_usd": 4.515}
 
 
+def test_sessions_with_a_home_of_their_own_are_read_there(tmp_path):
+    """A container's agent keeps its records in the session's home (Sessions.agent_home), not the user's."""
+    from datetime import datetime
+
+    loc = Locations(claude=tmp_path / ".claude", codex=tmp_path / ".codex", opencode=tmp_path / "oc.db")
+    homes = {"app-1": tmp_path / "run1" / "home", "app-2": tmp_path / "run2" / "home"}
+    ClaudeTranscript(homes["app-1"] / ".claude", tmp_path / "ws1").assistant(output=10, blocks=1)
+    ClaudeTranscript(loc.claude, tmp_path / "ws1").assistant(output=1000, blocks=1)  # not this session's records
+    rollout = CodexRollout(homes["app-2"] / ".codex", tmp_path / "ws2", day="2026/12/03")
+    rollout.turn(input=100, output=20)
+    now = datetime(2026, 12, 3, 12).timestamp()
+    sessions = [_session("app-1", tmp_path / "ws1"), _session("app-2", tmp_path / "ws2", agent="codex"),
+                _session("app-3", tmp_path / "ws1")]
+    for s in sessions:
+        s.created_at = now
+    tracker = UsageTracker(_config(tmp_path), loc, home_of=lambda s: homes.get(s.id))
+    got = tracker.observe(sessions, now)
+    assert got["app-1"]["tokens_out"] == 10 and got["app-3"]["tokens_out"] == 1000  # app-3 runs on the host
+    assert (got["app-2"]["tokens_in"], got["app-2"]["tokens_out"]) == (100, 20)
+
+
 def test_tracker_reads_the_transcripts_of_a_workspace_past_claudes_folder_name_limit(tmp_path):
     loc = Locations(claude=tmp_path / ".claude", codex=tmp_path / ".codex", opencode=tmp_path / "oc.db")
     ws = tmp_path / ("a" * 120) / ("b" * 120)

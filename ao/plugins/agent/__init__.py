@@ -24,6 +24,7 @@ class LaunchContext:
     run_dir: Path | None = None  # the session's private folder: settings, hook logs, ports the agent uses
     env: dict[str, str] = field(default_factory=dict)  # the agent's environment (launch() may add to it)
     created_workspace: bool = True  # ao made this workspace (trust may be pre-seeded for it, if asked)
+    home: Path | None = None    # the agent's own $HOME on this machine when the runtime gives it one (docker)
 
 
 @dataclass
@@ -39,7 +40,10 @@ class Observation:
     last_output_at: float | None = None  # the runtime's last-output time, when it knows it
     memo: dict[str, Any] = field(default_factory=dict)  # Activity.memo from the previous observation
     run_dir: Path | None = None          # the session's private folder (hook logs, the agent's port)
-    pid: int | None = None               # the agent process, when the runtime knows it (tmux: the pane's)
+    pid: int | None = None               # the agent process, when the runtime knows it (tmux: the pane's;
+                                         # docker: as the agent sees itself, in its container)
+    home: Path | None = None             # the agent's own $HOME on this machine (a container's), where its
+                                         # transcripts and rollouts are; None: ao's own home
 
 
 @dataclass

@@ -178,7 +178,8 @@ class Aider(BaseAgent):
 
         return received
 
-    def received_since(self, workspace: Path, run_dir: Path, text: str, since: float) -> bool | None:
+    def received_since(self, workspace: Path, run_dir: Path, text: str, since: float,
+                       home: Path | None = None) -> bool | None:
         """After a crash while typing: whether the input history has ``text`` from ``since`` on."""
         path = self._history(Observation(now=since, alive=True, workspace=workspace, started_at=since,
                                          ready_threshold=0, run_dir=run_dir), INPUT_HISTORY)

@@ -43,8 +43,8 @@ from ao.agentfiles import open_regular, read_regular
 from ao.errors import AoError
 from ao.plugins.agent import Activity, BaseAgent, LaunchContext, Observation
 from ao.plugins.agent.command import (
-    iso_time, join, model_flags, permission_flags, prompt_argument, read_new_lines, same_text, update_json,
-    version_at_least,
+    iso_time, join, model_flags, own_file, permission_flags, prompt_argument, read_new_lines, same_text,
+    update_json, version_at_least,
 )
 
 PERMISSION_FLAGS = {
@@ -292,15 +292,21 @@ class ClaudeCode(BaseAgent):
 
     # -- paths --------------------------------------------------------------------------------------
 
-    def home(self) -> Path:
+    def home(self, own: Path | None = None) -> Path:
+        """Claude Code's folder: in the session's own home when it has one (a container's; ao's settings and
+        environment name this machine's folders, which the agent does not see), else ao's."""
+        if own is not None:
+            return own / ".claude"
         base = self.config_dir or os.environ.get("CLAUDE_CONFIG_DIR") or Path.home() / ".claude"
         return Path(base).expanduser()
 
-    def projects_dir(self) -> Path:
-        return self.home() / "projects"
+    def projects_dir(self, own: Path | None = None) -> Path:
+        return self.home(own) / "projects"
 
-    def state_file(self) -> Path:
+    def state_file(self, own: Path | None = None) -> Path:
         """The file holding onboarding, approved keys and per-folder trust."""
+        if own is not None:
+            return own / ".claude.json"
         if self.config_dir or os.environ.get("CLAUDE_CONFIG_DIR"):
             return self.home() / ".claude.json"
         return Path.home() / ".claude.json"
@@ -324,23 +330,27 @@ class ClaudeCode(BaseAgent):
 
             atomic_write(ctx.run_dir / SETTINGS, json.dumps(settings_for(events, skip), indent=2) + "\n")
         if ctx.settings.get("trustWorkspace") and ctx.created_workspace:
-            self.trust(ctx.workspace)
+            self.trust(ctx.workspace, ctx.home)
 
-    def trust(self, workspace: Path) -> None:
-        """Pre-seed Claude Code's folder trust for a workspace ao created (``agentConfig.trustWorkspace``)."""
+    def trust(self, workspace: Path, own: Path | None = None) -> None:
+        """Pre-seed Claude Code's folder trust for a workspace ao created (``agentConfig.trustWorkspace``), in
+        the file the agent will read: the user's, or the session's own home's."""
+        path = self.state_file(own)
+
         def accept(data: dict[str, Any]) -> None:
             projects = data.setdefault("projects", {})
             if not isinstance(projects, dict):
-                raise AoError(f"{self.state_file()}: 'projects' is not an object; not changing it")
+                raise AoError(f"{path}: 'projects' is not an object; not changing it")
             entry = projects.setdefault(str(workspace), {})
             if isinstance(entry, dict):
                 entry["hasTrustDialogAccepted"] = True
 
-        # The user's own file, not the agent's: follow a dotfiles link to the file itself, and replace that.
-        update_json(self.state_file().resolve(), accept)
+        # The user's own file: follow a dotfiles link to the file itself, and replace that. The session's
+        # home is the agent's: no link of its is followed (update_json reads no link, and writes none).
+        update_json(own_file(own, path) if own is not None else path.resolve(), accept)
 
     def can_resume(self, ctx: LaunchContext) -> bool:
-        return self.session_file(ctx.workspace) is not None
+        return self.session_file(ctx.workspace, ctx.home) is not None
 
     def launch_command(self, ctx: LaunchContext) -> str:
         argv = ["claude", *permission_flags(self.name, ctx.settings, PERMISSION_FLAGS), *model_flags(ctx.settings)]
@@ -363,10 +373,10 @@ class ClaudeCode(BaseAgent):
 
     # -- observing ----------------------------------------------------------------------------------
 
-    def session_file(self, workspace: Path) -> tuple[Path, float] | None:
+    def session_file(self, workspace: Path, own: Path | None = None) -> tuple[Path, float] | None:
         """The newest transcript of ``workspace`` and its mtime, if Claude Code has written one."""
         newest: tuple[Path, float] | None = None
-        for folder in project_folders(self.projects_dir(), workspace):
+        for folder in project_folders(self.projects_dir(own), workspace):
             try:
                 candidates = list(folder.glob("*.jsonl"))
             except OSError:
@@ -383,12 +393,12 @@ class ClaudeCode(BaseAgent):
     def interrupt_keys(self) -> list[str]:
         return ["Escape"]  # Esc stops Claude Code's turn (a second Esc would open its rewind menu)
 
-    def status(self, pid: int | None) -> dict[str, Any] | None:
+    def status(self, pid: int | None, own: Path | None = None) -> dict[str, Any] | None:
         """The live status file of the agent process ``pid`` (None: no such file, or not one we understand)."""
         if pid is None:
             return None
         try:
-            data = json.loads(read_regular(self.home() / "sessions" / f"{pid}.json"))
+            data = json.loads(read_regular(self.home(own) / "sessions" / f"{pid}.json"))
         except (OSError, ValueError):
             return None
         if not isinstance(data, dict) or data.get("pid") != pid or data.get("status") not in (
@@ -422,7 +432,7 @@ class ClaudeCode(BaseAgent):
             return term
         hooks, hooks_at = self.hooks(obs)
         sig = Signals(memo={"claude_hooks": hooks} if hooks else {})
-        status = self.status(obs.pid)
+        status = self.status(obs.pid, obs.home)
         transcript = self._transcript_turn(obs, sig.memo)
         if hooks.get("event") == "end" and hooks_at is not None and hooks_at >= obs.started_at:
             # Claude Code is on its way out (the pane may linger a moment); an end logged before this launch
@@ -466,7 +476,7 @@ class ClaudeCode(BaseAgent):
 
     def _transcript_turn(self, obs: Observation, memo: dict[str, Any]) -> tuple[str | None, float | None]:
         """(where the transcript's last turn stands, its mtime); re-read only when it changed."""
-        found = self.session_file(obs.workspace)
+        found = self.session_file(obs.workspace, obs.home)
         if found is None:
             return None, None
         path, mtime = found
@@ -504,7 +514,7 @@ class ClaudeCode(BaseAgent):
             return None  # a slash command runs locally: no UserPromptSubmit (and /exit ends the agent)
         events_path = obs.run_dir / EVENTS
         offset = _size(events_path)
-        found = self.session_file(obs.workspace)
+        found = self.session_file(obs.workspace, obs.home)
         transcript = found[0] if found else None
         t_offset = _size(transcript) if transcript else 0
         pos = {"events": offset, "transcript": t_offset}
@@ -522,10 +532,11 @@ class ClaudeCode(BaseAgent):
 
         return received
 
-    def received_since(self, workspace: Path, run_dir: Path, text: str, since: float) -> bool | None:
+    def received_since(self, workspace: Path, run_dir: Path, text: str, since: float,
+                       home: Path | None = None) -> bool | None:
         """After a crash while typing: whether the transcript has ``text`` as a prompt or a queued message
         from ``since`` on (None: no transcript to ask)."""
-        found = self.session_file(workspace)
+        found = self.session_file(workspace, home)
         if found is None:
             return None
         size = _size(found[0])

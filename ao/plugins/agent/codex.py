@@ -29,8 +29,8 @@ from ao.activity import Screen, Signals, merge, pattern, shows_input_box, termin
 from ao.agentfiles import open_regular, read_regular
 from ao.plugins.agent import Activity, BaseAgent, LaunchContext, Observation
 from ao.plugins.agent.command import (
-    installed_version, iso_time, join, model_flags, permission_flags, prompt_argument, read_new_lines,
-    same_text, version_at_least,
+    installed_version, iso_time, join, model_flags, own_file, permission_flags, prompt_argument,
+    read_new_lines, same_text, version_at_least,
 )
 
 PERMISSION_FLAGS = {
@@ -100,16 +100,19 @@ class Codex(BaseAgent):
     def prompt_delivery(self, settings: dict[str, Any]) -> str:
         return "argument"
 
-    def home(self) -> Path:
+    def home(self, own: Path | None = None) -> Path:
+        """$CODEX_HOME: in the session's own home when it has one (a container's), else ao's."""
+        if own is not None:
+            return own / ".codex"
         return Path(self.home_dir or os.environ.get("CODEX_HOME") or Path.home() / ".codex").expanduser()
 
     # -- launching ----------------------------------------------------------------------------------
 
     def prepare(self, ctx: LaunchContext) -> None:
         if ctx.settings.get("trustWorkspace") and ctx.created_workspace:
-            self.trust(ctx.workspace)
+            self.trust(ctx.workspace, ctx.home)
 
-    def trust(self, workspace: Path) -> None:
+    def trust(self, workspace: Path, own: Path | None = None) -> None:
         """Mark a workspace ao created as trusted in ``$CODEX_HOME/config.toml`` (``trustWorkspace``): a
         section is added when the file has none for this folder; an existing choice is left alone. A
         config.toml that links elsewhere (dotfiles) is updated where it points; one that does not parse as
@@ -118,8 +121,10 @@ class Codex(BaseAgent):
 
         from ao.ledger import atomic_write
 
-        # The user's own file, not the agent's: follow a dotfiles link to the file itself, and replace that.
-        path = (self.home() / "config.toml").resolve()
+        # The user's own file: follow a dotfiles link to the file itself, and replace that. In the session's
+        # own home (the agent's) no link is followed: read_regular reads none, atomic_write writes none.
+        path = own_file(own, self.home(own) / "config.toml") if own is not None else \
+            (self.home() / "config.toml").resolve()
         try:
             text = read_regular(path).decode("utf-8")
             projects = tomllib.loads(text).get("projects", {})
@@ -135,7 +140,7 @@ class Codex(BaseAgent):
         atomic_write(path, text + ("\n" if text and not text.endswith("\n") else "") + section, mode)
 
     def can_resume(self, ctx: LaunchContext) -> bool:
-        return self.rollout(ctx.workspace) is not None
+        return self.rollout(ctx.workspace, own=ctx.home) is not None
 
     def launch_command(self, ctx: LaunchContext) -> str:
         flags = permission_flags(self.name, ctx.settings, PERMISSION_FLAGS) + model_flags(ctx.settings, "-m")
@@ -143,15 +148,15 @@ class Codex(BaseAgent):
             flags = ["--no-daemon", *flags]
         # a restore is a resume only when can_resume found a rollout (`resume --last` would open an empty
         # session); the resumed conversation keeps its history, but approvals and model are per process
-        if ctx.resume and (found := self.rollout(ctx.workspace)):
+        if ctx.resume and (found := self.rollout(ctx.workspace, own=ctx.home)):
             return join(["codex", "resume", *flags, found[2]])
         return f"{join(['codex', *flags])} {prompt_argument(ctx.prompt_file, ctx.workspace)}"
 
     # -- observing ----------------------------------------------------------------------------------
 
-    def rollout(self, workspace: Path, since: float = 0.0) -> tuple[Path, float, str] | None:
+    def rollout(self, workspace: Path, since: float = 0.0, own: Path | None = None) -> tuple[Path, float, str] | None:
         """(path, mtime, session id) of the newest rollout whose session works in ``workspace``."""
-        root = self.home() / "sessions"
+        root = self.home(own) / "sessions"
         wanted = {str(workspace), str(workspace.resolve())}
         try:
             days = sorted(root.glob("*/*/*"), reverse=True)[:ROLLOUT_DAYS]
@@ -179,7 +184,7 @@ class Codex(BaseAgent):
                 return Path(known), Path(known).stat().st_mtime
             except OSError:
                 pass
-        found = self.rollout(obs.workspace, since=obs.started_at - 60)
+        found = self.rollout(obs.workspace, since=obs.started_at - 60, own=obs.home)
         return (found[0], found[1]) if found else None
 
     def interrupt_keys(self) -> list[str]:
@@ -233,9 +238,10 @@ class Codex(BaseAgent):
 
         return received
 
-    def received_since(self, workspace: Path, run_dir: Path, text: str, since: float) -> bool | None:
+    def received_since(self, workspace: Path, run_dir: Path, text: str, since: float,
+                       home: Path | None = None) -> bool | None:
         """After a crash while typing: whether the rollout has ``text`` as a UserMessage from ``since`` on."""
-        found = self.rollout(workspace, since=since - 60)
+        found = self.rollout(workspace, since=since - 60, own=home)
         if found is None:
             return None
         entries, _ = read_new_lines(found[0], 0)

@@ -52,13 +52,17 @@ SCREEN = Screen(
 )
 
 
-def newest_stored_session(workspace: Path) -> str | None:
-    """The newest session of ``workspace`` in opencode's SQLite store (``$XDG_DATA_HOME/opencode/opencode.db``),
-    or None (no store, no session, or a schema this version of ao does not know)."""
+def newest_stored_session(workspace: Path, own: Path | None = None) -> str | None:
+    """The newest session of ``workspace`` in opencode's SQLite store (``$XDG_DATA_HOME/opencode/opencode.db``,
+    in the session's own home when it has one), or None (no store, no session, or a schema this version of ao
+    does not know)."""
     import sqlite3
 
-    data = Path(os.environ["XDG_DATA_HOME"]) if os.environ.get("XDG_DATA_HOME") else \
-        Path.home() / ".local" / "share"
+    if own is not None:
+        data = own / ".local" / "share"
+    else:
+        data = Path(os.environ["XDG_DATA_HOME"]) if os.environ.get("XDG_DATA_HOME") else \
+            Path.home() / ".local" / "share"
     db = data / "opencode" / "opencode.db"
     if not db.is_file():
         return None
@@ -169,7 +173,7 @@ class OpenCode(BaseAgent):
             ctx.env["OPENCODE_SERVER_PASSWORD"] = server["password"]
 
     def can_resume(self, ctx: LaunchContext) -> bool:
-        return self._stored_session(ctx.run_dir, ctx.workspace) is not None
+        return self._stored_session(ctx.run_dir, ctx.workspace, ctx.home) is not None
 
     def launch_command(self, ctx: LaunchContext) -> str:
         argv = ["opencode", *permission_flags(self.name, ctx.settings, PERMISSION_FLAGS), *model_flags(ctx.settings)]
@@ -177,7 +181,7 @@ class OpenCode(BaseAgent):
         if server:
             argv += ["--port", str(server["port"])]
         # a restore is a resume only when can_resume found a session; no session: a fresh launch with the prompt
-        if ctx.resume and (session := self._stored_session(ctx.run_dir, ctx.workspace)):
+        if ctx.resume and (session := self._stored_session(ctx.run_dir, ctx.workspace, ctx.home)):
             return join([*argv, "--session", session])
         return f"{join(argv)} --prompt {prompt_argument(ctx.prompt_file, ctx.workspace)}"
 
@@ -194,14 +198,15 @@ class OpenCode(BaseAgent):
             return data
         return None
 
-    def _stored_session(self, run_dir: Path | None, workspace: Path | None = None) -> str | None:
+    def _stored_session(self, run_dir: Path | None, workspace: Path | None = None,
+                        own: Path | None = None) -> str | None:
         """The session a restore continues: the one ao saw through the server, else (the agent exited before
         ao observed it) the folder's newest session in opencode's own store."""
         data = self._server_file(run_dir)
         session = data.get("session") if data else None
         if isinstance(session, str):
             return session
-        return newest_stored_session(workspace) if workspace is not None else None
+        return newest_stored_session(workspace, own) if workspace is not None else None
 
     def server(self, obs: Observation) -> Server | None:
         data = self._server_file(obs.run_dir)
@@ -292,7 +297,8 @@ class OpenCode(BaseAgent):
 
         return received
 
-    def received_since(self, workspace: Path, run_dir: Path, text: str, since: float) -> bool | None:
+    def received_since(self, workspace: Path, run_dir: Path, text: str, since: float,
+                       home: Path | None = None) -> bool | None:
         """After a crash while typing: whether the session has ``text`` as a user message from ``since`` on."""
         data = self._server_file(run_dir)
         if data is None:

@@ -92,7 +92,23 @@ class Runtime(Protocol):
 
     # Optional, for runtimes that need them (docker): ``location(handle)`` names where a session runs (ao status);
     # ``bind(state_dir, on_event)`` gives a folder for locks and a way to record events; ``agent_in_image``
-    # True means the agent CLI lives with the runtime (in an image), not on this machine's PATH.
+    # True means the agent CLI lives with the runtime (in an image), not on this machine's PATH;
+    # ``agent_home(run_dir)`` is the agent's own $HOME when each session has one (see :func:`agent_home`), and
+    # ``prepare_home(run_dir)`` makes it before the agent's launch files are written.
+
+
+def agent_home(runtime: Any, run_dir: Path) -> Path | None:
+    """Where a session's agent keeps its own files (transcripts, rollouts, its store), as a path on this
+    machine, when ``runtime`` gives each session a home of its own (docker: ``<run_dir>/home``); None when
+    the agent runs with ao's own home. No I/O."""
+    own = getattr(type(runtime), "agent_home", None)  # the class: docker's __getattr__ forwards to tmux's
+    return own(runtime, run_dir) if callable(own) else None
+
+
+def prepare_home(runtime: Any, run_dir: Path) -> Path | None:
+    """:func:`agent_home`, made ready for a launch (created, seeded with what the runtime copies in)."""
+    prepare = getattr(type(runtime), "prepare_home", None)
+    return prepare(runtime, run_dir) if callable(prepare) else None
 
 
 def get(name: str, **options: Any) -> Runtime:

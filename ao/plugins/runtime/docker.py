@@ -76,7 +76,8 @@ _UNREACHABLE = ("cannot connect to the docker daemon", "error during connect", "
                 "could not resolve hostname", "host key verification failed", "context deadline exceeded",
                 "did not answer")
 _ALIVE = ("running", "paused")
-OPTIONS = {"image", "mounts", "network", "cpus", "memory", "env", "user", "home", "host", "hosts", "docker_bin"}
+OPTIONS = {"image", "mounts", "homeFiles", "network", "cpus", "memory", "env", "user", "home", "host", "hosts",
+           "docker_bin"}
 
 # The container's main process. Arguments: tmux session name, activity file, screen file, tmux socket,
 # seconds to wait for the session, seconds between looks, screen lines, lines of output kept at the end.
@@ -93,15 +94,16 @@ until t has-session -t "=$name" 2>/dev/null; do
     sleep 0.1
 done
 last= again=
-while out=$(t display-message -p -t "=$name:" '#{window_activity}' \; \
+while out=$(t display-message -p -t "=$name:" '#{window_activity} #{pane_pid}' \; \
             list-panes -s -t "=$name" -F 'pane#{pane_dead}' 2>/dev/null); do
     case $out in *pane0*) ;; *) break ;; esac
-    act=${out%%[!0-9]*}
+    act=${out%%[!0-9 ]*} act=${act% }
     if [ "$act" != "$last" ] || [ -n "$again" ]; then
         { t capture-pane -p -J -S "-$height" -t "=$name:" > "$screen.new" && mv -f "$screen.new" "$screen"; } 2>/dev/null
     fi
     again=
-    if [ "$act" != "$last" ]; then { printf '%s\n' "$act" > "$stamp"; } 2>/dev/null; last=$act; again=1; fi
+    if [ "$act" != "$last" ]; then { printf '%s\n' "$act" > "$stamp.new" && mv -f "$stamp.new" "$stamp"; } 2>/dev/null
+        last=$act again=1; fi
     sleep "$period"
 done
 # The agent's exit status: tmux's, or (tmux 3.3 sometimes leaves a dead pane's process unreaped) the one the
@@ -193,6 +195,43 @@ def mount_of(entry: Any, home: str = "~") -> Mount:
     return Mount(str(Path(source).expanduser()), _in_home(target, home), readonly)
 
 
+def home_file_of(entry: str) -> tuple[str, str]:
+    """A ``homeFiles`` entry, ``SOURCE[:TARGET]``: (source, target relative to the session's home). A target
+    defaults to the source's place under ~ (``~/.claude.json`` goes to the session's ``~/.claude.json``)."""
+    source, _, target = entry.partition(":")
+    target = target or source
+    return source, target[2:] if target.startswith("~/") else target
+
+
+def copy_new(source: Path, home: Path, target: str) -> None:
+    """Copy a file or folder (links followed: a dotfiles link copies what it points at) to ``home/target``
+    unless something is there already; atomically, so a crash leaves no half copy that would never be
+    completed. The parents are made inside ``home``, never through a link the agent left there."""
+    from ao.agentfiles import within
+
+    dest = home / target
+    if os.path.lexists(dest):
+        return
+    if not source.exists():
+        raise AoError(f"homeFiles: {source} does not exist (it is copied into each new session's home)")
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    if not within(home, dest):
+        raise AoError(f"homeFiles: {dest} leads out of the session's home through a link; not copying {source}")
+    tmp = dest.with_name(f".{dest.name}.ao-copy")
+    if tmp.is_dir() and not tmp.is_symlink():  # left by a crash
+        shutil.rmtree(tmp)
+    else:
+        tmp.unlink(missing_ok=True)
+    try:
+        if source.is_dir():
+            shutil.copytree(source, tmp, symlinks=False, ignore_dangling_symlinks=True)
+        else:
+            shutil.copy2(source, tmp)
+    except OSError as exc:
+        raise AoError(f"homeFiles: cannot copy {source}: {exc.strerror or exc}") from None
+    os.replace(tmp, dest)
+
+
 def _in_home(path: str, home: str) -> str:
     return home + path[1:] if path == "~" or path.startswith("~/") else path
 
@@ -226,6 +265,14 @@ def config_problems(settings: dict[str, Any]) -> list[tuple[tuple, str]]:
         if engine.url in seen:
             problems.append((at, f"engine {engine.url} is listed twice"))
         seen.setdefault(engine.url, i)
+    for i, entry in enumerate(settings.get("homeFiles") or []):
+        if not isinstance(entry, str):
+            continue
+        source, target = home_file_of(entry)
+        if not source.startswith(("/", "~/")):
+            problems.append((("homeFiles", i), f"'{source}' must be an absolute path (or start with ~/)"))
+        if target.startswith("/") or not target or ".." in Path(target).parts:
+            problems.append((("homeFiles", i), f"target '{target}' must be inside the session's home (~/PATH)"))
     for i, entry in enumerate(settings.get("mounts") or []):
         try:
             mount = mount_of(entry)
@@ -257,6 +304,7 @@ class DockerRuntime:
 
     image: str | None = None
     mounts: list[Any] = field(default_factory=list)
+    home_files: list[str] = field(default_factory=list)  # `homeFiles`: copied into each new session's home
     network: str | None = None
     cpus: float | None = None
     memory: str | int | None = None
@@ -306,6 +354,10 @@ class DockerRuntime:
         err = " ".join(line.strip() for line in result.stderr.splitlines() if line.strip()
                        and not line.startswith("Run 'docker")) or f"exit status {result.returncode}"
         low = err.lower()
+        if "x509:" in low or "tls:" in low:
+            return _Unreachable(f"the Docker engine {engine.label} and ao do not accept each other's TLS certificates "
+                                f"(certPath {engine.cert_path or 'not set'}: ca.pem must have signed the engine's "
+                                f"certificate, cert.pem and key.pem must be a client the engine trusts): {err}")
         if any(m in low for m in _UNREACHABLE):
             return _Unreachable(f"the Docker engine {engine.label} is unreachable (is dockerd running there?): {err}")
         if "permission denied" in low and ("docker.sock" in low or "daemon socket" in low):
@@ -404,6 +456,20 @@ class DockerRuntime:
 
     def _home(self, run_dir: Path) -> str:
         return self.home or str(run_dir / HOME_DIR)
+
+    def agent_home(self, run_dir: Path) -> Path:
+        """The container's $HOME on this machine: the agent's transcripts, rollouts and store are there."""
+        return Path(run_dir).resolve() / HOME_DIR
+
+    def prepare_home(self, run_dir: Path) -> Path:
+        """Make the session's home (private), with the ``homeFiles`` it does not have yet: the settings a real
+        CLI needs to skip its first-run screens. A restore keeps what the agent changed since."""
+        home = self.agent_home(run_dir)
+        home.mkdir(mode=0o700, parents=True, exist_ok=True)
+        for entry in self.home_files:
+            source, target = home_file_of(entry)
+            copy_new(Path(source).expanduser(), home, target)
+        return home
 
     def _environment(self, spec: LaunchSpec, run_dir: Path) -> dict[str, str]:
         env = {k: v for k, v in spec.env.items() if k not in HOST_ENV}
@@ -516,7 +582,8 @@ class DockerRuntime:
             for h in group:
                 row = table.get(self._split(h)[1])
                 alive = row is not None and row[1] in _ALIVE
-                out[h] = Probe(alive=alive, last_output_at=_stamp(row[2]) if alive else None)
+                at, pid = _stamp(row[2]) if alive else (None, None)
+                out[h] = Probe(alive=alive, last_output_at=at, pid=pid)
                 if alive and row[2]:
                     self._screens[h] = Path(row[2]).with_name(SCREEN)
                 else:
@@ -599,17 +666,21 @@ def _git_folder(folder: Path) -> list[Mount]:
     return mounts
 
 
-def _stamp(path: str) -> float | None:
-    """tmux's last-output time from a container's activity file (its mtime if the watcher was mid-write)."""
-    got = read_small(path, 32) if path else None
+def _stamp(path: str) -> tuple[float | None, int | None]:
+    """tmux's last-output time and the agent's pid (in the container, where the agent's own files name it)
+    from a container's activity file, ``TIME PID``; (None, None) when there is no such file yet."""
+    got = read_small(path, 64) if path else None
     if got is None:
-        return None
-    text, mtime = got[0].strip(), got[1]
-    return float(text) if text.isdigit() else mtime
+        return None, None
+    fields, mtime = got[0].split(), got[1]
+    at = float(fields[0]) if fields and fields[0].isdigit() else mtime
+    return at, int(fields[1]) if len(fields) > 1 and fields[1].isdigit() else None
 
 
 def plugin(**options: Any) -> DockerRuntime:
     unknown = sorted(set(options) - OPTIONS)
     if unknown:
         raise AoError(f"unknown docker runtime option(s): {', '.join(unknown)}; known: {', '.join(sorted(OPTIONS))}")
+    if "homeFiles" in options:
+        options["home_files"] = options.pop("homeFiles")
     return DockerRuntime(**options)
