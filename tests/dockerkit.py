@@ -33,6 +33,10 @@ def require_docker() -> None:
         require(None, "root (dockerd needs it)", "run the docker tests as root")
 
 
+def require_sshd() -> None:
+    require("/usr/sbin/sshd", "OpenSSH's server (Debian's openssh-server)", INSTALL)
+
+
 @dataclass
 class Dockerd:
     """One private engine. ``url`` is what ao's config takes as a host."""
@@ -133,6 +137,77 @@ class Dockerd:
         _unmount_under(str(self.root))
         shutil.rmtree(self.root / "data", ignore_errors=True)
         shutil.rmtree(self.root / "exec", ignore_errors=True)
+
+
+@dataclass
+class Sshd:
+    """A private OpenSSH server on 127.0.0.1, whose sessions reach ``docker_host``: an engine as ``ssh://`` makes
+    it remote. ``bin`` holds an ``ssh`` that uses this server's client settings (the docker CLI runs ``ssh`` from
+    PATH; OpenSSH reads the passwd entry's home, not $HOME, so a wrapper is how a test gives it a config)."""
+
+    root: Path
+    docker_host: str
+    port: int = 0
+    proc: subprocess.Popen | None = None
+
+    @property
+    def bin(self) -> Path:
+        return self.root / "bin"
+
+    @property
+    def url(self) -> str:
+        return f"ssh://root@127.0.0.1:{self.port}"
+
+    def start(self) -> "Sshd":
+        self.root.mkdir(parents=True, exist_ok=True)
+        self.port = free_port()
+        for name in ("host", "id", "stranger"):
+            subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", name, "-f", str(self.root / name)],
+                           check=True, capture_output=True, timeout=30)
+        (self.root / "authorized_keys").write_text((self.root / "id.pub").read_text())
+        (self.root / "sshd_config").write_text(
+            f"Port {self.port}\nListenAddress 127.0.0.1\nHostKey {self.root / 'host'}\n"
+            f"AuthorizedKeysFile {self.root / 'authorized_keys'}\nPermitRootLogin prohibit-password\n"
+            "PasswordAuthentication no\nKbdInteractiveAuthentication no\nUsePAM no\nStrictModes no\n"
+            f"PidFile {self.root / 'sshd.pid'}\nSetEnv DOCKER_HOST={self.docker_host}\n")
+        host_key = (self.root / "host.pub").read_text().split()
+        (self.root / "known_hosts").write_text(f"[127.0.0.1]:{self.port} {host_key[0]} {host_key[1]}\n")
+        self.use_key("id")
+        Path("/run/sshd").mkdir(mode=0o755, exist_ok=True)  # sshd's privilege separation folder
+        self.proc = subprocess.Popen(["/usr/sbin/sshd", "-D", "-e", "-f", str(self.root / "sshd_config")],
+                                     stdout=subprocess.DEVNULL, stderr=open(self.root / "sshd.log", "ab"),
+                                     stdin=subprocess.DEVNULL, start_new_session=True)
+        try:
+            wait_for(lambda: self.proc.poll() is not None or _answers(self.port), timeout=30, what="sshd to listen")
+            if self.proc.poll() is not None:
+                raise AssertionError(f"sshd exited: {(self.root / 'sshd.log').read_text()[-2000:]}")
+        except BaseException:
+            self.stop()
+            raise
+        return self
+
+    def use_key(self, key: str) -> None:
+        """The key the ``ssh`` in :attr:`bin` offers: ``id`` (authorized) or ``stranger`` (not)."""
+        self.bin.mkdir(exist_ok=True)
+        (self.root / "ssh_config").write_text(
+            f"Host 127.0.0.1\n  IdentityFile {self.root / key}\n  IdentitiesOnly yes\n"
+            f"  UserKnownHostsFile {self.root / 'known_hosts'}\n  StrictHostKeyChecking yes\n  BatchMode yes\n")
+        wrapper = self.bin / "ssh"
+        wrapper.write_text(f"#!/bin/sh\nexec /usr/bin/ssh -F {self.root / 'ssh_config'} \"$@\"\n")
+        wrapper.chmod(0o755)
+
+    def stop(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            os.killpg(self.proc.pid, signal.SIGTERM)
+            self.proc.wait(timeout=10)
+
+
+def _answers(port: int) -> bool:
+    import socket
+
+    with socket.socket() as s:
+        s.settimeout(1)
+        return s.connect_ex(("127.0.0.1", port)) == 0
 
 
 def make_certs(folder: Path) -> Path:

@@ -456,6 +456,35 @@ def test_a_tcp_engine_with_tls_runs_sessions_and_refuses_a_certificate_it_does_n
     assert containers_of(engine, cfg) == [] and [x.id for x in Sessions(cfg).store.list()] == [s.id]  # nothing new
 
 
+def test_an_ssh_engine_runs_sessions_through_ssh_and_a_refused_key_is_said_clearly(aoenv, engine, tmp_path,
+                                                                                      monkeypatch):
+    """The same engine as ``ssh://root@127.0.0.1:PORT`` through a private OpenSSH server: the docker CLI's own
+    ssh transport (``docker system dial-stdio`` on the far side), as a remote machine is reached."""
+    from dockerkit import Sshd, require_sshd
+
+    require_sshd()
+    sshd = Sshd(tmp_path / "sshd", docker_host=engine.url).start()
+    try:
+        monkeypatch.setenv("PATH", f"{sshd.bin}:{os.environ['PATH']}")
+        cfg = docker_project(aoenv, [{"url": sshd.url, "name": "box"}])
+        manager = Sessions(cfg)
+        s = manager.spawn(SpawnRequest(project="app", target="12"))
+        assert s.runtime_handle.endswith("@" + sshd.url) and manager.host_of(s) == "box"
+        wait_for(lambda: received(aoenv, s.id), what="the prompt")
+        manager.send(s.id, "over ssh")
+        wait_for(lambda: [m["text"] for m in received(aoenv, s.id)][1:] == ["over ssh"], what="the message")
+        assert manager.runtime("docker").probe([s.runtime_handle])[s.runtime_handle].alive
+        manager.kill(s.id)
+        assert containers_of(engine, cfg) == []
+
+        sshd.use_key("stranger")  # a key the server does not know
+        with pytest.raises(AoError, match=r"^ssh to the Docker engine box failed: .*Permission denied \(publickey\)"):
+            Sessions(cfg).spawn(SpawnRequest(project="app", target="12"))
+        assert containers_of(engine, cfg) == [] and [x.id for x in Sessions(cfg).store.list()] == [s.id]
+    finally:
+        sshd.stop()
+
+
 # ------------------------------------------------------------------------------ a real agent CLI inside
 
 # The real CLI in the test image: its own executable mounted in (Claude Code's needs only libc, Codex's is

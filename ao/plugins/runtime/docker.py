@@ -75,6 +75,7 @@ _UNREACHABLE = ("cannot connect to the docker daemon", "error during connect", "
                 "no such host", "i/o timeout", "dial unix", "connect: no such file", "ssh: ", "kex_exchange",
                 "could not resolve hostname", "host key verification failed", "context deadline exceeded",
                 "did not answer")
+_SSH_REFUSED = ("permission denied (publickey", "host key verification failed", "too many authentication failures")
 _ALIVE = ("running", "paused")
 OPTIONS = {"image", "mounts", "homeFiles", "network", "cpus", "memory", "env", "user", "home", "host", "hosts",
            "docker_bin"}
@@ -358,6 +359,9 @@ class DockerRuntime:
             return _Unreachable(f"the Docker engine {engine.label} and ao do not accept each other's TLS certificates "
                                 f"(certPath {engine.cert_path or 'not set'}: ca.pem must have signed the engine's "
                                 f"certificate, cert.pem and key.pem must be a client the engine trusts): {err}")
+        if engine.url.startswith("ssh://") and any(m in low for m in _SSH_REFUSED):
+            return _Unreachable(f"ssh to the Docker engine {engine.label} failed: {err} (ao runs your `ssh`, with your "
+                                "keys, agent and ~/.ssh/config: `ssh HOST docker version` must work without a prompt)")
         if any(m in low for m in _UNREACHABLE):
             return _Unreachable(f"the Docker engine {engine.label} is unreachable (is dockerd running there?): {err}")
         if "permission denied" in low and ("docker.sock" in low or "daemon socket" in low):
