@@ -5,7 +5,8 @@ output parse the same everywhere, ``GIT_TERMINAL_PROMPT=0`` plus no stdin and no
 git (or the ssh it starts) fails instead of waiting for a password nobody will type. Repository-location
 variables inherited from a caller (``GIT_DIR`` and friends, set when ao runs inside a git hook) are dropped so
 ``-C`` always means what it says. In an agent's workspace (``untrusted=True``) git runs no command the
-workspace's own config names through ``core.fsmonitor`` or hooks, and gets the agent environment, not ours.
+workspace's own config names through ``core.fsmonitor``, hooks or filter drivers, and gets the agent
+environment, not ours.
 Nothing here needs a git identity: we never commit.
 
 We use :mod:`subprocess` rather than the ``sh`` library: the calls are plain argv lists (no shell, no
@@ -123,9 +124,10 @@ def run(
     cmd = command_line(args, cwd)
     if not Path(cwd).is_dir():
         raise GitError(f"{cmd} failed: no such directory {cwd}", args=args)
+    guard = [*_UNTRUSTED_CONFIG, *_no_filters(cwd, env)] if untrusted else []
     try:
         proc = subprocess.run(
-            ["git", *(_UNTRUSTED_CONFIG if untrusted else ()), "-C", str(cwd), *args],
+            ["git", *guard, "-C", str(cwd), *args],
             check=False,
             input=input,
             stdin=None if input is not None else subprocess.DEVNULL,
@@ -150,6 +152,26 @@ def run(
             stderr=proc.stderr,
         )
     return proc.stdout.rstrip("\n")
+
+
+def _no_filters(cwd: Path | str, env: Mapping[str, str] | None) -> list[str]:
+    """``-c`` options emptying every filter driver the workspace's config defines (includes followed): git
+    status runs a changed file's ``clean`` filter, or a long-running ``process`` one, and an empty command is
+    no filter. Reading the config runs nothing. GitError when a driver's name cannot be overridden."""
+    proc = subprocess.run(["git", *_UNTRUSTED_CONFIG, "-C", str(cwd), "config", "-z", "--get-regexp",
+                           r"^filter\..*\.(clean|smudge|process)$"], check=False, capture_output=True,
+                          stdin=subprocess.DEVNULL, env=_git_env(env, untrusted=True), timeout=DEFAULT_TIMEOUT,
+                          start_new_session=True)
+    options: list[str] = []
+    for entry in proc.stdout.split(b"\0"):
+        key = entry.split(b"\n", 1)[0].decode("utf-8", "surrogateescape")
+        if not key:
+            continue
+        if "=" in key:  # `-c NAME=VALUE` splits at the first '='
+            raise GitError(f"the workspace {cwd} defines a git filter driver ao cannot switch off ({key!r}); "
+                           "not running git there")
+        options += ["-c", f"{key}="]
+    return options
 
 
 def succeeds(args: Sequence[str], cwd: Path | str, *, timeout: float = DEFAULT_TIMEOUT) -> bool:

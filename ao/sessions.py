@@ -751,7 +751,9 @@ def _unsaved_work(workspace: str, project: Any) -> str:
     """What would be lost by removing this workspace ("" when nothing): uncommitted files, unpushed commits.
 
     The project's own ``symlinks`` are ao's doing, not the agent's work, so they do not count. A worktree is
-    read through the project's git folder, so a filter driver the agent defines does not run."""
+    read through the project's git folder, so no git config the agent wrote applies; in a clone, ao's git
+    switches off its hooks, fsmonitor and filter drivers, and does not enter submodules (their git would run
+    their own config's)."""
     if not workspace or not Path(workspace).is_dir():
         return ""
     from ao import git
@@ -759,7 +761,8 @@ def _unsaved_work(workspace: str, project: Any) -> str:
     try:
         links = {link.strip("/") for link in (project.symlinks if project else [])}
         env = git.worktree_env(project.path, workspace) if project else {}
-        status = git.run(["status", "--porcelain"], cwd=Path(workspace), env=env, untrusted=True)
+        status = git.run(["status", "--porcelain", "--ignore-submodules=dirty"], cwd=Path(workspace), env=env,
+                         untrusted=True)
         dirty = [line for line in status.splitlines() if line and line[3:].strip('"/') not in links]
         unpushed = git.run(["rev-list", "--count", "HEAD", "--not", "--remotes"], cwd=Path(workspace), env=env,
                            untrusted=True).strip()

@@ -3,6 +3,7 @@ error message prints a value that came from the environment."""
 
 from __future__ import annotations
 
+import contextlib
 import os
 import subprocess
 import textwrap
@@ -90,16 +91,30 @@ def test_git_in_an_agents_workspace_runs_no_planted_command_and_gets_no_secret(s
     hook.chmod(0o755)
     (tmp_path / "hooks").mkdir()
     (tmp_path / "hooks" / "post-index-change").symlink_to(hook)
+    for name in ("a.txt", "b.txt"):  # in the index, then changed: status must read them through their filters
+        (tmp_path / name).write_text("committed\n")
+    git("add", "a.txt", "b.txt", cwd=tmp_path)
+    for name in ("a.txt", "b.txt"):  # same size, other time: only the content (its filter's output) can tell
+        (tmp_path / name).write_text("Committed\n")
+        os.utime(tmp_path / name, (1_600_000_000, 1_600_000_000))
     git("config", "core.fsmonitor", str(hook), cwd=tmp_path)
     git("config", "core.hooksPath", str(tmp_path / "hooks"), cwd=tmp_path)
-    ao_git.run(["status", "--porcelain"], tmp_path, untrusted=True)
+    (tmp_path / "more.config").write_text(f"[filter \"Runner.v2\"]\n\tprocess = {hook}\n")
+    git("config", "include.path", str(tmp_path / "more.config"), cwd=tmp_path)  # a driver in an included file
+    git("config", "filter.spy.clean", str(hook), cwd=tmp_path)
+    (tmp_path / ".gitattributes").write_text("a.txt filter=spy\nb.txt filter=Runner.v2\n")
+    index = (tmp_path / ".git" / "index").read_bytes()
+    with contextlib.suppress(ao_git.GitError):  # the "process" plant speaks no filter protocol: git may fail
+        ao_git.run(["status", "--porcelain"], tmp_path)
+    assert (tmp_path / "ran").exists()  # the plants work: the user's own git runs them
+    (tmp_path / "ran").unlink()
+    (tmp_path / ".git" / "index").write_bytes(index)  # as it was (git status may have refreshed it)
+    assert ao_git.run(["status", "--porcelain"], tmp_path, untrusted=True).count("M ") == 2
     assert not (tmp_path / "ran").exists()
     show_env = ["-c", "alias.show-env=!env", "show-env"]
     seen = ao_git.run(show_env, tmp_path, untrusted=True)
     assert "PATH=" in seen and SECRET not in seen
     assert SECRET in ao_git.run(show_env, tmp_path)
-    ao_git.run(["status", "--porcelain"], tmp_path)
-    assert (tmp_path / "ran").exists()  # the plant works: the user's own git runs it
 
 
 def test_environment_builders():
