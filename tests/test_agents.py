@@ -95,6 +95,28 @@ def test_a_prompt_too_large_for_an_argument_is_passed_as_a_file(tmp_path, monkey
     assert LARGE_PROMPT in (ws / ".git" / "info" / "exclude").read_text().splitlines()
 
 
+def test_exclude_writes_only_into_the_workspaces_own_repository(tmp_path):
+    """A workspace's ``.git`` is the agent's to rewrite: pointed at another repository on this machine, ao
+    must not add its patterns there. A worktree's repository (whose record names the worktree back) is fine."""
+    from ao.plugins.agent.command import exclude
+
+    def run(*args, cwd):
+        subprocess.run(["git", *args], cwd=cwd, check=True, capture_output=True)
+
+    project, other = tmp_path / "project", tmp_path / "other"
+    for repo in (project, other):
+        run("init", "-q", str(repo), cwd=tmp_path)
+        run("-c", "user.name=a", "-c", "user.email=a@b", "commit", "-q", "--allow-empty", "-m", "x", cwd=repo)
+    run("worktree", "add", "-q", str(tmp_path / "ws"), cwd=project)
+    exclude(tmp_path / "ws", ".aider*")
+    assert ".aider*" in (project / ".git" / "info" / "exclude").read_text().splitlines()
+
+    (tmp_path / "ws" / ".git").write_text(f"gitdir: {other / '.git'}\n")  # the agent points it elsewhere
+    before = (other / ".git" / "info" / "exclude").read_text()
+    exclude(tmp_path / "ws", ".ao-prompt.md")
+    assert (other / ".git" / "info" / "exclude").read_text() == before
+
+
 @pytest.mark.parametrize("version", ["0.170.2", None])
 def test_codex_gets_no_daemon_only_when_it_is_known_to_have_it(tmp_path, monkeypatch, version):
     """An older Codex exits at once on a flag it does not know, and so might one whose version ao cannot

@@ -59,14 +59,23 @@ def prompt_argument(prompt_file: Path, workspace: Path | None = None) -> str:
 def exclude(workspace: Path, pattern: str) -> None:
     """Add ``pattern`` to the repository's ``info/exclude`` (shared by its worktrees), so files an agent
     keeps in the workspace never show as changes and are never committed. Best effort: not a git folder,
-    nothing to do."""
+    nothing to do.
+
+    The workspace's ``.git`` is the agent's to rewrite, and may point at any repository on this machine: ao
+    writes only into the workspace's own git folder (a clone), or the repository whose worktree record names
+    this workspace back (``<git dir>/gitdir``, which git keeps and the agent cannot forge elsewhere)."""
     from ao import git
+    from ao.agentfiles import within
 
     try:
-        common = Path(git.run(["rev-parse", "--git-common-dir"], cwd=workspace, untrusted=True).strip())
-    except AoError:
+        gitdir, common_dir = git.run(["rev-parse", "--absolute-git-dir", "--git-common-dir"], cwd=workspace,
+                                     untrusted=True).splitlines()[:2]
+    except (AoError, ValueError):
         return
-    path = (workspace / common if not common.is_absolute() else common) / "info" / "exclude"
+    common = Path(common_dir) if Path(common_dir).is_absolute() else workspace / common_dir
+    path = common / "info" / "exclude"
+    if not (within(workspace, path) or _names_back(Path(gitdir), workspace)):
+        return
     try:
         text = read_regular(path).decode("utf-8", "replace")
         if pattern not in text.splitlines():
@@ -75,6 +84,15 @@ def exclude(workspace: Path, pattern: str) -> None:
             atomic_write(path, text + ("" if not text or text.endswith("\n") else "\n") + pattern + "\n")
     except (OSError, AoError):
         pass
+
+
+def _names_back(gitdir: Path, workspace: Path) -> bool:
+    """Whether a worktree's git dir is this workspace's: its ``gitdir`` file names the workspace's ``.git``."""
+    try:
+        named = read_regular(gitdir / "gitdir").decode("utf-8", "replace").strip()
+    except OSError:
+        return False
+    return bool(named) and os.path.realpath(named) == os.path.realpath(workspace / ".git")
 
 
 def read_new_lines(path: Path, offset: int, cap: int = 8 << 20) -> tuple[list[dict[str, Any]], int]:
