@@ -8,11 +8,13 @@ read. (Writes into such folders go through :func:`ao.ledger.atomic_write`, which
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import os
 import stat
+from collections.abc import Sequence
 from pathlib import Path
-from typing import BinaryIO
+from typing import Any, BinaryIO
 
 
 def open_regular(path: Path | str) -> BinaryIO:
@@ -28,11 +30,18 @@ def open_regular(path: Path | str) -> BinaryIO:
         raise
 
 
-def read_regular(path: Path | str) -> bytes:
-    """A regular file's bytes; b"" when there is no file (OSError for a link, a fifo or a folder)."""
+READ_LIMIT = 64 << 20  # bytes: an agent's state file is far smaller; a sparse 100 GB one costs the agent nothing
+
+
+def read_regular(path: Path | str, limit: int = READ_LIMIT) -> bytes:
+    """A regular file's bytes; b"" when there is no file (OSError for a link, a fifo, a folder, or a file
+    larger than ``limit``)."""
     try:
         with open_regular(path) as f:
-            return f.read()
+            size = os.fstat(f.fileno()).st_size
+            if size > limit:
+                raise OSError(errno.EFBIG, f"{size} bytes, more than the {limit} ao reads", str(path))
+            return f.read(limit + 1)[:limit]
     except FileNotFoundError:
         return b""
 
@@ -47,7 +56,50 @@ def read_small(path: Path | str, limit: int) -> tuple[str, float] | None:
 
 
 def within(root: Path, path: Path) -> bool:
-    """Whether ``path``'s folder really is ``root`` or inside it, no link on the way leading out: checked
-    before ao writes into a folder an agent can change (a session's own home)."""
+    """Whether ``path``'s folder really is ``root`` or inside it, no link on the way leading out (``root``
+    itself being a link included): checked before ao writes into a folder an agent can change (a session's
+    own home)."""
+    if os.path.islink(root):
+        return False
     real, parent = os.path.realpath(root), os.path.realpath(Path(path).parent)
     return parent == real or parent.startswith(real + os.sep)
+
+
+STORE_LIMIT = 256 << 20  # bytes of an agent's SQLite store (and its write-ahead log) ao copies to read
+QUERY_SECONDS = 2.0      # a query on an agent's store is stopped after this long
+
+
+def query_store(db: Path, sql: str, params: Sequence[Any], *, agents_own: bool) -> list[tuple[Any, ...]]:
+    """The rows of a read-only query on an agent's SQLite store (opencode's). ``agents_own``: the store is in a
+    folder the agent can write (a container's home), where it could be a fifo (opening it would wait for
+    ever), a link to a file of the user's, or a database whose schema makes a query run for ever; so it
+    is copied (a regular file, size-capped) into a private folder and queried there. Every query stops after
+    :data:`QUERY_SECONDS`. Raises sqlite3.Error or OSError (FileNotFoundError: no store)."""
+    import sqlite3
+    import tempfile
+    import time
+
+    with contextlib.ExitStack() as stack:
+        uri = f"file:{db}?mode=ro"
+        if agents_own:
+            folder = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="ao-store-")))
+            for suffix in ("", "-wal"):
+                try:
+                    source = stack.enter_context(open_regular(f"{db}{suffix}"))
+                except FileNotFoundError:
+                    if not suffix:
+                        raise
+                    continue
+                if os.fstat(source.fileno()).st_size > STORE_LIMIT:
+                    raise OSError(errno.EFBIG, f"more than the {STORE_LIMIT} bytes ao copies", f"{db}{suffix}")
+                with open(folder / f"store.db{suffix}", "wb") as copy:
+                    copy.write(source.read(STORE_LIMIT))
+            uri = f"file:{folder / 'store.db'}"  # read-write: the copy is ours, and SQLite replays its log
+        conn = sqlite3.connect(uri, uri=True, timeout=1.0)
+        try:
+            conn.execute("PRAGMA trusted_schema = OFF")  # no function a view or trigger names runs
+            deadline = time.monotonic() + QUERY_SECONDS
+            conn.set_progress_handler(lambda: time.monotonic() > deadline, 10_000)
+            return conn.execute(sql, list(params)).fetchall()
+        finally:
+            conn.close()

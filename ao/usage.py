@@ -37,7 +37,7 @@ from datetime import date, timedelta
 from pathlib import Path
 from typing import Any, Callable, Iterable, Mapping
 
-from ao.agentfiles import open_regular
+from ao.agentfiles import open_regular, query_store
 from ao.ledger import atomic_write
 
 PRICES_AS_OF = "2025-11-30"
@@ -340,8 +340,9 @@ GROUP BY 1
 """
 
 
-def read_opencode(db: Path, workspace: Path, state: dict[str, Any]) -> bool:
-    """The workspace's assistant messages in opencode's store, by model; queried only when the file changed."""
+def read_opencode(db: Path, workspace: Path, state: dict[str, Any], agents_own: bool = False) -> bool:
+    """The workspace's assistant messages in opencode's store, by model; queried only when the file changed.
+    ``agents_own``: the store is in the session's own home (see :func:`ao.agentfiles.query_store`)."""
     sig = []
     for suffix in ("", "-wal"):
         with contextlib.suppress(OSError):
@@ -351,13 +352,9 @@ def read_opencode(db: Path, workspace: Path, state: dict[str, Any]) -> bool:
         return False
     dirs = list(dict.fromkeys([str(workspace), str(workspace.resolve())]))
     try:
-        conn = sqlite3.connect(f"file:{db}?mode=ro", uri=True, timeout=1.0)
-        try:
-            rows = conn.execute(OPENCODE_QUERY.format(marks=",".join("?" * len(dirs))), dirs).fetchall()
-        finally:
-            conn.close()
-    except sqlite3.Error:
-        return False  # locked, or a schema we do not know: keep what we had, try again next cycle
+        rows = query_store(db, OPENCODE_QUERY.format(marks=",".join("?" * len(dirs))), dirs, agents_own=agents_own)
+    except (sqlite3.Error, OSError):
+        return False  # locked, a schema we do not know, not a file: keep what we had, try again next cycle
     models: dict[str, Tally] = {}
     for model, *values in rows:
         _add(models, str(model or ""), [int(v or 0) for v in values[:4]] + [float(values[4] or 0.0)])
@@ -463,11 +460,14 @@ class UsageTracker:
     def observe(self, sessions: list[Any], now: float) -> dict[str, dict[str, Any]]:
         """Read what each session's agent wrote since last time; the usage fact fields per session id."""
         homes = {s.id: self.home_of(s) for s in sessions}
-        codex = [s for s in sessions if usage_agent(s, self.config.projects.get(s.project)) == "codex" and not s.terminal]
+        # Every Codex session still counted (an ended one gets its last read): its rollouts must be indexed,
+        # in its own home's index too, which a restarted ao starts empty.
+        codex = [s for s in sessions if usage_agent(s, self.config.projects.get(s.project)) == "codex"
+                 and not (self._project(s.project)["sessions"].get(s.id) or {}).get("final")]
         if codex:
-            live = [s.created_at for s in sessions if not s.terminal] or [now]
+            since = min(s.created_at for s in codex)
             for home in dict.fromkeys(homes[s.id] for s in codex):
-                self._places(home)[1].refresh(min(live), now)
+                self._places(home)[1].refresh(since, now)
         out = {}
         for s in sessions:
             project = self.config.projects.get(s.project)
@@ -503,7 +503,7 @@ class UsageTracker:
         if agent == "codex":
             return any([read_codex(p, sources.setdefault(str(p), {})) for p in codex.files(workspace)])
         if agent == "opencode":
-            return read_opencode(where.opencode, workspace, sources.setdefault("opencode", {}))
+            return read_opencode(where.opencode, workspace, sources.setdefault("opencode", {}), home is not None)
         # ao launches aider with its chat history in the session's run folder; older sessions have it in the
         # workspace
         paths = [p for p in (run_dir / AIDER_RUN_HISTORY, workspace / AIDER_HISTORY) if p.is_file()]

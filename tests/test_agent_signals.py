@@ -654,3 +654,49 @@ def test_an_agent_with_its_own_home_is_read_and_trusted_there_and_not_in_aos(tmp
     with pytest.raises(AoError, match="leads out of the session's home"):
         codex.prepare(c)
     assert list(outside.iterdir()) == []
+
+
+def test_what_an_agent_plants_in_its_own_home_never_hangs_crashes_or_redirects_ao(tmp_path):
+    """A container's agent owns its home: a sparse 100 GB status file, a status file of an earlier process
+    with the same pid, an opencode store that is a fifo or whose schema loops for ever, or the home itself
+    swapped for a link to the user's home."""
+    import sqlite3
+    import time as _time
+
+    own = tmp_path / "run" / "home"
+    (own / ".claude" / "sessions").mkdir(parents=True)
+    (tmp_path / "ws").mkdir()
+    plugin = claude(tmp_path)
+    seen = Observation(now=T0 + 100, alive=True, workspace=tmp_path / "ws", started_at=T0, ready_threshold=300,
+                       pane=CLAUDE_IDLE, run_dir=tmp_path / "run", pid=42, home=own)
+    status = own / ".claude" / "sessions" / "42.json"
+    with open(status, "wb") as f:
+        f.truncate(100 << 30)
+    assert plugin.status(42, own) is None and plugin.activity(seen).state != "waiting_input"
+    status.write_text(json.dumps({"pid": 42, "status": "waiting", "statusUpdatedAt": int((T0 - 600) * 1000)}))
+    assert plugin.status(42, own) is not None  # there, but an earlier process's: not this launch's state
+    assert plugin.activity(seen).state != "waiting_input"
+
+    store = own / ".local" / "share" / "opencode"
+    store.mkdir(parents=True)
+    os.mkfifo(store / "opencode.db")
+    started = _time.monotonic()
+    assert oc.newest_stored_session(tmp_path / "ws", own) is None
+    (store / "opencode.db").unlink()
+    db = sqlite3.connect(store / "opencode.db")
+    db.execute("CREATE VIEW session AS WITH RECURSIVE n(x) AS (SELECT 1 UNION ALL SELECT x + 1 FROM n) "
+               "SELECT x AS id, NULL AS parent_id, 'd' AS directory, x AS time_updated FROM n")
+    db.commit()
+    db.close()
+    assert oc.newest_stored_session(tmp_path / "ws", own) is None  # stopped by the deadline
+    assert _time.monotonic() - started < 10
+
+    user_home = tmp_path / "me"
+    user_home.mkdir()
+    own.rename(tmp_path / "run" / "home.old")
+    own.symlink_to(user_home)  # the agent swaps its home for a link to the user's
+    c = launch_ctx(tmp_path, trustWorkspace=True)
+    c.home = own
+    with pytest.raises(AoError, match="leads out of the session's home"):
+        plugin.prepare(c)
+    assert list(user_home.iterdir()) == []

@@ -198,6 +198,24 @@ def test_home_files_are_copied_into_each_new_session_home_once(tmp_path, monkeyp
         runtime.prepare_home(runtime.get("docker", image="agent", homeFiles=["~/.codex.toml:~/.claude/x"]),
                              tmp_path / "run3")
     assert sorted(p.name for p in (tmp_path / "dotfiles").iterdir()) == ["codex.toml"]
+    (tmp_path / "run4" / "home").mkdir(parents=True)
+    (tmp_path / "run4" / "home" / ".config").symlink_to(tmp_path / "dotfiles")
+    with pytest.raises(AoError, match="leads out of the session's home"):  # and no folder made out there first
+        runtime.prepare_home(runtime.get("docker", image="agent", homeFiles=["~/.codex.toml:~/.config/deep/x"]),
+                             tmp_path / "run4")
+    assert sorted(p.name for p in (tmp_path / "dotfiles").iterdir()) == ["codex.toml"]
+    (tmp_path / "run5").mkdir()
+    (tmp_path / "run5" / "home").symlink_to(tmp_path / "me")  # the agent swapped its whole home for a link
+    with pytest.raises(AoError, match="the session's home, is not a folder"):
+        runtime.prepare_home(rt, tmp_path / "run5")
+    assert sorted(p.name for p in (tmp_path / "me").iterdir()) == [".claude", ".codex.toml"]
+
+    stamp = tmp_path / "activity"  # the watcher's "TIME PID"; the agent can write it too
+    for text, expected in (("1712 42\n", (1712.0, 42)), ("1712\n", (1712.0, None)), ("1712 \u00b2\n", (1712.0, None)),
+                           ("\u00b2 9\n", (None, 9))):
+        stamp.write_text(text)
+        at, pid = docker_rt._stamp(str(stamp))
+        assert (at if expected[0] else None, pid) == expected, text
 
     (tmp_path / "app").mkdir()
     path = tmp_path / "agent-orchestrator.yaml"
@@ -213,14 +231,19 @@ projects:
 projects:
   app:
     path: app
-    runtime: {plugin: docker, image: agent, homeFiles: ["~/.a:/etc/passwd", "~/.b:~/../x", "~/.c"]}
+    runtime: {plugin: docker, image: agent, homeFiles: ["~/.a:/etc/passwd", "~/.b:~/../x", "~/.c", /srv/x],
+              env: [API_KEY, "CODEX_HOME=/codex"]}
 """)
     with pytest.raises(AoError) as err:
         config.load(path, env={})
     text = str(err.value)
+    assert "'/srv/x' is not under ~: say where it goes in the session's home, SOURCE:~/TARGET" in text
+    assert "CODEX_HOME would move the agent's records out of the session's home, where ao reads them; leave it " \
+           "unset in a container (at projects.app.runtime.env[1])" in text
     assert "target '/etc/passwd' must be inside the session's home (~/PATH) (at projects.app.runtime.homeFiles[0])" \
         in text
     assert "target '../x' must be inside the session's home" in text and "homeFiles[2]" not in text
+    assert "env[0]" not in text
 
 
 def test_docker_missing_is_a_clear_error_and_nothing_is_created(aoenv):

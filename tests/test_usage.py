@@ -182,6 +182,14 @@ def test_sessions_with_a_home_of_their_own_are_read_there(tmp_path):
     assert got["app-1"]["tokens_out"] == 10 and got["app-3"]["tokens_out"] == 1000  # app-3 runs on the host
     assert (got["app-2"]["tokens_in"], got["app-2"]["tokens_out"]) == (100, 20)
 
+    # ao restarts; meanwhile the Codex session made one more call and ended: its last read still finds it
+    rollout.turn(input=1000, output=100)
+    sessions[1].terminal = True
+    tracker.save()
+    restarted = UsageTracker(_config(tmp_path), loc, home_of=lambda s: homes.get(s.id))
+    got = restarted.observe(sessions, now)
+    assert (got["app-2"]["tokens_in"], got["app-2"]["tokens_out"]) == (1100, 120)
+
 
 def test_tracker_reads_the_transcripts_of_a_workspace_past_claudes_folder_name_limit(tmp_path):
     loc = Locations(claude=tmp_path / ".claude", codex=tmp_path / ".codex", opencode=tmp_path / "oc.db")

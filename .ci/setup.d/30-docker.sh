@@ -11,6 +11,7 @@ ao_docker_packages=()
 command -v dockerd >/dev/null 2>&1 || ao_docker_packages+=(docker.io)
 [ -s "$AO_DOCKER_ROOTFS" ] || command -v debootstrap >/dev/null 2>&1 || ao_docker_packages+=(debootstrap)
 [ -x /usr/sbin/sshd ] || ao_docker_packages+=(openssh-server)   # an ssh:// engine in the tests
+command -v openssl >/dev/null 2>&1 || ao_docker_packages+=(openssl)   # a tcp:// engine's TLS certificates
 if [ "${#ao_docker_packages[@]}" -gt 0 ]; then
     apt-get update -qq
     # No service may start on install (openssh-server would listen on port 22): a policy-rc.d saying so, unless

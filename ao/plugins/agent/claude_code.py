@@ -57,6 +57,7 @@ HOOKS = ("SessionStart", "UserPromptSubmit", "PermissionRequest", "Notification"
          "SessionEnd")
 CHECKED = "2.1.197"          # the version these signals were checked against (ao doctor compares it)
 HOOKS_SINCE = (2, 1)         # StopFailure and the status file are 2.1's; older versions get the screen only
+STATUS_LIMIT = 1 << 16       # bytes of a status file (a few hundred in practice)
 SETTLE = 10.0                # a finished-looking turn in the transcript must stay quiet this long
 TAIL_BYTES = 1 << 20         # how much of the transcript's end is read for its last entry
 ERROR_TEXT_CAP = 500         # a limit message is short; a long answer that mentions rate limits is not one
@@ -398,7 +399,7 @@ class ClaudeCode(BaseAgent):
         if pid is None:
             return None
         try:
-            data = json.loads(read_regular(self.home(own) / "sessions" / f"{pid}.json"))
+            data = json.loads(read_regular(self.home(own) / "sessions" / f"{pid}.json", STATUS_LIMIT))
         except (OSError, ValueError):
             return None
         if not isinstance(data, dict) or data.get("pid") != pid or data.get("status") not in (
@@ -433,6 +434,9 @@ class ClaudeCode(BaseAgent):
         hooks, hooks_at = self.hooks(obs)
         sig = Signals(memo={"claude_hooks": hooks} if hooks else {})
         status = self.status(obs.pid, obs.home)
+        at = status.get("statusUpdatedAt") if status else None
+        if isinstance(at, (int, float)) and at / 1000 < obs.started_at - 5:
+            status = None  # an earlier process's, with the same pid (a container's pids start over)
         transcript = self._transcript_turn(obs, sig.memo)
         if hooks.get("event") == "end" and hooks_at is not None and hooks_at >= obs.started_at:
             # Claude Code is on its way out (the pane may linger a moment); an end logged before this launch

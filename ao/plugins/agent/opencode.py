@@ -58,25 +58,21 @@ def newest_stored_session(workspace: Path, own: Path | None = None) -> str | Non
     does not know)."""
     import sqlite3
 
+    from ao.agentfiles import query_store
+
     if own is not None:
         data = own / ".local" / "share"
     else:
         data = Path(os.environ["XDG_DATA_HOME"]) if os.environ.get("XDG_DATA_HOME") else \
             Path.home() / ".local" / "share"
-    db = data / "opencode" / "opencode.db"
-    if not db.is_file():
-        return None
     dirs = list(dict.fromkeys([str(workspace), str(workspace.resolve())]))
     try:
-        conn = sqlite3.connect(f"file:{db}?mode=ro", uri=True, timeout=1.0)
-        try:
-            row = conn.execute(f"SELECT id FROM session WHERE directory IN ({','.join('?' * len(dirs))}) "
-                               "AND parent_id IS NULL ORDER BY time_updated DESC LIMIT 1", dirs).fetchone()
-        finally:
-            conn.close()
-    except sqlite3.Error:
+        rows = query_store(data / "opencode" / "opencode.db",
+                           f"SELECT id FROM session WHERE directory IN ({','.join('?' * len(dirs))}) "
+                           "AND parent_id IS NULL ORDER BY time_updated DESC LIMIT 1", dirs, agents_own=own is not None)
+    except (sqlite3.Error, OSError):
         return None
-    return str(row[0]) if row and row[0] else None
+    return str(rows[0][0]) if rows and rows[0][0] else None
 
 
 def free_port() -> int:

@@ -36,10 +36,12 @@ literal), written to a private env file for ``docker run``, never on its command
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import re
 import shutil
+import stat
 import subprocess
 import threading
 from concurrent.futures import ThreadPoolExecutor
@@ -60,9 +62,12 @@ LABEL = "ao.managed"         # on every container ao starts
 STAMP_LABEL = "ao.activity"  # the host path of the container's activity file
 STAMP, SCREEN, HOME_DIR, ENV_FILE = "activity", "screen", "home", ".docker-env"  # in the session's run folder
 SCREEN_LINES = 100           # history lines in the screen file the watcher writes (ao's observer reads 60)
+# Where agent CLIs keep their records: in a container, at their defaults under the session's home, where ao
+# reads them (ao.plugins.agent); these would move them (and name folders of this machine).
+AGENT_DIRS = ("CLAUDE_CONFIG_DIR", "CODEX_HOME")
 # Host folders and sockets: meaningless in a container, which has its own (the image's PATH, our HOME).
 HOST_ENV = ("PATH", "HOME", "SHELL", "TMPDIR", "TERMINFO", "TERMINFO_DIRS", "XDG_CONFIG_HOME", "XDG_CACHE_HOME",
-            "XDG_DATA_HOME", "XDG_STATE_HOME", "XDG_RUNTIME_DIR", "SSH_AUTH_SOCK", "AO_TMUX_SOCKET")
+            "XDG_DATA_HOME", "XDG_STATE_HOME", "XDG_RUNTIME_DIR", "SSH_AUTH_SOCK", "AO_TMUX_SOCKET", *AGENT_DIRS)
 WATCH_PERIOD = 2             # seconds between the watcher's looks at the pane
 START_WAIT = 60              # seconds the watcher waits for the tmux session before giving up
 LAST_LINES = 500             # lines of a dead agent's pane kept in the container log
@@ -71,6 +76,7 @@ RUN_TIMEOUT = 120.0          # docker run (creating the container and its mounts
 PIDS_LIMIT = 4096            # processes per container: room for test suites, none for a fork bomb
 _NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]*")
 _HOST_URL = re.compile(r"^(unix|tcp|ssh)://.+")
+_DIGITS = re.compile(r"[0-9]{1,12}")  # the agent can write its activity file: ASCII digits only (str.isdigit takes ²)
 _UNREACHABLE = ("cannot connect to the docker daemon", "error during connect", "connection refused",
                 "no such host", "i/o timeout", "dial unix", "connect: no such file", "ssh: ", "kex_exchange",
                 "could not resolve hostname", "host key verification failed", "context deadline exceeded",
@@ -215,9 +221,9 @@ def copy_new(source: Path, home: Path, target: str) -> None:
         return
     if not source.exists():
         raise AoError(f"homeFiles: {source} does not exist (it is copied into each new session's home)")
-    dest.parent.mkdir(parents=True, exist_ok=True)
     if not within(home, dest):
         raise AoError(f"homeFiles: {dest} leads out of the session's home through a link; not copying {source}")
+    dest.parent.mkdir(parents=True, exist_ok=True)
     tmp = dest.with_name(f".{dest.name}.ao-copy")
     if tmp.is_dir() and not tmp.is_symlink():  # left by a crash
         shutil.rmtree(tmp)
@@ -266,13 +272,21 @@ def config_problems(settings: dict[str, Any]) -> list[tuple[tuple, str]]:
         if engine.url in seen:
             problems.append((at, f"engine {engine.url} is listed twice"))
         seen.setdefault(engine.url, i)
+    for i, entry in enumerate(settings.get("env") or []):
+        name = entry.partition("=")[0] if isinstance(entry, str) else ""
+        if name in (*AGENT_DIRS, "XDG_DATA_HOME"):  # XDG_DATA_HOME: opencode's store
+            problems.append((("env", i), f"{name} would move the agent's records out of the session's home, where "
+                                         "ao reads them; leave it unset in a container"))
     for i, entry in enumerate(settings.get("homeFiles") or []):
         if not isinstance(entry, str):
             continue
         source, target = home_file_of(entry)
         if not source.startswith(("/", "~/")):
             problems.append((("homeFiles", i), f"'{source}' must be an absolute path (or start with ~/)"))
-        if target.startswith("/") or not target or ".." in Path(target).parts:
+        if source.startswith("/") and ":" not in entry:
+            problems.append((("homeFiles", i), f"'{source}' is not under ~: say where it goes in the session's "
+                                               "home, SOURCE:~/TARGET"))
+        elif target.startswith("/") or not target or ".." in Path(target).parts:
             problems.append((("homeFiles", i), f"target '{target}' must be inside the session's home (~/PATH)"))
     for i, entry in enumerate(settings.get("mounts") or []):
         try:
@@ -442,7 +456,9 @@ class DockerRuntime:
             raise AoError(f"cannot start session {spec.name}: folder {spec.cwd} does not exist")
         name = spec.name.replace(".", "_")  # one name for the container and the tmux session inside it
         run_dir = spec.run_dir.resolve()
-        (run_dir / HOME_DIR).mkdir(parents=True, exist_ok=True)
+        self._own_home(run_dir)
+        for left in (STAMP, SCREEN):  # the last container's (its agent's pid, its screen): not this one's
+            (run_dir / left).unlink(missing_ok=True)
         env = self._environment(spec, run_dir)
         argv = self._run_argv(name, spec, run_dir)
         engine = self._place(name, argv, env, run_dir)
@@ -468,11 +484,23 @@ class DockerRuntime:
     def prepare_home(self, run_dir: Path) -> Path:
         """Make the session's home (private), with the ``homeFiles`` it does not have yet: the settings a real
         CLI needs to skip its first-run screens. A restore keeps what the agent changed since."""
-        home = self.agent_home(run_dir)
-        home.mkdir(mode=0o700, parents=True, exist_ok=True)
+        home = self._own_home(run_dir)
         for entry in self.home_files:
             source, target = home_file_of(entry)
             copy_new(Path(source).expanduser(), home, target)
+        return home
+
+    def _own_home(self, run_dir: Path) -> Path:
+        """The session's home, a real folder (made when missing). The agent can replace it: a link there would
+        make ao copy ``homeFiles`` into, and docker mount, whatever it points at. So anything but a folder is
+        refused."""
+        home = self.agent_home(run_dir)
+        home.parent.mkdir(parents=True, exist_ok=True)
+        with contextlib.suppress(FileExistsError):
+            os.mkdir(home, 0o700)
+        if not stat.S_ISDIR(os.lstat(home).st_mode):
+            raise AoError(f"{home}, the session's home, is not a folder (its agent put a link or a file there); "
+                          "not starting the agent: remove it to start again with a fresh home")
         return home
 
     def _environment(self, spec: LaunchSpec, run_dir: Path) -> dict[str, str]:
@@ -677,8 +705,8 @@ def _stamp(path: str) -> tuple[float | None, int | None]:
     if got is None:
         return None, None
     fields, mtime = got[0].split(), got[1]
-    at = float(fields[0]) if fields and fields[0].isdigit() else mtime
-    return at, int(fields[1]) if len(fields) > 1 and fields[1].isdigit() else None
+    at = float(fields[0]) if fields and _DIGITS.fullmatch(fields[0]) else mtime
+    return at, int(fields[1]) if len(fields) > 1 and _DIGITS.fullmatch(fields[1]) else None
 
 
 def plugin(**options: Any) -> DockerRuntime:
