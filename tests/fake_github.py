@@ -42,6 +42,7 @@ from typing import Any, Callable
 from urllib.parse import parse_qsl, urlencode, urlsplit
 
 from api_descriptions import Invalid, ResolverError, connection, github_rest, github_schema, graphql_errors
+from httpkit import start_server, stop_server
 
 TOKEN = "ghp_fakeToken0123456789abcdefABCDEF0123"
 MAX_PAGE = 100   # GitHub's limit for first/last
@@ -397,18 +398,14 @@ class FakeGitHub:
             def log_message(self, *args: Any) -> None:
                 pass
 
-        self._server = ThreadingHTTPServer(("127.0.0.1", self.port), Handler)
-        self._server.daemon_threads = True
+        self._server = start_server(Handler, self.port)
         self.port = self._server.server_address[1]
-        threading.Thread(target=self._server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True).start()
         return self
 
     def stop(self) -> None:
         self.release.set()
-        if self._server is not None:
-            self._server.shutdown()
-            self._server.server_close()
-            self._server = None
+        stop_server(self._server)
+        self._server = None
 
     # -- request handling --------------------------------------------------------------------------
 

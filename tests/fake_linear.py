@@ -12,12 +12,12 @@ right ``Authorization`` header is served (else 401 with ``AUTHENTICATION_ERROR``
 from __future__ import annotations
 
 import json
-import threading
 from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from typing import Any
 
 from api_descriptions import ResolverError, connection, graphql_errors, linear_schema
+from httpkit import start_server, stop_server
 
 NOT_FOUND = {"code": "INVALID_INPUT", "type": "invalid input", "userPresentableMessage": "Entity not found"}
 DEFAULT_PAGE = 50
@@ -274,13 +274,10 @@ class FakeLinear:
                 status, payload = fake._execute(body)
                 self._reply(status, payload)
 
-        self._server = ThreadingHTTPServer(("127.0.0.1", self.port), Handler)
+        self._server = start_server(Handler, self.port)
         self.port = self._server.server_address[1]
-        threading.Thread(target=self._server.serve_forever, kwargs={"poll_interval": 0.02}, daemon=True).start()
         return self
 
     def stop(self) -> None:
-        if self._server is not None:
-            self._server.shutdown()
-            self._server.server_close()
-            self._server = None
+        stop_server(self._server)
+        self._server = None

@@ -16,6 +16,8 @@ from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any, Callable
 
+from httpkit import start_server, stop_server
+
 
 def monotonic() -> float:
     """A real clock even while freezegun freezes time.monotonic (it does not touch clock_gettime)."""
@@ -96,17 +98,13 @@ class Receiver:
             def log_message(self, *args: Any) -> None:
                 pass
 
-        self._server = ThreadingHTTPServer(("127.0.0.1", self.port), Handler)
-        self._server.daemon_threads = True
+        self._server = start_server(Handler, self.port)
         self.port = self._server.server_address[1]
-        threading.Thread(target=self._server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True).start()
         return self
 
     def stop(self) -> None:
-        if self._server is not None:
-            self._server.shutdown()
-            self._server.server_close()
-            self._server = None
+        stop_server(self._server)
+        self._server = None
 
     def wait_for(self, count: int, timeout: float = 5.0) -> list[Request]:
         """The requests, once there are at least ``count`` (AssertionError after ``timeout``)."""

@@ -9,10 +9,11 @@ import os
 import shlex
 import subprocess
 import threading
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from pathlib import Path
 
 import pytest
+from httpkit import start_server, stop_server
 
 from ao.errors import AoError
 from ao.plugins import agent
@@ -327,13 +328,11 @@ class FakeOpencode:
                 self._send(204)
 
         self.slow, self.release = threading.Event(), threading.Event()
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+        self.server = start_server(Handler)
 
     def close(self) -> None:
         self.release.set()
-        self.server.shutdown()
-        self.server.server_close()
+        stop_server(self.server)
 
 
 def test_opencode_launch_validates_the_model_and_maps_skip(tmp_path):

@@ -702,8 +702,9 @@ def test_a_comment_is_a_comment_not_a_change_request():
 
 
 def test_doctor_checks_the_github_token_and_its_scopes(aoenv):
-    import threading
-    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+    from http.server import BaseHTTPRequestHandler
+
+    from httpkit import start_server, stop_server
 
     answer = {"status": 200, "scopes": "read:org"}
 
@@ -721,8 +722,7 @@ def test_doctor_checks_the_github_token_and_its_scopes(aoenv):
         def log_message(self, *args) -> None:
             pass
 
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
+    server = start_server(Handler)
     try:
         base = f"http://127.0.0.1:{server.server_address[1]}"
         aoenv.write_config(repo="acme/app", scm={"plugin": "github", "baseUrl": base}, tracker={"plugin": "local"})
@@ -744,5 +744,4 @@ def test_doctor_checks_the_github_token_and_its_scopes(aoenv):
         assert rejected["result"] == "FAIL" and "rejected (401)" in rejected["detail"]
         assert "t0ken" not in aoenv.ao("doctor", env=env).stdout  # never the token itself
     finally:
-        server.shutdown()
-        server.server_close()
+        stop_server(server)

@@ -371,7 +371,8 @@ fetch(target + "/api/board", {credentials: "include"}).then((r) => r.text()).the
 
 def test_no_token_gets_401_and_a_foreign_page_cannot_act_with_the_cookie(chromium, aoenv, dash):
     import http.server
-    import threading
+
+    from httpkit import start_server, stop_server
 
     _seed(aoenv, SEEDS[6:7])  # app-1, working
     stranger = chromium.new_context()
@@ -394,9 +395,7 @@ def test_no_token_gets_401_and_a_foreign_page_cannot_act_with_the_cookie(chromiu
         def log_message(self, *args):
             pass
 
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Attacker)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
+    server = start_server(Attacker)
     try:
         victim = _open(chromium, dash)  # logged in
         evil = victim.context.new_page()
@@ -407,5 +406,4 @@ def test_no_token_gets_401_and_a_foreign_page_cannot_act_with_the_cookie(chromiu
         assert results["ws"] == "refused" and results["board"] == "unreadable"
         assert SessionStore(aoenv.data).get("app-1").status == "working"  # the kill was refused
     finally:
-        server.shutdown()
-        server.server_close()
+        stop_server(server)
