@@ -456,20 +456,28 @@ def test_the_whole_local_workflow_runs_in_containers(engine, tmp_path, monkeypat
     demo._wait_for_ci_jobs(tmp_path)
 
 
+def one_session_through(aoenv, engine, host: dict, message: str):
+    """Spawn, prompt, send and kill one session on the engine ``host`` names (reached some other way than its
+    socket); the session."""
+    cfg = docker_project(aoenv, [host])
+    manager = Sessions(cfg)
+    s = manager.spawn(SpawnRequest(project="app", target="12"))
+    assert s.runtime_handle.endswith("@" + host["url"]) and manager.host_of(s) == host["name"]
+    wait_for(lambda: received(aoenv, s.id), what="the prompt")
+    manager.send(s.id, message)
+    wait_for(lambda: [m["text"] for m in received(aoenv, s.id)][1:] == [message], what="the message")
+    assert manager.runtime("docker").probe([s.runtime_handle])[s.runtime_handle].alive
+    manager.kill(s.id)
+    assert containers_of(engine, cfg) == []
+    return s
+
+
 def test_a_tcp_engine_with_tls_runs_sessions_and_refuses_a_certificate_it_does_not_know(aoenv, engine, tmp_path):
     """The same engine through tcp:// with TLS, as a remote one is reached: client certificates from certPath."""
     from dockerkit import make_certs
 
-    cfg = docker_project(aoenv, [{"url": engine.tls_url, "name": "remote", "certPath": str(engine.client_certs)}])
-    manager = Sessions(cfg)
-    s = manager.spawn(SpawnRequest(project="app", target="12"))
-    assert s.runtime_handle.endswith("@" + engine.tls_url) and manager.host_of(s) == "remote"
-    wait_for(lambda: received(aoenv, s.id), what="the prompt")
-    manager.send(s.id, "over TLS")
-    wait_for(lambda: [m["text"] for m in received(aoenv, s.id)][1:] == ["over TLS"], what="the message")
-    assert manager.runtime("docker").probe([s.runtime_handle])[s.runtime_handle].alive
-    manager.kill(s.id)
-    assert containers_of(engine, cfg) == []
+    s = one_session_through(aoenv, engine, {"url": engine.tls_url, "name": "remote",
+                                            "certPath": str(engine.client_certs)}, "over TLS")
 
     strangers = make_certs(tmp_path / "other-ca") / "client"  # signed by a CA the engine does not trust
     cfg = docker_project(aoenv, [{"url": engine.tls_url, "name": "remote", "certPath": str(strangers)}])
@@ -489,16 +497,8 @@ def test_an_ssh_engine_runs_sessions_through_ssh_and_a_refused_key_is_said_clear
     sshd = Sshd(tmp_path / "sshd", docker_host=engine.url).start()
     try:
         monkeypatch.setenv("PATH", f"{sshd.bin}:{os.environ['PATH']}")
-        cfg = docker_project(aoenv, [{"url": sshd.url, "name": "box"}])
-        manager = Sessions(cfg)
-        s = manager.spawn(SpawnRequest(project="app", target="12"))
-        assert s.runtime_handle.endswith("@" + sshd.url) and manager.host_of(s) == "box"
-        wait_for(lambda: received(aoenv, s.id), what="the prompt")
-        manager.send(s.id, "over ssh")
-        wait_for(lambda: [m["text"] for m in received(aoenv, s.id)][1:] == ["over ssh"], what="the message")
-        assert manager.runtime("docker").probe([s.runtime_handle])[s.runtime_handle].alive
-        manager.kill(s.id)
-        assert containers_of(engine, cfg) == []
+        s = one_session_through(aoenv, engine, {"url": sshd.url, "name": "box"}, "over ssh")
+        cfg = aoenv.load()
 
         sshd.use_key("stranger")  # a key the server does not know
         with pytest.raises(AoError, match=r"^ssh to the Docker engine box failed: .*Permission denied \(publickey\)"):
