@@ -551,6 +551,9 @@ def test_merging_a_sessions_pr_closes_its_local_issue(aoenv):
     git("push", "-q", "origin", "main", cwd=work)
     run = aoenv.ao("poll")
     assert "issue.closed" in run.stdout, run.stdout + run.stderr
+    # piped, each event is one line of tab-separated fields (time, type, session, details), as `ao events`
+    closed = next(line for line in run.stdout.splitlines() if "\tissue.closed\t" in line).split("\t")
+    assert len(closed) == 4 and closed[0].endswith("Z") and "  " not in "".join(closed[:3])
     assert (aoenv.project / "issues" / "closed" / "12.md").exists()
     assert not (aoenv.project / "issues" / "12.md").exists()
 

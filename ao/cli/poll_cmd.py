@@ -1,8 +1,9 @@
 """``ao poll``, ``ao start``, ``ao stop`` and ``ao events``.
 
-``ao poll`` and ``ao start`` print the same lines: each event of the cycle as ``ao events --follow`` shows it on a
-terminal (time, type, session, details), then each action fired; ``--json`` prints the events as JSON lines
-instead. ``ao events`` is a listing (``ao.cli.output``): piped, one tab-separated line per event.
+``ao poll`` and ``ao start`` print the same lines: each event of the cycle as ``ao events --follow`` shows it
+(time, type, session, details: aligned on a terminal, tab-separated when piped), then each action fired;
+``--json`` prints the events as JSON lines instead. ``ao events`` is a listing (``ao.cli.output``): piped, one
+tab-separated line per event.
 """
 
 from __future__ import annotations
@@ -38,19 +39,32 @@ EVENT_COLUMNS = [Column("ts", "time"), Column("type"),
                  Column("detail", text=event_detail)]
 
 
-def action_line(a: dict[str, Any], dry_run: bool) -> str:
+def event_text(e: dict[str, Any], terminal: bool) -> str:
+    """An event as ``ao events --follow`` prints it: aligned for a person, tab-separated fields when piped."""
+    return event_line(e) if terminal else plain_lines([e], EVENT_COLUMNS)[0]
+
+
+def _fields(terminal: bool, *parts: tuple[str, int]) -> str:
+    """Fields padded to their widths on a terminal, tab-separated when piped (the last one unpadded)."""
+    if not terminal:
+        return "\t".join(text for text, _ in parts)
+    return " ".join(f"{text:<{width}}" for text, width in parts[:-1]) + " " + parts[-1][0]
+
+
+def action_line(a: dict[str, Any], dry_run: bool, terminal: bool = True) -> str:
     verb = "would" if dry_run else ("ok" if a["ok"] else "FAILED")
     target = a["session"] or a["project"]
     extra = f" → {', '.join(a['notifiers'])}" if a["notifiers"] else ""
-    return (f"{verb:<6} {a['reaction']:<20} {a['action']:<14} {target}{extra}"
-            + (f": {cell(a['error'])}" if a["error"] else ""))
+    return _fields(terminal, (verb, 6), (a["reaction"], 20), (a["action"], 14),
+                   (f"{target}{extra}" + (f": {cell(a['error'])}" if a["error"] else ""), 0))
 
 
-def admission_line(row: dict[str, Any]) -> str:
+def admission_line(row: dict[str, Any], terminal: bool = True) -> str:
     """One admission decision of the work queue: admitted (to which session), waiting, blocked..."""
     what = " ".join(str(x) for x in (row["project"], row["issue"]) if x)
-    return (f"queue  {row['result']:<12} {what}" + (f" → {row['session']}" if row.get("session") else "")
-            + (f": {cell(row['detail'])}" if row.get("detail") else ""))
+    return _fields(terminal, ("queue", 6), (row["result"], 12),
+                   (what + (f" → {row['session']}" if row.get("session") else "")
+                    + (f": {cell(row['detail'])}" if row.get("detail") else ""), 0))
 
 
 def summary(report: Any) -> str:
@@ -80,14 +94,15 @@ def report_printer(json: bool, quiet: bool) -> Callable[[Any], None]:
                 print(jsonlib.dumps({"ts": _iso(report.at), "type": "cycle.warning", "warning": warning}),
                       flush=True)
             return
+        terminal = is_terminal()
         for e in report.events:
-            print(event_line(e))
+            print(event_text(e, terminal))
         if report.dry_run:
             for a in report.actions:
-                print(action_line(a, True))
+                print(action_line(a, True, terminal))
         for row in report.admissions:
             if row["result"] == "admitted":
-                print(admission_line(row))
+                print(admission_line(row, terminal))
         for error in report.errors:
             print(f"error: {error}")
         for warning in report.warnings:
@@ -157,12 +172,13 @@ def register(app: typer.Typer) -> None:
             data["at"] = _iso(report.at)
             print_json(data)
             return
+        terminal = is_terminal()
         for e in report.events:
-            print(event_line(e))
+            print(event_text(e, terminal))
         for a in report.actions:
-            print(action_line(a, report.dry_run))
+            print(action_line(a, report.dry_run, terminal))
         for row in report.admissions:
-            print(admission_line(row))
+            print(admission_line(row, terminal))
         for error in report.errors:
             print(f"error: {error}")
         for warning in report.warnings:
@@ -308,8 +324,7 @@ def register(app: typer.Typer) -> None:
         terminal = is_terminal()
 
         def show(e: dict[str, Any]) -> None:
-            line = (jsonlib.dumps(e, ensure_ascii=False) if json else event_line(e) if terminal
-                    else plain_lines([e], EVENT_COLUMNS)[0])
+            line = jsonlib.dumps(e, ensure_ascii=False) if json else event_text(e, terminal)
             print(line, flush=True)
 
         path = cfg.data_dir / events.EVENTS_FILE
