@@ -249,6 +249,30 @@ def test_trust_workspace_lets_the_agent_start_in_a_clone(real, trust):
     finish(real, sid)
 
 
+def test_the_pause_keys_stop_a_turn_and_keep_the_agent(real):
+    """The `pause` action (a budget exceeded) presses the agent plugin's interrupt keys in the middle of a turn:
+    the turn stops, the agent stays, and it takes the next message, alone (Claude Code puts an interrupted
+    prompt back into its input box; opencode wants two separate presses of Esc)."""
+    real.model.hold.set()  # the model "thinks" until the keys are pressed
+    sid = spawn(real)
+    real.model.wait(lambda m: m.turns(), START_TIMEOUT, "the first turn")
+    real.wait_status(sid, lambda r: r["activity"] == "active", 30, "active while the model answers")
+    from ao.plugins.runtime.tmux import TmuxRuntime
+
+    keys = real.manager().agent(real.agent).interrupt_keys()
+    TmuxRuntime(socket=real.socket).send_keys(real.handle(sid), keys)  # as the pause action presses them
+    row = real.wait_status(sid, lambda r: r["activity"] in ("ready", "idle") or r["status"] == "exited", 60,
+                           f"the turn stopped by {keys}")
+    assert row["status"] != "exited", f"{keys} ended the agent instead of its turn:\n{real.pane(sid)}"
+    real.model.hold.clear()
+    run = real.ao("send", sid, "--wait", "60", "After the pause, a new message.", timeout=120)
+    assert run.returncode == 0, run.stdout + run.stderr
+    call = real.model.wait_for_user_message("After the pause, a new message.", 60)
+    first_line = real.record(sid).prompt.splitlines()[0]
+    assert first_line not in call.user_texts[-1], "the message was typed after the interrupted prompt"
+    finish(real, sid)
+
+
 def test_kill_leaves_no_process_behind(real):
     sid = spawn(real)
     real.model.wait(lambda m: answered(real), START_TIMEOUT, "the first answer")

@@ -392,7 +392,10 @@ class ClaudeCode(BaseAgent):
         return newest
 
     def interrupt_keys(self) -> list[str]:
-        return ["Escape"]  # Esc stops Claude Code's turn (a second Esc would open its rewind menu)
+        # Esc stops Claude Code's turn and puts the interrupted prompt back into the input box; Ctrl-C then
+        # clears that box, or the next message would be typed after it (a second Esc would open the rewind
+        # menu instead, and a second Ctrl-C on an empty box would exit)
+        return ["Escape", "C-c"]
 
     def status(self, pid: int | None, own: Path | None = None) -> dict[str, Any] | None:
         """The live status file of the agent process ``pid`` (None: no such file, or not one we understand)."""
