@@ -10,8 +10,8 @@ and ``ao attach`` needs it anyway (``docker exec -it``).
 
 A container lives exactly as long as its agent. Its main process (under ``docker-init``) is a small shell
 watcher that waits for the tmux session to appear, then every :data:`WATCH_PERIOD` seconds checks that the
-agent's pane is alive and, when tmux saw output, writes the screen to ``<run_dir>/screen`` and tmux's
-last-output time to ``<run_dir>/activity``. When the agent dies, the watcher prints the pane's last lines to
+agent's pane is alive and, when tmux saw output, writes the screen to ``<run_dir>/screen``, and tmux's
+last-output time and the pane's pid (as the container sees it) to ``<run_dir>/activity``. When the agent dies, the watcher prints the pane's last lines to
 the container's log and exits with the agent's status, so the container stops: one ``docker ps`` per engine
 tells every session's liveness, ``docker logs`` keeps the last output of a dead agent, and the poller reads
 last-output times and screens from those files (:meth:`DockerRuntime.capture_recent`) with no ``docker
@@ -22,7 +22,8 @@ What the container sees (mounted at the same paths, so git inside finds a valid 
 - the workspace, read-write; the session's run folder (launch script, prompt, receipts), read-write;
 - ``<run_dir>/home`` as ``$HOME``, at that same path, so every path an agent reports (a transcript, a
   rollout) is valid on this machine too; the agent's own state survives a restore and goes with cleanup
-  (``home`` puts it at a fixed path in the container instead);
+  (``home`` puts it at a fixed path in the container instead). It starts with copies of ``homeFiles``, and
+  the agent plugins read the agent's records there (:meth:`DockerRuntime.agent_home`);
 - for a worktree, the project's git folder, read-write (commits land in its object store) but with its
   ``config`` and ``hooks`` read-only, so an agent cannot plant a hook or ``core.fsmonitor`` command that
   the user's own git would run on the host; the same for ``origin`` when it is a folder on this machine;
@@ -50,7 +51,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 from ao import paths
-from ao.agentfiles import read_small
+from ao.agentfiles import read_small, within
 from ao.errors import AoError
 from ao.plugins.runtime import LaunchSpec, Probe
 from ao.plugins.runtime.tmux import TmuxRuntime, last_lines
@@ -214,8 +215,6 @@ def copy_new(source: Path, home: Path, target: str) -> None:
     """Copy a file or folder (links followed: a dotfiles link copies what it points at) to ``home/target``
     unless something is there already; atomically, so a crash leaves no half copy that would never be
     completed. The parents are made inside ``home``, never through a link the agent left there."""
-    from ao.agentfiles import within
-
     dest = home / target
     if os.path.lexists(dest):
         return
