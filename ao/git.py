@@ -5,8 +5,9 @@ output parse the same everywhere, ``GIT_TERMINAL_PROMPT=0`` plus no stdin and no
 git (or the ssh it starts) fails instead of waiting for a password nobody will type. Repository-location
 variables inherited from a caller (``GIT_DIR`` and friends, set when ao runs inside a git hook) are dropped so
 ``-C`` always means what it says. In an agent's workspace (``untrusted=True``) git runs no command the
-workspace's own config names through ``core.fsmonitor``, hooks or filter drivers, and gets the agent
-environment, not ours.
+workspace's own config names through ``core.fsmonitor`` or hooks, and gets the agent environment, not ours;
+:func:`private_git_dir` reads a clone an agent controls through a git folder of ao's own, so that no
+config of the agent's (filter drivers) applies at all.
 Nothing here needs a git identity: we never commit.
 
 We use :mod:`subprocess` rather than the ``sh`` library: the calls are plain argv lists (no shell, no
@@ -17,10 +18,11 @@ exception messages that embed truncated output) buys nothing for a dozen fixed g
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shlex
 import subprocess
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 
 from ao.errors import AoError
@@ -124,10 +126,9 @@ def run(
     cmd = command_line(args, cwd)
     if not Path(cwd).is_dir():
         raise GitError(f"{cmd} failed: no such directory {cwd}", args=args)
-    guard = [*_UNTRUSTED_CONFIG, *_no_filters(cwd, env)] if untrusted else []
     try:
         proc = subprocess.run(
-            ["git", *guard, "-C", str(cwd), *args],
+            ["git", *(_UNTRUSTED_CONFIG if untrusted else ()), "-C", str(cwd), *args],
             check=False,
             input=input,
             stdin=None if input is not None else subprocess.DEVNULL,
@@ -152,26 +153,6 @@ def run(
             stderr=proc.stderr,
         )
     return proc.stdout.rstrip("\n")
-
-
-def _no_filters(cwd: Path | str, env: Mapping[str, str] | None) -> list[str]:
-    """``-c`` options emptying every filter driver the workspace's config defines (includes followed): git
-    status runs a changed file's ``clean`` filter, or a long-running ``process`` one, and an empty command is
-    no filter. Reading the config runs nothing. GitError when a driver's name cannot be overridden."""
-    proc = subprocess.run(["git", *_UNTRUSTED_CONFIG, "-C", str(cwd), "config", "-z", "--get-regexp",
-                           r"^filter\..*\.(clean|smudge|process)$"], check=False, capture_output=True,
-                          stdin=subprocess.DEVNULL, env=_git_env(env, untrusted=True), timeout=DEFAULT_TIMEOUT,
-                          start_new_session=True)
-    options: list[str] = []
-    for entry in proc.stdout.split(b"\0"):
-        key = entry.split(b"\n", 1)[0].decode("utf-8", "surrogateescape")
-        if not key:
-            continue
-        if "=" in key:  # `-c NAME=VALUE` splits at the first '='
-            raise GitError(f"the workspace {cwd} defines a git filter driver ao cannot switch off ({key!r}); "
-                           "not running git there")
-        options += ["-c", f"{key}="]
-    return options
 
 
 def succeeds(args: Sequence[str], cwd: Path | str, *, timeout: float = DEFAULT_TIMEOUT) -> bool:
@@ -274,6 +255,51 @@ def worktree_env(repo: Path | str, workspace: Path | str) -> dict[str, str]:
         except (OSError, ValueError):
             continue
     return {}
+
+
+SNAPSHOT_LIMIT = 256 << 20  # bytes of an agent's index (or any one file of its git folder) ao copies
+
+
+@contextlib.contextmanager
+def private_git_dir(workspace: Path | str) -> Iterator[dict[str, str]]:
+    """For git in a clone an agent controls: the variables that make git read it through a private git
+    folder of ao's own: a copy of the clone's HEAD, index, refs and ``info/exclude``, its objects reached
+    as an alternate, and a config that defines nothing. git status runs a changed file's clean filter, and
+    a filter is a command the clone's config names; with the agent rewriting that config while ao looks,
+    no check made by another git process beforehand would hold. Here no config of the agent's is read."""
+    import shutil
+    import tempfile
+
+    from ao.agentfiles import open_regular
+
+    source = Path(run(["rev-parse", "--absolute-git-dir"], workspace, untrusted=True))
+    with tempfile.TemporaryDirectory(prefix="ao-git-") as tmp:
+        own = Path(tmp)
+
+        def copy(name: str) -> None:
+            try:
+                with open_regular(source / name) as f:
+                    if os.fstat(f.fileno()).st_size > SNAPSHOT_LIMIT:
+                        raise GitError(f"{source / name} is larger than ao copies to read the workspace")
+                    (own / name).parent.mkdir(parents=True, exist_ok=True)
+                    with open(own / name, "wb") as out:
+                        shutil.copyfileobj(f, out)
+            except FileNotFoundError:
+                pass
+            except OSError as exc:
+                raise GitError(f"cannot read {source / name}: {exc.strerror or exc}") from None
+
+        names = ["HEAD", "index", "packed-refs", "info/exclude"]
+        names += [p.name for p in source.glob("sharedindex.*")]  # a split index
+        for root, dirs, files in os.walk(source / "refs"):  # not following links: a link is not a ref of its
+            names += [os.path.relpath(os.path.join(root, f), source) for f in files]
+        for name in names:
+            copy(name)
+        (own / "refs").mkdir(exist_ok=True)
+        (own / "objects").mkdir()
+        (own / "config").write_text("[core]\n\trepositoryformatversion = 0\n\tbare = false\n")
+        yield {"GIT_DIR": str(own), "GIT_WORK_TREE": str(workspace),
+               "GIT_ALTERNATE_OBJECT_DIRECTORIES": str(source / "objects")}
 
 
 def _real(path: Path | str) -> str:

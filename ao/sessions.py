@@ -7,6 +7,7 @@ half-created. Observing sessions (activity, status) lives in :mod:`ao.observe`.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import re
 import shlex
@@ -751,9 +752,8 @@ def _unsaved_work(workspace: str, project: Any) -> str:
     """What would be lost by removing this workspace ("" when nothing): uncommitted files, unpushed commits.
 
     The project's own ``symlinks`` are ao's doing, not the agent's work, so they do not count. A worktree is
-    read through the project's git folder, so no git config the agent wrote applies; in a clone, ao's git
-    switches off its hooks, fsmonitor and filter drivers, and does not enter submodules (their git would run
-    their own config's)."""
+    read through the project's git folder, and a clone through a private one of ao's (``git.private_git_dir``),
+    so no git config the agent wrote applies; submodules are not entered (their git would read theirs)."""
     if not workspace or not Path(workspace).is_dir():
         return ""
     from ao import git
@@ -761,11 +761,12 @@ def _unsaved_work(workspace: str, project: Any) -> str:
     try:
         links = {link.strip("/") for link in (project.symlinks if project else [])}
         env = git.worktree_env(project.path, workspace) if project else {}
-        status = git.run(["status", "--porcelain", "--ignore-submodules=dirty"], cwd=Path(workspace), env=env,
-                         untrusted=True)
+        with contextlib.nullcontext(env) if env else git.private_git_dir(workspace) as env:
+            status = git.run(["status", "--porcelain", "--ignore-submodules=dirty"], cwd=Path(workspace), env=env,
+                             untrusted=True)
+            unpushed = git.run(["rev-list", "--count", "HEAD", "--not", "--remotes"], cwd=Path(workspace),
+                               env=env, untrusted=True).strip()
         dirty = [line for line in status.splitlines() if line and line[3:].strip('"/') not in links]
-        unpushed = git.run(["rev-list", "--count", "HEAD", "--not", "--remotes"], cwd=Path(workspace), env=env,
-                           untrusted=True).strip()
     except AoError as exc:
         return f"its workspace could not be checked ({exc})"
     parts = []

@@ -109,7 +109,8 @@ def test_git_in_an_agents_workspace_runs_no_planted_command_and_gets_no_secret(s
     assert (tmp_path / "ran").exists()  # the plants work: the user's own git runs them
     (tmp_path / "ran").unlink()
     (tmp_path / ".git" / "index").write_bytes(index)  # as it was (git status may have refreshed it)
-    assert ao_git.run(["status", "--porcelain"], tmp_path, untrusted=True).count("M ") == 2
+    with ao_git.private_git_dir(tmp_path) as env:  # how ao reads a clone: its config is never read
+        assert ao_git.run(["status", "--porcelain"], tmp_path, env=env, untrusted=True).count("M ") == 2
     assert not (tmp_path / "ran").exists()
     show_env = ["-c", "alias.show-env=!env", "show-env"]
     seen = ao_git.run(show_env, tmp_path, untrusted=True)

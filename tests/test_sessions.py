@@ -267,6 +267,41 @@ def test_cleanup_runs_no_command_an_agent_planted_in_its_workspaces_git(aoenv):
     assert not (marks / "ran").exists()
 
 
+def test_cleanup_reads_a_clone_through_a_git_folder_of_its_own(aoenv):
+    """A clone's config is all the agent's, and it may rewrite it while ao looks: cleanup reads the clone
+    through a private git folder (its index, refs and excludes copied, its objects borrowed), so the filter
+    driver and fsmonitor command the agent configured never run, and the counts still come out right."""
+    import os
+
+    from ao.plugins.agent.command import LARGE_PROMPT, exclude
+
+    aoenv.write_config(workspace="clone")
+    manager = aoenv.manager()
+    task = spawn(aoenv, "plant a filter")
+    manager.kill(task.id)
+    ws, marks = Path(task.workspace), aoenv.root / "marks"
+    marks.mkdir()
+    git("-c", "user.name=a", "-c", "user.email=a@b", "commit", "-q", "--allow-empty", "-m", "local", cwd=ws)
+    exclude(ws, LARGE_PROMPT)
+    (ws / LARGE_PROMPT).write_text("ao's own, excluded")
+    hook = marks / "hook.sh"
+    hook.write_text(f"#!/bin/sh\necho \"$0\" >> {marks}/ran\ncat\n")
+    hook.chmod(0o755)
+    git("config", "core.fsmonitor", str(hook), cwd=ws)
+    git("config", "filter.spy.clean", str(hook), cwd=ws)
+    (ws / ".git" / "info" / "attributes").write_text("README.md filter=spy\n")
+    readme = ws / "README.md"
+    readme.write_text(readme.read_text().swapcase())  # same size, other content and time: git must read it
+    os.utime(readme, (1_600_000_000, 1_600_000_000))
+
+    plan = {i.session.id: i for i in manager.cleanup_plan()}
+    assert plan[task.id].action == "keep"
+    assert "but 1 uncommitted file and 1 unpushed commit;" in plan[task.id].reason, plan[task.id].reason
+    assert not (marks / "ran").exists()
+    git("status", "--porcelain", cwd=ws)  # the plants work: the user's own git runs them
+    assert (marks / "ran").exists()
+
+
 def test_the_launch_script_is_made_executable_without_following_a_link(aoenv, monkeypatch, tmp_path):
     """The run folder is a sandboxed agent's to write: a link it swaps in for restore.sh just after ao wrote
     it must not make ao change the mode of the file it points at."""
