@@ -67,6 +67,7 @@ def within(root: Path, path: Path) -> bool:
 
 STORE_LIMIT = 256 << 20  # bytes of an agent's SQLite store (and its write-ahead log) ao copies to read
 QUERY_SECONDS = 2.0      # a query on an agent's store is stopped after this long
+VALUE_LIMIT = 1 << 20    # bytes of any one string or blob such a query may make
 
 
 def query_store(db: Path, sql: str, params: Sequence[Any], *, agents_own: bool) -> list[tuple[Any, ...]]:
@@ -75,8 +76,10 @@ def query_store(db: Path, sql: str, params: Sequence[Any], *, agents_own: bool) 
     ever), a link to a file of the user's, or a database whose schema makes a query run for ever; so it
     is copied (a regular file, size-capped) into a private folder and queried there. Every query stops after
     :data:`QUERY_SECONDS`. Raises sqlite3.Error or OSError (FileNotFoundError: no store)."""
+    import shutil
     import sqlite3
     import tempfile
+    import threading
     import time
 
     with contextlib.ExitStack() as stack:
@@ -93,13 +96,19 @@ def query_store(db: Path, sql: str, params: Sequence[Any], *, agents_own: bool) 
                 if os.fstat(source.fileno()).st_size > STORE_LIMIT:
                     raise OSError(errno.EFBIG, f"more than the {STORE_LIMIT} bytes ao copies", f"{db}{suffix}")
                 with open(folder / f"store.db{suffix}", "wb") as copy:
-                    copy.write(source.read(STORE_LIMIT))
+                    shutil.copyfileobj(source, copy)
             uri = f"file:{folder / 'store.db'}"  # read-write: the copy is ours, and SQLite replays its log
-        conn = sqlite3.connect(uri, uri=True, timeout=1.0)
+        conn = sqlite3.connect(uri, uri=True, timeout=1.0, check_same_thread=False)
+        # A timer interrupts the query even inside one long step (a huge blob), which a progress handler
+        # would only see after it; no string or blob may grow past VALUE_LIMIT either.
+        timer = threading.Timer(QUERY_SECONDS, conn.interrupt)
         try:
+            conn.setlimit(sqlite3.SQLITE_LIMIT_LENGTH, VALUE_LIMIT)
             conn.execute("PRAGMA trusted_schema = OFF")  # no function a view or trigger names runs
             deadline = time.monotonic() + QUERY_SECONDS
-            conn.set_progress_handler(lambda: time.monotonic() > deadline, 10_000)
+            conn.set_progress_handler(lambda: time.monotonic() > deadline, 1_000)
+            timer.start()
             return conn.execute(sql, list(params)).fetchall()
         finally:
+            timer.cancel()
             conn.close()

@@ -28,6 +28,7 @@ from __future__ import annotations
 import contextlib
 import fnmatch
 import json
+import math
 import os
 import re
 import sqlite3
@@ -340,6 +341,16 @@ GROUP BY 1
 """
 
 
+def _count(value: Any) -> float:
+    """A token count or cost from a store the agent may have written: a finite, non-negative number, else 0
+    (a sum of 1e308s is inf, and int(inf) raises)."""
+    try:
+        number = float(value or 0)
+    except (TypeError, ValueError):
+        return 0.0
+    return number if math.isfinite(number) and 0 <= number < 1e15 else 0.0
+
+
 def read_opencode(db: Path, workspace: Path, state: dict[str, Any], agents_own: bool = False) -> bool:
     """The workspace's assistant messages in opencode's store, by model; queried only when the file changed.
     ``agents_own``: the store is in the session's own home (see :func:`ao.agentfiles.query_store`)."""
@@ -357,7 +368,7 @@ def read_opencode(db: Path, workspace: Path, state: dict[str, Any], agents_own: 
         return False  # locked, a schema we do not know, not a file: keep what we had, try again next cycle
     models: dict[str, Tally] = {}
     for model, *values in rows:
-        _add(models, str(model or ""), [int(v or 0) for v in values[:4]] + [float(values[4] or 0.0)])
+        _add(models, str(model or ""), [int(_count(v)) for v in values[:4]] + [_count(values[4])])
     changed = models != state.get("models")
     state.update(sig=sig, models=models)
     return changed

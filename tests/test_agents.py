@@ -111,8 +111,13 @@ def test_exclude_writes_only_into_the_workspaces_own_repository(tmp_path):
     exclude(tmp_path / "ws", ".aider*")
     assert ".aider*" in (project / ".git" / "info" / "exclude").read_text().splitlines()
 
-    (tmp_path / "ws" / ".git").write_text(f"gitdir: {other / '.git'}\n")  # the agent points it elsewhere
     before = (other / ".git" / "info" / "exclude").read_text()
+    record = project / ".git" / "worktrees" / "ws"
+    (record / "commondir").write_text(f"{other / '.git'}\n")  # the record's pointer, rewritten (docker: rw)
+    exclude(tmp_path / "ws", ".ao-prompt.md")
+    assert (other / ".git" / "info" / "exclude").read_text() == before
+    (record / "commondir").write_text("../..\n")
+    (tmp_path / "ws" / ".git").write_text(f"gitdir: {other / '.git'}\n")  # the agent points it elsewhere
     exclude(tmp_path / "ws", ".ao-prompt.md")
     assert (other / ".git" / "info" / "exclude").read_text() == before
 

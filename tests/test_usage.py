@@ -118,6 +118,34 @@ def test_opencode_store_sums_the_workspaces_assistant_messages_and_is_queried_on
     assert _cost(state).tokens_in == 7200
 
 
+def test_an_opencode_store_its_agent_wrote_cannot_break_or_stall_the_cycle(tmp_path):
+    """In a container the store is the agent's to write: absurd counts are no counts, and a schema that
+    makes huge values or loops is stopped."""
+    import sqlite3
+    import time
+
+    store = OpenCodeStore(tmp_path / "opencode.db")
+    mine = store.session(tmp_path / "ws")
+    store.assistant(mine, "m", input=100, output=10)
+    for _ in range(2):  # SQLite sums two of these to inf
+        store.assistant(mine, "m", input=0, output=0, cost=1e308)
+    state: dict = {}
+    assert read_opencode(store.db, tmp_path / "ws", state, agents_own=True)
+    assert _cost(state).tokens_in == 100 and _cost(state).cost_usd == 0.0
+
+    hostile = tmp_path / "hostile.db"
+    db = sqlite3.connect(hostile)
+    db.execute("CREATE VIEW session AS SELECT zeroblob(250000000) || x AS id, NULL AS parent_id, 'd' AS directory, "
+               "x AS time_updated FROM (WITH RECURSIVE n(x) AS (SELECT 1 UNION ALL SELECT x + 1 FROM n) "
+               "SELECT x FROM n LIMIT 40)")
+    db.commit()
+    db.close()
+    started = time.monotonic()
+    with pytest.raises(sqlite3.Error):
+        usage.query_store(hostile, "SELECT id FROM session ORDER BY time_updated DESC LIMIT 1", [], agents_own=True)
+    assert time.monotonic() - started < 5
+
+
 def test_aider_reported_cost_survives_a_restart_of_aider(tmp_path):
     history = tmp_path / "ws" / usage.AIDER_HISTORY
     aider_reply(history, "2.4k", "187", "0.01", "0.01")

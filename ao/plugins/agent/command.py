@@ -62,8 +62,10 @@ def exclude(workspace: Path, pattern: str) -> None:
     nothing to do.
 
     The workspace's ``.git`` is the agent's to rewrite, and may point at any repository on this machine: ao
-    writes only into the workspace's own git folder (a clone), or the repository whose worktree record names
-    this workspace back (``<git dir>/gitdir``, which git keeps and the agent cannot forge elsewhere)."""
+    writes only into the workspace's own git folder (a clone), or into the repository that holds this
+    worktree's record: a ``worktrees/<name>`` folder of that repository itself (not one whose ``commondir``
+    points elsewhere) whose ``gitdir`` names this workspace back. Forging that needs write access to the
+    repository, which is then within the agent's reach anyway."""
     from ao import git
     from ao.agentfiles import within
 
@@ -74,7 +76,9 @@ def exclude(workspace: Path, pattern: str) -> None:
         return
     common = Path(common_dir) if Path(common_dir).is_absolute() else workspace / common_dir
     path = common / "info" / "exclude"
-    if not (within(workspace, path) or _names_back(Path(gitdir), workspace)):
+    own_record = os.path.realpath(common) == os.path.realpath(Path(gitdir).parent.parent) \
+        and _names_back(Path(gitdir), workspace)
+    if not (within(workspace, path) or own_record):
         return
     try:
         text = read_regular(path).decode("utf-8", "replace")
