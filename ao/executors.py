@@ -248,6 +248,13 @@ class PauseExecutor:
         return Outcome(not errors, "; ".join(errors))
 
     def pause(self, session_id: str, activity: str, reason: str) -> None:
+        session, _ = self.manager.find(session_id)
+        # under the session's lock: the keys (Claude's Ctrl-C empties its input box) must not land in the
+        # middle of an `ao send` typing into the same agent
+        with self.manager.session_lock(session):
+            self._pause(session_id, activity, reason)
+
+    def _pause(self, session_id: str, activity: str, reason: str) -> None:
         session, project = self.manager.find(session_id)
         # paused already since its last launch (by this decision, before a crash): its keys were pressed; never
         # press them twice. A mark from before a restore is stale: that agent was started afresh.

@@ -175,6 +175,7 @@ def test_a_crash_in_the_middle_of_a_real_spawn_never_leaves_two_agents_on_one_is
 def test_a_pause_mark_from_before_a_restore_does_not_stop_a_new_pause():
     """The guard against pressing keys twice (a pause finished after a crash) must not outlive the agent it
     paused: a restored agent is a new process, spending again, and a new pause must reach it."""
+    import contextlib
     from types import SimpleNamespace
 
     from ao.executors import PauseExecutor
@@ -188,7 +189,8 @@ def test_a_pause_mark_from_before_a_restore_does_not_stop_a_new_pause():
             find=lambda sid: (session, SimpleNamespace(agent="claude-code", runtime="tmux")),
             agent=lambda name: SimpleNamespace(interrupt_keys=lambda: ["Escape"]),
             runtime=lambda name: SimpleNamespace(send_keys=lambda handle, keys: pressed.append(handle)),
-            store=SimpleNamespace(modify=lambda sid, change, project: change(session)))
+            store=SimpleNamespace(modify=lambda sid, change, project: change(session)),
+            session_lock=lambda s: contextlib.nullcontext())
 
     PauseExecutor(manager({"paused": {"at": 100.0, "by": "budget-exceeded"}}), clock=lambda: 300.0).pause(
         "app-1", "active", "budget-exceeded")

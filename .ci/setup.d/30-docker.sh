@@ -20,7 +20,12 @@ if [ "${#ao_docker_packages[@]}" -gt 0 ]; then
     if [ ! -e /usr/sbin/policy-rc.d ]; then
         printf '#!/bin/sh\nexit 101\n' > /usr/sbin/policy-rc.d && chmod 755 /usr/sbin/policy-rc.d && ao_policy=1
     fi
-    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${ao_docker_packages[@]}" >/dev/null
+    # removed whether the install works or not (this file is sourced under set -e: no trap of our own)
+    if ! DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${ao_docker_packages[@]}" >/dev/null; then
+        [ -z "$ao_policy" ] || rm -f /usr/sbin/policy-rc.d
+        echo "apt-get install ${ao_docker_packages[*]} failed" >&2
+        return 1
+    fi
     [ -z "$ao_policy" ] || rm -f /usr/sbin/policy-rc.d
 fi
 if [ ! -s "$AO_DOCKER_ROOTFS" ]; then

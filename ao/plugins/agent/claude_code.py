@@ -392,9 +392,10 @@ class ClaudeCode(BaseAgent):
         return newest
 
     def interrupt_keys(self) -> list[str]:
-        # Esc stops Claude Code's turn and puts the interrupted prompt back into the input box; Ctrl-C then
-        # clears that box, or the next message would be typed after it (a second Esc would open the rewind
-        # menu instead, and a second Ctrl-C on an empty box would exit)
+        # Esc stops Claude Code's turn, and when no reply had come yet puts the interrupted prompt back into
+        # the input box; Ctrl-C then empties that box, or the next message would be typed after it (checked
+        # against 2.1.197: Ctrl-L does not). Not a second Esc: that opens the rewind menu. On an empty box
+        # Ctrl-C only arms the exit for 0.8 s, and ao never presses it twice (a paused session is marked).
         return ["Escape", "C-c"]
 
     def status(self, pid: int | None, own: Path | None = None) -> dict[str, Any] | None:

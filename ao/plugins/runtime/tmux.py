@@ -41,7 +41,8 @@ _GONE = ("can't find session", "no such session", "can't find window", "can't fi
 SEND_CAP = 100_000      # characters; longer text is cut with a visible marker (templates.clean)
 SHORT = 200             # up to this many characters of single-line text are typed rather than pasted
 TAIL = 24               # how much of the text's end must show in the pane to call the paste settled
-KEY_GAP = 0.3           # seconds between keys pressed one after another (send_keys)
+KEY_GAP = 0.3           # seconds at least between keys pressed one after another (send_keys)
+KEY_SETTLE = 1.0        # seconds more send_keys waits for the screen to change before pressing the next
 HISTORY = 10_000        # scrollback lines per agent pane (tmux's default of 2000 is short for agent logs)
 WIDTH, HEIGHT = 200, 50
 CALL_TIMEOUT = 10.0     # a wedged tmux server must not hang ao forever
@@ -235,15 +236,23 @@ class TmuxRuntime:
 
     def send_keys(self, handle: str, keys: list[str]) -> None:
         """Press keys (tmux key names such as Escape or C-c), nothing else: the `pause` action. One at a time,
-        :data:`KEY_GAP` apart: a terminal program reads an Escape followed at once by another byte as one
-        key with Alt (opencode took Escape Escape sent together as Alt-Escape, not as two presses)."""
-        for i, key in enumerate(keys):
-            if i:
+        :data:`KEY_GAP` apart and once the screen has changed since the last one (or after :data:`KEY_SETTLE`
+        more): a terminal program reads an Escape followed at once by another byte as one key with Alt
+        (opencode took Escape Escape sent together as Alt-Escape, not as two presses), and a busy agent may
+        not read its terminal for a while."""
+        pressed: list[str] = []
+        for key in keys:
+            if pressed:  # a spinner changes the screen by itself: give the key KEY_GAP at least
                 time.sleep(KEY_GAP)
+                deadline = time.monotonic() + KEY_SETTLE
+                while self._visible(handle) == before and time.monotonic() < deadline:
+                    time.sleep(0.05)
+            before = self._visible(handle)
             r = self._run("send-keys", "-t", self._pane(handle), key)
             if r.returncode != 0:
-                raise SendError(f"could not press {' '.join(keys)} in session {handle}: "
-                                f"{r.stderr.strip() or 'tmux failed'}")
+                done = f" (pressed {' '.join(pressed)} before)" if pressed else ""
+                raise SendError(f"could not press {key} in session {handle}{done}: {r.stderr.strip() or 'tmux failed'}")
+            pressed.append(key)
 
     def capture(self, handle: str, lines: int = 200) -> str:
         r = self._run("capture-pane", "-p", "-J", "-S", f"-{max(int(lines), 1)}", "-t", self._pane(handle))
