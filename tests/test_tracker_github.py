@@ -143,6 +143,17 @@ def test_blocked_by_dependencies_hold_an_issue_while_a_blocker_is_open(fake, tmp
     assert fresh.status([ids[0]])[ids[0]].blocked_by == [f"#{base.number}"]
 
 
+def test_an_issue_with_more_sub_issues_than_one_page_waits_for_an_open_one_past_it(fake, tmp_path):
+    """The batched query reads 20 sub-issues per issue: an open 25th must still hold it (read by paging on)."""
+    parts = [fake.add_issue(f"Part {i}", state="closed") for i in range(24)] + [fake.add_issue("Part 24")]
+    parent = fake.add_issue("Needs its parts", labels=["ao"], sub_issues=[p.number for p in parts])
+    t = make(fake, tmp_path)
+    t.pickup({"label": "ao"})
+    assert t.status([str(parent.number)])[str(parent.number)].blocked_by == [f"#{parts[-1].number}"]
+    parts[-1].state = "closed"
+    assert t.status([str(parent.number)])[str(parent.number)].blocked_by == []
+
+
 def test_reconciling_reads_no_dependencies_and_one_unreadable_list_holds_only_its_issue(fake, tmp_path):
     base = fake.add_issue("Base work", labels=["ao"])
     blocked = fake.add_issue("Needs the base", labels=["ao"], blocked_by=[base.number])

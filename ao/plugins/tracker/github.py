@@ -139,8 +139,7 @@ class GitHubTracker:
         counted any, or that was never read through REST, see :meth:`_dependencies`)."""
         numbers = sorted({self._number(i) for i in issue_ids})
         owner, name = self.repo.split("/")
-        related = " ".join(f"{link}(first: {LINK_PAGE}) {{ nodes {{ number state repository {{ nameWithOwner }} }} }}"
-                           for link in LINKS)
+        related = " ".join(f"{link}(first: {LINK_PAGE}) {{ {LINKED} }}" for link in LINKS)
         by_number: dict[int, IssueStatus] = {}
         for start in range(0, len(numbers), STATUS_BATCH):
             chunk = numbers[start:start + STATUS_BATCH]
@@ -155,11 +154,10 @@ class GitHubTracker:
                     continue
                 waits_for = []
                 for link in LINKS:
-                    for b in ((node.get(link) or {}).get("nodes") or []):
-                        if isinstance(b, dict) and b.get("state") == "OPEN":
-                            other = (b.get("repository") or {}).get("nameWithOwner") or self.repo
-                            number = b.get("number")
-                            waits_for.append(f"#{number}" if other == self.repo else f"{other}#{number}")
+                    page = node.get(link) or {}
+                    waits_for += self._open_linked(page.get("nodes") or [])
+                    if (page.get("pageInfo") or {}).get("hasNextPage"):  # more than LINK_PAGE: read on
+                        waits_for += self._more_linked(n, link, page["pageInfo"].get("endCursor"))
                 closed = node.get("state") == "CLOSED"
                 if blockers and not closed and self._blocked_counts.get(n, 1) > 0:
                     try:
@@ -169,6 +167,32 @@ class GitHubTracker:
                 by_number[n] = IssueStatus(state="closed" if closed else "open",
                                            blocked_by=list(dict.fromkeys(waits_for)))
         return {i: by_number[self._number(i)] for i in issue_ids if self._number(i) in by_number}
+
+    def _open_linked(self, nodes: list[Any]) -> list[str]:
+        out = []
+        for b in nodes:
+            if isinstance(b, dict) and b.get("state") == "OPEN":
+                other = (b.get("repository") or {}).get("nameWithOwner") or self.repo
+                out.append(f"#{b.get('number')}" if other == self.repo else f"{other}#{b.get('number')}")
+        return out
+
+    def _more_linked(self, n: int, link: str, cursor: str | None) -> list[str]:
+        """The open issues of issue ``n``'s ``link`` after ``cursor``, MORE_LINKS a query, at most
+        MORE_LINK_PAGES queries; past that the issue waits (an unread link is not "unblocked")."""
+        owner, name = self.repo.split("/")
+        query = (f"query AoMoreLinks($owner: String!, $name: String!, $n: Int!, $after: String) {{ repository("
+                 f"owner: $owner, name: $name) {{ issue(number: $n) {{ {link}(first: {MORE_LINKS}, after: $after) "
+                 f"{{ {LINKED} }} }} }} }}")
+        out: list[str] = []
+        for _ in range(MORE_LINK_PAGES):
+            data, _ = self._client().graphql(query, {"owner": owner, "name": name, "n": n, "after": cursor})
+            page = (((data.get("repository") or {}).get("issue") or {}).get(link)) or {}
+            out += self._open_linked(page.get("nodes") or [])
+            info = page.get("pageInfo") or {}
+            if not info.get("hasNextPage"):
+                return out
+            cursor = info.get("endCursor")
+        return [*out, f"(more than {LINK_PAGE + MORE_LINKS * MORE_LINK_PAGES} {link} unread)"]
 
     def _dependencies(self, n: int) -> list[str]:
         """The open issues issue ``n`` is blocked by (GitHub's issue dependencies, the first DEPENDENCY_PAGE;
@@ -191,8 +215,10 @@ class GitHubTracker:
 
 
 STATUS_BATCH = 50   # issues per GraphQL query (each costs one point)
-LINK_PAGE = 20      # blockers read per issue and kind of link
+LINK_PAGE = 20      # blockers read per issue and kind of link in the batched query; more are read on
+MORE_LINKS, MORE_LINK_PAGES = 100, 10   # ...by follow-up queries of this size, at most this many
 LINKS = ("subIssues", "trackedIssues")
+LINKED = "nodes { number state repository { nameWithOwner } } pageInfo { hasNextPage endCursor }"
 DEPENDENCY_PAGE = 100   # "blocked by" dependencies read per issue
 
 
