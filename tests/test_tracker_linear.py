@@ -164,3 +164,17 @@ def test_the_fake_is_held_to_linears_schema(linear):
     assert [r[0] for r in linear.rejected] == [400, 400, 401] and len(linear.violations) == 1
     linear.rejected.clear()
     linear.violations.clear()
+
+
+def test_an_issue_with_more_relations_than_one_page_waits_for_an_open_blocker_past_it(linear, tmp_path):
+    """The batched query reads 50 relations per issue: an open blocker past them must still hold it."""
+    for n in range(100, 160):
+        linear.add_issue(f"ENG-{n}", f"Done part {n}", state="completed")
+        linear.blocks.append((f"ENG-{n}", "ENG-1"))
+    linear.add_issue("ENG-200", "The part still open")
+    linear.blocks.append(("ENG-200", "ENG-1"))
+    t = make(tmp_path)
+    assert t.status(["ENG-1"])["ENG-1"].blocked_by == ["ENG-200"]
+    assert any(r["operation"] == "AoMoreRelations" for r in linear.requests)
+    linear.issues["ENG-200"]["state"] = dict(linear.issues["ENG-100"]["state"])  # finished
+    assert t.status(["ENG-1"])["ENG-1"].blocked_by == []

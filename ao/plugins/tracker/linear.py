@@ -235,20 +235,47 @@ class LinearTracker:
                 kind = "closed" if state.get("type") in CLOSED_TYPES else "open"
                 if kind == "open" and active_states and state.get("name") not in active_states:
                     kind = "inactive"
-                blockers = [r["issue"]["identifier"] for r in (node.get("inverseRelations") or {}).get("nodes") or []
-                            if isinstance(r, dict) and r.get("type") == "blocks" and isinstance(r.get("issue"), dict)
-                            and (r["issue"].get("state") or {}).get("type") not in CLOSED_TYPES]
+                page = node.get("inverseRelations") or {}
+                blockers = _open_blockers(page.get("nodes") or [])
+                if (page.get("pageInfo") or {}).get("hasNextPage"):  # more relations than one page: read on
+                    blockers += self._more_blockers(ident, page["pageInfo"].get("endCursor"))
                 out[issue_id] = IssueStatus(state=kind, blocked_by=blockers)
         return out
 
 
+    def _more_blockers(self, identifier: str, cursor: str | None) -> list[str]:
+        """The open blockers of ``identifier`` past ``cursor``: MORE_RELATIONS a query, at most
+        MORE_RELATION_PAGES queries; past that the issue waits (an unread relation is not "unblocked")."""
+        out: list[str] = []
+        for _ in range(MORE_RELATION_PAGES):
+            data = self._call(MORE_RELATIONS_QUERY, {"id": identifier, "after": cursor}, "the issue's relations")
+            page = ((data.get("issue") or {}).get("inverseRelations")) or {}
+            out += _open_blockers(page.get("nodes") or [])
+            info = page.get("pageInfo") or {}
+            if not info.get("hasNextPage"):
+                return out
+            cursor = info.get("endCursor")
+        return [*out, f"(more than {RELATIONS + MORE_RELATIONS * MORE_RELATION_PAGES} relations unread)"]
+
+
+def _open_blockers(relations: list[Any]) -> list[str]:
+    """The identifiers of the unfinished issues that "block" relations name."""
+    return [r["issue"]["identifier"] for r in relations
+            if isinstance(r, dict) and r.get("type") == "blocks" and isinstance(r.get("issue"), dict)
+            and (r["issue"].get("state") or {}).get("type") not in CLOSED_TYPES]
+
+
 STATUS_BATCH = 50
+RELATIONS = 50          # an issue's relations read in the batched query (Linear's page); more are read on
+MORE_RELATIONS, MORE_RELATION_PAGES = 100, 10
+_RELATIONS = "nodes { type issue { identifier state { type } } } pageInfo { hasNextPage endCursor }"
 VIEW_ISSUES = (f"query AoViewIssues($id: String!, $first: Int, $after: String) {{ customView(id: $id) {{ "
                f"issues(first: $first, after: $after) {{ nodes {{ {_ISSUE_FIELDS} }} pageInfo {{ hasNextPage "
                f"endCursor }} }} }} }}")
 ISSUE_LINKS = ("query AoIssueLinks($filter: IssueFilter, $first: Int) { issues(filter: $filter, first: $first) "
-               "{ nodes { identifier state { type name } inverseRelations { nodes { type issue { identifier "
-               "state { type } } } } } } }")
+               f"{{ nodes {{ identifier state {{ type name }} inverseRelations(first: {RELATIONS}) {{ {_RELATIONS} }} }} }} }}")
+MORE_RELATIONS_QUERY = (f"query AoMoreRelations($id: String!, $after: String) {{ issue(id: $id) {{ "
+                        f"inverseRelations(first: {MORE_RELATIONS}, after: $after) {{ {_RELATIONS} }} }} }}")
 
 
 class _GraphQLError(AoError):
