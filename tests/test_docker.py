@@ -14,6 +14,7 @@ import os
 import re
 import shutil
 import subprocess
+from pathlib import Path
 
 import pytest
 import yaml
@@ -188,6 +189,12 @@ def test_home_files_are_copied_into_each_new_session_home_once(tmp_path, monkeyp
     runtime.prepare_home(rt, run_dir)
     assert copied.read_text() == "the agent's own change\n"
     assert sorted(p.name for p in home.rglob("*")) == [".claude", ".codex", "config.toml", "settings.json"]
+    # the user's git identity, so the agent's commits are the user's (the repository's config is read-only)
+    (tmp_path / "me" / ".gitconfig").write_text('[user]\n\tname = "José \\"Pepe\\" Núñez"\n\temail = jose@example.com\n')
+    fresh = runtime.prepare_home(rt, tmp_path / "run6")
+    assert subprocess.run(["git", "config", "--file", str(fresh / ".gitconfig"), "--get", "user.name"],
+                          capture_output=True, text=True).stdout == 'José "Pepe" Núñez\n'
+    assert (fresh / ".gitconfig").stat().st_mode & 0o777 == 0o600
     assert runtime.agent_home(runtime.get("tmux"), run_dir) is None  # on the host: ao's own home
 
     with pytest.raises(AoError, match=r"homeFiles: .*/missing does not exist"):
@@ -208,7 +215,7 @@ def test_home_files_are_copied_into_each_new_session_home_once(tmp_path, monkeyp
     (tmp_path / "run5" / "home").symlink_to(tmp_path / "me")  # the agent swapped its whole home for a link
     with pytest.raises(AoError, match="the session's home, is not a folder"):
         runtime.prepare_home(rt, tmp_path / "run5")
-    assert sorted(p.name for p in (tmp_path / "me").iterdir()) == [".claude", ".codex.toml"]
+    assert sorted(p.name for p in (tmp_path / "me").iterdir()) == [".claude", ".codex.toml", ".gitconfig"]
 
     stamp = tmp_path / "activity"  # the watcher's "TIME PID"; the agent can write it too
     for text, expected in (("1712 42\n", (1712.0, 42)), ("1712\n", (1712.0, None)), ("1712 \u00b2\n", (1712.0, None)),
@@ -510,34 +517,57 @@ def test_an_ssh_engine_runs_sessions_through_ssh_and_a_refused_key_is_said_clear
 
 # ------------------------------------------------------------------------------ a real agent CLI inside
 
-# The real CLI in the test image: its own executable mounted in (Claude Code's needs only libc, Codex's is
-# static), and the files of the test's seeded home it needs, copied into the session's home.
+# The real CLIs in the test image: their own executables mounted in (Claude Code's and opencode's need only libc,
+# Codex's is static, aider's virtualenv runs on its Python, mounted at the same path), and the files of the
+# test's seeded home each needs, copied into the session's home. (program, seeded files, where its records land
+# in the session's home (None: the run folder), what a resuming restore.sh says)
 IN_IMAGE = {
-    "claude-code": ("claude", [".claude.json", ".claude/settings.json"], "projects/*/*.jsonl"),
-    "codex": ("codex", [".codex/config.toml"], "sessions/*/*/*/rollout-*.jsonl"),
+    "claude-code": ("claude", [".claude.json", ".claude/settings.json"], ".claude/projects/*/*.jsonl", "--resume "),
+    "codex": ("codex", [".codex/config.toml"], ".codex/sessions/*/*/*/rollout-*.jsonl", " resume "),
+    "opencode": ("opencode", [".config/opencode/opencode.json", ".config/opencode/package.json",
+                              ".config/opencode/package-lock.json"], ".local/share/opencode/opencode.db", "--session "),
+    "aider": ("aider", [".aider.conf.yml", ".aider/analytics.json", ".aider/installs.json",
+                        ".aider/caches/model_prices_and_context_window.json"], None, "--restore-chat-history"),
 }
+
+
+def cli_mounts(agent: str) -> list[str]:
+    """What puts the host's pinned CLI into the test image (agentkit installs them under TOOLS)."""
+    from agentkit import BIN
+
+    tools = BIN.parent
+    if agent == "claude-code":
+        return [f"{(BIN / 'claude').resolve()}:/usr/local/bin/claude"]
+    if agent == "codex":  # the npm package's launcher is a node script; the binary it runs is static
+        return [f"{next((tools / 'npm/node_modules/@openai').glob('codex-linux-x64/vendor/*/bin/codex'))}"
+                ":/usr/local/bin/codex"]
+    if agent == "opencode":  # and the plugin package it wants in its config folder (a link in the seeded home)
+        return [f"{(BIN / 'opencode').resolve()}:/usr/local/bin/opencode",
+                f"{tools / 'opencode/node_modules'}:~/.config/opencode/node_modules"]
+    python = Path(os.path.realpath(tools / "aider/bin/python3")).parent.parent  # the venv's base Python
+    return [f"{tools / 'aider'}:{tools / 'aider'}", f"{tools / 'aider/bin/aider'}:/usr/local/bin/aider",
+            *([f"{python}:{python}"] if python != Path("/usr") else [])]
 
 
 @pytest.mark.parametrize("agent", sorted(IN_IMAGE))
 def test_a_real_agent_cli_in_a_container_is_read_from_its_own_home(engine, tmp_path, agent):
-    """Claude Code and Codex themselves (the pinned CLIs) against the fake model, on the host's network. Their
-    transcripts, status files and rollouts are in the session's home, not ao's: ao must read them there. That
-    home starts with the user's settings (``homeFiles``) and the workspace's trust (``trustWorkspace``, written
-    into that home), so no first-run screen shows. Then: the prompt once, ``ready`` from the agent's own
-    signals, tokens counted from its records in that home, ``ao send`` confirmed by its receipt, and a restore
-    that resumes the conversation (found in that home)."""
-    from agentkit import BIN, MODELS, kill_all, make_real_env, write_config
+    """The four CLIs themselves (pinned) against the fake model, on the host's network. Their transcripts,
+    status files, rollouts and store are in the session's home, not ao's: ao must read them there. That home
+    starts with the user's settings (``homeFiles``) and the workspace's trust (``trustWorkspace``, written into
+    that home), so no first-run screen shows. Then: the prompt once, ``ready`` from the agent's own signals,
+    tokens counted from its records, ``ao send`` confirmed by its receipt, and a restore that resumes the
+    conversation (found in that home)."""
+    from agentkit import MODELS, kill_all, make_real_env, write_config
 
-    program, seeded, records = IN_IMAGE[agent]
+    program, seeded, records, resumes = IN_IMAGE[agent]
     env = make_real_env(tmp_path, agent)
+    (env.home / ".gitconfig").write_text("[user]\n\tname = Ann\n\temail = ann@example.com\n")  # the user's
     try:
-        exe = (BIN / program).resolve()
-        if agent == "codex":  # the npm package's launcher is a node script; the binary it runs is static
-            exe = next((BIN.parent / "npm" / "node_modules" / "@openai").glob("codex-linux-x64/vendor/*/bin/codex"))
         write_config(env, agentConfig={"trustWorkspace": True, **({"model": MODELS[agent]} if MODELS[agent] else {})},
                      runtime={"plugin": "docker", "image": IMAGE, "host": engine.url, "network": "host",
-                              "mounts": [f"{exe}:/usr/local/bin/{program}"],
-                              "homeFiles": [f"{env.home}/{name}:~/{name}" for name in seeded]})
+                              "mounts": cli_mounts(agent),
+                              "homeFiles": [f"{env.home}/{name}:~/{name}" for name in seeded
+                                            if (env.home / name).exists()]})
         sid = env.spawn("12")["session"]
         record = env.record(sid)
         manager = env.manager()
@@ -545,17 +575,19 @@ def test_a_real_agent_cli_in_a_container_is_read_from_its_own_home(engine, tmp_p
         assert home == manager.run_dir("app", sid).resolve() / "home"
         env.model.wait(lambda m: any(c.answer == "text" for c in m.turns()), 120, "the first answer")
         assert sum(record.prompt.splitlines()[0] in m for m in env.model.user_messages()) == 1
-        own = home / ("." + program)
-        wait_for(lambda: list(own.glob(records)), what=f"{agent}'s records in the session's home")
-        assert not list((env.home / ("." + program)).glob(records))  # none in ao's home
+        if records:
+            wait_for(lambda: list(home.glob(records)), what=f"{agent}'s records in the session's home")
+            assert not list(env.home.glob(records))  # none in ao's home
 
         row = env.wait_status(sid, lambda r: r["activity"] == "ready", 60, "ready from the agent's own signals")
-        assert row["host"] == engine.url and row["tokens_in"] > 0, row  # usage read from the session's home
+        assert row["host"] == engine.url, row
+        if agent != "aider":  # aider prints its token counts only for models it has prices for
+            assert row["tokens_in"] > 0, row  # usage read from the session's home
         if agent == "claude-code":  # its status file names its pid as it sees it: the container's
             pid = rt.probe([record.runtime_handle])[record.runtime_handle].pid
-            assert pid is not None and (own / "sessions" / f"{pid}.json").exists()
+            assert pid is not None and (home / ".claude" / "sessions" / f"{pid}.json").exists()
 
-        run = env.ao("send", sid, "Second message, from ao send.")
+        run = env.ao("send", sid, "--wait", "60", "Second message, from ao send.", timeout=120)
         assert run.returncode == 0 and "not confirmed" not in run.stdout + run.stderr, run.stdout + run.stderr
         env.model.wait_for_user_message("Second message, from ao send.", 60)
 
@@ -564,7 +596,7 @@ def test_a_real_agent_cli_in_a_container_is_read_from_its_own_home(engine, tmp_p
         env.wait_status(sid, lambda r: r["status"] == "exited", 60, "exited")
         run = env.ao("session", "restore", sid)
         assert run.returncode == 0, run.stderr
-        assert re.search(r"--resume|codex.* resume ", (manager.run_dir("app", sid) / "restore.sh").read_text())
+        assert resumes in (manager.run_dir("app", sid) / "restore.sh").read_text()
         run = env.ao("send", sid, "--wait", "120", "Third message, after the restore.", timeout=180)
         assert run.returncode == 0, run.stdout + run.stderr
         call = env.model.wait_for_user_message("Third message, after the restore.", 60)

@@ -22,8 +22,9 @@ What the container sees (mounted at the same paths, so git inside finds a valid 
 - the workspace, read-write; the session's run folder (launch script, prompt, receipts), read-write;
 - ``<run_dir>/home`` as ``$HOME``, at that same path, so every path an agent reports (a transcript, a
   rollout) is valid on this machine too; the agent's own state survives a restore and goes with cleanup
-  (``home`` puts it at a fixed path in the container instead). It starts with copies of ``homeFiles``, and
-  the agent plugins read the agent's records there (:meth:`DockerRuntime.agent_home`);
+  (``home`` puts it at a fixed path in the container instead). It starts with copies of ``homeFiles`` and
+  the user's git identity, and the agent plugins read the agent's records there
+  (:meth:`DockerRuntime.agent_home`);
 - for a worktree, the project's git folder, read-write (commits land in its object store) but with its
   ``config`` and ``hooks`` read-only, so an agent cannot plant a hook or ``core.fsmonitor`` command that
   the user's own git would run on the host; the same for ``origin`` when it is a folder on this machine;
@@ -236,6 +237,28 @@ def copy_new(source: Path, home: Path, target: str) -> None:
     except OSError as exc:
         raise AoError(f"homeFiles: cannot copy {source}: {exc.strerror or exc}") from None
     os.replace(tmp, dest)
+
+
+def _git_identity(home: Path) -> None:
+    """A ``~/.gitconfig`` naming the user (``user.name`` and ``user.email`` from the user's own git config) in
+    a session's new home, unless ``homeFiles`` brought one: the agent's commits are the user's, as on the
+    host, and the repository's config, read-only in the container, cannot say it (aider, finding no name,
+    writes one there and crashes on the read-only file)."""
+    from ao import git
+
+    path = home / ".gitconfig"
+    if os.path.lexists(path):
+        return
+    found = {}
+    for key in ("name", "email"):
+        with contextlib.suppress(git.GitError):
+            found[key] = git.run(["config", "--global", "--get", f"user.{key}"], home).strip()
+    lines = "".join(f"\t{key} = {json.dumps(value, ensure_ascii=False)}\n" for key, value in found.items()
+                    if value and value.isprintable())
+    if lines:
+        from ao.ledger import atomic_write
+
+        atomic_write(path, f"# written by ao: your git identity, for the agent's commits\n[user]\n{lines}", 0o600)
 
 
 def _in_home(path: str, home: str) -> str:
@@ -487,6 +510,7 @@ class DockerRuntime:
         for entry in self.home_files:
             source, target = home_file_of(entry)
             copy_new(Path(source).expanduser(), home, target)
+        _git_identity(home)
         return home
 
     def _own_home(self, run_dir: Path) -> Path:
