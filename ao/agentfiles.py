@@ -76,7 +76,6 @@ def query_store(db: Path, sql: str, params: Sequence[Any], *, agents_own: bool) 
     ever), a link to a file of the user's, or a database whose schema makes a query run for ever; so it
     is copied (a regular file, size-capped) into a private folder and queried there. Every query stops after
     :data:`QUERY_SECONDS`. Raises sqlite3.Error or OSError (FileNotFoundError: no store)."""
-    import shutil
     import sqlite3
     import tempfile
     import threading
@@ -93,10 +92,13 @@ def query_store(db: Path, sql: str, params: Sequence[Any], *, agents_own: bool) 
                     if not suffix:
                         raise
                     continue
-                if os.fstat(source.fileno()).st_size > STORE_LIMIT:
-                    raise OSError(errno.EFBIG, f"more than the {STORE_LIMIT} bytes ao copies", f"{db}{suffix}")
-                with open(folder / f"store.db{suffix}", "wb") as copy:
-                    shutil.copyfileobj(source, copy)
+                with open(folder / f"store.db{suffix}", "wb") as copy:  # growing while copied: the cap holds
+                    copied = 0
+                    while chunk := source.read(1 << 20):
+                        copied += len(chunk)
+                        if copied > STORE_LIMIT:
+                            raise OSError(errno.EFBIG, f"more than the {STORE_LIMIT} bytes ao copies", f"{db}{suffix}")
+                        copy.write(chunk)
             uri = f"file:{folder / 'store.db'}"  # read-write: the copy is ours, and SQLite replays its log
         conn = sqlite3.connect(uri, uri=True, timeout=1.0, check_same_thread=False)
         # A timer interrupts the query even inside one long step (a huge blob), which a progress handler

@@ -155,10 +155,11 @@ def run(
     return proc.stdout.rstrip("\n")
 
 
-def succeeds(args: Sequence[str], cwd: Path | str, *, timeout: float = DEFAULT_TIMEOUT) -> bool:
+def succeeds(args: Sequence[str], cwd: Path | str, *, timeout: float = DEFAULT_TIMEOUT,
+             env: Mapping[str, str] | None = None, untrusted: bool = False) -> bool:
     """True when the git command exits 0 (for yes/no questions such as ``rev-parse --verify``)."""
     try:
-        run(args, cwd, timeout=timeout)
+        run(args, cwd, timeout=timeout, env=env, untrusted=untrusted)
     except GitError:
         return False
     return True
@@ -257,49 +258,83 @@ def worktree_env(repo: Path | str, workspace: Path | str) -> dict[str, str]:
     return {}
 
 
-SNAPSHOT_LIMIT = 256 << 20  # bytes of an agent's index (or any one file of its git folder) ao copies
+SNAPSHOT_BYTES = 512 << 20  # bytes of an agent's git folder ao copies in all (its index is most of them)
+SNAPSHOT_FILES = 100_000    # files: refs, mostly
+REF_BYTES = 4096            # a loose ref is one line; anything larger is not one
+# harmless settings of the clone's own that change what status reports (a mode change, a line ending)
+CORE_KEYS = ("core.filemode", "core.symlinks", "core.ignorecase", "core.autocrlf", "core.eol",
+             "core.precomposeunicode", "core.protecthfs", "core.protectntfs")
 
 
 @contextlib.contextmanager
 def private_git_dir(workspace: Path | str) -> Iterator[dict[str, str]]:
     """For git in a clone an agent controls: the variables that make git read it through a private git
     folder of ao's own: a copy of the clone's HEAD, index, refs and ``info/exclude``, its objects reached
-    as an alternate, and a config that defines nothing. git status runs a changed file's clean filter, and
-    a filter is a command the clone's config names; with the agent rewriting that config while ao looks,
-    no check made by another git process beforehand would hold. Here no config of the agent's is read."""
-    import shutil
+    as an alternate, and a config of ao's (the object format and a few harmless ``core`` settings copied,
+    nothing else). git status runs a changed file's clean filter, and a filter is a command the clone's
+    config names; with the agent rewriting that config while ao looks, no check made by another git process
+    beforehand would hold. Here no config of the agent's is read by git. The copy is bounded (bytes, files,
+    no link followed); GitError when the folder does not fit, or cannot be read or copied."""
     import tempfile
 
     from ao.agentfiles import open_regular
 
-    source = Path(run(["rev-parse", "--absolute-git-dir"], workspace, untrusted=True))
-    with tempfile.TemporaryDirectory(prefix="ao-git-") as tmp:
-        own = Path(tmp)
+    out = run(["rev-parse", "--absolute-git-dir", "--show-object-format"], workspace, untrusted=True).splitlines()
+    source, object_format = Path(out[0]), (out[1] if len(out) > 1 else "sha1")
+    for part in ("refs", "objects", "info"):
+        if os.path.islink(source / part):
+            raise GitError(f"{source / part} is a link; not reading the workspace through it")
+    budget = {"bytes": SNAPSHOT_BYTES}
+    try:
+        with tempfile.TemporaryDirectory(prefix="ao-git-") as tmp:
+            own = Path(tmp)
 
-        def copy(name: str) -> None:
-            try:
-                with open_regular(source / name) as f:
-                    if os.fstat(f.fileno()).st_size > SNAPSHOT_LIMIT:
-                        raise GitError(f"{source / name} is larger than ao copies to read the workspace")
-                    (own / name).parent.mkdir(parents=True, exist_ok=True)
-                    with open(own / name, "wb") as out:
-                        shutil.copyfileobj(f, out)
-            except FileNotFoundError:
-                pass
-            except OSError as exc:
-                raise GitError(f"cannot read {source / name}: {exc.strerror or exc}") from None
+            def copy(name: str, limit: int) -> None:
+                try:
+                    f = open_regular(source / name)
+                except FileNotFoundError:
+                    return
+                with f:
+                    data = f.read(min(limit, budget["bytes"]) + 1)
+                if len(data) > min(limit, budget["bytes"]):
+                    raise GitError(f"{source / name} is larger than ao copies to read the workspace")
+                budget["bytes"] -= len(data)
+                (own / name).parent.mkdir(parents=True, exist_ok=True)
+                (own / name).write_bytes(data)
 
-        names = ["HEAD", "index", "packed-refs", "info/exclude"]
-        names += [p.name for p in source.glob("sharedindex.*")]  # a split index
-        for root, dirs, files in os.walk(source / "refs"):  # not following links: a link is not a ref of its
-            names += [os.path.relpath(os.path.join(root, f), source) for f in files]
-        for name in names:
-            copy(name)
-        (own / "refs").mkdir(exist_ok=True)
-        (own / "objects").mkdir()
-        (own / "config").write_text("[core]\n\trepositoryformatversion = 0\n\tbare = false\n")
-        yield {"GIT_DIR": str(own), "GIT_WORK_TREE": str(workspace),
-               "GIT_ALTERNATE_OBJECT_DIRECTORIES": str(source / "objects")}
+            names = [("HEAD", REF_BYTES), ("index", SNAPSHOT_BYTES), ("packed-refs", SNAPSHOT_BYTES),
+                     ("info/exclude", REF_BYTES * 256)]
+            names += [(p.name, SNAPSHOT_BYTES) for p in source.glob("sharedindex.*")]  # a split index
+            for root, _, files in os.walk(source / "refs"):  # links to folders are not followed
+                names += [(os.path.relpath(os.path.join(root, f), source), REF_BYTES) for f in files]
+                if len(names) > SNAPSHOT_FILES:
+                    raise GitError(f"{source} has more than {SNAPSHOT_FILES} refs; not reading the workspace")
+            for name, limit in names:
+                copy(name, limit)
+            (own / "refs").mkdir(exist_ok=True)
+            (own / "objects" / "info").mkdir(parents=True)
+            (own / "objects" / "info" / "alternates").write_text(f"{source / 'objects'}\n")  # a path may hold ':'
+            (own / "config").write_text(_private_config(source, object_format))
+            yield {"GIT_DIR": str(own), "GIT_WORK_TREE": str(workspace)}
+    except OSError as exc:
+        raise GitError(f"cannot read {workspace} through a private git folder: {exc.strerror or exc}") from None
+
+
+def _private_config(source: Path, object_format: str) -> str:
+    """The private git folder's config: the clone's object format and a few harmless ``core`` settings,
+    read from its config file as text by ``git config --file`` (no includes, nothing run)."""
+    lines = ["[core]", "\trepositoryformatversion = 1" if object_format != "sha1" else "\trepositoryformatversion = 0",
+             "\tbare = false"]
+    for key in CORE_KEYS:
+        try:
+            value = run(["config", "--file", str(source / "config"), "--get", key], source, untrusted=True)
+        except GitError:
+            continue
+        if value.isprintable() and '"' not in value and "\\" not in value:
+            lines.append(f"\t{key.split('.', 1)[1]} = {value}")
+    if object_format != "sha1":
+        lines += ["[extensions]", f"\tobjectFormat = {object_format}"]
+    return "\n".join(lines) + "\n"
 
 
 def _real(path: Path | str) -> str:

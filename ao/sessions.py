@@ -294,7 +294,7 @@ class Sessions:
         undo.push(f"remove {run_dir}", lambda: _rmtree(run_dir))
         ctx = LaunchContext(session_id=sid, workspace=cwd, prompt_file=run_dir / "prompt.md",
                             settings=project.agent_config, run_dir=run_dir, created_workspace=created,
-                            home=prepare_home(runtime, run_dir))
+                            home=prepare_home(runtime, run_dir, project.path))
         prompt_file, script = self._write_launch(run_dir, cwd, agent, ctx, prompt)
         handle = self._start(project, runtime, sid, cwd, script, run_dir)
         undo.push(f"stop the {project.runtime} session {handle}", lambda: runtime.kill(handle))
@@ -624,7 +624,8 @@ class Sessions:
         run_dir = self.run_dir(project.id, session_id)
         ctx = LaunchContext(session_id=session_id, workspace=ws_path, prompt_file=run_dir / "prompt.md",
                             settings=project.agent_config, resume=True, run_dir=run_dir,
-                            created_workspace=session.role != "orchestrator", home=prepare_home(runtime, run_dir))
+                            created_workspace=session.role != "orchestrator",
+                            home=prepare_home(runtime, run_dir, project.path))
         ctx.resume = agent.can_resume(ctx)  # nothing to continue: a fresh launch with the prompt
         _, script = self._write_launch(run_dir, ws_path, agent, ctx, session.prompt)
         if session.runtime_handle:
@@ -761,11 +762,16 @@ def _unsaved_work(workspace: str, project: Any) -> str:
     try:
         links = {link.strip("/") for link in (project.symlinks if project else [])}
         env = git.worktree_env(project.path, workspace) if project else {}
+        clone = not env  # its branches and stash are its own (a worktree shares the project's)
         with contextlib.nullcontext(env) if env else git.private_git_dir(workspace) as env:
-            status = git.run(["status", "--porcelain", "--ignore-submodules=dirty"], cwd=Path(workspace), env=env,
-                             untrusted=True)
-            unpushed = git.run(["rev-list", "--count", "HEAD", "--not", "--remotes"], cwd=Path(workspace),
-                               env=env, untrusted=True).strip()
+            def git_(*args: str) -> str:
+                return git.run(list(args), cwd=Path(workspace), env=env, untrusted=True).strip()
+
+            # untracked files listed whatever the user's status.showUntrackedFiles says
+            status = git_("status", "--porcelain", "--untracked-files=normal", "--ignore-submodules=dirty")
+            unpushed = git_("rev-list", "--count", "HEAD", *(["--branches"] if clone else []), "--not", "--remotes")
+            stashed = clone and git.succeeds(["rev-parse", "--verify", "-q", "refs/stash"], Path(workspace), env=env,
+                                                 untrusted=True)
         dirty = [line for line in status.splitlines() if line and line[3:].strip('"/') not in links]
     except AoError as exc:
         return f"its workspace could not be checked ({exc})"
@@ -774,4 +780,6 @@ def _unsaved_work(workspace: str, project: Any) -> str:
         parts.append(f"{len(dirty)} uncommitted file{'s' if len(dirty) != 1 else ''}")
     if unpushed not in ("", "0"):
         parts.append(f"{unpushed} unpushed commit{'s' if unpushed != '1' else ''}")
+    if stashed:
+        parts.append("stashed changes")
     return " and ".join(parts)

@@ -190,11 +190,15 @@ def test_home_files_are_copied_into_each_new_session_home_once(tmp_path, monkeyp
     assert copied.read_text() == "the agent's own change\n"
     assert sorted(p.name for p in home.rglob("*")) == [".claude", ".codex", "config.toml", "settings.json"]
     # the user's git identity, so the agent's commits are the user's (the repository's config is read-only)
-    (tmp_path / "me" / ".gitconfig").write_text('[user]\n\tname = "José \\"Pepe\\" Núñez"\n\temail = jose@example.com\n')
+    (tmp_path / "me" / ".gitconfig.local").write_text('[user]\n\tname = "José \\"Pepe\\" Núñez"\n\temail = jose@example.com\n')
+    (tmp_path / "me" / ".gitconfig").write_text("[include]\n\tpath = ~/.gitconfig.local\n")  # as many keep it
     fresh = runtime.prepare_home(rt, tmp_path / "run6")
     assert subprocess.run(["git", "config", "--file", str(fresh / ".gitconfig"), "--get", "user.name"],
                           capture_output=True, text=True).stdout == 'José "Pepe" Núñez\n'
     assert (fresh / ".gitconfig").stat().st_mode & 0o777 == 0o600
+    (tmp_path / "run7" / "home" / ".config" / "git").mkdir(parents=True)  # homeFiles brought git's own config
+    (tmp_path / "run7" / "home" / ".config" / "git" / "config").write_text("[user]\n\tname = Other\n")
+    assert not (runtime.prepare_home(rt, tmp_path / "run7") / ".gitconfig").exists()
     assert runtime.agent_home(runtime.get("tmux"), run_dir) is None  # on the host: ao's own home
 
     with pytest.raises(AoError, match=r"homeFiles: .*/missing does not exist"):
@@ -215,7 +219,7 @@ def test_home_files_are_copied_into_each_new_session_home_once(tmp_path, monkeyp
     (tmp_path / "run5" / "home").symlink_to(tmp_path / "me")  # the agent swapped its whole home for a link
     with pytest.raises(AoError, match="the session's home, is not a folder"):
         runtime.prepare_home(rt, tmp_path / "run5")
-    assert sorted(p.name for p in (tmp_path / "me").iterdir()) == [".claude", ".codex.toml", ".gitconfig"]
+    assert sorted(p.name for p in (tmp_path / "me").iterdir()) == [".claude", ".codex.toml", ".gitconfig", ".gitconfig.local"]
 
     stamp = tmp_path / "activity"  # the watcher's "TIME PID"; the agent can write it too
     for text, expected in (("1712 42\n", (1712.0, 42)), ("1712\n", (1712.0, None)), ("1712 \u00b2\n", (1712.0, None)),

@@ -302,6 +302,44 @@ def test_cleanup_reads_a_clone_through_a_git_folder_of_its_own(aoenv):
     assert (marks / "ran").exists()
 
 
+@pytest.mark.parametrize("object_format", ["sha1", "sha256"])
+def test_unsaved_work_in_a_clone_counts_every_branch_the_stash_and_untracked_files(tmp_path, monkeypatch,
+                                                                                   object_format):
+    """What cleanup would lose in a clone: commits on any local branch (not only HEAD's), a stash, untracked
+    files even when the user's own config hides them; and a clone whose git folder would not fit, or leads
+    elsewhere through a link, is never called clean."""
+    from ao.sessions import _unsaved_work
+
+    home = tmp_path / "home"
+    home.mkdir()
+    (home / ".gitconfig").write_text("[status]\n\tshowUntrackedFiles = no\n[user]\n\tname = a\n\temail = a@b\n")
+    monkeypatch.setenv("HOME", str(home))
+    origin, ws = tmp_path / "origin.git", tmp_path / "ws"
+    git("init", "-q", "--bare", f"--object-format={object_format}", str(origin), cwd=tmp_path)
+    git("init", "-q", f"--object-format={object_format}", str(ws), cwd=tmp_path)  # as a clone of it is
+    git("remote", "add", "origin", str(origin), cwd=ws)
+    git("commit", "-q", "--allow-empty", "-m", "base", cwd=ws)
+    git("push", "-q", "origin", "HEAD:main", cwd=ws)
+    git("fetch", "-q", cwd=ws)
+    assert _unsaved_work(str(ws), None) == ""
+    git("checkout", "-q", "-b", "side", cwd=ws)
+    git("commit", "-q", "--allow-empty", "-m", "on a side branch", cwd=ws)
+    git("checkout", "-q", "-", cwd=ws)
+    assert _unsaved_work(str(ws), None) == "1 unpushed commit"
+    (ws / "new.txt").write_text("untracked")
+    assert _unsaved_work(str(ws), None) == "1 uncommitted file and 1 unpushed commit"
+    git("stash", "-q", "-u", cwd=ws)
+    assert _unsaved_work(str(ws), None) == "1 unpushed commit and stashed changes"
+
+    with open(ws / ".git" / "refs" / "heads" / "huge", "wb") as f:  # sparse: costs the agent nothing
+        f.truncate(1 << 30)
+    assert "could not be checked" in _unsaved_work(str(ws), None)
+    (ws / ".git" / "refs" / "heads" / "huge").unlink()
+    (ws / ".git" / "refs").rename(ws / ".git" / "refs.real")
+    (ws / ".git" / "refs").symlink_to(ws / ".git" / "refs.real")
+    assert "could not be checked" in _unsaved_work(str(ws), None)
+
+
 def test_the_launch_script_is_made_executable_without_following_a_link(aoenv, monkeypatch, tmp_path):
     """The run folder is a sandboxed agent's to write: a link it swaps in for restore.sh just after ao wrote
     it must not make ao change the mode of the file it points at."""

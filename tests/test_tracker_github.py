@@ -152,6 +152,22 @@ def test_an_issue_with_more_sub_issues_than_one_page_waits_for_an_open_one_past_
     assert t.status([str(parent.number)])[str(parent.number)].blocked_by == [f"#{parts[-1].number}"]
     parts[-1].state = "closed"
     assert t.status([str(parent.number)])[str(parent.number)].blocked_by == []
+    # reconciling asks for states only: no follow-up page
+    fake.clear_log()
+    t.status([str(parent.number)], blockers=False)
+    assert len([r for r in fake.log if r.graphql]) == 1
+    # a follow-up page answered with an error (a partial answer) leaves the issue waiting, not unblocked
+    parts[-1].state = "open"
+    client, real = t._client(), t._client().graphql
+
+    def forbidden(query, variables=None):
+        if "AoMoreLinks" not in query:
+            return real(query, variables)
+        return {"repository": {"issue": {"subIssues": None}}}, [{"type": "FORBIDDEN", "message": "not accessible"}]
+
+    client.graphql = forbidden
+    waits = t.status([str(parent.number)])[str(parent.number)].blocked_by
+    assert waits == ["(subIssues unread: not accessible)"], waits
 
 
 def test_reconciling_reads_no_dependencies_and_one_unreadable_list_holds_only_its_issue(fake, tmp_path):

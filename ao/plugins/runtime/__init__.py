@@ -105,10 +105,11 @@ def agent_home(runtime: Any, run_dir: Path) -> Path | None:
     return own(runtime, run_dir) if callable(own) else None
 
 
-def prepare_home(runtime: Any, run_dir: Path) -> Path | None:
-    """:func:`agent_home`, made ready for a launch (created, seeded with what the runtime copies in)."""
+def prepare_home(runtime: Any, run_dir: Path, repo: Path | None = None) -> Path | None:
+    """:func:`agent_home`, made ready for a launch (created, seeded with what the runtime copies in and the
+    user's git identity as the project's checkout ``repo`` sees it)."""
     prepare = getattr(type(runtime), "prepare_home", None)
-    return prepare(runtime, run_dir) if callable(prepare) else None
+    return prepare(runtime, run_dir, repo) if callable(prepare) else None
 
 
 def get(name: str, **options: Any) -> Runtime:

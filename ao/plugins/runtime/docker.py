@@ -239,20 +239,21 @@ def copy_new(source: Path, home: Path, target: str) -> None:
     os.replace(tmp, dest)
 
 
-def _git_identity(home: Path) -> None:
-    """A ``~/.gitconfig`` naming the user (``user.name`` and ``user.email`` from the user's own git config) in
-    a session's new home, unless ``homeFiles`` brought one: the agent's commits are the user's, as on the
-    host, and the repository's config, read-only in the container, cannot say it (aider, finding no name,
-    writes one there and crashes on the read-only file)."""
+def _git_identity(home: Path, repo: Path | None) -> None:
+    """A ``~/.gitconfig`` naming the user (``user.name`` and ``user.email`` as git sees them in the project's
+    checkout ``repo``: includes and ``includeIf`` followed) in a session's new home, unless ``homeFiles``
+    brought a git config: the agent's commits are the user's, as on the host, and the repository's config,
+    read-only in the container, cannot say it (aider, finding no name, writes one there and crashes on the
+    read-only file)."""
     from ao import git
 
     path = home / ".gitconfig"
-    if os.path.lexists(path):
+    if os.path.lexists(path) or os.path.lexists(home / ".config" / "git" / "config"):
         return
     found = {}
     for key in ("name", "email"):
         with contextlib.suppress(git.GitError):
-            found[key] = git.run(["config", "--global", "--get", f"user.{key}"], home).strip()
+            found[key] = git.run(["config", "--includes", "--get", f"user.{key}"], repo or home).strip()
     lines = "".join(f"\t{key} = {json.dumps(value, ensure_ascii=False)}\n" for key, value in found.items()
                     if value and value.isprintable())
     if lines:
@@ -503,14 +504,15 @@ class DockerRuntime:
         """The container's $HOME on this machine: the agent's transcripts, rollouts and store are there."""
         return Path(run_dir).resolve() / HOME_DIR
 
-    def prepare_home(self, run_dir: Path) -> Path:
-        """Make the session's home (private), with the ``homeFiles`` it does not have yet: the settings a real
-        CLI needs to skip its first-run screens. A restore keeps what the agent changed since."""
+    def prepare_home(self, run_dir: Path, repo: Path | None = None) -> Path:
+        """Make the session's home (private), with the ``homeFiles`` it does not have yet (the settings a real
+        CLI needs to skip its first-run screens) and the user's git identity as ``repo``, the project's
+        checkout, sees it. A restore keeps what the agent changed since."""
         home = self._own_home(run_dir)
         for entry in self.home_files:
             source, target = home_file_of(entry)
             copy_new(Path(source).expanduser(), home, target)
-        _git_identity(home)
+        _git_identity(home, repo)
         return home
 
     def _own_home(self, run_dir: Path) -> Path:

@@ -156,8 +156,11 @@ class GitHubTracker:
                 for link in LINKS:
                     page = node.get(link) or {}
                     waits_for += self._open_linked(page.get("nodes") or [])
-                    if (page.get("pageInfo") or {}).get("hasNextPage"):  # more than LINK_PAGE: read on
-                        waits_for += self._more_linked(n, link, page["pageInfo"].get("endCursor"))
+                    if blockers and (page.get("pageInfo") or {}).get("hasNextPage"):  # more than LINK_PAGE: read on
+                        try:
+                            waits_for += self._more_linked(n, link, page["pageInfo"].get("endCursor"))
+                        except AoError as exc:  # this issue waits (unknown is not "unblocked"); the others go on
+                            waits_for.append(f"({link} unread: {exc})")
                 closed = node.get("state") == "CLOSED"
                 if blockers and not closed and self._blocked_counts.get(n, 1) > 0:
                     try:
@@ -185,11 +188,13 @@ class GitHubTracker:
                  f"{{ {LINKED} }} }} }} }}")
         out: list[str] = []
         for _ in range(MORE_LINK_PAGES):
-            data, _ = self._client().graphql(query, {"owner": owner, "name": name, "n": n, "after": cursor})
-            page = (((data.get("repository") or {}).get("issue") or {}).get(link)) or {}
+            data, errors = self._client().graphql(query, {"owner": owner, "name": name, "n": n, "after": cursor})
+            page = ((data.get("repository") or {}).get("issue") or {}).get(link)
+            if errors or not isinstance(page, dict):  # a partial answer: an unread page is not "no blockers"
+                raise AoError("; ".join(str(e.get("message") or e) for e in errors) or f"no {link} in the answer")
             out += self._open_linked(page.get("nodes") or [])
             info = page.get("pageInfo") or {}
-            if not info.get("hasNextPage"):
+            if not info.get("hasNextPage") or not info.get("endCursor"):
                 return out
             cursor = info.get("endCursor")
         return [*out, f"(more than {LINK_PAGE + MORE_LINKS * MORE_LINK_PAGES} {link} unread)"]

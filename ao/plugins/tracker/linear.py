@@ -236,10 +236,13 @@ class LinearTracker:
                 if kind == "open" and active_states and state.get("name") not in active_states:
                     kind = "inactive"
                 page = node.get("inverseRelations") or {}
-                blockers = _open_blockers(page.get("nodes") or [])
-                if (page.get("pageInfo") or {}).get("hasNextPage"):  # more relations than one page: read on
-                    blockers += self._more_blockers(ident, page["pageInfo"].get("endCursor"))
-                out[issue_id] = IssueStatus(state=kind, blocked_by=blockers)
+                waits_for = _open_blockers(page.get("nodes") or [])
+                if blockers and (page.get("pageInfo") or {}).get("hasNextPage"):  # more than a page: read on
+                    try:
+                        waits_for += self._more_blockers(ident, page["pageInfo"].get("endCursor"))
+                    except AoError as exc:  # this issue waits (unknown is not "unblocked"); the others go on
+                        waits_for.append(f"(relations unread: {exc})")
+                out[issue_id] = IssueStatus(state=kind, blocked_by=list(dict.fromkeys(waits_for)))
         return out
 
 
@@ -252,7 +255,7 @@ class LinearTracker:
             page = ((data.get("issue") or {}).get("inverseRelations")) or {}
             out += _open_blockers(page.get("nodes") or [])
             info = page.get("pageInfo") or {}
-            if not info.get("hasNextPage"):
+            if not info.get("hasNextPage") or not info.get("endCursor"):
                 return out
             cursor = info.get("endCursor")
         return [*out, f"(more than {RELATIONS + MORE_RELATIONS * MORE_RELATION_PAGES} relations unread)"]
