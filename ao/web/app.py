@@ -400,10 +400,8 @@ def create_app(config: Any, settings: ServeSettings, token: str, *, webhooks: An
 
     async def stats(request: Request) -> Response:
         """What the server is doing: open streams and terminals, and the watcher's disk work so far."""
-        from dataclasses import asdict
-
         return JSONResponse({"streams": hub.streams, "terminals": len(terminals.streams), "seq": watcher.seq,
-                             "reads": asdict(watcher.reads)})
+                             "reads": watcher.reads_now()})
 
     async def issues(request: Request) -> Response:
         from starlette.concurrency import run_in_threadpool

@@ -25,7 +25,7 @@ import os
 import secrets
 import threading
 import time
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
@@ -112,6 +112,12 @@ class Watcher:
         self._poller_at = -POLLER_CHECK
         self._lock = threading.RLock()
         self._listeners: list[Callable[[], None]] = []
+
+    def reads_now(self) -> dict[str, int]:
+        """The read counters between two looks, never in the middle of one (a look counts its scan first, then
+        a stat per file: a copy taken meanwhile would not add up)."""
+        with self._lock:
+            return asdict(self.reads)
 
     # -- looking at the disk ------------------------------------------------------------------------
 
