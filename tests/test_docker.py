@@ -311,8 +311,10 @@ def test_a_session_in_a_container_end_to_end(aoenv, engine):
     assert subprocess.run(["git", "log", "-1", "--format=%s", s.branch], cwd=aoenv.project, capture_output=True,
                           text=True).stdout.strip() == "from-the-box"
 
-    # an agent that exits: the container stops, and its last output stays readable
-    manager.send(s.id, "!exit 3")
+    # an agent that exits: the container stops, and its last output stays readable. The container can be gone
+    # before the send has seen the agent take the text (it stops up to 2 s after its agent): said, not hidden
+    with contextlib.suppress(SendError):
+        manager.send(s.id, "!exit 3")
     rt = manager.runtime("docker")
     wait_for(lambda: not rt.probe([s.runtime_handle])[s.runtime_handle].alive, timeout=15, what="the exit")
     assert rt.capture(s.runtime_handle).splitlines()[-1].startswith(("bye", "Pane is dead (status 3"))
