@@ -4,12 +4,13 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any, Callable, Protocol
 
 from ao import plugins
 from ao.errors import AoError
 
 MODULES = {"local": "local", "github": "github", "linear": "linear"}
+MORE_PAGES = 10     # follow-up pages of one issue's blockers read, at most (blockers_after)
 
 
 class IssueNotFound(AoError):
@@ -57,6 +58,27 @@ class Tracker(Protocol):
         """State and open blockers of many issues, in as few requests as the tracker allows. Issues that do
         not exist are left out. ``blockers=False``: only the state matters (reconciling live sessions), so a
         tracker may skip requests it makes only for blockers."""
+
+
+def blockers_after(page: dict[str, Any], fetch: Callable[[str], dict[str, Any]],
+                   pick: Callable[[list[Any]], list[str]], what: str, total: int) -> list[str]:
+    """The open blockers on the pages after ``page``, a page of a connection that a batched query read
+    (``{nodes, pageInfo}``): ``fetch(cursor)`` reads the next one, ``pick(nodes)`` names its open blockers.
+    At most :data:`MORE_PAGES` are read. A page that cannot be read (AoError), or more pages than that,
+    leave a note among the blockers, so the issue waits: unread is not "unblocked". ``total``: how many
+    blockers that many pages hold, for the note."""
+    out: list[str] = []
+    info = page.get("pageInfo") or {}
+    try:
+        for _ in range(MORE_PAGES):
+            if not info.get("hasNextPage") or not info.get("endCursor"):
+                return out
+            page = fetch(info["endCursor"])
+            out += pick(page.get("nodes") or [])
+            info = page.get("pageInfo") or {}
+    except AoError as exc:
+        return [*out, f"({what} unread: {exc})"]
+    return [*out, f"(more than {total} {what} unread)"] if info.get("hasNextPage") else out
 
 
 def get(name: str, *, project_path: Path, settings: dict[str, Any]) -> Tracker:

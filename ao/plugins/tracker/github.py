@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any
 from urllib.parse import quote, urlsplit
 
 from ao.errors import AoError, did_you_mean
-from ao.plugins.tracker import Issue, IssueNotFound, IssueStatus
+from ao.plugins.tracker import MORE_PAGES, Issue, IssueNotFound, IssueStatus, blockers_after
 
 STATES = ("open", "closed", "all")
 MAX_PAGES = 10  # 1000 issues: enough to pick from, and a bounded cost
@@ -156,11 +156,9 @@ class GitHubTracker:
                 for link in LINKS:
                     page = node.get(link) or {}
                     waits_for += self._open_linked(page.get("nodes") or [])
-                    if blockers and (page.get("pageInfo") or {}).get("hasNextPage"):  # more than LINK_PAGE: read on
-                        try:
-                            waits_for += self._more_linked(n, link, page["pageInfo"].get("endCursor"))
-                        except AoError as exc:  # this issue waits (unknown is not "unblocked"); the others go on
-                            waits_for.append(f"({link} unread: {exc})")
+                    if blockers:  # more than LINK_PAGE: read on
+                        waits_for += blockers_after(page, lambda cursor, n=n, link=link: self._linked_page(
+                            n, link, cursor), self._open_linked, link, LINK_PAGE + MORE_LINKS * MORE_PAGES)
                 closed = node.get("state") == "CLOSED"
                 if blockers and not closed and self._blocked_counts.get(n, 1) > 0:
                     try:
@@ -179,25 +177,18 @@ class GitHubTracker:
                 out.append(f"#{b.get('number')}" if other == self.repo else f"{other}#{b.get('number')}")
         return out
 
-    def _more_linked(self, n: int, link: str, cursor: str | None) -> list[str]:
-        """The open issues of issue ``n``'s ``link`` after ``cursor``, MORE_LINKS a query, at most
-        MORE_LINK_PAGES queries; past that the issue waits (an unread link is not "unblocked")."""
+    def _linked_page(self, n: int, link: str, cursor: str) -> dict[str, Any]:
+        """The page of issue ``n``'s ``link`` after ``cursor`` (MORE_LINKS issues); AoError for a partial answer
+        (an unread page is not "no blockers")."""
         owner, name = self.repo.split("/")
         query = (f"query AoMoreLinks($owner: String!, $name: String!, $n: Int!, $after: String) {{ repository("
                  f"owner: $owner, name: $name) {{ issue(number: $n) {{ {link}(first: {MORE_LINKS}, after: $after) "
                  f"{{ {LINKED} }} }} }} }}")
-        out: list[str] = []
-        for _ in range(MORE_LINK_PAGES):
-            data, errors = self._client().graphql(query, {"owner": owner, "name": name, "n": n, "after": cursor})
-            page = ((data.get("repository") or {}).get("issue") or {}).get(link)
-            if errors or not isinstance(page, dict):  # a partial answer: an unread page is not "no blockers"
-                raise AoError("; ".join(str(e.get("message") or e) for e in errors) or f"no {link} in the answer")
-            out += self._open_linked(page.get("nodes") or [])
-            info = page.get("pageInfo") or {}
-            if not info.get("hasNextPage") or not info.get("endCursor"):
-                return out
-            cursor = info.get("endCursor")
-        return [*out, f"(more than {LINK_PAGE + MORE_LINKS * MORE_LINK_PAGES} {link} unread)"]
+        data, errors = self._client().graphql(query, {"owner": owner, "name": name, "n": n, "after": cursor})
+        page = ((data.get("repository") or {}).get("issue") or {}).get(link)
+        if errors or not isinstance(page, dict):
+            raise AoError("; ".join(str(e.get("message") or e) for e in errors) or f"no {link} in the answer")
+        return page
 
     def _dependencies(self, n: int) -> list[str]:
         """The open issues issue ``n`` is blocked by (GitHub's issue dependencies, the first DEPENDENCY_PAGE;
@@ -221,7 +212,7 @@ class GitHubTracker:
 
 STATUS_BATCH = 50   # issues per GraphQL query (each costs one point)
 LINK_PAGE = 20      # blockers read per issue and kind of link in the batched query; more are read on
-MORE_LINKS, MORE_LINK_PAGES = 100, 10   # ...by follow-up queries of this size, at most this many
+MORE_LINKS = 100    # ...by follow-up queries of this size (at most tracker.MORE_PAGES of them)
 LINKS = ("subIssues", "trackedIssues")
 LINKED = "nodes { number state repository { nameWithOwner } } pageInfo { hasNextPage endCursor }"
 DEPENDENCY_PAGE = 100   # "blocked by" dependencies read per issue

@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from ao.errors import AoError
-from ao.plugins.tracker import Issue, IssueNotFound, IssueStatus
+from ao.plugins.tracker import MORE_PAGES, Issue, IssueNotFound, IssueStatus, blockers_after
 
 DEFAULT_URL = "https://api.linear.app/graphql"
 DEFAULT_KEY_ENV = "LINEAR_API_KEY"
@@ -237,28 +237,17 @@ class LinearTracker:
                     kind = "inactive"
                 page = node.get("inverseRelations") or {}
                 waits_for = _open_blockers(page.get("nodes") or [])
-                if blockers and (page.get("pageInfo") or {}).get("hasNextPage"):  # more than a page: read on
-                    try:
-                        waits_for += self._more_blockers(ident, page["pageInfo"].get("endCursor"))
-                    except AoError as exc:  # this issue waits (unknown is not "unblocked"); the others go on
-                        waits_for.append(f"(relations unread: {exc})")
+                if blockers:  # more than one page of relations: read on
+                    waits_for += blockers_after(page, lambda cursor, ident=ident: self._relations_page(ident, cursor),
+                                                _open_blockers, "relations", RELATIONS + MORE_RELATIONS * MORE_PAGES)
                 out[issue_id] = IssueStatus(state=kind, blocked_by=list(dict.fromkeys(waits_for)))
         return out
 
 
-    def _more_blockers(self, identifier: str, cursor: str | None) -> list[str]:
-        """The open blockers of ``identifier`` past ``cursor``: MORE_RELATIONS a query, at most
-        MORE_RELATION_PAGES queries; past that the issue waits (an unread relation is not "unblocked")."""
-        out: list[str] = []
-        for _ in range(MORE_RELATION_PAGES):
-            data = self._call(MORE_RELATIONS_QUERY, {"id": identifier, "after": cursor}, "the issue's relations")
-            page = ((data.get("issue") or {}).get("inverseRelations")) or {}
-            out += _open_blockers(page.get("nodes") or [])
-            info = page.get("pageInfo") or {}
-            if not info.get("hasNextPage") or not info.get("endCursor"):
-                return out
-            cursor = info.get("endCursor")
-        return [*out, f"(more than {RELATIONS + MORE_RELATIONS * MORE_RELATION_PAGES} relations unread)"]
+    def _relations_page(self, identifier: str, cursor: str) -> dict[str, Any]:
+        """The page of ``identifier``'s relations after ``cursor`` (MORE_RELATIONS of them)."""
+        data = self._call(MORE_RELATIONS_QUERY, {"id": identifier, "after": cursor}, "the issue's relations")
+        return ((data.get("issue") or {}).get("inverseRelations")) or {}
 
 
 def _open_blockers(relations: list[Any]) -> list[str]:
@@ -270,7 +259,7 @@ def _open_blockers(relations: list[Any]) -> list[str]:
 
 STATUS_BATCH = 50
 RELATIONS = 50          # an issue's relations read in the batched query (Linear's page); more are read on
-MORE_RELATIONS, MORE_RELATION_PAGES = 100, 10
+MORE_RELATIONS = 100    # ...by follow-up queries of this size (at most tracker.MORE_PAGES of them)
 _RELATIONS = "nodes { type issue { identifier state { type } } } pageInfo { hasNextPage endCursor }"
 VIEW_ISSUES = (f"query AoViewIssues($id: String!, $first: Int, $after: String) {{ customView(id: $id) {{ "
                f"issues(first: $first, after: $after) {{ nodes {{ {_ISSUE_FIELDS} }} pageInfo {{ hasNextPage "
