@@ -765,13 +765,15 @@ def _unsaved_work(workspace: str, project: Any) -> str:
         clone = not env  # its branches and stash are its own (a worktree shares the project's)
         with contextlib.nullcontext(env) if env else git.private_git_dir(workspace) as env:
             def git_(*args: str) -> str:
-                return git.run(list(args), cwd=Path(workspace), env=env, untrusted=True).strip()
+                return git.run(list(args), cwd=Path(workspace), env=env, untrusted=True)
 
-            # untracked files listed whatever the user's status.showUntrackedFiles says
+            # untracked files listed whatever the user's status.showUntrackedFiles says; not stripped: a
+            # porcelain line starts with its status, a space for an unchanged index
             status = git_("status", "--porcelain", "--untracked-files=normal", "--ignore-submodules=dirty")
-            unpushed = git_("rev-list", "--count", "HEAD", *(["--branches"] if clone else []), "--not", "--remotes")
-            stashed = clone and git.succeeds(["rev-parse", "--verify", "-q", "refs/stash"], Path(workspace), env=env,
-                                                 untrusted=True)
+            unpushed = git_("rev-list", "--count", "HEAD", *(["--branches"] if clone else []), "--not",
+                            "--remotes").strip()
+            stashed = clone and git.succeeds(["rev-parse", "--verify", "-q", "refs/stash"], Path(workspace),
+                                             env=env, untrusted=True)
         dirty = [line for line in status.splitlines() if line and line[3:].strip('"/') not in links]
     except AoError as exc:
         return f"its workspace could not be checked ({exc})"

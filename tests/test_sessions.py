@@ -308,6 +308,8 @@ def test_unsaved_work_in_a_clone_counts_every_branch_the_stash_and_untracked_fil
     """What cleanup would lose in a clone: commits on any local branch (not only HEAD's), a stash, untracked
     files even when the user's own config hides them; and a clone whose git folder would not fit, or leads
     elsewhere through a link, is never called clean."""
+    from types import SimpleNamespace
+
     from ao.sessions import _unsaved_work
 
     home = tmp_path / "home"
@@ -318,10 +320,15 @@ def test_unsaved_work_in_a_clone_counts_every_branch_the_stash_and_untracked_fil
     git("init", "-q", "--bare", f"--object-format={object_format}", str(origin), cwd=tmp_path)
     git("init", "-q", f"--object-format={object_format}", str(ws), cwd=tmp_path)  # as a clone of it is
     git("remote", "add", "origin", str(origin), cwd=ws)
-    git("commit", "-q", "--allow-empty", "-m", "base", cwd=ws)
+    (ws / "linked.txt").write_text("the project's own, linked in\n")
+    git("add", "linked.txt", cwd=ws)
+    git("commit", "-q", "-m", "base", cwd=ws)
     git("push", "-q", "origin", "HEAD:main", cwd=ws)
     git("fetch", "-q", cwd=ws)
     assert _unsaved_work(str(ws), None) == ""
+    (ws / "linked.txt").write_text("changed\n")  # " M linked.txt": the project's symlinks do not count
+    assert _unsaved_work(str(ws), SimpleNamespace(symlinks=["linked.txt"], path=origin)) == ""
+    git("checkout", "-q", "--", "linked.txt", cwd=ws)
     git("checkout", "-q", "-b", "side", cwd=ws)
     git("commit", "-q", "--allow-empty", "-m", "on a side branch", cwd=ws)
     git("checkout", "-q", "-", cwd=ws)
