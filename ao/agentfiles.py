@@ -16,6 +16,8 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, BinaryIO
 
+from ao.errors import AoError
+
 
 def open_regular(path: Path | str) -> BinaryIO:
     """``path`` open for reading when it is a regular file, itself not a link; OSError otherwise, as for a
@@ -38,10 +40,9 @@ def read_regular(path: Path | str, limit: int = READ_LIMIT) -> bytes:
     larger than ``limit``)."""
     try:
         with open_regular(path) as f:
-            size = os.fstat(f.fileno()).st_size
-            if size > limit:
-                raise OSError(errno.EFBIG, f"{size} bytes, more than the {limit} ao reads", str(path))
-            return f.read(limit + 1)[:limit]
+            if os.fstat(f.fileno()).st_size <= limit and len(data := f.read(limit + 1)) <= limit:
+                return data
+            raise OSError(errno.EFBIG, f"more than the {limit} bytes ao reads", str(path))  # grown meanwhile too
     except FileNotFoundError:
         return b""
 
@@ -63,6 +64,15 @@ def within(root: Path, path: Path) -> bool:
         return False
     real, parent = os.path.realpath(root), os.path.realpath(Path(path).parent)
     return parent == real or parent.startswith(real + os.sep)
+
+
+def own_file(home: Path, path: Path) -> Path:
+    """``path``, a file in a session's own home (a container's, the agent's to change), ready for ao to
+    write: its folders made, unless a link the agent left there leads out of the home (AoError)."""
+    if not within(home, path):
+        raise AoError(f"{path} leads out of the session's home through a link; not writing it")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    return path
 
 
 STORE_LIMIT = 256 << 20  # bytes of an agent's SQLite store (and its write-ahead log) ao copies to read

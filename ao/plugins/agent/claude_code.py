@@ -39,12 +39,12 @@ from pathlib import Path
 from typing import Any, Callable
 
 from ao.activity import Screen, Signals, merge, newest, pattern, terminal_activity
-from ao.agentfiles import open_regular, read_regular
+from ao.agentfiles import open_regular, own_file, read_regular
 from ao.errors import AoError
 from ao.plugins.agent import Activity, BaseAgent, LaunchContext, Observation
 from ao.plugins.agent.command import (
-    iso_time, join, model_flags, own_file, permission_flags, prompt_argument, read_new_lines, same_text,
-    update_json, version_at_least,
+    iso_time, join, model_flags, permission_flags, prompt_argument, read_new_lines, same_text, update_json,
+    version_at_least,
 )
 
 PERMISSION_FLAGS = {

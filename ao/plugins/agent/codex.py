@@ -26,10 +26,10 @@ from pathlib import Path
 from typing import Any, Callable
 
 from ao.activity import Screen, Signals, merge, pattern, shows_input_box, terminal_activity
-from ao.agentfiles import open_regular, read_regular
+from ao.agentfiles import open_regular, own_file, read_regular
 from ao.plugins.agent import Activity, BaseAgent, LaunchContext, Observation
 from ao.plugins.agent.command import (
-    installed_version, iso_time, join, model_flags, own_file, permission_flags, prompt_argument,
+    installed_version, iso_time, join, model_flags, permission_flags, prompt_argument,
     read_new_lines, same_text, version_at_least,
 )
 

@@ -151,17 +151,6 @@ def iso_time(value: Any) -> float | None:
         return None
 
 
-def own_file(home: Path, path: Path) -> Path:
-    """``path``, a file in a session's own home (a container's, the agent's to change), ready for ao to
-    write: its folders made, unless a link the agent left there leads out of the home (AoError)."""
-    from ao.agentfiles import within
-
-    if not within(home, path):
-        raise AoError(f"{path} leads out of the session's home through a link; not writing it")
-    path.parent.mkdir(parents=True, exist_ok=True)
-    return path
-
-
 def update_json(path: Path, change: Callable[[dict[str, Any]], None]) -> None:
     """Read-modify-write a JSON object file that another program also writes (an agent's own state file):
     atomically, keeping its mode, and only if it did not change while we worked (else try again)."""

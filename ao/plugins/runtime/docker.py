@@ -52,7 +52,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 from ao import paths
-from ao.agentfiles import read_small, within
+from ao.agentfiles import own_file, read_small
 from ao.errors import AoError
 from ao.plugins.runtime import LaunchSpec, Probe
 from ao.plugins.runtime.tmux import TmuxRuntime, last_lines
@@ -221,9 +221,10 @@ def copy_new(source: Path, home: Path, target: str) -> None:
         return
     if not source.exists():
         raise AoError(f"homeFiles: {source} does not exist (it is copied into each new session's home)")
-    if not within(home, dest):
-        raise AoError(f"homeFiles: {dest} leads out of the session's home through a link; not copying {source}")
-    dest.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        own_file(home, dest)
+    except AoError as exc:
+        raise AoError(f"homeFiles ({source}): {exc}") from None
     tmp = dest.with_name(f".{dest.name}.ao-copy")
     if tmp.is_dir() and not tmp.is_symlink():  # left by a crash
         shutil.rmtree(tmp)
