@@ -262,8 +262,8 @@ SNAPSHOT_BYTES = 512 << 20  # bytes of an agent's git folder ao copies in all (i
 SNAPSHOT_FILES = 100_000    # files: refs, mostly
 REF_BYTES = 4096            # a loose ref is one line; anything larger is not one
 # harmless settings of the clone's own that change what status reports (a mode change, a line ending)
-CORE_KEYS = ("core.filemode", "core.symlinks", "core.ignorecase", "core.autocrlf", "core.eol",
-             "core.precomposeunicode", "core.protecthfs", "core.protectntfs")
+CORE_KEYS = ("filemode", "symlinks", "ignorecase", "autocrlf", "eol", "precomposeunicode", "protecthfs",
+             "protectntfs")
 
 
 @contextlib.contextmanager
@@ -284,21 +284,22 @@ def private_git_dir(workspace: Path | str) -> Iterator[dict[str, str]]:
     for part in ("refs", "objects", "info"):
         if os.path.islink(source / part):
             raise GitError(f"{source / part} is a link; not reading the workspace through it")
-    budget = {"bytes": SNAPSHOT_BYTES}
+    left = SNAPSHOT_BYTES
     try:
         with tempfile.TemporaryDirectory(prefix="ao-git-") as tmp:
             own = Path(tmp)
 
             def copy(name: str, limit: int) -> None:
+                nonlocal left
                 try:
                     f = open_regular(source / name)
                 except FileNotFoundError:
                     return
                 with f:
-                    data = f.read(min(limit, budget["bytes"]) + 1)
-                if len(data) > min(limit, budget["bytes"]):
+                    data = f.read(min(limit, left) + 1)
+                if len(data) > min(limit, left):
                     raise GitError(f"{source / name} is larger than ao copies to read the workspace")
-                budget["bytes"] -= len(data)
+                left -= len(data)
                 (own / name).parent.mkdir(parents=True, exist_ok=True)
                 (own / name).write_bytes(data)
 
@@ -325,13 +326,16 @@ def _private_config(source: Path, object_format: str) -> str:
     read from its config file as text by ``git config --file`` (no includes, nothing run)."""
     lines = ["[core]", "\trepositoryformatversion = 1" if object_format != "sha1" else "\trepositoryformatversion = 0",
              "\tbare = false"]
-    for key in CORE_KEYS:
-        try:
-            value = run(["config", "--file", str(source / "config"), "--get", key], source, untrusted=True)
-        except GitError:
-            continue
-        if value.isprintable() and '"' not in value and "\\" not in value:
-            lines.append(f"\t{key.split('.', 1)[1]} = {value}")
+    try:  # one read for all of them ("core.key\nvalue" entries; exit 1 when none is set)
+        found = run(["config", "--file", str(source / "config"), "-z", "--get-regexp",
+                     rf"^core\.({'|'.join(CORE_KEYS)})$"], source, untrusted=True)
+    except GitError:
+        found = ""
+    for entry in found.split("\0"):
+        key, given, value = entry.partition("\n")
+        if key and value.isprintable() and '"' not in value and "\\" not in value:
+            name = key.split(".", 1)[1]
+            lines.append(f"\t{name} = {value}" if given else f"\t{name}")  # a bare name is "true"
     if object_format != "sha1":
         lines += ["[extensions]", f"\tobjectFormat = {object_format}"]
     return "\n".join(lines) + "\n"

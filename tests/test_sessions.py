@@ -329,6 +329,10 @@ def test_unsaved_work_in_a_clone_counts_every_branch_the_stash_and_untracked_fil
     (ws / "linked.txt").write_text("changed\n")  # " M linked.txt": the project's symlinks do not count
     assert _unsaved_work(str(ws), SimpleNamespace(symlinks=["linked.txt"], path=origin)) == ""
     git("checkout", "-q", "--", "linked.txt", cwd=ws)
+    git("config", "core.filemode", "false", cwd=ws)  # the clone's own harmless settings still apply
+    (ws / "linked.txt").chmod(0o755)
+    assert _unsaved_work(str(ws), None) == ""
+    (ws / "linked.txt").chmod(0o644)
     git("checkout", "-q", "-b", "side", cwd=ws)
     git("commit", "-q", "--allow-empty", "-m", "on a side branch", cwd=ws)
     git("checkout", "-q", "-", cwd=ws)
