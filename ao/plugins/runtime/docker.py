@@ -11,11 +11,11 @@ and ``ao attach`` needs it anyway (``docker exec -it``).
 A container lives exactly as long as its agent. Its main process (under ``docker-init``) is a small shell
 watcher that waits for the tmux session to appear, then every :data:`WATCH_PERIOD` seconds checks that the
 agent's pane is alive and, when tmux saw output, writes the screen to ``<run_dir>/screen``, and tmux's
-last-output time and the pane's pid (as the container sees it) to ``<run_dir>/activity``. When the agent dies, the watcher prints the pane's last lines to
-the container's log and exits with the agent's status, so the container stops: one ``docker ps`` per engine
-tells every session's liveness, ``docker logs`` keeps the last output of a dead agent, and the poller reads
-last-output times and screens from those files (:meth:`DockerRuntime.capture_recent`) with no ``docker
-exec`` at all. What must be current (the look before a send, the send itself, ``ao logs``) still goes
+last-output time and the pane's pid (as the container sees it) to ``<run_dir>/activity``. When the agent
+dies, the watcher prints the pane's last lines to the container's log and exits with the agent's status, so
+the container stops: one ``docker ps`` per engine tells every session's liveness, ``docker logs`` keeps the
+last output of a dead agent, and the poller reads last-output times and screens from those files
+(:meth:`DockerRuntime.capture_recent`) with no ``docker exec`` at all. What must be current (the look before a send, the send itself, ``ao logs``) still goes
 through ``docker exec``.
 
 What the container sees (mounted at the same paths, so git inside finds a valid repository):

@@ -246,8 +246,8 @@ class TmuxRuntime:
                 time.sleep(KEY_GAP)
                 deadline = time.monotonic() + KEY_SETTLE
                 while self._visible(handle) == before and time.monotonic() < deadline:
-                    time.sleep(0.05)
-            before = self._visible(handle)
+                    time.sleep(self.poll)
+            before = self._visible(handle) if len(pressed) + 1 < len(keys) else None  # the last needs none
             r = self._run("send-keys", "-t", self._pane(handle), key)
             if r.returncode != 0:
                 done = f" (pressed {' '.join(pressed)} before)" if pressed else ""
