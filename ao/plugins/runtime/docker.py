@@ -15,8 +15,8 @@ last-output time and the pane's pid (as the container sees it) to ``<run_dir>/ac
 dies, the watcher prints the pane's last lines to the container's log and exits with the agent's status, so
 the container stops: one ``docker ps`` per engine tells every session's liveness, ``docker logs`` keeps the
 last output of a dead agent, and the poller reads last-output times and screens from those files
-(:meth:`DockerRuntime.capture_recent`) with no ``docker exec`` at all. What must be current (the look before a send, the send itself, ``ao logs``) still goes
-through ``docker exec``.
+(:meth:`DockerRuntime.capture_recent`) with no ``docker exec`` at all. What must be current (the look before
+a send, the send itself, ``ao logs``) still goes through ``docker exec``.
 
 What the container sees (mounted at the same paths, so git inside finds a valid repository):
 - the workspace, read-write; the session's run folder (launch script, prompt, receipts), read-write;
