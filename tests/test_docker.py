@@ -73,12 +73,23 @@ def containers_of(engine, config):
 
 # --------------------------------------------------------------------------------------- no engine needed
 
+def config_problems(tmp_path, text: str) -> tuple[Path, str]:
+    """Write ``text`` as the config file (its projects' path ``app`` is ``tmp_path/app``) and load it: the
+    file's path and the AoError it gives."""
+    from ao import config
+
+    (tmp_path / "app").mkdir(exist_ok=True)
+    path = tmp_path / "agent-orchestrator.yaml"
+    path.write_text(text)
+    with pytest.raises(AoError) as err:
+        config.load(path, env={})
+    return path, str(err.value)
+
+
 def test_the_configuration_is_checked_with_positions(tmp_path):
     from ao import config
 
-    (tmp_path / "app").mkdir()
-    path = tmp_path / "agent-orchestrator.yaml"
-    path.write_text("""\
+    path, text = config_problems(tmp_path, """\
 projects:
   app:
     path: app
@@ -89,31 +100,24 @@ projects:
       memory: 4gb
       hosts: ["unix:///a.sock", {url: "ssh://me@box", capacity: 0}, "ftp://x"]
 """)
-    with pytest.raises(AoError) as err:
-        config.load(path, env={})
-    text = str(err.value)
     assert f"{path}:7:7: unknown key 'netwrk' (did you mean 'network'?) (at projects.app.runtime.netwrk)" in text
     assert f"{path}:8:15: memory must be a size such as 512m or 4g (got '4gb')" in text
     assert "must be at least 1 (got 0) (at projects.app.runtime.hosts[1].capacity)" in text
     assert "a Docker endpoint looks like unix:///path/docker.sock" in text and "hosts[2]" in text
 
-    path.write_text("""\
+    _, text = config_problems(tmp_path, """\
 defaults:
   runtime: {plugin: docker, image: agent, hosts: ["unix:///a.sock", "tcp://box:2376"]}
 projects:
   app: {path: app, runtime: docker, sessionPrefix: app}
   bare: {path: app, runtime: {plugin: docker, host: "unix:///b.sock", hosts: ["unix:///c.sock"]}, sessionPrefix: b}
 """)
-    with pytest.raises(AoError) as err:
-        config.load(path, env={})
-    text = str(err.value)
     assert f"{path}:2:69: tcp://box:2376: a tcp:// engine needs TLS" in text
     assert "set host (one engine) or hosts (several), not both (at projects.bare.runtime.hosts)" in text
 
-    path.write_text("projects:\n  app: {path: app, runtime: docker}\n")
-    with pytest.raises(AoError, match=r":2:29: runtime docker needs an image") as err:
-        config.load(path, env={})
-    [guide] = re.findall(r"see (/\S+\.md)", str(err.value))  # a full path to a page that is really there
+    _, text = config_problems(tmp_path, "projects:\n  app: {path: app, runtime: docker}\n")
+    assert ":2:29: runtime docker needs an image" in text
+    [guide] = re.findall(r"see (/\S+\.md)", text)  # a full path to a page that is really there
     assert guide.endswith("sandbox.md") and os.path.isfile(guide)
 
     path.write_text("""\
@@ -129,6 +133,28 @@ projects:
     assert cfg.projects["fast"].runtime_settings == {
         "image": "agent", "memory": "8g", "cpus": 2, "mounts": ["~/.codex/auth.json:/home/agent/.codex/auth.json"]}
     assert (cfg.projects["host"].runtime, cfg.projects["host"].runtime_settings) == ("tmux", {})
+
+    _, text = config_problems(tmp_path, """\
+projects:
+  app:
+    path: app
+    runtime: {plugin: docker, image: agent, homeFiles: [relative/file]}
+""")
+    assert re.search(r"homeFiles entries are SOURCE or SOURCE:~/TARGET.*homeFiles\[0\]", text)
+    _, text = config_problems(tmp_path, """\
+projects:
+  app:
+    path: app
+    runtime: {plugin: docker, image: agent, homeFiles: ["~/.a:/etc/passwd", "~/.b:~/../x", "~/.c", /srv/x],
+              env: [API_KEY, "CODEX_HOME=/codex"]}
+""")
+    assert "'/srv/x' is not under ~: say where it goes in the session's home, SOURCE:~/TARGET" in text
+    assert "CODEX_HOME would move the agent's records out of the session's home, where ao reads them; leave it " \
+           "unset in a container (at projects.app.runtime.env[1])" in text
+    assert "target '/etc/passwd' must be inside the session's home (~/PATH) (at projects.app.runtime.homeFiles[0])" \
+        in text
+    assert "target '../x' must be inside the session's home" in text and "homeFiles[2]" not in text
+    assert "env[0]" not in text
 
 
 def test_mounts_hosts_and_run_arguments(tmp_path, monkeypatch):
@@ -166,8 +192,6 @@ def test_mounts_hosts_and_run_arguments(tmp_path, monkeypatch):
 
 
 def test_home_files_are_copied_into_each_new_session_home_once(tmp_path, monkeypatch):
-    from ao import config
-
     monkeypatch.setenv("HOME", str(tmp_path / "me"))
     settings = tmp_path / "me" / ".claude" / "settings.json"
     settings.parent.mkdir(parents=True)
@@ -219,7 +243,8 @@ def test_home_files_are_copied_into_each_new_session_home_once(tmp_path, monkeyp
     (tmp_path / "run5" / "home").symlink_to(tmp_path / "me")  # the agent swapped its whole home for a link
     with pytest.raises(AoError, match="the session's home, is not a folder"):
         runtime.prepare_home(rt, tmp_path / "run5")
-    assert sorted(p.name for p in (tmp_path / "me").iterdir()) == [".claude", ".codex.toml", ".gitconfig", ".gitconfig.local"]
+    assert sorted(p.name for p in (tmp_path / "me").iterdir()) == [".claude", ".codex.toml", ".gitconfig",
+                                                                   ".gitconfig.local"]
 
     stamp = tmp_path / "activity"  # the watcher's "TIME PID"; the agent can write it too
     for text, expected in (("1712 42\n", (1712.0, 42)), ("1712\n", (1712.0, None)), ("1712 \u00b2\n", (1712.0, None)),
@@ -228,33 +253,6 @@ def test_home_files_are_copied_into_each_new_session_home_once(tmp_path, monkeyp
         at, pid = docker_rt._stamp(str(stamp))
         assert (at if expected[0] else None, pid) == expected, text
 
-    (tmp_path / "app").mkdir()
-    path = tmp_path / "agent-orchestrator.yaml"
-    path.write_text("""\
-projects:
-  app:
-    path: app
-    runtime: {plugin: docker, image: agent, homeFiles: [relative/file]}
-""")
-    with pytest.raises(AoError, match=r"homeFiles entries are SOURCE or SOURCE:~/TARGET.*homeFiles\[0\]"):
-        config.load(path, env={})
-    path.write_text("""\
-projects:
-  app:
-    path: app
-    runtime: {plugin: docker, image: agent, homeFiles: ["~/.a:/etc/passwd", "~/.b:~/../x", "~/.c", /srv/x],
-              env: [API_KEY, "CODEX_HOME=/codex"]}
-""")
-    with pytest.raises(AoError) as err:
-        config.load(path, env={})
-    text = str(err.value)
-    assert "'/srv/x' is not under ~: say where it goes in the session's home, SOURCE:~/TARGET" in text
-    assert "CODEX_HOME would move the agent's records out of the session's home, where ao reads them; leave it " \
-           "unset in a container (at projects.app.runtime.env[1])" in text
-    assert "target '/etc/passwd' must be inside the session's home (~/PATH) (at projects.app.runtime.homeFiles[0])" \
-        in text
-    assert "target '../x' must be inside the session's home" in text and "homeFiles[2]" not in text
-    assert "env[0]" not in text
 
 
 def test_docker_missing_is_a_clear_error_and_nothing_is_created(aoenv):
