@@ -15,6 +15,7 @@ import subprocess
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any, Callable
 
 from sessionkit import ROOT, wait_for
 from tools import TOOLS, require
@@ -31,6 +32,22 @@ def require_docker() -> None:
     require(ROOTFS, f"the test image's root filesystem ({ROOTFS})", INSTALL)
     if os.geteuid() != 0:
         require(None, "root (dockerd needs it)", "run the docker tests as root")
+
+
+def start_daemon(owner: Any, argv: list[str], log: Path, ready: Callable[[], bool], what: str,
+                 timeout: float) -> None:
+    """Start ``argv`` in a session of its own, its output appended to ``log``, as ``owner.proc``, and wait until
+    ``ready()``. When it exits first, or never gets ready: ``owner.stop()``, and fail with the log's end."""
+    with open(log, "ab") as out:
+        owner.proc = subprocess.Popen(argv, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                                      start_new_session=True)
+    try:
+        wait_for(lambda: owner.proc.poll() is not None or ready(), timeout=timeout, what=what)
+        if owner.proc.poll() is not None:
+            raise AssertionError(f"{argv[0]} exited: {log.read_text()[-2000:]}")
+    except BaseException:
+        owner.stop()
+        raise
 
 
 def require_sshd() -> None:
@@ -89,17 +106,8 @@ class Dockerd:
             tls = make_certs(self.root / "tls")
             argv += ["--host", self.tls_url, "--tlsverify", "--tlscacert", str(tls / "ca.pem"),
                      "--tlscert", str(tls / "server-cert.pem"), "--tlskey", str(tls / "server-key.pem")]
-        with open(self.log, "ab") as log:
-            self.proc = subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                                         start_new_session=True)
-        try:
-            wait_for(lambda: self.proc.poll() is not None or self.docker("version", check=False).returncode == 0,
-                     timeout=60, what="dockerd to answer")
-            if self.proc.poll() is not None:
-                raise AssertionError(f"dockerd exited: {self.log.read_text()[-2000:]}")
-        except BaseException:
-            self.stop()
-            raise
+        start_daemon(self, argv, self.log, lambda: self.docker("version", check=False).returncode == 0,
+                     "dockerd to answer", timeout=60)
         return self
 
     def load_image(self) -> None:
@@ -174,16 +182,8 @@ class Sshd:
         (self.root / "known_hosts").write_text(f"[127.0.0.1]:{self.port} {host_key[0]} {host_key[1]}\n")
         self.use_key("id")
         Path("/run/sshd").mkdir(mode=0o755, exist_ok=True)  # sshd's privilege separation folder
-        self.proc = subprocess.Popen(["/usr/sbin/sshd", "-D", "-e", "-f", str(self.root / "sshd_config")],
-                                     stdout=subprocess.DEVNULL, stderr=open(self.root / "sshd.log", "ab"),
-                                     stdin=subprocess.DEVNULL, start_new_session=True)
-        try:
-            wait_for(lambda: self.proc.poll() is not None or _answers(self.port), timeout=30, what="sshd to listen")
-            if self.proc.poll() is not None:
-                raise AssertionError(f"sshd exited: {(self.root / 'sshd.log').read_text()[-2000:]}")
-        except BaseException:
-            self.stop()
-            raise
+        start_daemon(self, ["/usr/sbin/sshd", "-D", "-e", "-f", str(self.root / "sshd_config")],
+                     self.root / "sshd.log", lambda: _answers(self.port), "sshd to listen", timeout=30)
         return self
 
     def use_key(self, key: str) -> None:
